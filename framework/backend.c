@@ -1,0 +1,61 @@
+/* Backend selection and the small wrappers every algorithm uses. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+
+eopt_status eopt_backend_open(const char *device, int threads, eopt_backend **out)
+{
+    *out = NULL;
+    if (!device || !*device)
+        device = getenv("EOPT_DEVICE");
+    if (!device || !*device)
+        device = "cpu";
+    if (strcmp(device, "cpu") == 0)
+        return eopt_backend_cpu_create(threads, out);
+    if (strcmp(device, "cuda") == 0)
+        return eopt_backend_cuda_create(out);
+    return eopt_fail(EOPT_ERR_DEVICE, "unknown device '%s' (expected 'cpu' or 'cuda')", device);
+}
+
+void eopt_backend_close(eopt_backend *be)
+{
+    if (be)
+        be->destroy(be);
+}
+
+void eopt_backend_describe(const eopt_backend *be, char *buf, size_t size)
+{
+    if (be->device == EOPT_DEV_CPU)
+        snprintf(buf, size, "cpu: OpenBLAS + LAPACKE, %d threads", be->threads);
+    else
+        snprintf(buf, size, "%s", be->name);
+}
+
+void eopt_scale(eopt_backend *be, int64_t n, float alpha, const float *a, float *y)
+{
+    eopt_ew e = {.n = n, .y = y, .a = a, .s = {alpha}};
+    be->ew(be, EOPT_EW_scale, &e);
+}
+
+void eopt_axpby(eopt_backend *be, int64_t n, float alpha, const float *a, float beta, const float *b, float *y)
+{
+    eopt_ew e = {.n = n, .y = y, .a = a, .b = b, .s = {alpha, beta}};
+    be->ew(be, EOPT_EW_axpby, &e);
+}
+
+void eopt_fill(eopt_backend *be, int64_t n, float value, float *y)
+{
+    eopt_ew e = {.n = n, .y = y, .s = {value}};
+    be->ew(be, EOPT_EW_fill, &e);
+}
+
+void eopt_copy_f32(eopt_backend *be, int64_t n, const float *a, float *y) { be->copy(be, y, a, (size_t)n * sizeof(float)); }
+
+float eopt_read_scalar(eopt_backend *be, const float *p)
+{
+    float v;
+    be->download(be, &v, p, sizeof v);
+    return v;
+}

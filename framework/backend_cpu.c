@@ -1,0 +1,263 @@
+/* The CPU backend: OpenBLAS for products, LAPACKE for eigen and QR, OpenMP for loops. The
+ * reference every other backend is tested against. */
+#include <cblas.h>
+#include <lapacke.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "rng.h"
+
+/* Loops shorter than this run on one thread: spawning costs more than it saves. */
+#define PAR_MIN 32768
+
+static void *cpu_alloc(eopt_backend *be, size_t bytes)
+{
+    (void)be;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 1))
+        return NULL;
+    memset(p, 0, bytes);
+    return p;
+}
+
+static void cpu_free(eopt_backend *be, void *p) { (void)be, free(p); }
+static void cpu_memcpy(eopt_backend *be, void *dst, const void *src, size_t n)
+{
+    (void)be;
+    if (n && dst != src)
+        memmove(dst, src, n);
+}
+static void cpu_sync(eopt_backend *be) { (void)be; }
+static void cpu_destroy(eopt_backend *be) { free(be); }
+
+static void cpu_gemm(eopt_backend *be, eopt_prec prec, int ta, int tb, int m, int n, int k, float alpha,
+                     const void *A, int lda, int64_t sa, const void *B, int ldb, int64_t sb, float beta, void *C,
+                     int ldc, int64_t sc, int batch)
+{
+    (void)be, (void)prec; /* the CPU always computes in float32 */
+    for (int b = 0; b < batch; b++)
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha,
+                    (const float *)A + b * sa, lda, (const float *)B + b * sb, ldb, beta, (float *)C + b * sc, ldc);
+}
+
+static void cpu_syrk(eopt_backend *be, eopt_prec prec, int trans, int n, int k, float alpha, const float *A, int lda,
+                     float beta, float *C, int ldc)
+{
+    (void)be, (void)prec;
+    cblas_ssyrk(CblasRowMajor, CblasLower, trans ? CblasTrans : CblasNoTrans, n, k, alpha, A, lda, beta, C, ldc);
+    for (int i = 0; i < n; i++) /* mirror the lower triangle: callers get a full matrix */
+        for (int j = i + 1; j < n; j++)
+            C[(size_t)i * ldc + j] = C[(size_t)j * ldc + i];
+}
+
+static eopt_status cpu_syevd(eopt_backend *be, int n, float *A, float *w)
+{
+    (void)be;
+    if (n == 0)
+        return EOPT_OK;
+    /* Row-major lower = column-major upper of the same symmetric matrix; the vectors come back
+     * as columns of the row-major result. */
+    lapack_int info = LAPACKE_ssyevd(LAPACK_ROW_MAJOR, 'V', 'L', n, A, n, w);
+    if (info != 0)
+        return eopt_fail(EOPT_ERR_NUMERIC, "ssyevd failed on a %dx%d matrix (info %d)", n, n, (int)info);
+    return EOPT_OK;
+}
+
+static eopt_status cpu_qr(eopt_backend *be, int m, int n, float *A)
+{
+    (void)be;
+    if (m < n)
+        return eopt_fail(EOPT_ERR_SHAPE, "qr needs rows >= cols, got %dx%d", m, n);
+    if (n == 0)
+        return EOPT_OK;
+    float *tau = malloc((size_t)n * sizeof *tau);
+    if (!tau)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory in qr");
+    lapack_int info = LAPACKE_sgeqrf(LAPACK_ROW_MAJOR, m, n, A, n, tau);
+    if (info == 0)
+        info = LAPACKE_sorgqr(LAPACK_ROW_MAJOR, m, n, n, A, n, tau);
+    free(tau);
+    if (info != 0)
+        return eopt_fail(EOPT_ERR_NUMERIC, "sgeqrf/sorgqr failed on a %dx%d matrix (info %d)", m, n, (int)info);
+    return EOPT_OK;
+}
+
+static void cpu_ew(eopt_backend *be, eopt_ew_op op, const eopt_ew *e)
+{
+    const int64_t n = e->n;
+    (void)be;
+    switch (op) {
+#define CPU_EW_CASE(name)                                                                                             \
+    case EOPT_EW_##name:                                                                                              \
+        _Pragma("omp parallel for schedule(static) if (n >= PAR_MIN)") for (int64_t i = 0; i < n; i++)                \
+            eopt_ew_##name(e, i);                                                                                     \
+        break;
+        EOPT_EW_ALL(CPU_EW_CASE)
+#undef CPU_EW_CASE
+    case EOPT_EW_COUNT: break;
+    }
+}
+
+static double red_map(eopt_reduce_op op, float a, float b)
+{
+    switch (op) {
+    case EOPT_RED_SUM: return a;
+    case EOPT_RED_SUMSQ:
+    case EOPT_RED_NORM: return (double)a * a;
+    case EOPT_RED_ABSSUM:
+    case EOPT_RED_MAXABS: return a < 0 ? -(double)a : (double)a;
+    case EOPT_RED_DOT: return (double)a * b;
+    }
+    return 0;
+}
+
+static double red_combine(eopt_reduce_op op, double acc, double x)
+{
+    return op == EOPT_RED_MAXABS ? (x > acc || x != x ? x : acc) : acc + x;
+}
+
+static float red_finish(eopt_reduce_op op, double acc, float alpha)
+{
+    return (float)(op == EOPT_RED_NORM ? alpha * sqrt(acc) : alpha * acc);
+}
+
+/* Reduces the strided vector a[0], a[step], ... (n values). */
+static double red_line(eopt_reduce_op op, const float *a, const float *b, int64_t n, int64_t step)
+{
+    double acc = 0;
+    for (int64_t j = 0; j < n; j++)
+        acc = red_combine(op, acc, red_map(op, a[j * step], b ? b[j * step] : 0.0f));
+    return acc;
+}
+
+static void cpu_reduce(eopt_backend *be, eopt_reduce_op op, eopt_axis axis, int rows, int cols, const float *a,
+                       const float *b, int ld, float alpha, float *out)
+{
+    (void)be;
+    const int64_t work = (int64_t)rows * cols;
+    if (axis == EOPT_AXIS_ROWS) {
+#pragma omp parallel for schedule(static) if (work >= PAR_MIN)
+        for (int i = 0; i < rows; i++)
+            out[i] = red_finish(op, red_line(op, a + (size_t)i * ld, b ? b + (size_t)i * ld : NULL, cols, 1), alpha);
+    } else if (axis == EOPT_AXIS_COLS) {
+#pragma omp parallel for schedule(static) if (work >= PAR_MIN)
+        for (int j = 0; j < cols; j++)
+            out[j] = red_finish(op, red_line(op, a + j, b ? b + j : NULL, rows, ld), alpha);
+    } else {
+        double acc = 0;
+        for (int i = 0; i < rows; i++)
+            acc = red_combine(op, acc, red_line(op, a + (size_t)i * ld, b ? b + (size_t)i * ld : NULL, cols, 1));
+        out[0] = red_finish(op, acc, alpha);
+    }
+}
+
+static void cpu_index(eopt_backend *be, eopt_index_mode mode, eopt_axis axis, int rows, int cols,
+                      const int32_t *idx, int k, float *full, float *part, float alpha)
+{
+    (void)be;
+    /* element (j, t) of the selection: row idx[j] col t (rows), or row t col idx[j] (cols) */
+    const int len = axis == EOPT_AXIS_ROWS ? cols : rows;
+    for (int j = 0; j < k; j++)
+        for (int t = 0; t < len; t++) {
+            float *f = axis == EOPT_AXIS_ROWS ? &full[(size_t)idx[j] * cols + t] : &full[(size_t)t * cols + idx[j]];
+            float *p = axis == EOPT_AXIS_ROWS ? &part[(size_t)j * cols + t] : &part[(size_t)t * k + j];
+            if (mode == EOPT_INDEX_GATHER)
+                *p = *f;
+            else if (mode == EOPT_INDEX_SCATTER)
+                *f = *p;
+            else
+                *f += alpha * *p;
+        }
+}
+
+static const float *sort_keys;
+static int desc_stable(const void *x, const void *y)
+{
+    int32_t i = *(const int32_t *)x, j = *(const int32_t *)y;
+    float a = sort_keys[i], b = sort_keys[j];
+    int a_nan = a != a, b_nan = b != b; /* NaN ranks highest, as torch.topk does */
+    if (a_nan != b_nan)
+        return b_nan - a_nan;
+    if (!a_nan && a != b)
+        return a > b ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+static void cpu_argsort_desc(eopt_backend *be, int n, const float *v, int32_t *idx)
+{
+    (void)be;
+    for (int i = 0; i < n; i++)
+        idx[i] = i;
+    sort_keys = v; /* the index tie-break makes qsort's instability irrelevant */
+    qsort(idx, (size_t)n, sizeof *idx, desc_stable);
+}
+
+static void cpu_random(eopt_backend *be, eopt_rand_kind kind, uint64_t seed, uint64_t offset, int64_t n, float *out)
+{
+    (void)be;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int64_t j = 0; j < n; j++)
+        out[j] = kind == EOPT_RAND_NORMAL ? eopt_rand_normal(seed, offset + (uint64_t)j)
+                                          : eopt_rand_uniform(seed, offset + (uint64_t)j);
+}
+
+static void cpu_to_bf16(eopt_backend *be, int64_t n, const float *src, uint16_t *dst)
+{
+    (void)be;
+    for (int64_t j = 0; j < n; j++) {
+        uint32_t u;
+        memcpy(&u, &src[j], 4);
+        if ((u & 0x7fffffffu) > 0x7f800000u)
+            dst[j] = (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+        else
+            dst[j] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16); /* round to nearest even */
+    }
+}
+
+static void cpu_from_bf16(eopt_backend *be, int64_t n, const uint16_t *src, float *dst)
+{
+    (void)be;
+    for (int64_t j = 0; j < n; j++) {
+        uint32_t u = (uint32_t)src[j] << 16;
+        memcpy(&dst[j], &u, 4);
+    }
+}
+
+eopt_status eopt_backend_cpu_create(int threads, eopt_backend **out)
+{
+    eopt_backend *be = calloc(1, sizeof *be);
+    if (!be)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    if (threads <= 0)
+        threads = omp_get_num_procs();
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
+    *be = (eopt_backend){
+        .name = "cpu",
+        .device = EOPT_DEV_CPU,
+        .threads = threads,
+        .alloc = cpu_alloc,
+        .free = cpu_free,
+        .upload = cpu_memcpy,
+        .download = cpu_memcpy,
+        .copy = cpu_memcpy,
+        .sync = cpu_sync,
+        .destroy = cpu_destroy,
+        .gemm = cpu_gemm,
+        .syrk = cpu_syrk,
+        .syevd = cpu_syevd,
+        .qr = cpu_qr,
+        .ew = cpu_ew,
+        .reduce = cpu_reduce,
+        .index = cpu_index,
+        .argsort_desc = cpu_argsort_desc,
+        .random = cpu_random,
+        .to_bf16 = cpu_to_bf16,
+        .from_bf16 = cpu_from_bf16,
+    };
+    *out = be;
+    return EOPT_OK;
+}

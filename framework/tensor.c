@@ -1,0 +1,219 @@
+#include "tensor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+size_t eopt_dtype_size(eopt_dtype dt)
+{
+    static const size_t sizes[] = {4, 2, 4, 8};
+    return sizes[dt];
+}
+
+const char *eopt_dtype_name(eopt_dtype dt)
+{
+    static const char *names[] = {"float32", "bfloat16", "int32", "int64"};
+    return names[dt];
+}
+
+static int64_t shape_numel(int ndim, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int k = 0; k < ndim; k++)
+        n *= shape[k];
+    return n;
+}
+
+eopt_tensor eopt_tensor_view(void *data, eopt_backend *be, eopt_dtype dt, int ndim, const int64_t *shape)
+{
+    eopt_tensor t = {.data = data, .dtype = dt, .ndim = ndim, .be = be, .owned = 0};
+    for (int k = 0; k < ndim; k++)
+        t.shape[k] = shape[k];
+    t.numel = shape_numel(ndim, shape);
+    return t;
+}
+
+eopt_status eopt_tensor_alloc(eopt_tensor *t, eopt_backend *be, eopt_dtype dt, int ndim, const int64_t *shape)
+{
+    if (ndim < 0 || ndim > EOPT_MAX_DIMS)
+        return eopt_fail(EOPT_ERR_SHAPE, "a tensor has at most %d dimensions, got %d", EOPT_MAX_DIMS, ndim);
+    for (int k = 0; k < ndim; k++)
+        if (shape[k] < 0)
+            return eopt_fail(EOPT_ERR_SHAPE, "negative dimension %lld", (long long)shape[k]);
+    *t = eopt_tensor_view(NULL, be, dt, ndim, shape);
+    size_t bytes = eopt_tensor_bytes(t);
+    size_t ask = bytes ? bytes : 1;
+    t->data = be ? be->alloc(be, ask) : calloc(1, ask);
+    if (!t->data)
+        return eopt_fail(EOPT_ERR_NOMEM, "cannot allocate %zu bytes on %s", bytes, be ? be->name : "host");
+    t->owned = 1;
+    return EOPT_OK;
+}
+
+eopt_status eopt_tensor_alloc_like(eopt_tensor *t, const eopt_tensor *like)
+{
+    return eopt_tensor_alloc(t, like->be, like->dtype, like->ndim, like->shape);
+}
+
+void eopt_tensor_free(eopt_tensor *t)
+{
+    if (t->owned && t->data) {
+        if (t->be)
+            t->be->free(t->be, t->data);
+        else
+            free(t->data);
+    }
+    memset(t, 0, sizeof *t);
+}
+
+size_t eopt_tensor_bytes(const eopt_tensor *t) { return (size_t)t->numel * eopt_dtype_size(t->dtype); }
+
+int eopt_tensor_same_shape(const eopt_tensor *a, const eopt_tensor *b)
+{
+    if (a->ndim != b->ndim)
+        return 0;
+    for (int k = 0; k < a->ndim; k++)
+        if (a->shape[k] != b->shape[k])
+            return 0;
+    return 1;
+}
+
+const char *eopt_shape_str(int ndim, const int64_t *shape, char *buf, size_t size)
+{
+    size_t off = (size_t)snprintf(buf, size, "[");
+    for (int k = 0; k < ndim && off < size; k++)
+        off += (size_t)snprintf(buf + off, size - off, k ? ", %lld" : "%lld", (long long)shape[k]);
+    if (off < size)
+        snprintf(buf + off, size - off, "]");
+    return buf;
+}
+
+int64_t eopt_tensor_rows(const eopt_tensor *t) { return t->ndim >= 2 ? t->shape[0] : 1; }
+int64_t eopt_tensor_cols(const eopt_tensor *t) { return t->ndim >= 2 ? t->numel / t->shape[0] : t->numel; }
+
+/* Moves bytes between placements: host<->host memcpy, host<->device through the backend. */
+static void move_bytes(eopt_backend *dst_be, void *dst, eopt_backend *src_be, const void *src, size_t bytes)
+{
+    if (!bytes)
+        return;
+    if (dst_be && src_be) {
+        if (dst_be == src_be) {
+            dst_be->copy(dst_be, dst, src, bytes);
+        } else { /* two backends: stage through the host */
+            void *tmp = malloc(bytes);
+            src_be->download(src_be, tmp, src, bytes);
+            dst_be->upload(dst_be, dst, tmp, bytes);
+            free(tmp);
+        }
+    } else if (dst_be) {
+        dst_be->upload(dst_be, dst, src, bytes);
+    } else if (src_be) {
+        src_be->download(src_be, dst, src, bytes);
+    } else {
+        memcpy(dst, src, bytes);
+    }
+}
+
+eopt_status eopt_tensor_copy(eopt_tensor *dst, const eopt_tensor *src)
+{
+    if (eopt_tensor_bytes(dst) != eopt_tensor_bytes(src)) {
+        char a[64], b[64];
+        return eopt_fail(EOPT_ERR_SHAPE, "copy between tensors of different sizes: %s %s and %s %s",
+                         eopt_shape_str(dst->ndim, dst->shape, a, sizeof a), eopt_dtype_name(dst->dtype),
+                         eopt_shape_str(src->ndim, src->shape, b, sizeof b), eopt_dtype_name(src->dtype));
+    }
+    move_bytes(dst->be, dst->data, src->be, src->data, eopt_tensor_bytes(src));
+    return EOPT_OK;
+}
+
+eopt_status eopt_tensor_from_host(eopt_tensor *dst, const void *host, size_t bytes)
+{
+    if (bytes != eopt_tensor_bytes(dst))
+        return eopt_fail(EOPT_ERR_SHAPE, "upload of %zu bytes into a tensor of %zu bytes", bytes, eopt_tensor_bytes(dst));
+    move_bytes(dst->be, dst->data, NULL, host, bytes);
+    return EOPT_OK;
+}
+
+eopt_status eopt_tensor_to_host(const eopt_tensor *src, void *host, size_t bytes)
+{
+    if (bytes != eopt_tensor_bytes(src))
+        return eopt_fail(EOPT_ERR_SHAPE, "download of a tensor of %zu bytes into %zu bytes", eopt_tensor_bytes(src), bytes);
+    move_bytes(NULL, host, src->be, src->data, bytes);
+    return EOPT_OK;
+}
+
+/* ---- workspace ---- */
+
+#define WS_ALIGN 256
+
+void eopt_ws_init(eopt_workspace *ws, eopt_backend *be)
+{
+    memset(ws, 0, sizeof *ws);
+    ws->be = be;
+}
+
+static void *ws_raw_alloc(eopt_workspace *ws, size_t bytes)
+{
+    return ws->be ? ws->be->alloc(ws->be, bytes) : calloc(1, bytes);
+}
+
+static void ws_raw_free(eopt_workspace *ws, void *p)
+{
+    if (ws->be)
+        ws->be->free(ws->be, p);
+    else
+        free(p);
+}
+
+eopt_status eopt_ws_reset(eopt_workspace *ws)
+{
+    size_t need = ws->used + ws->extra_used;
+    if (need > ws->peak)
+        ws->peak = need;
+    if (ws->nextra) { /* grow to the high-water mark in one block */
+        for (int k = 0; k < ws->nextra; k++)
+            ws_raw_free(ws, ws->extra[k]);
+        ws->nextra = 0;
+        if (ws->base)
+            ws_raw_free(ws, ws->base);
+        ws->base = ws_raw_alloc(ws, ws->peak);
+        ws->cap = ws->base ? ws->peak : 0;
+        if (!ws->base)
+            return eopt_fail(EOPT_ERR_NOMEM, "cannot allocate a workspace of %zu bytes", ws->peak);
+    }
+    ws->used = 0;
+    ws->extra_used = 0;
+    return EOPT_OK;
+}
+
+void *eopt_ws_bytes(eopt_workspace *ws, size_t bytes)
+{
+    size_t size = (bytes + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN;
+    if (size == 0)
+        size = WS_ALIGN;
+    if (ws->base && ws->used + size <= ws->cap) {
+        void *p = ws->base + ws->used;
+        ws->used += size;
+        return p;
+    }
+    if (ws->nextra == (int)(sizeof ws->extra / sizeof ws->extra[0]))
+        return NULL;
+    void *p = ws_raw_alloc(ws, size);
+    if (!p)
+        return NULL;
+    ws->extra[ws->nextra++] = p;
+    ws->extra_used += size;
+    return p;
+}
+
+float *eopt_ws_floats(eopt_workspace *ws, int64_t n) { return eopt_ws_bytes(ws, (size_t)n * sizeof(float)); }
+int32_t *eopt_ws_ints(eopt_workspace *ws, int64_t n) { return eopt_ws_bytes(ws, (size_t)n * sizeof(int32_t)); }
+
+void eopt_ws_free(eopt_workspace *ws)
+{
+    for (int k = 0; k < ws->nextra; k++)
+        ws_raw_free(ws, ws->extra[k]);
+    if (ws->base)
+        ws_raw_free(ws, ws->base);
+    eopt_ws_init(ws, ws->be);
+}

@@ -1,0 +1,71 @@
+/* Tensors: a typed, shaped block of memory on a backend (be != NULL) or on the host
+ * (be == NULL: host scalars such as step counters, and staging buffers). */
+#ifndef EOPT_TENSOR_H
+#define EOPT_TENSOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+
+typedef enum { EOPT_F32 = 0, EOPT_BF16, EOPT_I32, EOPT_I64 } eopt_dtype;
+
+#define EOPT_MAX_DIMS 4
+
+typedef struct {
+    void *data;
+    eopt_dtype dtype;
+    int ndim; /* 0 = scalar */
+    int64_t shape[EOPT_MAX_DIMS];
+    int64_t numel;
+    eopt_backend *be; /* NULL: host memory */
+    int owned;        /* freed by eopt_tensor_free */
+} eopt_tensor;
+
+size_t eopt_dtype_size(eopt_dtype dt);
+const char *eopt_dtype_name(eopt_dtype dt);
+
+/* Allocates a zero-filled tensor on `be` (NULL: host). */
+eopt_status eopt_tensor_alloc(eopt_tensor *t, eopt_backend *be, eopt_dtype dt, int ndim, const int64_t *shape);
+eopt_status eopt_tensor_alloc_like(eopt_tensor *t, const eopt_tensor *like);
+void eopt_tensor_free(eopt_tensor *t);
+/* A non-owning view of existing memory. */
+eopt_tensor eopt_tensor_view(void *data, eopt_backend *be, eopt_dtype dt, int ndim, const int64_t *shape);
+size_t eopt_tensor_bytes(const eopt_tensor *t);
+int eopt_tensor_same_shape(const eopt_tensor *a, const eopt_tensor *b);
+/* "[48, 16]" */
+const char *eopt_shape_str(int ndim, const int64_t *shape, char *buf, size_t size);
+
+/* Matrix view of a parameter: rows = shape[0], cols = product of the rest (1-D: 1 x n,
+ * 0-D: 1 x 1). The matrix optimizers see (size_out, size_in) = (rows, cols). */
+int64_t eopt_tensor_rows(const eopt_tensor *t);
+int64_t eopt_tensor_cols(const eopt_tensor *t);
+static inline float *eopt_f32(const eopt_tensor *t) { return (float *)t->data; }
+
+/* Copies between any two placements (host or backend) of tensors of equal size. */
+eopt_status eopt_tensor_copy(eopt_tensor *dst, const eopt_tensor *src);
+eopt_status eopt_tensor_from_host(eopt_tensor *dst, const void *host, size_t bytes);
+eopt_status eopt_tensor_to_host(const eopt_tensor *src, void *host, size_t bytes);
+
+/* Workspace: a per-owner arena for the temporaries of a step. Between reset() calls,
+ * get() hands out aligned blocks; when the arena is too small it allocates an overflow block
+ * and, at the next reset, replaces everything by one block of the high-water size. So a step
+ * allocates nothing after its first call. */
+typedef struct {
+    eopt_backend *be;
+    char *base;
+    size_t cap, used, peak;
+    int nextra;
+    void *extra[64];
+    size_t extra_used;
+} eopt_workspace;
+
+void eopt_ws_init(eopt_workspace *ws, eopt_backend *be);
+eopt_status eopt_ws_reset(eopt_workspace *ws);
+/* A zero-initialised-on-first-allocation block of n floats (contents are NOT cleared on reuse). */
+float *eopt_ws_floats(eopt_workspace *ws, int64_t n);
+int32_t *eopt_ws_ints(eopt_workspace *ws, int64_t n);
+void *eopt_ws_bytes(eopt_workspace *ws, size_t bytes);
+void eopt_ws_free(eopt_workspace *ws);
+
+#endif

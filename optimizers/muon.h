@@ -1,0 +1,10 @@
+/* The muon optimizer family. */
+#ifndef EOPT_OPT_MUON_H
+#define EOPT_OPT_MUON_H
+
+#include "optimizer.h"
+
+/* Registry entries, e.g. "&eopt_class_x, &eopt_class_y," (see classes.h). */
+#define EOPT_CLASSES_MUON
+
+#endif

@@ -1,0 +1,174 @@
+#include "optimizer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "classes.h"
+
+static const eopt_optimizer_class *const all_classes[] = {EOPT_OPTIMIZER_CLASSES NULL};
+
+const eopt_optimizer_class *const *eopt_optimizer_classes(void) { return all_classes; }
+
+const eopt_optimizer_class *eopt_optimizer_find(const char *id)
+{
+    for (int k = 0; all_classes[k]; k++)
+        if (strcmp(all_classes[k]->id, id) == 0)
+            return all_classes[k];
+    return NULL;
+}
+
+const eopt_optimizer_class *eopt_optimizer_find_checkpoint(const char *name, const char *source)
+{
+    const eopt_optimizer_class *first = NULL;
+    for (int k = 0; all_classes[k]; k++) {
+        const eopt_optimizer_class *c = all_classes[k];
+        if (strcmp(c->name, name) != 0)
+            continue;
+        if (source && c->source_match && strstr(source, c->source_match))
+            return c;
+        if (!first && !c->source_match)
+            first = c;
+    }
+    return first;
+}
+
+void eopt_state_clear(eopt_state *s)
+{
+    for (int k = 0; k < s->n; k++)
+        eopt_tensor_free(&s->t[k]);
+    s->n = 0;
+}
+
+void eopt_optimizer_free(eopt_optimizer *opt)
+{
+    if (!opt)
+        return;
+    if (opt->cls && opt->cls->teardown)
+        opt->cls->teardown(opt);
+    for (int i = 0; i < opt->nparams; i++)
+        eopt_state_clear(&opt->state[i]);
+    for (int g = 0; g < opt->ngroups; g++)
+        free(opt->groups[g].index);
+    free(opt->groups);
+    free(opt->params);
+    free(opt->state);
+    eopt_ws_free(&opt->ws);
+    free(opt);
+}
+
+static eopt_status check_args(const eopt_optimizer_class *cls, const eopt_dict *given, eopt_dict *args)
+{
+    eopt_dict group_defaults = {0};
+    *args = (eopt_dict){0};
+    cls->defaults(args, &group_defaults);
+    for (int k = 0; given && k < given->n; k++) {
+        const eopt_item *it = &given->items[k];
+        if (!eopt_dict_get(args, it->key))
+            return eopt_fail(EOPT_ERR_ARG, "%s: unknown constructor argument '%s'", cls->name, it->key);
+        EOPT_TRY(eopt_dict_set(args, it->key, it->v));
+    }
+    return EOPT_OK;
+}
+
+eopt_status eopt_optimizer_create(const char *class_name, eopt_backend *be, const eopt_dict *args, int ngroups,
+                                  const eopt_dict *group_hp, const int *group_size, const eopt_param *params,
+                                  int nparams, eopt_optimizer **out)
+{
+    *out = NULL;
+    const eopt_optimizer_class *cls = eopt_optimizer_find(class_name);
+    if (!cls)
+        return eopt_fail(EOPT_ERR_ARG, "unknown optimizer class '%s'", class_name);
+    /* class_name is an id ("dion.Muon"); see eopt_optimizer_find_checkpoint for files. */
+    if (nparams == 0)
+        return eopt_fail(EOPT_ERR_ARG, "%s: optimizer got an empty parameter list", cls->name);
+    int total = 0;
+    for (int g = 0; g < ngroups; g++)
+        total += group_size[g];
+    if (total != nparams)
+        return eopt_fail(EOPT_ERR_ARG, "%s: param groups hold %d parameters, %d given", cls->name, total, nparams);
+    for (int i = 0; i < nparams; i++)
+        for (int j = 0; j < i; j++)
+            if (params[i].w == params[j].w || strcmp(params[i].name, params[j].name) == 0)
+                return eopt_fail(EOPT_ERR_ARG, "%s: some parameters appear in more than one parameter group ('%s')",
+                                 cls->name, params[i].name);
+
+    eopt_optimizer *opt = calloc(1, sizeof *opt);
+    if (!opt)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    opt->cls = cls;
+    opt->be = be;
+    eopt_ws_init(&opt->ws, be);
+    opt->ngroups = ngroups;
+    opt->nparams = nparams;
+    opt->groups = calloc((size_t)ngroups, sizeof *opt->groups);
+    opt->params = calloc((size_t)nparams, sizeof *opt->params);
+    opt->state = calloc((size_t)nparams, sizeof *opt->state);
+    eopt_status st = EOPT_OK;
+    if (!opt->groups || !opt->params || !opt->state) {
+        st = eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    memcpy(opt->params, params, (size_t)nparams * sizeof *params);
+    if ((st = check_args(cls, args, &opt->args)) != EOPT_OK)
+        goto fail;
+    eopt_dict arg_defaults = {0}, group_defaults = {0};
+    cls->defaults(&arg_defaults, &group_defaults);
+    for (int g = 0, next = 0; g < ngroups; g++) {
+        eopt_group *gr = &opt->groups[g];
+        gr->hp = group_hp ? group_hp[g] : (eopt_dict){0};
+        if ((st = eopt_dict_merge_defaults(&gr->hp, &group_defaults)) != EOPT_OK)
+            goto fail;
+        gr->n = group_size[g];
+        gr->index = calloc((size_t)(gr->n ? gr->n : 1), sizeof *gr->index);
+        if (!gr->index) {
+            st = eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        for (int k = 0; k < gr->n; k++)
+            gr->index[k] = next++;
+    }
+    if ((st = cls->setup(opt)) != EOPT_OK)
+        goto fail;
+    *out = opt;
+    return EOPT_OK;
+fail:
+    eopt_optimizer_free(opt);
+    return st;
+}
+
+eopt_status eopt_optimizer_step(eopt_optimizer *opt)
+{
+    EOPT_TRY(eopt_ws_reset(&opt->ws));
+    return opt->cls->step(opt);
+}
+
+eopt_status eopt_state_add(eopt_optimizer *opt, int i, const char *key, eopt_dtype dt, int ndim, const int64_t *shape,
+                           int on_host)
+{
+    eopt_state *s = &opt->state[i];
+    if (s->n == EOPT_STATE_MAX)
+        return eopt_fail(EOPT_ERR_ARG, "%s: too many state entries for parameter %d", opt->cls->name, i);
+    EOPT_TRY(eopt_tensor_alloc(&s->t[s->n], on_host ? NULL : opt->be, dt, ndim, shape));
+    snprintf(s->key[s->n], sizeof s->key[0], "%s", key);
+    s->n++;
+    return EOPT_OK;
+}
+
+eopt_tensor *eopt_state_get(eopt_optimizer *opt, int i, const char *key)
+{
+    eopt_state *s = &opt->state[i];
+    for (int k = 0; k < s->n; k++)
+        if (strcmp(s->key[k], key) == 0)
+            return &s->t[k];
+    return NULL;
+}
+
+int eopt_optimizer_group_of(const eopt_optimizer *opt, int i)
+{
+    for (int g = 0; g < opt->ngroups; g++)
+        for (int k = 0; k < opt->groups[g].n; k++)
+            if (opt->groups[g].index[k] == i)
+                return g;
+    return -1;
+}

@@ -1,28 +1,18 @@
-/* The `eopt` command. */
+/* The `eopt` command: dispatches to the subcommands of commands.h. */
 #include <stdio.h>
 #include <string.h>
 
-#include "eopt.h"
+#include "commands.h"
 
-static int cmd_selfcheck(int argc, char **argv)
-{
-    const char *device = argc > 2 ? argv[2] : NULL;
-    eopt_backend *be;
-    if (eopt_backend_open(device, 0, &be) != EOPT_OK) {
-        fprintf(stderr, "eopt: %s\n", eopt_last_error());
-        return 1;
-    }
-    char desc[256];
-    eopt_backend_describe(be, desc, sizeof desc);
-    printf("backend: %s\n", desc);
-    eopt_backend_close(be);
-    return 0;
-}
+static const eopt_command commands[] = {
+    {"selfcheck", "selfcheck [cpu|cuda]          check the backend and print what it can do", eopt_cmd_selfcheck},
+};
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: eopt <command> [args]\n"
-               "  selfcheck [cpu|cuda]   check the backend and print what it can do\n");
+    fprintf(f, "usage: eopt <command> [args]\n");
+    for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
+        fprintf(f, "  %s\n", commands[k].usage);
 }
 
 int main(int argc, char **argv)
@@ -31,12 +21,13 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (strcmp(argv[1], "selfcheck") == 0)
-        return cmd_selfcheck(argc, argv);
-    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
         usage(stdout);
         return 0;
     }
+    for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
+        if (strcmp(argv[1], commands[k].name) == 0)
+            return commands[k].run(argc - 1, argv + 1);
     fprintf(stderr, "eopt: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -1,0 +1,13 @@
+/* The subcommands of the `eopt` program; each lives in its own file under trainers/. */
+#ifndef EOPT_COMMANDS_H
+#define EOPT_COMMANDS_H
+
+typedef struct {
+    const char *name;
+    const char *usage;
+    int (*run)(int argc, char **argv); /* argv[0] is the command name */
+} eopt_command;
+
+int eopt_cmd_selfcheck(int argc, char **argv);
+
+#endif

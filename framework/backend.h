@@ -29,6 +29,7 @@ typedef enum {
     EOPT_RED_ABSSUM,  /* sum |a| */
     EOPT_RED_DOT,     /* sum a*b */
     EOPT_RED_MAXABS,  /* max |a| */
+    EOPT_RED_MAX,     /* max a (NaN propagates) */
 } eopt_reduce_op;
 
 typedef enum {

@@ -2,6 +2,7 @@
  * reference every other backend is tested against. */
 #include <cblas.h>
 #include <lapacke.h>
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,13 +111,14 @@ static double red_map(eopt_reduce_op op, float a, float b)
     case EOPT_RED_ABSSUM:
     case EOPT_RED_MAXABS: return a < 0 ? -(double)a : (double)a;
     case EOPT_RED_DOT: return (double)a * b;
+    case EOPT_RED_MAX: return a;
     }
     return 0;
 }
 
 static double red_combine(eopt_reduce_op op, double acc, double x)
 {
-    return op == EOPT_RED_MAXABS ? (x > acc || x != x ? x : acc) : acc + x;
+    return op == EOPT_RED_MAXABS || op == EOPT_RED_MAX ? (x > acc || x != x ? x : acc) : acc + x;
 }
 
 static float red_finish(eopt_reduce_op op, double acc, float alpha)
@@ -127,7 +129,7 @@ static float red_finish(eopt_reduce_op op, double acc, float alpha)
 /* Reduces the strided vector a[0], a[step], ... (n values). */
 static double red_line(eopt_reduce_op op, const float *a, const float *b, int64_t n, int64_t step)
 {
-    double acc = 0;
+    double acc = op == EOPT_RED_MAX ? -INFINITY : 0;
     for (int64_t j = 0; j < n; j++)
         acc = red_combine(op, acc, red_map(op, a[j * step], b ? b[j * step] : 0.0f));
     return acc;
@@ -147,7 +149,7 @@ static void cpu_reduce(eopt_backend *be, eopt_reduce_op op, eopt_axis axis, int 
         for (int j = 0; j < cols; j++)
             out[j] = red_finish(op, red_line(op, a + j, b ? b + j : NULL, rows, ld), alpha);
     } else {
-        double acc = 0;
+        double acc = op == EOPT_RED_MAX ? -INFINITY : 0;
         for (int i = 0; i < rows; i++)
             acc = red_combine(op, acc, red_line(op, a + (size_t)i * ld, b ? b + (size_t)i * ld : NULL, cols, 1));
         out[0] = red_finish(op, acc, alpha);

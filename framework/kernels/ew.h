@@ -8,7 +8,7 @@
  *
  * Arguments of one launch: n elements; up to three outputs y, y2, y3 (state updated in
  * place) and four inputs a..d; host scalars s[0..7] (hyperparameters, already rounded to
- * float32 as torch does); device scalars ds (results of reductions, so that no value goes
+ * float32 as torch does); `ia` an integer input (labels, token ids); device scalars ds (results of reductions, so that no value goes
  * through the host during a step); `cols` gives the (row, col) of element i of a row-major
  * matrix for kernels that broadcast a per-row (i / cols) or per-column (i % cols) vector. */
 #ifndef EOPT_KERNELS_EW_H
@@ -28,6 +28,7 @@ typedef struct {
     int64_t cols;
     float *y, *y2, *y3;
     const float *a, *b, *c, *d;
+    const int32_t *ia;          /* integer input (labels, token ids) */
     const float *ds;
     float s[8];
 } eopt_ew;

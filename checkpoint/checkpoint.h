@@ -1,0 +1,88 @@
+/* eopt checkpoints: one HDF5 file per training state, laid out as ../shared/spec/checkpoint.md
+ * (a contract shared with PyTorch). This layer knows no optimizer: it writes and reads the
+ * class name, constructor arguments, param groups and named state tensors that
+ * optimizers/optimizer.h exposes, and builds optimizers through the class registry.
+ *
+ * Writing is atomic (<path>.tmp, flush, fsync file and directory, rename). Reading validates
+ * the whole file into host memory first; applying it to a model or optimizer either succeeds
+ * completely or changes nothing. */
+#ifndef EOPT_CHECKPOINT_H
+#define EOPT_CHECKPOINT_H
+
+#include "../framework/tensor.h"
+#include "../framework/value.h"
+#include "../optimizers/optimizer.h"
+
+#define EOPT_CKPT_FORMAT "eopt-checkpoint"
+#define EOPT_CKPT_VERSION 1
+
+/* A second name for a stored tensor (GPT's lm_head.weight -> transformer.wte.weight), written
+ * as an HDF5 hard link. */
+typedef struct {
+    const char *alias;
+    const char *target;
+} eopt_ckpt_alias;
+
+typedef struct {
+    const char *name;          /* "/optimizers/<name>": "muon", "adamw", "0" */
+    const eopt_optimizer *opt;
+    const eopt_dict *schedule; /* optional: attrs of /schedules/<name> */
+} eopt_ckpt_optimizer;
+
+typedef struct {
+    const char *name;
+    const eopt_tensor *t; /* any placement */
+} eopt_ckpt_dataset;
+
+typedef struct {
+    int64_t step;
+    const char *producer;
+    int nparams;
+    const eopt_param *params; /* /model/<name> = params[i].w */
+    int naliases;
+    const eopt_ckpt_alias *aliases;
+    int nopt;
+    const eopt_ckpt_optimizer *opts;
+    const eopt_dict *trainer;  /* optional: attrs of /trainer */
+    int ntrainer_data;
+    const eopt_ckpt_dataset *trainer_data; /* optional: datasets under /trainer */
+} eopt_ckpt_write;
+
+eopt_status eopt_checkpoint_save(const char *path, const eopt_ckpt_write *w);
+
+typedef struct eopt_ckpt eopt_ckpt; /* a validated checkpoint held in host memory */
+
+/* Options for opening: allow_nonfinite = 1 accepts NaN/Inf in model and state tensors. */
+typedef struct {
+    int allow_nonfinite;
+} eopt_ckpt_options;
+
+eopt_status eopt_checkpoint_open(const char *path, const eopt_ckpt_options *opt, eopt_ckpt **out);
+void eopt_checkpoint_close(eopt_ckpt *ck);
+const char *eopt_ckpt_path(const eopt_ckpt *ck);
+int64_t eopt_ckpt_step(const eopt_ckpt *ck);
+
+/* Model tensors: names, shapes and host data (float32). */
+int eopt_ckpt_num_tensors(const eopt_ckpt *ck);
+const char *eopt_ckpt_tensor_name(const eopt_ckpt *ck, int k);
+const eopt_tensor *eopt_ckpt_tensor(const eopt_ckpt *ck, const char *name); /* NULL if absent */
+/* Copies /model into params (matched by name; every param must be present with its shape;
+ * aliases of the file are accepted). All checked before anything is written. */
+eopt_status eopt_ckpt_load_model(const eopt_ckpt *ck, eopt_param *params, int nparams);
+
+int eopt_ckpt_num_optimizers(const eopt_ckpt *ck);
+const char *eopt_ckpt_optimizer_name(const eopt_ckpt *ck, int k);
+/* Builds the optimizer stored under `name` from its class, arguments and groups, binding its
+ * param_names to `params` by name, and loads its state (an empty state starts lazily). */
+eopt_status eopt_ckpt_create_optimizer(const eopt_ckpt *ck, const char *name, eopt_backend *be,
+                                       const eopt_param *params, int nparams, eopt_optimizer **out);
+/* Loads into an optimizer the caller built: class, arguments, group structure and parameter
+ * names must agree (messages name what differs); group hyperparameters and state come from
+ * the file. Nothing changes on error. */
+eopt_status eopt_ckpt_load_optimizer(const eopt_ckpt *ck, const char *name, eopt_optimizer *opt);
+
+const eopt_dict *eopt_ckpt_schedule(const eopt_ckpt *ck, const char *name); /* NULL if absent */
+const eopt_dict *eopt_ckpt_trainer(const eopt_ckpt *ck);                   /* NULL if absent */
+const eopt_tensor *eopt_ckpt_trainer_data(const eopt_ckpt *ck, const char *name);
+
+#endif

@@ -4,8 +4,8 @@
 
 #define EOPT_EW_CORE(X)                                                                            \
     X(copy) X(fill) X(scale) X(add_scalar) X(axpby) X(axpbyz) X(lerp) X(mul) X(div) X(sqrt) X(rsqrt) \
-    X(clamp) X(abs) X(sign) X(scale_ds) X(scale_ds_ratio) X(div_ds_clamp) X(mul_row) X(mul_col)       \
-    X(div_row) X(div_col)
+    X(clamp) X(abs) X(sign) X(scale_ds) X(scale_ds_ratio) X(div_ds_clamp) X(div_ds_add) X(lerp_normalized)   \
+    X(mul_row) X(mul_col) X(div_row) X(div_col)
 
 EOPT_HD void eopt_ew_copy(const eopt_ew *e, int64_t i) { e->y[i] = e->a[i]; }
 EOPT_HD void eopt_ew_fill(const eopt_ew *e, int64_t i) { e->y[i] = e->s[0]; }
@@ -44,14 +44,21 @@ EOPT_HD void eopt_ew_scale_ds(const eopt_ew *e, int64_t i) { e->y[i] = e->a[i] *
 /* y = a * (ds[0] / max(ds[1], s0)): e.g. restoring a Frobenius norm */
 EOPT_HD void eopt_ew_scale_ds_ratio(const eopt_ew *e, int64_t i)
 {
-    float den = e->ds[1] > e->s[0] ? e->ds[1] : e->s[0];
+    float den = e->ds[1] < e->s[0] ? e->s[0] : e->ds[1]; /* NaN propagates, as torch.clamp_min */
     e->y[i] = e->a[i] * (e->ds[0] / den);
 }
 /* y = a / max(ds[0], s0): normalisation by a norm with a lower clamp */
 EOPT_HD void eopt_ew_div_ds_clamp(const eopt_ew *e, int64_t i)
 {
-    float den = e->ds[0] > e->s[0] ? e->ds[0] : e->s[0];
+    float den = e->ds[0] < e->s[0] ? e->s[0] : e->ds[0]; /* NaN propagates, as torch.clamp_min */
     e->y[i] = e->a[i] / den;
+}
+/* y = a / (ds[0] + s0): normalisation by a norm with an additive epsilon */
+EOPT_HD void eopt_ew_div_ds_add(const eopt_ew *e, int64_t i) { e->y[i] = e->a[i] / (e->ds[0] + e->s[0]); }
+/* y = lerp(a, b / (ds[0] + s1), s0): blend towards the Frobenius-normalised b (softening) */
+EOPT_HD void eopt_ew_lerp_normalized(const eopt_ew *e, int64_t i)
+{
+    e->y[i] = eopt_lerp(e->a[i], e->b[i] / (e->ds[0] + e->s[1]), e->s[0]);
 }
 /* Broadcasts of a per-row vector b[i / cols] or per-column vector b[i % cols]. */
 EOPT_HD void eopt_ew_mul_row(const eopt_ew *e, int64_t i) { e->y[i] = e->a[i] * e->b[i / e->cols]; }

@@ -60,7 +60,7 @@ test: $(BUILD)/eopt-tests $(BUILD)/eopt
 	EOPT_FIXTURES=$(FIXTURES) EOPT_BIN=$(abspath $(BUILD)/eopt) OMP_NUM_THREADS=2 $(BUILD)/eopt-tests $(TEST_ARGS)
 
 test-asan:
-	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+	$(MAKE) BUILD=$(BUILD)-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
 deps:
 	@sh .ci/deps.sh

@@ -85,4 +85,37 @@ const eopt_dict *eopt_ckpt_schedule(const eopt_ckpt *ck, const char *name); /* N
 const eopt_dict *eopt_ckpt_trainer(const eopt_ckpt *ck);                   /* NULL if absent */
 const eopt_tensor *eopt_ckpt_trainer_data(const eopt_ckpt *ck, const char *name);
 
+/* Additions for `eopt inspect`, replay and tests: read-only views of what the file holds. */
+const char *eopt_ckpt_producer(const eopt_ckpt *ck); /* "" if absent */
+/* Second names of stored tensors (hard links in /model). */
+int eopt_ckpt_num_aliases(const eopt_ckpt *ck);
+eopt_ckpt_alias eopt_ckpt_alias_at(const eopt_ckpt *ck, int k);
+int eopt_ckpt_num_schedules(const eopt_ckpt *ck);
+const char *eopt_ckpt_schedule_name(const eopt_ckpt *ck, int k);
+int eopt_ckpt_num_trainer_data(const eopt_ckpt *ck);
+const char *eopt_ckpt_trainer_data_name(const eopt_ckpt *ck, int k);
+
+typedef struct {
+    char key[24];
+    eopt_tensor t; /* host */
+} eopt_ckpt_entry;
+
+/* One /optimizers/<name> group as stored (state indices are the file's). */
+typedef struct {
+    char name[EOPT_NAME_MAX];
+    char cls[EOPT_NAME_MAX];
+    char source[256];        /* "" if absent */
+    eopt_dict args;          /* every attribute except class and source */
+    int ngroups;
+    eopt_dict *group_hp;     /* [ngroups] */
+    int *group_n;            /* [ngroups] */
+    int64_t **group_index;   /* [ngroups][group_n[g]] */
+    int nparams;
+    char (*param_names)[EOPT_NAME_MAX];
+    int *nstate;             /* [nparams]; 0: no state/<i> */
+    eopt_ckpt_entry **state; /* [nparams][nstate[i]] */
+} eopt_ckpt_opt_info;
+
+const eopt_ckpt_opt_info *eopt_ckpt_optimizer_info(const eopt_ckpt *ck, const char *name); /* NULL if absent */
+
 #endif

@@ -67,7 +67,8 @@ struct eopt_backend {
                  const void *A, int lda, int64_t stride_a, const void *B, int ldb, int64_t stride_b, float beta,
                  void *C, int ldc, int64_t stride_c, int batch);
     /* Symmetric rank-k update, full (both triangles) result:
-     * trans = 0: C (n x n) = alpha A A^T + beta C, A n x k;  trans = 1: C = alpha A^T A + beta C, A k x n. */
+     * trans = 0: C (n x n) = alpha A A^T + beta C, A n x k;  trans = 1: C = alpha A^T A + beta C, A k x n.
+     * A and C are float32 at every precision (on CUDA, TF32 / BF16 round the inputs inside the product). */
     void (*syrk)(eopt_backend *be, eopt_prec prec, int trans, int n, int k, float alpha, const float *A, int lda,
                  float beta, float *C, int ldc);
     /* Symmetric eigendecomposition of A (n x n, lower triangle read): w ascending, A replaced

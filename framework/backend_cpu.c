@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "backend_math.h"
 #include "rng.h"
 
 /* Loops shorter than this run on one thread: spawning costs more than it saves. */
@@ -102,36 +103,12 @@ static void cpu_ew(eopt_backend *be, eopt_ew_op op, const eopt_ew *e)
     }
 }
 
-static double red_map(eopt_reduce_op op, float a, float b)
-{
-    switch (op) {
-    case EOPT_RED_SUM: return a;
-    case EOPT_RED_SUMSQ:
-    case EOPT_RED_NORM: return (double)a * a;
-    case EOPT_RED_ABSSUM:
-    case EOPT_RED_MAXABS: return a < 0 ? -(double)a : (double)a;
-    case EOPT_RED_DOT: return (double)a * b;
-    case EOPT_RED_MAX: return a;
-    }
-    return 0;
-}
-
-static double red_combine(eopt_reduce_op op, double acc, double x)
-{
-    return op == EOPT_RED_MAXABS || op == EOPT_RED_MAX ? (x > acc || x != x ? x : acc) : acc + x;
-}
-
-static float red_finish(eopt_reduce_op op, double acc, float alpha)
-{
-    return (float)(op == EOPT_RED_NORM ? alpha * sqrt(acc) : alpha * acc);
-}
-
 /* Reduces the strided vector a[0], a[step], ... (n values). */
 static double red_line(eopt_reduce_op op, const float *a, const float *b, int64_t n, int64_t step)
 {
-    double acc = op == EOPT_RED_MAX ? -INFINITY : 0;
+    double acc = eopt_red_init(op);
     for (int64_t j = 0; j < n; j++)
-        acc = red_combine(op, acc, red_map(op, a[j * step], b ? b[j * step] : 0.0f));
+        acc = eopt_red_combine(op, acc, eopt_red_map(op, a[j * step], b ? b[j * step] : 0.0f));
     return acc;
 }
 
@@ -143,16 +120,18 @@ static void cpu_reduce(eopt_backend *be, eopt_reduce_op op, eopt_axis axis, int 
     if (axis == EOPT_AXIS_ROWS) {
 #pragma omp parallel for schedule(static) if (work >= PAR_MIN)
         for (int i = 0; i < rows; i++)
-            out[i] = red_finish(op, red_line(op, a + (size_t)i * ld, b ? b + (size_t)i * ld : NULL, cols, 1), alpha);
+            out[i] = eopt_red_finish(op, red_line(op, a + (size_t)i * ld, b ? b + (size_t)i * ld : NULL, cols, 1),
+                                     alpha);
     } else if (axis == EOPT_AXIS_COLS) {
 #pragma omp parallel for schedule(static) if (work >= PAR_MIN)
         for (int j = 0; j < cols; j++)
-            out[j] = red_finish(op, red_line(op, a + j, b ? b + j : NULL, rows, ld), alpha);
+            out[j] = eopt_red_finish(op, red_line(op, a + j, b ? b + j : NULL, rows, ld), alpha);
     } else {
-        double acc = op == EOPT_RED_MAX ? -INFINITY : 0;
+        double acc = eopt_red_init(op);
         for (int i = 0; i < rows; i++)
-            acc = red_combine(op, acc, red_line(op, a + (size_t)i * ld, b ? b + (size_t)i * ld : NULL, cols, 1));
-        out[0] = red_finish(op, acc, alpha);
+            acc = eopt_red_combine(op, acc,
+                                   red_line(op, a + (size_t)i * ld, b ? b + (size_t)i * ld : NULL, cols, 1));
+        out[0] = eopt_red_finish(op, acc, alpha);
     }
 }
 
@@ -209,23 +188,15 @@ static void cpu_random(eopt_backend *be, eopt_rand_kind kind, uint64_t seed, uin
 static void cpu_to_bf16(eopt_backend *be, int64_t n, const float *src, uint16_t *dst)
 {
     (void)be;
-    for (int64_t j = 0; j < n; j++) {
-        uint32_t u;
-        memcpy(&u, &src[j], 4);
-        if ((u & 0x7fffffffu) > 0x7f800000u)
-            dst[j] = (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
-        else
-            dst[j] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16); /* round to nearest even */
-    }
+    for (int64_t j = 0; j < n; j++)
+        dst[j] = eopt_f32_to_bf16(src[j]);
 }
 
 static void cpu_from_bf16(eopt_backend *be, int64_t n, const uint16_t *src, float *dst)
 {
     (void)be;
-    for (int64_t j = 0; j < n; j++) {
-        uint32_t u = (uint32_t)src[j] << 16;
-        memcpy(&dst[j], &u, 4);
-    }
+    for (int64_t j = 0; j < n; j++)
+        dst[j] = eopt_bf16_to_f32(src[j]);
 }
 
 eopt_status eopt_backend_cpu_create(int threads, eopt_backend **out)

@@ -9,5 +9,9 @@ typedef struct {
 } eopt_command;
 
 int eopt_cmd_selfcheck(int argc, char **argv);
+int eopt_cmd_verify_model(int argc, char **argv);
+int eopt_cmd_replay(int argc, char **argv);
+int eopt_cmd_inspect(int argc, char **argv);
+int eopt_cmd_train(int argc, char **argv);
 
 #endif

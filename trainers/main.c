@@ -6,6 +6,13 @@
 
 static const eopt_command commands[] = {
     {"selfcheck", "selfcheck [cpu|cuda]          check the backend and print what it can do", eopt_cmd_selfcheck},
+    {"verify-model", "verify-model FILE.h5 [--device cpu|cuda]  check a model's forward/backward against a reference",
+     eopt_cmd_verify_model},
+    {"replay", "replay CKPT TRAJECTORY [--save-at K FILE] [--device cpu|cuda]  replay recorded gradients, compare",
+     eopt_cmd_replay},
+    {"inspect", "inspect FILE [--check]        summarise a checkpoint; --check validates it", eopt_cmd_inspect},
+    {"train", "train CONFIG [--set PATH=VALUE]... [--resume FILE|auto] [--init FILE [--init-optimizer]]  train a model",
+     eopt_cmd_train},
 };
 
 static void usage(FILE *f)

@@ -19,7 +19,8 @@ typedef struct {
 } eopt_model_config;
 
 /* One batch, in device memory of the model's backend. MLP: x [B, d_0], labels [B];
- * GPT: tokens and targets [B, T] with T <= block_size. */
+ * GPT: tokens and targets [B, T] with T <= block_size. Labels, tokens and targets must lie
+ * in 0..classes-1 / 0..vocab_size-1: they index device memory unchecked. */
 typedef struct {
     int B, T;
     const float *x;
@@ -62,8 +63,58 @@ eopt_status eopt_model_forward(eopt_model *m, const eopt_batch *batch, int backw
 /* MLP: number of correct argmax predictions in the batch. */
 eopt_status eopt_model_correct(eopt_model *m, const eopt_batch *batch, int *correct);
 /* GPT: samples n new tokens after `prompt` (host ints) with temperature and top-k, using
- * the counter-based generator; writes prompt + n tokens into out (host). */
+ * the counter-based generator; writes prompt + n tokens into out (host). The context is the
+ * last max_T tokens; temperature <= 0 takes the argmax, top_k <= 0 keeps every token. */
 eopt_status eopt_model_generate(eopt_model *m, const int32_t *prompt, int nprompt, int n, float temperature, int top_k,
                                 uint64_t seed, int32_t *out);
+
+/* Checks forward and backward against a reference file (shared/fixtures/models/NAME.h5: root
+ * attributes with the hyperparameters, /model, /inputs, /expected). Errors are relative:
+ * loss |l - ref| / |ref|, gradients max over tensors of max|g - ref| / max|ref| (logits
+ * likewise); ok when loss <= 1e-5 and gradients and logits <= 1e-4. */
+typedef struct {
+    int ok;
+    double loss, loss_ref, loss_rel_err, grad_rel_err, logits_rel_err;
+    char worst[EOPT_NAME_MAX]; /* the parameter with the largest gradient error */
+} eopt_verify_result;
+eopt_status eopt_verify_model(const char *path, eopt_backend *be, eopt_verify_result *res);
+
+/* Pieces shared by the architectures (model.c); pointers are device memory. */
+/* y[N, out] = beta y + x[N, in] W^T (+ bias, if non-NULL) */
+void eopt_linear_forward(eopt_backend *be, int N, int in, int out, const float *x, const float *W, const float *bias,
+                         float beta, float *y);
+/* dW += dy^T x; db += 1^T dy (ones: N ones; db may be NULL); dx = dy W (dx may be NULL) */
+void eopt_linear_backward(eopt_backend *be, int N, int in, int out, const float *dy, const float *x, const float *W,
+                          float *dW, float *db, const float *ones, float *dx);
+/* Mean softmax cross-entropy of logits [N, V] against targets into loss_dev (device, 1 float);
+ * rows: 3N floats of scratch; exps: [N, V], with backward it becomes the logits gradient
+ * scaled by grad_scale. */
+void eopt_cross_entropy(eopt_backend *be, int N, int V, const float *logits, const int32_t *targets, int backward,
+                        float grad_scale, float *exps, float *rows, float *loss_dev);
+
+/* Device scratch carved from one allocation: a layout function runs twice, first to measure
+ * (base NULL, every pointer NULL), then on the allocated block. */
+typedef struct {
+    float *base;
+    int64_t used;
+} eopt_arena;
+float *eopt_arena_take(eopt_arena *a, int64_t n);
+
+/* The architectures (mlp.c, gpt.c), dispatched by model.c. `build` adds the parameters
+ * (eopt_model_add_param) and allocates the activations into m->impl. */
+eopt_status eopt_model_add_param(eopt_model *m, const char *name, int ndim, const int64_t *shape);
+eopt_status eopt_mlp_build(eopt_model *m);
+void eopt_mlp_free(eopt_model *m);
+eopt_status eopt_mlp_init(eopt_model *m, uint64_t seed);
+eopt_status eopt_mlp_forward(eopt_model *m, const eopt_batch *b, int backward, float grad_scale, float *loss,
+                             float *logits_out);
+eopt_status eopt_mlp_correct(eopt_model *m, const eopt_batch *b, int *correct);
+eopt_status eopt_gpt_build(eopt_model *m);
+void eopt_gpt_free(eopt_model *m);
+eopt_status eopt_gpt_init(eopt_model *m, uint64_t seed);
+eopt_status eopt_gpt_forward(eopt_model *m, const eopt_batch *b, int backward, float grad_scale, float *loss,
+                             float *logits_out);
+eopt_status eopt_gpt_generate(eopt_model *m, const int32_t *prompt, int nprompt, int n, float temperature, int top_k,
+                              uint64_t seed, int32_t *out);
 
 #endif

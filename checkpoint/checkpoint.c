@@ -1,0 +1,1037 @@
+#include "checkpoint.h"
+
+#include <fcntl.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "h5.h"
+
+typedef struct {
+    char name[EOPT_NAME_MAX];
+    eopt_tensor t;
+    uint64_t addr;
+} ck_tensor;
+
+typedef struct {
+    char alias[EOPT_NAME_MAX];
+    char target[EOPT_NAME_MAX];
+} ck_alias;
+
+typedef struct {
+    char name[EOPT_NAME_MAX];
+    eopt_dict attrs;
+} ck_schedule;
+
+struct eopt_ckpt {
+    char path[1024];
+    int64_t step;
+    char producer[512];
+    int ntensors, naliases;
+    ck_tensor *tensors;
+    ck_alias *aliases;
+    int nopt;
+    eopt_ckpt_opt_info *opts;
+    int nsched;
+    ck_schedule *sched;
+    int has_trainer;
+    eopt_dict trainer;
+    int ntrainer_data;
+    ck_tensor *trainer_data;
+};
+
+static void warn(const char *where, const char *what) { fprintf(stderr, "eopt: warning: %s: %s\n", where, what); }
+
+/* ------------------------------------------------------------------------------------------
+ * Writing */
+
+static eopt_status check_name(const char *kind, const char *name)
+{
+    if (!name[0] || strchr(name, '/') || strcmp(name, ".") == 0)
+        return eopt_fail(EOPT_ERR_ARG, "%s name '%s' cannot be an HDF5 link name", kind, name);
+    return EOPT_OK;
+}
+
+static eopt_status write_state(hid_t og, const eopt_optimizer *opt)
+{
+    hid_t sg = H5Gcreate2(og, "state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (sg < 0)
+        return eopt_fail(EOPT_ERR_IO, "cannot create group 'state'");
+    eopt_status st = EOPT_OK;
+    for (int i = 0; i < opt->nparams && st == EOPT_OK; i++) {
+        const eopt_state *s = &opt->state[i];
+        if (s->n == 0)
+            continue;
+        char name[16];
+        snprintf(name, sizeof name, "%d", i);
+        hid_t g = H5Gcreate2(sg, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (g < 0) {
+            st = eopt_fail(EOPT_ERR_IO, "cannot create group 'state/%s'", name);
+            break;
+        }
+        for (int k = 0; k < s->n && st == EOPT_OK; k++)
+            st = eopt_h5_dataset_write(g, s->key[k], &s->t[k]);
+        H5Gclose(g);
+    }
+    H5Gclose(sg);
+    return st;
+}
+
+static eopt_status write_groups(hid_t og, const eopt_optimizer *opt)
+{
+    hid_t pg = H5Gcreate2(og, "param_groups", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (pg < 0)
+        return eopt_fail(EOPT_ERR_IO, "cannot create group 'param_groups'");
+    eopt_status st = EOPT_OK;
+    for (int gi = 0; gi < opt->ngroups && st == EOPT_OK; gi++) {
+        const eopt_group *gr = &opt->groups[gi];
+        char name[16];
+        snprintf(name, sizeof name, "%d", gi);
+        hid_t g = H5Gcreate2(pg, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (g < 0) {
+            st = eopt_fail(EOPT_ERR_IO, "cannot create group 'param_groups/%s'", name);
+            break;
+        }
+        int64_t *idx = malloc(sizeof *idx * (size_t)(gr->n ? gr->n : 1));
+        if (!idx)
+            st = eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+        for (int k = 0; idx && k < gr->n; k++)
+            idx[k] = gr->index[k];
+        int64_t n = gr->n;
+        eopt_tensor t = eopt_tensor_view(idx, NULL, EOPT_I64, 1, &n);
+        if (st == EOPT_OK)
+            st = eopt_h5_attrs_write(g, &gr->hp);
+        if (st == EOPT_OK)
+            st = eopt_h5_dataset_write(g, "params", &t);
+        free(idx);
+        H5Gclose(g);
+    }
+    H5Gclose(pg);
+    return st;
+}
+
+static eopt_status write_optimizer(hid_t og, const eopt_optimizer *opt)
+{
+    EOPT_TRY(eopt_h5_attr_write_str(og, "class", opt->cls->name));
+    if (opt->cls->source)
+        EOPT_TRY(eopt_h5_attr_write_str(og, "source", opt->cls->source));
+    EOPT_TRY(eopt_h5_attrs_write(og, &opt->args));
+    const char **names = malloc(sizeof *names * (size_t)opt->nparams);
+    if (!names)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < opt->nparams; i++)
+        names[i] = opt->params[i].name;
+    eopt_status st = eopt_h5_strings_write(og, "param_names", opt->nparams, names);
+    free(names);
+    EOPT_TRY(st);
+    EOPT_TRY(write_groups(og, opt));
+    return write_state(og, opt);
+}
+
+static hid_t group_new(hid_t loc, const char *name)
+{
+    return H5Gcreate2(loc, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+}
+
+static eopt_status write_model(hid_t fid, const eopt_ckpt_write *w)
+{
+    hid_t mg = group_new(fid, "model");
+    if (mg < 0)
+        return eopt_fail(EOPT_ERR_IO, "cannot create group /model");
+    eopt_status st = EOPT_OK;
+    for (int i = 0; i < w->nparams && st == EOPT_OK; i++)
+        if ((st = check_name("parameter", w->params[i].name)) == EOPT_OK)
+            st = eopt_h5_dataset_write(mg, w->params[i].name, w->params[i].w);
+    for (int k = 0; k < w->naliases && st == EOPT_OK; k++)
+        if ((st = check_name("parameter", w->aliases[k].alias)) == EOPT_OK)
+            st = eopt_h5_link(mg, w->aliases[k].alias, w->aliases[k].target);
+    H5Gclose(mg);
+    return st;
+}
+
+static eopt_status write_trainer(hid_t fid, const eopt_ckpt_write *w)
+{
+    if (!w->trainer && w->ntrainer_data == 0)
+        return EOPT_OK;
+    hid_t g = group_new(fid, "trainer");
+    if (g < 0)
+        return eopt_fail(EOPT_ERR_IO, "cannot create group /trainer");
+    eopt_status st = w->trainer ? eopt_h5_attrs_write(g, w->trainer) : EOPT_OK;
+    for (int k = 0; k < w->ntrainer_data && st == EOPT_OK; k++)
+        if ((st = check_name("trainer dataset", w->trainer_data[k].name)) == EOPT_OK)
+            st = eopt_h5_dataset_write(g, w->trainer_data[k].name, w->trainer_data[k].t);
+    H5Gclose(g);
+    return st;
+}
+
+/* One group per optimizer under /optimizers (always present) or /schedules (only if some
+ * optimizer has a schedule). */
+static eopt_status write_optimizers(hid_t fid, const eopt_ckpt_write *w, int schedules)
+{
+    int any = !schedules;
+    for (int k = 0; k < w->nopt; k++)
+        any |= w->opts[k].schedule != NULL;
+    if (!any)
+        return EOPT_OK;
+    hid_t top = group_new(fid, schedules ? "schedules" : "optimizers");
+    if (top < 0)
+        return eopt_fail(EOPT_ERR_IO, "cannot create group /%s", schedules ? "schedules" : "optimizers");
+    eopt_status st = EOPT_OK;
+    for (int k = 0; k < w->nopt && st == EOPT_OK; k++) {
+        const eopt_ckpt_optimizer *o = &w->opts[k];
+        if (schedules && !o->schedule)
+            continue;
+        if ((st = check_name("optimizer", o->name)) != EOPT_OK)
+            break;
+        hid_t g = group_new(top, o->name);
+        if (g < 0) {
+            st = eopt_fail(EOPT_ERR_IO, "cannot create group for optimizer '%s'", o->name);
+            break;
+        }
+        st = schedules ? eopt_h5_attrs_write(g, o->schedule) : write_optimizer(g, o->opt);
+        if (st != EOPT_OK)
+            eopt_fail_context(st, "/%s/%s", schedules ? "schedules" : "optimizers", o->name);
+        H5Gclose(g);
+    }
+    H5Gclose(top);
+    return st;
+}
+
+static eopt_status write_file(hid_t fid, const eopt_ckpt_write *w)
+{
+    EOPT_TRY(eopt_h5_attr_write_str(fid, "format", EOPT_CKPT_FORMAT));
+    EOPT_TRY(eopt_h5_attr_write_i64(fid, "format_version", EOPT_CKPT_VERSION));
+    EOPT_TRY(eopt_h5_attr_write_i64(fid, "step", w->step));
+    EOPT_TRY(eopt_h5_attr_write_str(fid, "producer", w->producer ? w->producer : "eopt"));
+    EOPT_TRY(write_model(fid, w));
+    EOPT_TRY(write_optimizers(fid, w, 0));
+    EOPT_TRY(write_optimizers(fid, w, 1));
+    return write_trainer(fid, w);
+}
+
+/* Makes the rename itself durable. */
+static void fsync_dir(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return;
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    free(copy);
+}
+
+eopt_status eopt_checkpoint_save(const char *path, const eopt_ckpt_write *w)
+{
+    eopt_h5_quiet();
+    char tmp[1100];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return eopt_fail(EOPT_ERR_ARG, "checkpoint path too long: '%s'", path);
+    hid_t fid = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (fid < 0)
+        return eopt_fail(EOPT_ERR_IO, "cannot create '%s'", tmp);
+    eopt_status st = write_file(fid, w);
+    if (st == EOPT_OK && H5Fflush(fid, H5F_SCOPE_GLOBAL) < 0)
+        st = eopt_fail(EOPT_ERR_IO, "cannot flush '%s'", tmp);
+    int *fd = NULL;
+    if (st == EOPT_OK && (H5Fget_vfd_handle(fid, H5P_DEFAULT, (void **)&fd) < 0 || !fd || fsync(*fd) != 0))
+        st = eopt_fail(EOPT_ERR_IO, "cannot sync '%s'", tmp);
+    if (H5Fclose(fid) < 0 && st == EOPT_OK)
+        st = eopt_fail(EOPT_ERR_IO, "cannot close '%s'", tmp);
+    if (st == EOPT_OK && rename(tmp, path) != 0)
+        st = eopt_fail(EOPT_ERR_IO, "cannot rename '%s' to '%s'", tmp, path);
+    if (st != EOPT_OK) {
+        unlink(tmp);
+        return eopt_fail_context(st, "writing checkpoint '%s'", path);
+    }
+    fsync_dir(path);
+    return EOPT_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Reading: the whole file into host memory, validated. */
+
+static void opt_info_free(eopt_ckpt_opt_info *o)
+{
+    for (int g = 0; g < o->ngroups; g++)
+        free(o->group_index ? o->group_index[g] : NULL);
+    free(o->group_index);
+    free(o->group_hp);
+    free(o->group_n);
+    for (int i = 0; o->state && i < o->nparams; i++) {
+        for (int k = 0; k < o->nstate[i]; k++)
+            eopt_tensor_free(&o->state[i][k].t);
+        free(o->state[i]);
+    }
+    free(o->state);
+    free(o->nstate);
+    free(o->param_names);
+}
+
+void eopt_checkpoint_close(eopt_ckpt *ck)
+{
+    if (!ck)
+        return;
+    for (int k = 0; k < ck->ntensors; k++)
+        eopt_tensor_free(&ck->tensors[k].t);
+    for (int k = 0; k < ck->ntrainer_data; k++)
+        eopt_tensor_free(&ck->trainer_data[k].t);
+    for (int k = 0; k < ck->nopt; k++)
+        opt_info_free(&ck->opts[k]);
+    free(ck->tensors);
+    free(ck->aliases);
+    free(ck->opts);
+    free(ck->sched);
+    free(ck->trainer_data);
+    free(ck);
+}
+
+static eopt_status check_finite(const eopt_tensor *t, const char *where)
+{
+    if (t->dtype != EOPT_F32)
+        return EOPT_OK;
+    const float *p = eopt_f32(t);
+    for (int64_t k = 0; k < t->numel; k++)
+        if (!isfinite(p[k]))
+            return eopt_fail(EOPT_ERR_NUMERIC, "%s: non-finite value %g at flat index %lld", where, (double)p[k],
+                             (long long)k);
+    return EOPT_OK;
+}
+
+/* Reads every dataset of group `g` into tensors[n] (name order). */
+static eopt_status read_datasets(hid_t g, const char *where, int check, ck_tensor **out, int *nout)
+{
+    int n;
+    char **names;
+    EOPT_TRY(eopt_h5_children(g, where, 0, &n, &names));
+    ck_tensor *v = calloc((size_t)(n ? n : 1), sizeof *v);
+    eopt_status st = v ? EOPT_OK : eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    int m = 0;
+    for (int k = 0; k < n && st == EOPT_OK; k++) {
+        char path[2048];
+        snprintf(path, sizeof path, "%.1500s/%.300s", where, names[k]);
+        if (eopt_h5_kind_of(g, names[k], &v[m].addr) != EOPT_H5_DATASET) {
+            st = eopt_fail(EOPT_ERR_FORMAT, "%s: expected a dataset", path);
+        } else if (strlen(names[k]) >= EOPT_NAME_MAX) {
+            st = eopt_fail(EOPT_ERR_FORMAT, "%s: name longer than %d characters", path, EOPT_NAME_MAX - 1);
+        } else {
+            snprintf(v[m].name, sizeof v[m].name, "%s", names[k]);
+            st = eopt_h5_dataset_read(g, names[k], where, &v[m].t);
+            if (st == EOPT_OK)
+                m++;
+            if (st == EOPT_OK && check)
+                st = check_finite(&v[m - 1].t, path);
+        }
+    }
+    eopt_h5_names_free(n, names);
+    if (st != EOPT_OK) {
+        for (int k = 0; k < m; k++)
+            eopt_tensor_free(&v[k].t);
+        free(v);
+        return st;
+    }
+    *out = v;
+    *nout = m;
+    return EOPT_OK;
+}
+
+static eopt_status read_groups(hid_t og, const char *where, eopt_ckpt_opt_info *o)
+{
+    char w[2048];
+    snprintf(w, sizeof w, "%.1500s/param_groups", where);
+    if (eopt_h5_kind_of(og, "param_groups", NULL) != EOPT_H5_GROUP)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: group is missing", w);
+    hid_t pg = H5Gopen2(og, "param_groups", H5P_DEFAULT);
+    int n;
+    char **names;
+    eopt_status st = eopt_h5_children(pg, w, 1, &n, &names);
+    if (st != EOPT_OK) {
+        H5Gclose(pg);
+        return st;
+    }
+    o->ngroups = n;
+    o->group_hp = calloc((size_t)(n ? n : 1), sizeof *o->group_hp);
+    o->group_n = calloc((size_t)(n ? n : 1), sizeof *o->group_n);
+    o->group_index = calloc((size_t)(n ? n : 1), sizeof *o->group_index);
+    char *seen = calloc((size_t)(o->nparams ? o->nparams : 1), 1);
+    if (!o->group_hp || !o->group_n || !o->group_index || !seen)
+        st = eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    for (int g = 0; g < n && st == EOPT_OK; g++) {
+        char gw[2048];
+        snprintf(gw, sizeof gw, "%.1500s/%.300s", w, names[g]);
+        if (eopt_h5_index_name(names[g]) != g) {
+            st = eopt_fail(EOPT_ERR_FORMAT, "%s: groups must be numbered 0..%d without gaps", gw, n - 1);
+            break;
+        }
+        hid_t gg = H5Gopen2(pg, names[g], H5P_DEFAULT);
+        if (gg < 0) {
+            st = eopt_fail(EOPT_ERR_FORMAT, "%s: not a group", gw);
+            break;
+        }
+        eopt_tensor idx = {0};
+        st = eopt_h5_attrs_read(gg, gw, NULL, &o->group_hp[g]);
+        if (st == EOPT_OK)
+            st = eopt_h5_dataset_read(gg, "params", gw, &idx);
+        H5Gclose(gg);
+        if (st == EOPT_OK && (idx.dtype == EOPT_F32 || idx.ndim != 1))
+            st = eopt_fail(EOPT_ERR_FORMAT, "%s/params: expected a 1-D integer dataset", gw);
+        if (st == EOPT_OK) {
+            o->group_n[g] = (int)idx.numel;
+            o->group_index[g] = malloc(sizeof(int64_t) * (size_t)(idx.numel ? idx.numel : 1));
+            if (!o->group_index[g])
+                st = eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+        }
+        for (int64_t k = 0; st == EOPT_OK && k < idx.numel; k++) {
+            int64_t i = idx.dtype == EOPT_I64 ? ((int64_t *)idx.data)[k] : ((int32_t *)idx.data)[k];
+            if (i < 0 || i >= o->nparams)
+                st = eopt_fail(EOPT_ERR_FORMAT, "%s/params: index %lld outside param_names [0, %d)", gw,
+                               (long long)i, o->nparams);
+            else if (seen[i]++)
+                st = eopt_fail(EOPT_ERR_FORMAT, "%s/params: index %lld ('%s') appears in more than one group", gw,
+                               (long long)i, o->param_names[i]);
+            else
+                o->group_index[g][k] = i;
+        }
+        eopt_tensor_free(&idx);
+    }
+    for (int i = 0; st == EOPT_OK && i < o->nparams; i++)
+        if (!seen[i])
+            st = eopt_fail(EOPT_ERR_FORMAT, "%s: parameter %d ('%s') of param_names is in no group", w, i,
+                           o->param_names[i]);
+    free(seen);
+    eopt_h5_names_free(n, names);
+    H5Gclose(pg);
+    return st;
+}
+
+static eopt_status read_state(hid_t og, const char *where, int check, eopt_ckpt_opt_info *o)
+{
+    o->nstate = calloc((size_t)(o->nparams ? o->nparams : 1), sizeof *o->nstate);
+    o->state = calloc((size_t)(o->nparams ? o->nparams : 1), sizeof *o->state);
+    if (!o->nstate || !o->state)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    eopt_h5_kind kind = eopt_h5_kind_of(og, "state", NULL);
+    if (kind == EOPT_H5_NONE)
+        return EOPT_OK; /* no state yet: it starts lazily */
+    char w[2048];
+    snprintf(w, sizeof w, "%.1500s/state", where);
+    if (kind != EOPT_H5_GROUP)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: expected a group", w);
+    hid_t sg = H5Gopen2(og, "state", H5P_DEFAULT);
+    int n;
+    char **names;
+    eopt_status st = eopt_h5_children(sg, w, 1, &n, &names);
+    for (int k = 0; k < n && st == EOPT_OK; k++) {
+        char iw[2048];
+        snprintf(iw, sizeof iw, "%.1500s/%.300s", w, names[k]);
+        long i = eopt_h5_index_name(names[k]);
+        if (i >= o->nparams) {
+            st = eopt_fail(EOPT_ERR_FORMAT, "%s: state index %ld outside param_names [0, %d)", iw, i, o->nparams);
+            break;
+        }
+        if (eopt_h5_kind_of(sg, names[k], NULL) != EOPT_H5_GROUP) {
+            st = eopt_fail(EOPT_ERR_FORMAT, "%s: expected a group", iw);
+            break;
+        }
+        hid_t ig = H5Gopen2(sg, names[k], H5P_DEFAULT);
+        ck_tensor *t = NULL;
+        int m = 0;
+        st = read_datasets(ig, iw, check, &t, &m);
+        H5Gclose(ig);
+        if (st != EOPT_OK)
+            break;
+        o->state[i] = calloc((size_t)(m ? m : 1), sizeof *o->state[i]);
+        if (!o->state[i]) {
+            for (int j = 0; j < m; j++)
+                eopt_tensor_free(&t[j].t);
+            free(t);
+            st = eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+            break;
+        }
+        o->nstate[i] = m; /* the tensors now belong to o (freed with it) */
+        for (int j = 0; j < m; j++) {
+            o->state[i][j].t = t[j].t;
+            if (strlen(t[j].name) >= sizeof o->state[i][j].key)
+                st = eopt_fail(EOPT_ERR_FORMAT, "%s/%s: state key longer than %zu characters", iw, t[j].name,
+                               sizeof o->state[i][j].key - 1);
+            snprintf(o->state[i][j].key, sizeof o->state[i][j].key, "%.23s", t[j].name);
+        }
+        free(t);
+    }
+    eopt_h5_names_free(n, names);
+    H5Gclose(sg);
+    return st;
+}
+
+static eopt_status read_optimizer(hid_t top, const char *name, const char *path, int check, eopt_ckpt_opt_info *o)
+{
+    char where[2048];
+    snprintf(where, sizeof where, "%.1500s:/optimizers/%.300s", path, name);
+    if (strlen(name) >= EOPT_NAME_MAX)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: optimizer name too long", where);
+    snprintf(o->name, sizeof o->name, "%s", name);
+    if (eopt_h5_kind_of(top, name, NULL) != EOPT_H5_GROUP)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: expected a group", where);
+    hid_t og = H5Gopen2(top, name, H5P_DEFAULT);
+    static const char *const skip[] = {"class", "source", NULL};
+    eopt_status st = eopt_h5_attr_read_str(og, "class", where, o->cls, sizeof o->cls);
+    if (st == EOPT_OK && eopt_h5_attr_exists(og, "source"))
+        st = eopt_h5_attr_read_str(og, "source", where, o->source, sizeof o->source);
+    if (st == EOPT_OK)
+        st = eopt_h5_attrs_read(og, where, skip, &o->args);
+    char *names = NULL;
+    if (st == EOPT_OK)
+        st = eopt_h5_strings_read(og, "param_names", where, EOPT_NAME_MAX, &o->nparams, &names);
+    o->param_names = (char(*)[EOPT_NAME_MAX])names;
+    if (st == EOPT_OK)
+        st = read_groups(og, where, o);
+    if (st == EOPT_OK)
+        st = read_state(og, where, check, o);
+    H5Gclose(og);
+    return st;
+}
+
+static eopt_status read_optimizers(hid_t fid, eopt_ckpt *ck, int check)
+{
+    eopt_h5_kind kind = eopt_h5_kind_of(fid, "optimizers", NULL);
+    if (kind == EOPT_H5_NONE)
+        return EOPT_OK;
+    char where[2048];
+    snprintf(where, sizeof where, "%.1500s:/optimizers", ck->path);
+    if (kind != EOPT_H5_GROUP)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: expected a group", where);
+    hid_t top = H5Gopen2(fid, "optimizers", H5P_DEFAULT);
+    int n;
+    char **names;
+    eopt_status st = eopt_h5_children(top, where, 0, &n, &names);
+    if (st == EOPT_OK) {
+        ck->opts = calloc((size_t)(n ? n : 1), sizeof *ck->opts);
+        st = ck->opts ? EOPT_OK : eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    }
+    for (int k = 0; k < n && st == EOPT_OK; k++) {
+        ck->nopt = k + 1;
+        st = read_optimizer(top, names[k], ck->path, check, &ck->opts[k]);
+    }
+    eopt_h5_names_free(n, names);
+    H5Gclose(top);
+    return st;
+}
+
+static eopt_status read_schedules(hid_t fid, eopt_ckpt *ck)
+{
+    char where[2048];
+    snprintf(where, sizeof where, "%.1500s:/schedules", ck->path);
+    eopt_h5_kind kind = eopt_h5_kind_of(fid, "schedules", NULL);
+    if (kind == EOPT_H5_NONE)
+        return EOPT_OK;
+    if (kind != EOPT_H5_GROUP)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: expected a group", where);
+    hid_t top = H5Gopen2(fid, "schedules", H5P_DEFAULT);
+    int n;
+    char **names;
+    eopt_status st = eopt_h5_children(top, where, 0, &n, &names);
+    if (st == EOPT_OK) {
+        ck->sched = calloc((size_t)(n ? n : 1), sizeof *ck->sched);
+        st = ck->sched ? EOPT_OK : eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    }
+    for (int k = 0; k < n && st == EOPT_OK; k++) {
+        char w[2048];
+        snprintf(w, sizeof w, "%.1500s/%.300s", where, names[k]);
+        hid_t g = H5Gopen2(top, names[k], H5P_DEFAULT);
+        if (g < 0 || strlen(names[k]) >= EOPT_NAME_MAX) {
+            st = eopt_fail(EOPT_ERR_FORMAT, "%s: expected a group with a short name", w);
+        } else {
+            snprintf(ck->sched[k].name, sizeof ck->sched[k].name, "%s", names[k]);
+            st = eopt_h5_attrs_read(g, w, NULL, &ck->sched[k].attrs);
+            ck->nsched = k + 1;
+        }
+        if (g >= 0)
+            H5Gclose(g);
+    }
+    eopt_h5_names_free(n, names);
+    H5Gclose(top);
+    return st;
+}
+
+static eopt_status read_trainer(hid_t fid, eopt_ckpt *ck)
+{
+    char where[2048];
+    snprintf(where, sizeof where, "%.1500s:/trainer", ck->path);
+    eopt_h5_kind kind = eopt_h5_kind_of(fid, "trainer", NULL);
+    if (kind == EOPT_H5_NONE)
+        return EOPT_OK;
+    if (kind != EOPT_H5_GROUP)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: expected a group", where);
+    hid_t g = H5Gopen2(fid, "trainer", H5P_DEFAULT);
+    ck->has_trainer = 1;
+    eopt_status st = eopt_h5_attrs_read(g, where, NULL, &ck->trainer);
+    if (st == EOPT_OK)
+        st = read_datasets(g, where, 0, &ck->trainer_data, &ck->ntrainer_data);
+    H5Gclose(g);
+    return st;
+}
+
+/* Names in /model that are hard links to one object: the name an optimizer uses is the stored
+ * tensor, the others its aliases (ties otherwise go to the first name in order). */
+static int used_by_optimizer(const eopt_ckpt *ck, const char *name)
+{
+    for (int k = 0; k < ck->nopt; k++)
+        for (int i = 0; i < ck->opts[k].nparams; i++)
+            if (strcmp(ck->opts[k].param_names[i], name) == 0)
+                return 1;
+    return 0;
+}
+
+static eopt_status split_aliases(eopt_ckpt *ck)
+{
+    ck->aliases = calloc((size_t)(ck->ntensors ? ck->ntensors : 1), sizeof *ck->aliases);
+    if (!ck->aliases)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    int m = 0;
+    for (int k = 0; k < ck->ntensors; k++) {
+        int primary = k;
+        for (int j = 0; j < ck->ntensors; j++)
+            if (ck->tensors[j].addr == ck->tensors[k].addr && j != k &&
+                (used_by_optimizer(ck, ck->tensors[j].name) > used_by_optimizer(ck, ck->tensors[primary].name) ||
+                 (j < primary && used_by_optimizer(ck, ck->tensors[j].name) ==
+                                     used_by_optimizer(ck, ck->tensors[primary].name))))
+                primary = j;
+        if (primary == k) {
+            ck->tensors[m++] = ck->tensors[k];
+            continue;
+        }
+        ck_alias *a = &ck->aliases[ck->naliases++];
+        snprintf(a->alias, sizeof a->alias, "%s", ck->tensors[k].name);
+        snprintf(a->target, sizeof a->target, "%s", ck->tensors[primary].name);
+        eopt_tensor_free(&ck->tensors[k].t);
+    }
+    ck->ntensors = m;
+    return EOPT_OK;
+}
+
+static eopt_status read_root(hid_t fid, eopt_ckpt *ck)
+{
+    char where[2048], fmt[64];
+    snprintf(where, sizeof where, "%.1500s:/", ck->path);
+    EOPT_TRY(eopt_h5_attr_read_str(fid, "format", where, fmt, sizeof fmt));
+    if (strcmp(fmt, EOPT_CKPT_FORMAT) != 0)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: format is '%s', expected '%s'", where, fmt, EOPT_CKPT_FORMAT);
+    eopt_value v;
+    EOPT_TRY(eopt_h5_attr_read(fid, "format_version", where, &v));
+    if (v.kind != EOPT_VAL_INT && v.kind != EOPT_VAL_BOOL)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: format_version must be an integer", where);
+    if (v.i > EOPT_CKPT_VERSION || v.i < 1)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: format_version %lld is not supported (this reader knows 1..%d)", where,
+                         (long long)v.i, EOPT_CKPT_VERSION);
+    EOPT_TRY(eopt_h5_attr_read(fid, "step", where, &v));
+    if ((v.kind != EOPT_VAL_INT && v.kind != EOPT_VAL_BOOL) || v.i < 0)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: step must be a non-negative integer", where);
+    ck->step = v.i;
+    if (eopt_h5_attr_exists(fid, "producer"))
+        EOPT_TRY(eopt_h5_attr_read_str(fid, "producer", where, ck->producer, sizeof ck->producer));
+    static const char *const known[] = {"format", "format_version", "step", "producer", NULL};
+    eopt_dict rest;
+    EOPT_TRY(eopt_h5_attrs_read(fid, where, known, &rest));
+    for (int k = 0; k < rest.n; k++) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "unknown attribute '%s' ignored", rest.items[k].key);
+        warn(where, msg);
+    }
+    return EOPT_OK;
+}
+
+static eopt_status read_model(hid_t fid, eopt_ckpt *ck, int check)
+{
+    char where[2048];
+    snprintf(where, sizeof where, "%.1500s:/model", ck->path);
+    if (eopt_h5_kind_of(fid, "model", NULL) != EOPT_H5_GROUP)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: group is missing", where);
+    hid_t g = H5Gopen2(fid, "model", H5P_DEFAULT);
+    eopt_status st = read_datasets(g, where, check, &ck->tensors, &ck->ntensors);
+    H5Gclose(g);
+    for (int k = 0; st == EOPT_OK && k < ck->ntensors; k++)
+        if (ck->tensors[k].t.dtype != EOPT_F32)
+            st = eopt_fail(EOPT_ERR_FORMAT, "%s/%s: model tensors must be floating point", where,
+                           ck->tensors[k].name);
+    return st;
+}
+
+eopt_status eopt_checkpoint_open(const char *path, const eopt_ckpt_options *opt, eopt_ckpt **out)
+{
+    *out = NULL;
+    eopt_h5_quiet();
+    int check = !(opt && opt->allow_nonfinite);
+    eopt_ckpt *ck = calloc(1, sizeof *ck);
+    if (!ck)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    snprintf(ck->path, sizeof ck->path, "%s", path);
+    if (access(path, R_OK) != 0 || H5Fis_hdf5(path) <= 0) {
+        free(ck);
+        return eopt_fail(EOPT_ERR_IO, "cannot open checkpoint '%s' (missing, unreadable or not HDF5)", path);
+    }
+    hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (fid < 0) {
+        free(ck);
+        return eopt_fail(EOPT_ERR_IO, "cannot open checkpoint '%s'", path);
+    }
+    eopt_status st = read_root(fid, ck);
+    if (st == EOPT_OK)
+        st = read_model(fid, ck, check);
+    if (st == EOPT_OK)
+        st = read_optimizers(fid, ck, check);
+    if (st == EOPT_OK)
+        st = read_schedules(fid, ck);
+    if (st == EOPT_OK)
+        st = read_trainer(fid, ck);
+    if (st == EOPT_OK)
+        st = split_aliases(ck);
+    H5Fclose(fid);
+    if (st != EOPT_OK) {
+        eopt_checkpoint_close(ck);
+        return st;
+    }
+    *out = ck;
+    return EOPT_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Accessors */
+
+const char *eopt_ckpt_path(const eopt_ckpt *ck) { return ck->path; }
+int64_t eopt_ckpt_step(const eopt_ckpt *ck) { return ck->step; }
+const char *eopt_ckpt_producer(const eopt_ckpt *ck) { return ck->producer; }
+int eopt_ckpt_num_tensors(const eopt_ckpt *ck) { return ck->ntensors; }
+const char *eopt_ckpt_tensor_name(const eopt_ckpt *ck, int k) { return ck->tensors[k].name; }
+int eopt_ckpt_num_aliases(const eopt_ckpt *ck) { return ck->naliases; }
+
+eopt_ckpt_alias eopt_ckpt_alias_at(const eopt_ckpt *ck, int k)
+{
+    return (eopt_ckpt_alias){ck->aliases[k].alias, ck->aliases[k].target};
+}
+
+/* The stored name behind `name` (itself, or the target of an alias). */
+static const char *resolve(const eopt_ckpt *ck, const char *name)
+{
+    for (int k = 0; k < ck->naliases; k++)
+        if (strcmp(ck->aliases[k].alias, name) == 0)
+            return ck->aliases[k].target;
+    return name;
+}
+
+const eopt_tensor *eopt_ckpt_tensor(const eopt_ckpt *ck, const char *name)
+{
+    name = resolve(ck, name);
+    for (int k = 0; k < ck->ntensors; k++)
+        if (strcmp(ck->tensors[k].name, name) == 0)
+            return &ck->tensors[k].t;
+    return NULL;
+}
+
+int eopt_ckpt_num_optimizers(const eopt_ckpt *ck) { return ck->nopt; }
+const char *eopt_ckpt_optimizer_name(const eopt_ckpt *ck, int k) { return ck->opts[k].name; }
+
+const eopt_ckpt_opt_info *eopt_ckpt_optimizer_info(const eopt_ckpt *ck, const char *name)
+{
+    for (int k = 0; k < ck->nopt; k++)
+        if (strcmp(ck->opts[k].name, name) == 0)
+            return &ck->opts[k];
+    return NULL;
+}
+
+int eopt_ckpt_num_schedules(const eopt_ckpt *ck) { return ck->nsched; }
+const char *eopt_ckpt_schedule_name(const eopt_ckpt *ck, int k) { return ck->sched[k].name; }
+
+const eopt_dict *eopt_ckpt_schedule(const eopt_ckpt *ck, const char *name)
+{
+    for (int k = 0; k < ck->nsched; k++)
+        if (strcmp(ck->sched[k].name, name) == 0)
+            return &ck->sched[k].attrs;
+    return NULL;
+}
+
+const eopt_dict *eopt_ckpt_trainer(const eopt_ckpt *ck) { return ck->has_trainer ? &ck->trainer : NULL; }
+int eopt_ckpt_num_trainer_data(const eopt_ckpt *ck) { return ck->ntrainer_data; }
+const char *eopt_ckpt_trainer_data_name(const eopt_ckpt *ck, int k) { return ck->trainer_data[k].name; }
+
+const eopt_tensor *eopt_ckpt_trainer_data(const eopt_ckpt *ck, const char *name)
+{
+    for (int k = 0; k < ck->ntrainer_data; k++)
+        if (strcmp(ck->trainer_data[k].name, name) == 0)
+            return &ck->trainer_data[k].t;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Applying a checkpoint */
+
+eopt_status eopt_ckpt_load_model(const eopt_ckpt *ck, eopt_param *params, int nparams)
+{
+    char sa[64], sb[64];
+    for (int i = 0; i < nparams; i++) {
+        const eopt_tensor *t = eopt_ckpt_tensor(ck, params[i].name);
+        if (!t)
+            return eopt_fail(EOPT_ERR_FORMAT, "%s:/model/%s: parameter is missing", ck->path, params[i].name);
+        if (!eopt_tensor_same_shape(t, params[i].w) || params[i].w->dtype != EOPT_F32)
+            return eopt_fail(EOPT_ERR_SHAPE, "%s:/model/%s: shape %s in the file, %s in the model", ck->path,
+                             params[i].name, eopt_shape_str(t->ndim, t->shape, sa, sizeof sa),
+                             eopt_shape_str(params[i].w->ndim, params[i].w->shape, sb, sizeof sb));
+    }
+    for (int i = 0; i < nparams; i++)
+        EOPT_TRY(eopt_tensor_copy(params[i].w, eopt_ckpt_tensor(ck, params[i].name)));
+    return EOPT_OK;
+}
+
+static int is_optional(const eopt_optimizer_class *cls, const char *key)
+{
+    for (int k = 0; cls->optional_state_keys && cls->optional_state_keys[k]; k++)
+        if (strcmp(cls->optional_state_keys[k], key) == 0)
+            return 1;
+    return 0;
+}
+
+static const eopt_ckpt_entry *find_entry(const eopt_ckpt_opt_info *o, int64_t i, const char *key)
+{
+    for (int k = 0; k < o->nstate[i]; k++)
+        if (strcmp(o->state[i][k].key, key) == 0)
+            return &o->state[i][k];
+    return NULL;
+}
+
+static int is_int(eopt_dtype dt) { return dt == EOPT_I32 || dt == EOPT_I64; }
+
+/* Copies a file tensor into a state tensor; integer widths convert, floats must be float32. */
+static eopt_status copy_entry(eopt_tensor *dst, const eopt_tensor *src)
+{
+    if (dst->dtype == src->dtype)
+        return eopt_tensor_copy(dst, src);
+    int64_t *tmp = malloc(sizeof *tmp * (size_t)(src->numel ? src->numel : 1));
+    if (!tmp)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    for (int64_t k = 0; k < src->numel; k++)
+        tmp[k] = src->dtype == EOPT_I64 ? ((int64_t *)src->data)[k] : ((int32_t *)src->data)[k];
+    eopt_tensor conv;
+    eopt_status st = eopt_tensor_alloc(&conv, NULL, dst->dtype, dst->ndim, dst->shape);
+    for (int64_t k = 0; st == EOPT_OK && k < src->numel; k++) {
+        if (dst->dtype == EOPT_I64)
+            ((int64_t *)conv.data)[k] = tmp[k];
+        else
+            ((int32_t *)conv.data)[k] = (int32_t)tmp[k];
+    }
+    if (st == EOPT_OK) {
+        st = eopt_tensor_copy(dst, &conv);
+        eopt_tensor_free(&conv);
+    }
+    free(tmp);
+    return st;
+}
+
+/* Fills state j of `opt` (file index i) from the file: every key the class has must be there with
+ * its shape and dtype; extra keys are errors unless the class lists them as optional. */
+static eopt_status load_state(const eopt_ckpt_opt_info *o, const char *where, int64_t i, eopt_optimizer *opt, int j)
+{
+    char sa[64], sb[64];
+    if (o->nstate[i] == 0)
+        return EOPT_OK;
+    if (opt->state[j].n == 0)
+        EOPT_TRY(opt->cls->init_state(opt, j));
+    const eopt_state *s = &opt->state[j];
+    for (int k = 0; k < o->nstate[i]; k++) {
+        const char *key = o->state[i][k].key;
+        int known = 0;
+        for (int q = 0; q < s->n; q++)
+            known |= strcmp(s->key[q], key) == 0;
+        if (!known && !is_optional(opt->cls, key))
+            return eopt_fail(EOPT_ERR_FORMAT, "%s/state/%lld/%s: unexpected state key for %s", where, (long long)i,
+                             key, opt->cls->name);
+    }
+    for (int q = 0; q < s->n; q++) {
+        const eopt_ckpt_entry *e = find_entry(o, i, s->key[q]);
+        if (!e)
+            return eopt_fail(EOPT_ERR_FORMAT, "%s/state/%lld: missing state key '%s' ('%s')", where, (long long)i,
+                             s->key[q], o->param_names[i]);
+        const eopt_tensor *t = &s->t[q];
+        if (!eopt_tensor_same_shape(t, &e->t))
+            return eopt_fail(EOPT_ERR_SHAPE, "%s/state/%lld/%s: shape %s in the file, %s expected", where,
+                             (long long)i, e->key, eopt_shape_str(e->t.ndim, e->t.shape, sa, sizeof sa),
+                             eopt_shape_str(t->ndim, t->shape, sb, sizeof sb));
+        if (t->dtype != e->t.dtype && !(is_int(t->dtype) && is_int(e->t.dtype)))
+            return eopt_fail(EOPT_ERR_FORMAT, "%s/state/%lld/%s: dtype %s in the file, %s expected", where,
+                             (long long)i, e->key, eopt_dtype_name(e->t.dtype), eopt_dtype_name(t->dtype));
+    }
+    for (int q = 0; q < s->n; q++)
+        EOPT_TRY(copy_entry(&opt->state[j].t[q], &find_entry(o, i, s->key[q])->t));
+    return EOPT_OK;
+}
+
+/* The caller's parameter for a file name (directly or through an alias of the file). */
+static const eopt_param *bind(const eopt_ckpt *ck, const char *name, const eopt_param *params, int nparams)
+{
+    const char *stored = resolve(ck, name);
+    for (int k = 0; k < nparams; k++)
+        if (strcmp(params[k].name, name) == 0 || strcmp(params[k].name, stored) == 0)
+            return &params[k];
+    return NULL;
+}
+
+/* Builds args, groups and the bound parameter list from the file, in torch's group order. */
+static eopt_status build_inputs(const eopt_ckpt *ck, const eopt_ckpt_opt_info *o, const char *where,
+                                const eopt_optimizer_class *cls, const eopt_param *params, int nparams,
+                                eopt_dict *args, eopt_param *bound, int *sizes, int64_t *file_index)
+{
+    char sa[64], sb[64];
+    eopt_dict arg_defaults = {0}, group_defaults = {0};
+    cls->defaults(&arg_defaults, &group_defaults);
+    *args = (eopt_dict){0};
+    for (int k = 0; k < o->args.n; k++) {
+        const eopt_item *it = &o->args.items[k];
+        if (!eopt_dict_get(&arg_defaults, it->key)) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "unknown attribute '%s' for class %s ignored", it->key, cls->name);
+            warn(where, msg);
+            continue;
+        }
+        EOPT_TRY(eopt_dict_set(args, it->key, it->v));
+    }
+    int j = 0;
+    for (int g = 0; g < o->ngroups; g++) {
+        sizes[g] = o->group_n[g];
+        for (int k = 0; k < o->group_n[g]; k++, j++) {
+            int64_t i = o->group_index[g][k];
+            const eopt_param *p = bind(ck, o->param_names[i], params, nparams);
+            if (!p)
+                return eopt_fail(EOPT_ERR_FORMAT, "%s/param_names[%lld]: no model parameter named '%s'", where,
+                                 (long long)i, o->param_names[i]);
+            const eopt_tensor *m = eopt_ckpt_tensor(ck, o->param_names[i]);
+            if (m && !eopt_tensor_same_shape(m, p->w))
+                return eopt_fail(EOPT_ERR_SHAPE, "%s: parameter '%s' has shape %s in the file, %s in the model", where,
+                                 o->param_names[i], eopt_shape_str(m->ndim, m->shape, sa, sizeof sa),
+                                 eopt_shape_str(p->w->ndim, p->w->shape, sb, sizeof sb));
+            bound[j] = *p;
+            file_index[j] = i;
+        }
+    }
+    return EOPT_OK;
+}
+
+/* torch keeps every default key in a param group and a checkpoint stores None as an absent
+ * attribute, so a default key the file lacks was None (dion's adjust_lr = None), never the default. */
+static eopt_status groups_with_nones(const eopt_optimizer_class *cls, const eopt_ckpt_opt_info *o, eopt_dict *hp)
+{
+    eopt_dict arg_defaults = {0}, group_defaults = {0};
+    cls->defaults(&arg_defaults, &group_defaults);
+    for (int g = 0; g < o->ngroups; g++) {
+        hp[g] = o->group_hp[g];
+        for (int k = 0; k < group_defaults.n; k++)
+            if (!eopt_dict_get(&hp[g], group_defaults.items[k].key))
+                EOPT_TRY(eopt_dict_set(&hp[g], group_defaults.items[k].key, (eopt_value){.kind = EOPT_VAL_NONE}));
+    }
+    return EOPT_OK;
+}
+
+static eopt_status create_from(const eopt_ckpt *ck, const eopt_ckpt_opt_info *o, eopt_backend *be,
+                               const eopt_param *params, int nparams, eopt_optimizer **out)
+{
+    char where[2048];
+    snprintf(where, sizeof where, "%.1500s:/optimizers/%.300s", ck->path, o->name);
+    const eopt_optimizer_class *cls = eopt_optimizer_find_checkpoint(o->cls, o->source[0] ? o->source : NULL);
+    if (!cls)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: unknown optimizer class '%s'", where, o->cls);
+    eopt_dict args;
+    eopt_param *bound = calloc((size_t)(o->nparams ? o->nparams : 1), sizeof *bound);
+    int *sizes = calloc((size_t)(o->ngroups ? o->ngroups : 1), sizeof *sizes);
+    int64_t *file_index = calloc((size_t)(o->nparams ? o->nparams : 1), sizeof *file_index);
+    eopt_dict *hp = calloc((size_t)(o->ngroups ? o->ngroups : 1), sizeof *hp);
+    eopt_optimizer *opt = NULL;
+    eopt_status st = bound && sizes && file_index && hp ? EOPT_OK : eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    if (st == EOPT_OK)
+        st = build_inputs(ck, o, where, cls, params, nparams, &args, bound, sizes, file_index);
+    if (st == EOPT_OK)
+        st = groups_with_nones(cls, o, hp);
+    if (st == EOPT_OK) {
+        st = eopt_optimizer_create(cls->id, be, &args, o->ngroups, hp, sizes, bound, o->nparams, &opt);
+        if (st != EOPT_OK)
+            eopt_fail_context(st, "%s", where);
+    }
+    for (int j = 0; st == EOPT_OK && j < o->nparams; j++)
+        st = load_state(o, where, file_index[j], opt, j);
+    free(hp);
+    free(bound);
+    free(sizes);
+    free(file_index);
+    if (st != EOPT_OK) {
+        eopt_optimizer_free(opt);
+        return st;
+    }
+    *out = opt;
+    return EOPT_OK;
+}
+
+eopt_status eopt_ckpt_create_optimizer(const eopt_ckpt *ck, const char *name, eopt_backend *be,
+                                       const eopt_param *params, int nparams, eopt_optimizer **out)
+{
+    *out = NULL;
+    const eopt_ckpt_opt_info *o = eopt_ckpt_optimizer_info(ck, name);
+    if (!o)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: no optimizer '/optimizers/%s'", ck->path, name);
+    return create_from(ck, o, be, params, nparams, out);
+}
+
+/* Python's equality for numbers (1 == 1.0 == True), exact for the rest. */
+static int same_value(const eopt_value *a, const eopt_value *b)
+{
+    int na = a->kind == EOPT_VAL_BOOL || a->kind == EOPT_VAL_INT || a->kind == EOPT_VAL_FLOAT;
+    int nb = b->kind == EOPT_VAL_BOOL || b->kind == EOPT_VAL_INT || b->kind == EOPT_VAL_FLOAT;
+    if (na && nb)
+        return (a->kind == EOPT_VAL_FLOAT ? a->f : (double)a->i) == (b->kind == EOPT_VAL_FLOAT ? b->f : (double)b->i);
+    return eopt_value_equal(a, b);
+}
+
+/* The file's optimizer must be the caller's: class, arguments, groups, parameter names. */
+static eopt_status same_structure(const eopt_optimizer *file, const eopt_optimizer *opt, const char *where)
+{
+    char va[128], vb[128];
+    if (file->cls != opt->cls)
+        return eopt_fail(EOPT_ERR_ARG, "%s: class %s (%s) in the file, the optimizer is %s", where, file->cls->name,
+                         file->cls->id, opt->cls->id);
+    for (int k = 0; k < opt->args.n; k++) {
+        const eopt_item *it = &opt->args.items[k];
+        const eopt_value *v = eopt_dict_get(&file->args, it->key);
+        if (!v || !same_value(v, &it->v))
+            return eopt_fail(EOPT_ERR_ARG, "%s: argument '%s' is %s in the file, %s in the optimizer", where, it->key,
+                             v ? eopt_value_repr(v, va, sizeof va) : "absent", eopt_value_repr(&it->v, vb, sizeof vb));
+    }
+    if (file->ngroups != opt->ngroups)
+        return eopt_fail(EOPT_ERR_ARG, "%s: %d param groups in the file, %d in the optimizer", where, file->ngroups,
+                         opt->ngroups);
+    for (int g = 0; g < opt->ngroups; g++)
+        if (file->groups[g].n != opt->groups[g].n)
+            return eopt_fail(EOPT_ERR_ARG, "%s: param group %d holds %d parameters in the file, %d in the optimizer",
+                             where, g, file->groups[g].n, opt->groups[g].n);
+    for (int i = 0; i < opt->nparams; i++)
+        if (file->params[i].w != opt->params[i].w)
+            return eopt_fail(EOPT_ERR_ARG, "%s: state index %d is '%s' in the file, '%s' in the optimizer", where, i,
+                             file->params[i].name, opt->params[i].name);
+    return EOPT_OK;
+}
+
+eopt_status eopt_ckpt_load_optimizer(const eopt_ckpt *ck, const char *name, eopt_optimizer *opt)
+{
+    char where[2048];
+    snprintf(where, sizeof where, "%.1500s:/optimizers/%.300s", ck->path, name);
+    eopt_optimizer *file = NULL;
+    EOPT_TRY(eopt_ckpt_create_optimizer(ck, name, opt->be, opt->params, opt->nparams, &file));
+    eopt_status st = same_structure(file, opt, where);
+    if (st == EOPT_OK) {
+        /* Swap whole objects: the class's impl was built for the file's groups and state. */
+        eopt_optimizer tmp = *opt;
+        *opt = *file;
+        *file = tmp;
+    }
+    eopt_optimizer_free(file);
+    return st;
+}

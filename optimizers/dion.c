@@ -1,0 +1,562 @@
+/* dion's Muon, NorMuon, Dion2 and NorDion2 (microsoft/dion@33777ce), dion-muown.md §1-§8.
+ *
+ * Per matrix X (m x n) with gradient G, momentum M, orthogonaliser f (polar express or NS5,
+ * softened: lerp(f(A), A / (||A||_F + eps), s) when s > 0):
+ *   Muon      M = mu M + G;  O = f(M or Nesterov mu M + G);  X = X (1 - lr wd) - adj O
+ *   NorMuon   the same with O normalised per neuron:  V = lerp(V, rowmeansq(O), 1 - b2),
+ *             O' = O / (sqrt(V) + 1e-8) rescaled to ||O||_F
+ *   Dion2     M = M + G;  S = the k slices of M with largest L1 norm (rows if m <= n, else
+ *             columns);  M[sel] = lambda S;  X = X (1 - lr wd);  X[sel] -= adj f(S)
+ *   NorDion2  Dion2 on rows, with NorMuon's normalisation of f(S) against V[sel]
+ * adj = lr sqrt(fan_out / fan_in) ("spectral_norm"), lr 0.2 sqrt(max(fan_out, fan_in))
+ * ("rms_norm") or lr (None). Groups with algorithm "adamw" / "lion" take element-wise steps. */
+#include "dion.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "newton_schulz.h"
+#include "softening.h"
+
+typedef enum { ALG_MUON = 0, ALG_NORMUON, ALG_DION2, ALG_NORDION2, ALG_ADAMW, ALG_LION } dion_algo;
+static const char *const algo_names[] = {"muon", "normuon", "dion2", "nordion2", "adamw", "lion"};
+
+typedef enum { ADJ_NONE = 0, ADJ_SPECTRAL, ADJ_RMS } dion_adjust;
+
+/* One param group's hyperparameters, as a step reads them. */
+typedef struct {
+    dion_algo algo;
+    double lr, mu, muon_beta2, ef_decay, fraction, beta1, beta2, wd, eps;
+    int cautious, nesterov, flatten;
+    dion_adjust adjust;
+    int64_t step, heads; /* heads: num_heads (1 when absent or None) */
+} dion_hp;
+
+static dion_algo own_algo(const eopt_optimizer *opt)
+{
+    if (opt->cls == &eopt_class_normuon)
+        return ALG_NORMUON;
+    if (opt->cls == &eopt_class_dion2)
+        return ALG_DION2;
+    if (opt->cls == &eopt_class_nordion2)
+        return ALG_NORDION2;
+    return ALG_MUON;
+}
+
+int64_t eopt_dion2_select_count(double fraction, int64_t K)
+{
+    int64_t k = (int64_t)ceil(fraction * (double)K);
+    return k < 1 ? 1 : k;
+}
+
+/* ---- defaults (§1.2, constructor signatures of §4-§7) ---- */
+
+static const eopt_value none = {.kind = EOPT_VAL_NONE};
+
+/* The constructor arguments shared by the four classes, in signature order. */
+static void common_args(eopt_dict *args, int dion2_order)
+{
+    const double betas[2] = {0.9, 0.95};
+    eopt_dict_set(args, "distributed_mesh", none);
+    eopt_dict_set(args, "betas", eopt_floats(2, betas));
+    if (dion2_order) { /* Dion2 / NorDion2: use_triton, use_polar_express, use_gram_newton_schulz */
+        eopt_dict_set(args, "use_triton", eopt_bool(0));
+        eopt_dict_set(args, "use_polar_express", eopt_bool(1));
+        eopt_dict_set(args, "use_gram_newton_schulz", eopt_bool(0));
+    } else {
+        eopt_dict_set(args, "use_gram_newton_schulz", eopt_bool(0));
+        eopt_dict_set(args, "use_triton", eopt_bool(0));
+        eopt_dict_set(args, "use_polar_express", eopt_bool(1));
+    }
+    eopt_dict_set(args, "newton_schulz_func", none);
+    eopt_dict_set(args, "softening", eopt_float(0.0));
+}
+
+/* beta1 / beta2 are None placeholders that setup fills from `betas` (they keep their place in
+ * the key order; a group that sets them keeps its own). */
+static void muon_defaults_(eopt_dict *args, eopt_dict *group, int normuon)
+{
+    common_args(args, 0);
+    eopt_dict_set(group, "lr", eopt_float(0.01));
+    eopt_dict_set(group, "mu", eopt_float(0.95));
+    if (normuon)
+        eopt_dict_set(group, "muon_beta2", eopt_float(0.95));
+    eopt_dict_set(group, "beta1", none);
+    eopt_dict_set(group, "beta2", none);
+    eopt_dict_set(group, "weight_decay", eopt_float(0.01));
+    eopt_dict_set(group, "cautious_wd", eopt_bool(0));
+    eopt_dict_set(group, "algorithm", eopt_str(normuon ? "normuon" : "muon"));
+    eopt_dict_set(group, "step", eopt_int(0));
+    eopt_dict_set(group, "epsilon", eopt_float(1e-8));
+    eopt_dict_set(group, "nesterov", eopt_bool(0));
+    eopt_dict_set(group, "flatten", eopt_bool(0));
+    eopt_dict_set(group, "adjust_lr", eopt_str("spectral_norm"));
+}
+
+static void muon_defaults(eopt_dict *args, eopt_dict *group) { muon_defaults_(args, group, 0); }
+static void normuon_defaults(eopt_dict *args, eopt_dict *group) { muon_defaults_(args, group, 1); }
+
+static void dion2_defaults(eopt_dict *args, eopt_dict *group)
+{
+    common_args(args, 1);
+    eopt_dict_set(args, "verbose", eopt_bool(0));
+    eopt_dict_set(args, "triton_post_ortho", eopt_bool(0));
+    eopt_dict_set(group, "lr", eopt_float(0.01));
+    eopt_dict_set(group, "ef_decay", eopt_float(0.95));
+    eopt_dict_set(group, "fraction", eopt_float(0.25));
+    eopt_dict_set(group, "beta1", none);
+    eopt_dict_set(group, "beta2", none);
+    eopt_dict_set(group, "weight_decay", eopt_float(0.01));
+    eopt_dict_set(group, "epsilon", eopt_float(1e-8));
+    eopt_dict_set(group, "flatten", eopt_bool(0));
+    eopt_dict_set(group, "adjust_lr", eopt_str("spectral_norm"));
+    eopt_dict_set(group, "algorithm", eopt_str("dion2"));
+    eopt_dict_set(group, "step", eopt_int(0));
+}
+
+static void nordion2_defaults(eopt_dict *args, eopt_dict *group)
+{
+    common_args(args, 1);
+    eopt_dict_set(args, "triton_post_ortho", eopt_bool(0));
+    eopt_dict_set(group, "lr", eopt_float(0.01));
+    eopt_dict_set(group, "fraction", eopt_float(0.25));
+    eopt_dict_set(group, "mu", eopt_float(0.95));
+    eopt_dict_set(group, "muon_beta2", eopt_float(0.95));
+    eopt_dict_set(group, "beta1", none);
+    eopt_dict_set(group, "beta2", none);
+    eopt_dict_set(group, "weight_decay", eopt_float(0.01));
+    eopt_dict_set(group, "epsilon", eopt_float(1e-8));
+    eopt_dict_set(group, "flatten", eopt_bool(0));
+    eopt_dict_set(group, "adjust_lr", eopt_str("spectral_norm"));
+    eopt_dict_set(group, "algorithm", eopt_str("nordion2"));
+    eopt_dict_set(group, "step", eopt_int(0));
+}
+
+/* ---- validation ---- */
+
+static int is_none(const eopt_dict *d, const char *key)
+{
+    const eopt_value *v = eopt_dict_get(d, key);
+    return !v || v->kind == EOPT_VAL_NONE;
+}
+
+/* The constructor arguments (§1.1, §1.2); *polar and *soft receive use_polar_express and
+ * softening. */
+static eopt_status read_args(const eopt_optimizer *opt, int *polar, double *soft)
+{
+    const eopt_dict *a = &opt->args;
+    const char *w = opt->cls->id;
+    char buf[64];
+    int flag;
+    if (!is_none(a, "distributed_mesh"))
+        return eopt_fail(EOPT_ERR_ARG, "%s: distributed_mesh must be None (eopt runs one process), got %s", w,
+                         eopt_value_repr(eopt_dict_get(a, "distributed_mesh"), buf, sizeof buf));
+    if (!is_none(a, "newton_schulz_func"))
+        return eopt_fail(EOPT_ERR_UNSUPPORTED, "%s: a custom newton_schulz_func is not supported, got %s", w,
+                         eopt_value_repr(eopt_dict_get(a, "newton_schulz_func"), buf, sizeof buf));
+    const eopt_value *betas = eopt_dict_get(a, "betas");
+    if (!betas || betas->kind != EOPT_VAL_FLOATS || betas->nf != 2 || betas->fv[0] < 0.0 || betas->fv[1] < 0.0)
+        return eopt_fail(EOPT_ERR_ARG, "%s: Invalid betas: %s", w,
+                         betas ? eopt_value_repr(betas, buf, sizeof buf) : "(missing)");
+    EOPT_TRY(eopt_dict_bool(a, w, "use_gram_newton_schulz", &flag));
+    if (flag)
+        return eopt_fail(EOPT_ERR_UNSUPPORTED,
+                         "%s: use_gram_newton_schulz = True needs the external gram-newton-schulz package, "
+                         "which eopt does not provide",
+                         w);
+    EOPT_TRY(eopt_dict_bool(a, w, "use_triton", &flag));
+    if (flag)
+        return eopt_fail(EOPT_ERR_UNSUPPORTED, "%s: use_triton = True needs Triton kernels, which eopt does not provide",
+                         w);
+    EOPT_TRY(eopt_dict_bool(a, w, "use_polar_express", polar));
+    if (eopt_dict_get(a, "verbose"))
+        EOPT_TRY(eopt_dict_bool(a, w, "verbose", &flag));
+    if (eopt_dict_get(a, "triton_post_ortho"))
+        EOPT_TRY(eopt_dict_bool(a, w, "triton_post_ortho", &flag));
+    EOPT_TRY(eopt_dict_float(a, w, "softening", soft));
+    return eopt_softening_check(*soft, w);
+}
+
+static eopt_status read_adjust(const eopt_dict *d, const char *what, dion_adjust *out)
+{
+    if (is_none(d, "adjust_lr")) {
+        *out = ADJ_NONE; /* None is an absent attribute in a checkpoint */
+        return EOPT_OK;
+    }
+    const char *s;
+    EOPT_TRY(eopt_dict_str(d, what, "adjust_lr", &s));
+    if (strcmp(s, "spectral_norm") == 0)
+        *out = ADJ_SPECTRAL;
+    else if (strcmp(s, "rms_norm") == 0)
+        *out = ADJ_RMS;
+    else
+        return eopt_fail(EOPT_ERR_ARG, "%s: Invalid adjust_lr value: %s. Must be 'spectral_norm', 'rms_norm', or None.",
+                         what, s);
+    return EOPT_OK;
+}
+
+static eopt_status check_nonneg(const char *what, const char *label, const char *key, double v)
+{
+    if (v < 0.0) /* as upstream: NaN passes */
+        return eopt_fail(EOPT_ERR_ARG, "%s: Invalid %s: %s = %g", what, label, key, v);
+    return EOPT_OK;
+}
+
+/* Reads and validates group g. The constructor's checks (§1.2) are applied to every group:
+ * eopt has no separate constructor values. */
+static eopt_status read_group(const eopt_optimizer *opt, int g, dion_hp *h)
+{
+    const eopt_dict *d = &opt->groups[g].hp;
+    const dion_algo own = own_algo(opt);
+    char what[96];
+    snprintf(what, sizeof what, "%s param group %d", opt->cls->id, g);
+    memset(h, 0, sizeof *h);
+    const char *algo;
+    EOPT_TRY(eopt_dict_str(d, what, "algorithm", &algo));
+    if (strcmp(algo, algo_names[own]) == 0)
+        h->algo = own;
+    else if (strcmp(algo, "adamw") == 0)
+        h->algo = ALG_ADAMW;
+    else if (strcmp(algo, "lion") == 0)
+        h->algo = ALG_LION;
+    else
+        return eopt_fail(EOPT_ERR_ARG, "%s: Unknown algorithm: %s (expected '%s', 'adamw' or 'lion')", what, algo,
+                         algo_names[own]);
+    EOPT_TRY(eopt_dict_float(d, what, "lr", &h->lr));
+    EOPT_TRY(check_nonneg(what, "learning rate", "lr", h->lr));
+    EOPT_TRY(eopt_dict_float(d, what, "beta1", &h->beta1));
+    EOPT_TRY(eopt_dict_float(d, what, "beta2", &h->beta2));
+    if (h->beta1 < 0.0 || h->beta2 < 0.0)
+        return eopt_fail(EOPT_ERR_ARG, "%s: Invalid betas: (%g, %g)", what, h->beta1, h->beta2);
+    EOPT_TRY(eopt_dict_float(d, what, "weight_decay", &h->wd));
+    EOPT_TRY(eopt_dict_float(d, what, "epsilon", &h->eps));
+    EOPT_TRY(eopt_dict_int(d, what, "step", &h->step));
+    EOPT_TRY(eopt_dict_bool(d, what, "flatten", &h->flatten));
+    EOPT_TRY(read_adjust(d, what, &h->adjust));
+    if (own == ALG_MUON || own == ALG_NORMUON) {
+        EOPT_TRY(eopt_dict_bool(d, what, "nesterov", &h->nesterov));
+        EOPT_TRY(eopt_dict_bool(d, what, "cautious_wd", &h->cautious));
+    } else if (!is_none(d, "cautious_wd")) { /* Dion2 / NorDion2: group.get("cautious_wd", False) */
+        EOPT_TRY(eopt_dict_bool(d, what, "cautious_wd", &h->cautious));
+    }
+    if (own != ALG_DION2) {
+        EOPT_TRY(eopt_dict_float(d, what, "mu", &h->mu));
+        EOPT_TRY(check_nonneg(what, "momentum factor (mu)", "mu", h->mu));
+    }
+    if (own == ALG_NORMUON || own == ALG_NORDION2) {
+        EOPT_TRY(eopt_dict_float(d, what, "muon_beta2", &h->muon_beta2));
+        EOPT_TRY(check_nonneg(what, "muon_beta2", "muon_beta2", h->muon_beta2));
+    }
+    if (own == ALG_DION2) {
+        EOPT_TRY(eopt_dict_float(d, what, "ef_decay", &h->ef_decay));
+        EOPT_TRY(check_nonneg(what, "error-feedback decay", "ef_decay", h->ef_decay));
+    }
+    if (own == ALG_DION2 || own == ALG_NORDION2) {
+        EOPT_TRY(eopt_dict_float(d, what, "fraction", &h->fraction));
+        if (!(h->fraction > 0.0 && h->fraction <= 1.0))
+            return eopt_fail(EOPT_ERR_ARG, "%s: fraction must be in (0, 1], got %g", what, h->fraction);
+    }
+    h->heads = 1;
+    const eopt_value *nh = eopt_dict_get(d, "num_heads");
+    if (nh && nh->kind != EOPT_VAL_NONE) {
+        char buf[64];
+        if (nh->kind != EOPT_VAL_INT || nh->i < 1)
+            return eopt_fail(EOPT_ERR_ARG, "%s: num_heads must be a positive integer, got %s", what,
+                             eopt_value_repr(nh, buf, sizeof buf));
+        h->heads = nh->i;
+        if (h->heads > 1 && h->flatten)
+            return eopt_fail(EOPT_ERR_ARG, "%s: num_heads = %lld cannot be combined with flatten = True", what,
+                             (long long)h->heads);
+    }
+    return EOPT_OK;
+}
+
+/* The matrix view of parameter i for a matrix group: `batch` independent m x n matrices
+ * (a 3-D+ parameter is a batch; num_heads splits the rows of a 2-D one). */
+static eopt_status matrix_shape(const eopt_optimizer *opt, int i, const dion_hp *h, int *m, int *n, int64_t *batch)
+{
+    const eopt_tensor *w = opt->params[i].w;
+    char buf[64];
+    const char *what = opt->cls->id, *name = opt->params[i].name;
+    if (w->ndim < 2)
+        return eopt_fail(EOPT_ERR_SHAPE, "%s: parameter '%s' of shape %s is in a '%s' group, which only supports "
+                         "matrix parameters (ndim >= 2)", what, name, eopt_shape_str(w->ndim, w->shape, buf, sizeof buf),
+                         algo_names[h->algo]);
+    if (h->flatten && w->ndim >= 3) /* upstream's flatten batches same-shape parameters jointly (§2.4) */
+        return eopt_fail(EOPT_ERR_UNSUPPORTED, "%s: flatten = True with the %d-D parameter '%s' is not supported", what,
+                         w->ndim, name);
+    if (h->heads > 1 && (w->ndim != 2 || w->shape[0] % h->heads != 0))
+        return eopt_fail(EOPT_ERR_ARG, "%s: num_heads = %lld needs a 2-D parameter whose rows it divides; '%s' has "
+                         "shape %s", what, (long long)h->heads, name, eopt_shape_str(w->ndim, w->shape, buf, sizeof buf));
+    *m = (int)(w->shape[w->ndim - 2] / h->heads);
+    *n = (int)w->shape[w->ndim - 1];
+    *batch = *m && *n ? w->numel / ((int64_t)*m * *n) : 0;
+    return EOPT_OK;
+}
+
+/* ---- state (§1.3) ---- */
+
+static eopt_status init_state_for(eopt_optimizer *opt, int i, dion_algo algo)
+{
+    const eopt_tensor *w = opt->params[i].w;
+    eopt_state_clear(&opt->state[i]);
+    EOPT_TRY(eopt_state_add(opt, i, "momentum", EOPT_F32, w->ndim, w->shape, 0));
+    if (algo == ALG_NORMUON || algo == ALG_NORDION2) {
+        int64_t shape[EOPT_MAX_DIMS];
+        memcpy(shape, w->shape, sizeof shape);
+        shape[w->ndim - 1] = 1; /* param.shape[:-1] + (1,) */
+        EOPT_TRY(eopt_state_add(opt, i, "variance_neuron", EOPT_F32, w->ndim, shape, 0));
+    } else if (algo == ALG_ADAMW) {
+        EOPT_TRY(eopt_state_add(opt, i, "variance", EOPT_F32, w->ndim, w->shape, 0));
+    }
+    return EOPT_OK;
+}
+
+static eopt_status dion_init_state(eopt_optimizer *opt, int i)
+{
+    dion_hp h;
+    EOPT_TRY(read_group(opt, eopt_optimizer_group_of(opt, i), &h));
+    return init_state_for(opt, i, h.algo);
+}
+
+static eopt_status dion_setup(eopt_optimizer *opt)
+{
+    int polar;
+    double soft;
+    EOPT_TRY(read_args(opt, &polar, &soft));
+    const eopt_value *betas = eopt_dict_get(&opt->args, "betas");
+    for (int g = 0; g < opt->ngroups; g++) {
+        eopt_dict *d = &opt->groups[g].hp;
+        if (is_none(d, "beta1"))
+            EOPT_TRY(eopt_dict_set(d, "beta1", eopt_float(betas->fv[0])));
+        if (is_none(d, "beta2"))
+            EOPT_TRY(eopt_dict_set(d, "beta2", eopt_float(betas->fv[1])));
+        dion_hp h;
+        EOPT_TRY(read_group(opt, g, &h));
+        for (int k = 0; k < opt->groups[g].n; k++) {
+            const int i = opt->groups[g].index[k];
+            int m, n;
+            int64_t batch;
+            if (h.algo != ALG_ADAMW && h.algo != ALG_LION)
+                EOPT_TRY(matrix_shape(opt, i, &h, &m, &n, &batch));
+            if (opt->params[i].w->dtype != EOPT_F32)
+                return eopt_fail(EOPT_ERR_UNSUPPORTED, "%s: parameter '%s' is %s; only float32 is supported",
+                                 opt->cls->id, opt->params[i].name, eopt_dtype_name(opt->params[i].w->dtype));
+            EOPT_TRY(init_state_for(opt, i, h.algo));
+        }
+    }
+    return EOPT_OK;
+}
+
+/* ---- the matrix updates ---- */
+
+/* What one matrix step needs besides its tensors. */
+typedef struct {
+    eopt_backend *be;
+    eopt_workspace *ws;
+    const dion_hp *h;
+    const eopt_ns_config *ns;
+    double soft;
+    float adj_lr; /* §3, from the full (per-head) matrix shape */
+} dion_ctx;
+
+static float adjusted_lr(const dion_hp *h, int m, int n)
+{
+    const float lr = (float)h->lr;
+    if (h->adjust == ADJ_SPECTRAL)
+        return lr * (float)sqrt((double)m / (double)n);
+    if (h->adjust == ADJ_RMS)
+        return lr * 0.2f * (float)sqrt((double)(m > n ? m : n));
+    return lr;
+}
+
+/* O = f(A) for an r x c matrix A, softened towards A / (||A||_F + eps) when s > 0 (§2.3). */
+static eopt_status orthogonalize(const dion_ctx *c, int r, int cols, const float *A, float *O)
+{
+    EOPT_TRY(eopt_ns_orthogonalize(c->be, c->ws, c->ns, r, cols, A, O));
+    if (c->soft > 0.0)
+        EOPT_TRY(eopt_soften(c->be, c->ws, r, cols, A, O, c->soft, c->h->eps));
+    return EOPT_OK;
+}
+
+/* NorMuon's neuron-wise normalisation of O (r x c) against V (r) in place (§5):
+ *   nu = ||O||_F,  V = lerp(V, rowmeansq(O), 1 - b2),  O = O / (sqrt(V) + 1e-8),
+ *   O = O (nu / max(||O||_F, 1e-8)) */
+static eopt_status normalize_neurons(const dion_ctx *c, int r, int cols, float *O, float *V)
+{
+    eopt_backend *be = c->be;
+    float *norms = eopt_ws_floats(c->ws, 2), *rms = eopt_ws_floats(c->ws, r), *den = eopt_ws_floats(c->ws, r);
+    if (!norms || !rms || !den)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory in the NorMuon normalisation (%dx%d)", r, cols);
+    const int64_t rc = (int64_t)r * cols;
+    be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ALL, r, cols, O, NULL, cols, 1.0f, norms);
+    be->reduce(be, EOPT_RED_SUMSQ, EOPT_AXIS_ROWS, r, cols, O, NULL, cols, 1.0f / (float)cols, rms);
+    be->ew(be, EOPT_EW_dion_variance,
+           &(eopt_ew){.n = r, .y = V, .y2 = den, .a = rms, .s = {1.0f - (float)c->h->muon_beta2, 1e-8f}});
+    be->ew(be, EOPT_EW_div_row, &(eopt_ew){.n = rc, .cols = cols, .y = O, .a = O, .b = den});
+    be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ALL, r, cols, O, NULL, cols, 1.0f, norms + 1);
+    be->ew(be, EOPT_EW_scale_ds_ratio, &(eopt_ew){.n = rc, .y = O, .a = O, .ds = norms, .s = {1e-8f}});
+    return EOPT_OK;
+}
+
+/* Muon / NorMuon on one m x n matrix (§4, §5). V: NorMuon's variance_neuron (m), else NULL. */
+static eopt_status muon_matrix(const dion_ctx *c, int m, int n, float *X, const float *G, float *M, float *V)
+{
+    eopt_backend *be = c->be;
+    const dion_hp *h = c->h;
+    const int64_t mn = (int64_t)m * n;
+    float *O = eopt_ws_floats(c->ws, mn), *U = h->nesterov ? eopt_ws_floats(c->ws, mn) : M;
+    if (!O || !U)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory in the Muon update (%dx%d)", m, n);
+    be->ew(be, EOPT_EW_dion_momentum,
+           &(eopt_ew){.n = mn, .y = M, .y2 = h->nesterov ? U : NULL, .a = G, .s = {(float)h->mu}});
+    EOPT_TRY(orthogonalize(c, m, n, U, O));
+    if (V)
+        EOPT_TRY(normalize_neurons(c, m, n, O, V));
+    const float lr = (float)h->lr, wd = (float)h->wd;
+    be->ew(be, EOPT_EW_dion_apply,
+           &(eopt_ew){.n = mn, .y = X, .a = O, .s = {1.0f - lr * wd, c->adj_lr, lr * wd, (float)h->cautious}});
+    return EOPT_OK;
+}
+
+/* Dion2 / NorDion2 on one m x n matrix (§6, §7). V: NorDion2's variance_neuron (m), else NULL. */
+static eopt_status dion2_matrix(const dion_ctx *c, int m, int n, float *X, const float *G, float *M, float *V)
+{
+    eopt_backend *be = c->be;
+    const dion_hp *h = c->h;
+    const int64_t mn = (int64_t)m * n;
+    const int rows = V || m <= n; /* NorDion2 always selects whole neurons (rows) */
+    const eopt_axis axis = rows ? EOPT_AXIS_ROWS : EOPT_AXIS_COLS;
+    const int K = rows ? m : n, k = (int)eopt_dion2_select_count(h->fraction, K);
+    const int pr = rows ? k : m, pc = rows ? n : k; /* the selected sub-matrix S: pr x pc */
+    const float decay = V ? (float)h->mu : (float)h->ef_decay;
+    float *l1 = eopt_ws_floats(c->ws, K), *S = eopt_ws_floats(c->ws, (int64_t)pr * pc);
+    float *T = eopt_ws_floats(c->ws, (int64_t)pr * pc), *O = eopt_ws_floats(c->ws, (int64_t)pr * pc);
+    float *Vs = eopt_ws_floats(c->ws, k);
+    int32_t *idx = eopt_ws_ints(c->ws, K);
+    if (!l1 || !S || !T || !O || !Vs || !idx)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory in the Dion2 update (%dx%d)", m, n);
+    /* error feedback: M = M + G, rank the slices by L1 norm, take the k largest */
+    eopt_axpby(be, mn, 1.0f, M, 1.0f, G, M);
+    be->reduce(be, EOPT_RED_ABSSUM, axis, m, n, M, NULL, n, 1.0f, l1);
+    be->argsort_desc(be, K, l1, idx);
+    be->index(be, EOPT_INDEX_GATHER, axis, m, n, idx, k, M, S, 1.0f);
+    /* M[sel] = decay S: the selected slices give up what they now apply */
+    eopt_scale(be, (int64_t)pr * pc, decay, S, T);
+    be->index(be, EOPT_INDEX_SCATTER, axis, m, n, idx, k, M, T, 1.0f);
+    EOPT_TRY(orthogonalize(c, pr, pc, S, O));
+    if (V) {
+        be->index(be, EOPT_INDEX_GATHER, EOPT_AXIS_ROWS, m, 1, idx, k, V, Vs, 1.0f);
+        EOPT_TRY(normalize_neurons(c, pr, pc, O, Vs));
+        be->index(be, EOPT_INDEX_SCATTER, EOPT_AXIS_ROWS, m, 1, idx, k, V, Vs, 1.0f);
+    }
+    /* decay every entry, then X[sel] -= adj O */
+    const float lr = (float)h->lr, wd = (float)h->wd;
+    eopt_scale(be, mn, 1.0f - lr * wd, X, X);
+    be->index(be, EOPT_INDEX_SCATTER_ADD, axis, m, n, idx, k, X, O, -c->adj_lr);
+    return EOPT_OK;
+}
+
+static eopt_status matrix_param(eopt_optimizer *opt, int i, const dion_hp *h, const eopt_ns_config *ns, double soft)
+{
+    int m, n;
+    int64_t batch;
+    EOPT_TRY(matrix_shape(opt, i, h, &m, &n, &batch));
+    float *X = eopt_f32(opt->params[i].w), *M = eopt_f32(eopt_state_get(opt, i, "momentum"));
+    const float *G = eopt_f32(opt->params[i].grad);
+    const eopt_tensor *vt = eopt_state_get(opt, i, "variance_neuron");
+    float *V = vt ? eopt_f32(vt) : NULL;
+    if (!M || ((h->algo == ALG_NORMUON || h->algo == ALG_NORDION2) && !V))
+        return eopt_fail(EOPT_ERR_ARG, "%s: parameter '%s' lacks the state of algorithm '%s'", opt->cls->id,
+                         opt->params[i].name, algo_names[h->algo]);
+    if (h->algo == ALG_MUON || h->algo == ALG_DION2)
+        V = NULL;
+    const dion_ctx c = {.be = opt->be, .ws = &opt->ws, .h = h, .ns = ns, .soft = soft, .adj_lr = adjusted_lr(h, m, n)};
+    const int64_t mn = (int64_t)m * n;
+    for (int64_t b = 0; b < batch; b++) {
+        float *Vb = V ? V + b * m : NULL;
+        if (h->algo == ALG_MUON || h->algo == ALG_NORMUON)
+            EOPT_TRY(muon_matrix(&c, m, n, X + b * mn, G + b * mn, M + b * mn, Vb));
+        else
+            EOPT_TRY(dion2_matrix(&c, m, n, X + b * mn, G + b * mn, M + b * mn, Vb));
+    }
+    return EOPT_OK;
+}
+
+/* ---- the element-wise groups (§8) ---- */
+
+static eopt_status elementwise_param(eopt_optimizer *opt, int i, const dion_hp *h)
+{
+    eopt_backend *be = opt->be;
+    const eopt_tensor *w = opt->params[i].w;
+    float *X = eopt_f32(w), *M = eopt_f32(eopt_state_get(opt, i, "momentum"));
+    const float *G = eopt_f32(opt->params[i].grad);
+    const eopt_tensor *vt = eopt_state_get(opt, i, "variance");
+    if (!M || (h->algo == ALG_ADAMW && !vt))
+        return eopt_fail(EOPT_ERR_ARG, "%s: parameter '%s' lacks the state of algorithm '%s'", opt->cls->id,
+                         opt->params[i].name, algo_names[h->algo]);
+    const float lr = (float)h->lr, wd = (float)h->wd, b1 = (float)h->beta1, b2 = (float)h->beta2;
+    if (h->algo == ALG_ADAMW) {
+        const float bc1 = 1.0f - powf(b1, (float)h->step), bc2 = 1.0f - powf(b2, (float)h->step);
+        const float kappa = h->cautious && h->wd > 0.0 ? lr * wd : 0.0f;
+        eopt_ew e = {.n = w->numel, .y = X, .y2 = M, .y3 = eopt_f32(vt), .a = G,
+                     .s = {1.0f - b1, b2, 1.0f - b2, sqrtf(bc2), (float)h->eps, lr / bc1, 1.0f - lr * wd, kappa}};
+        be->ew(be, EOPT_EW_dion_adamw, &e);
+    } else {
+        eopt_ew e = {.n = w->numel, .y = X, .y2 = M, .a = G,
+                     .s = {1.0f - b1, 1.0f - b2, lr, 1.0f - lr * wd, lr * wd, (float)h->cautious}};
+        be->ew(be, EOPT_EW_dion_lion, &e);
+    }
+    return EOPT_OK;
+}
+
+/* ---- step (§1.4) ---- */
+
+static eopt_status dion_step(eopt_optimizer *opt)
+{
+    int polar;
+    double soft;
+    EOPT_TRY(read_args(opt, &polar, &soft)); /* softening may have changed since the last step */
+    /* every group is read before any changes, so that a bad one leaves the optimizer as it was */
+    for (int g = 0; g < opt->ngroups; g++) {
+        dion_hp h;
+        EOPT_TRY(read_group(opt, g, &h));
+    }
+    for (int g = 0; g < opt->ngroups; g++) {
+        eopt_group *gr = &opt->groups[g];
+        dion_hp h;
+        EOPT_TRY(read_group(opt, g, &h));
+        h.step++; /* every group advances, with or without gradients */
+        EOPT_TRY(eopt_dict_set(&gr->hp, "step", eopt_int(h.step)));
+        eopt_ns_config ns;
+        eopt_ns_dion(polar, (double)(float)h.eps, &ns);
+        for (int k = 0; k < gr->n; k++) {
+            const int i = gr->index[k];
+            if (!opt->params[i].grad)
+                continue;
+            if (h.algo == ALG_ADAMW || h.algo == ALG_LION)
+                EOPT_TRY(elementwise_param(opt, i, &h));
+            else
+                EOPT_TRY(matrix_param(opt, i, &h, &ns, soft));
+        }
+    }
+    return EOPT_OK;
+}
+
+#define DION_CLASS(var, id_, name_, defaults_)                                                                        \
+    const eopt_optimizer_class var = {                                                                               \
+        .id = id_,                                                                                                   \
+        .name = name_,                                                                                               \
+        .source = "microsoft/dion@33777ce",                                                                          \
+        .source_match = "microsoft/dion",                                                                            \
+        .defaults = defaults_,                                                                                       \
+        .setup = dion_setup,                                                                                         \
+        .init_state = dion_init_state,                                                                               \
+        .step = dion_step,                                                                                           \
+    }
+
+DION_CLASS(eopt_class_dion_muon, "dion.Muon", "Muon", muon_defaults);
+DION_CLASS(eopt_class_normuon, "NorMuon", "NorMuon", normuon_defaults);
+DION_CLASS(eopt_class_dion2, "Dion2", "Dion2", dion2_defaults);
+DION_CLASS(eopt_class_nordion2, "NorDion2", "NorDion2", nordion2_defaults);

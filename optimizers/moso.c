@@ -1,0 +1,184 @@
+/* MOSO, Momentum One-Sided SOAP (NVIDIA-NeMo/Emerging-Optimizers@a0e376b), soap-moso.md §1.2, §2, §4.
+ *
+ * Per parameter (m x n, s = min(m, n), left iff m <= n, t = k + 1):
+ *   P <- P - wd lr P;   Mom <- lerp(Mom, G, 1 - mu)
+ *   C <- lerp(C, X X^T, 1 - b^),  X = Mom (left) | Mom^T,  b^ always bias-corrected
+ *   refresh every step: sort Q by approx(C, Q) (stable, permuting exp_avg_sq), then
+ *     Q' = eigh(C) at k = 0, else householder_qr(C Q_sorted).Q; exp_avg rotated into Q'
+ *   U = Q' Adam(Q'^T Mom) (left) | Adam(Mom Q') Q'^T;   P <- P - lr clip(U)
+ */
+#include "moso.h"
+
+#include <math.h>
+#include <stdio.h>
+
+#include "adamw.h"
+#include "eigenbasis.h"
+
+typedef struct {
+    double lr, momentum, betas[2], shampoo_beta, eps, wd;
+} moso_hp;
+
+static void moso_defaults(eopt_dict *args, eopt_dict *group)
+{
+    eopt_dict_set(args, "max_update_rms", eopt_float(0.0));
+    const double betas[2] = {0.9, 0.95};
+    eopt_dict_set(group, "lr", eopt_float(3e-4));
+    eopt_dict_set(group, "momentum", eopt_float(0.95));
+    eopt_dict_set(group, "betas", eopt_floats(2, betas));
+    eopt_dict_set(group, "shampoo_beta", eopt_float(0.95));
+    eopt_dict_set(group, "eps", eopt_float(1e-8));
+    eopt_dict_set(group, "weight_decay", eopt_float(0.01));
+}
+
+static eopt_status moso_group(const eopt_optimizer *opt, int g, moso_hp *h)
+{
+    char what[48];
+    snprintf(what, sizeof what, "MOSO param group %d", g);
+    const eopt_dict *d = &opt->groups[g].hp;
+    EOPT_TRY(eopt_dict_float(d, what, "lr", &h->lr));
+    EOPT_TRY(eopt_dict_float(d, what, "momentum", &h->momentum));
+    EOPT_TRY(eopt_dict_floats(d, what, "betas", 2, h->betas));
+    EOPT_TRY(eopt_dict_float(d, what, "shampoo_beta", &h->shampoo_beta));
+    EOPT_TRY(eopt_dict_float(d, what, "eps", &h->eps));
+    EOPT_TRY(eopt_dict_float(d, what, "weight_decay", &h->wd));
+    char v[32];
+    if (h->shampoo_beta == 1.0) /* (1 - 1) / (1 - 1): upstream ZeroDivisionError at the first step */
+        return eopt_fail(EOPT_ERR_ARG,
+                         "%s: shampoo_beta = %s divides by zero in MOSO's bias-corrected covariance EMA "
+                         "(1 - shampoo_beta^t = 0; upstream fails with ZeroDivisionError: float division by zero)",
+                         what, eopt_value_repr(eopt_dict_get(d, "shampoo_beta"), v, sizeof v));
+    return EOPT_OK;
+}
+
+static eopt_status moso_setup(eopt_optimizer *opt)
+{
+    double max_rms;
+    EOPT_TRY(eopt_dict_float(&opt->args, "MOSO", "max_update_rms", &max_rms));
+    moso_hp h;
+    for (int g = 0; g < opt->ngroups; g++)
+        EOPT_TRY(moso_group(opt, g, &h));
+    return EOPT_OK;
+}
+
+static eopt_status moso_init_state(eopt_optimizer *opt, int i)
+{
+    const eopt_tensor *w = opt->params[i].w;
+    const int64_t m = w->shape[0], n = w->shape[1], s = m < n ? m : n;
+    const int64_t mn[2] = {m, n}, ss[2] = {s, s};
+    eopt_state_clear(&opt->state[i]);
+    EOPT_TRY(eopt_state_add(opt, i, "step", EOPT_I64, 0, NULL, 1));
+    EOPT_TRY(eopt_state_add(opt, i, "momentum_buffer", EOPT_F32, 2, mn, 0));
+    EOPT_TRY(eopt_state_add(opt, i, "exp_avg", EOPT_F32, 2, mn, 0));
+    EOPT_TRY(eopt_state_add(opt, i, "exp_avg_sq", EOPT_F32, 2, mn, 0));
+    EOPT_TRY(eopt_state_add(opt, i, "M", EOPT_F32, 2, ss, 0));
+    EOPT_TRY(eopt_state_add(opt, i, "Q_M", EOPT_F32, 2, ss, 0));
+    opt->be->ew(opt->be, EOPT_EW_soap_eye,
+                &(eopt_ew){.n = s * s, .cols = s, .y = eopt_f32(eopt_state_get(opt, i, "Q_M"))});
+    return EOPT_OK;
+}
+
+/* One parameter's step (§4). */
+static eopt_status moso_param(eopt_optimizer *opt, double max_rms, const moso_hp *h, int i)
+{
+    eopt_backend *be = opt->be;
+    eopt_workspace *ws = &opt->ws;
+    EOPT_TRY(eopt_ws_reset(ws)); /* the previous parameter's temporaries are dead */
+    const eopt_tensor *w = opt->params[i].w;
+    const int m = (int)w->shape[0], n = (int)w->shape[1], left = m <= n, s = left ? m : n;
+    const int64_t mn = (int64_t)m * n, ss = (int64_t)s * s;
+    int64_t *step = (int64_t *)eopt_state_get(opt, i, "step")->data;
+    float *mom = eopt_f32(eopt_state_get(opt, i, "momentum_buffer"));
+    float *exp_avg = eopt_f32(eopt_state_get(opt, i, "exp_avg"));
+    float *exp_avg_sq = eopt_f32(eopt_state_get(opt, i, "exp_avg_sq"));
+    float *C = eopt_f32(eopt_state_get(opt, i, "M")), *Q = eopt_f32(eopt_state_get(opt, i, "Q_M"));
+    float *P = eopt_f32(w);
+    const float *G = eopt_f32(opt->params[i].grad);
+    const int64_t k = *step, t = k + 1;
+
+    float *X = eopt_ws_floats(ws, ss), *KQ = eopt_ws_floats(ws, ss), *Qs = eopt_ws_floats(ws, ss);
+    float *KQs = eopt_ws_floats(ws, ss), *Qn = eopt_ws_floats(ws, ss), *lam = eopt_ws_floats(ws, s);
+    float *E = eopt_ws_floats(ws, mn), *Vs = eopt_ws_floats(ws, mn), *U = eopt_ws_floats(ws, mn);
+    float *ms = eopt_ws_floats(ws, 1);
+    if (!X || !KQ || !Qs || !KQs || !Qn || !lam || !E || !Vs || !U || !ms)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory in the MOSO step (%dx%d)", m, n);
+
+    /* Muon EMA momentum; decoupled decay comes first upstream and is applied with the update
+     * below (nothing in between reads P) */
+    be->ew(be, EOPT_EW_lerp, &(eopt_ew){.n = mn, .y = mom, .a = mom, .b = G, .s = {(float)(1.0 - h->momentum)}});
+    /* one-sided covariance of the momentum, always bias-corrected (weight 1 at t = 1) */
+    const double bs = 1.0 - (1.0 - h->shampoo_beta) / (1.0 - pow(h->shampoo_beta, (double)t));
+    be->syrk(be, EOPT_PREC_FP32, !left, s, left ? n : m, 1.0f, mom, n, 0.0f, X, s);
+    be->ew(be, EOPT_EW_lerp, &(eopt_ew){.n = ss, .y = C, .a = C, .b = X, .s = {(float)(1.0 - bs)}});
+
+    /* refresh: first moment out with the old basis, stable sort (permuting exp_avg_sq along the
+     * preconditioned axis), eigh at k = 0 (sorted basis discarded) or one QR power iteration */
+    eopt_eig_project(be, left, 0, m, n, Q, exp_avg, E);
+    eopt_eig_approx(be, s, C, Q, KQ, lam);
+    EOPT_TRY(eopt_eig_sort(be, ws, s, lam, Q, KQ, k ? Qs : NULL, k ? KQs : NULL, left ? EOPT_AXIS_ROWS : EOPT_AXIS_COLS,
+                           m, n, exp_avg_sq, Vs));
+    if (k == 0)
+        EOPT_TRY(eopt_eig_eigh(be, ws, EOPT_EIGH_MOSO, s, C, Qn));
+    else
+        EOPT_TRY(eopt_eig_power_qr(be, s, C, Qs, KQs, 1, Qn));
+    be->copy(be, Q, Qn, (size_t)ss * sizeof(float));
+    be->copy(be, exp_avg_sq, Vs, (size_t)mn * sizeof(float));
+    eopt_eig_project(be, left, 1, m, n, Q, E, exp_avg);
+
+    /* U = Q' Adam(Q'^T Mom) (left) | Adam(Mom Q') Q'^T */
+    eopt_eig_project(be, left, 1, m, n, Q, mom, E);
+    eopt_adam_update(be, mn, E, exp_avg, exp_avg_sq, h->betas, h->eps, 1, 0, t, E);
+    eopt_eig_project(be, left, 0, m, n, Q, E, U);
+    eopt_soap_apply(be, m, n, P, U, h->wd != 0.0 ? -h->wd * h->lr : 0.0, max_rms, h->lr, ms);
+    *step = t;
+    return EOPT_OK;
+}
+
+static eopt_status moso_init_group(eopt_optimizer *opt, int g)
+{
+    for (int k = 0; k < opt->groups[g].n; k++) {
+        const int i = opt->groups[g].index[k];
+        const eopt_param *p = &opt->params[i];
+        if (!p->grad)
+            continue;
+        if (p->w->ndim != 2)
+            return eopt_fail(EOPT_ERR_SHAPE, "MOSO is only supported for 2D tensors (parameter '%s')", p->name);
+        if (p->w->dtype != EOPT_F32 || p->grad->dtype != EOPT_F32 || !eopt_tensor_same_shape(p->w, p->grad))
+            return eopt_fail(EOPT_ERR_UNSUPPORTED, "MOSO: parameter '%s' and its gradient must be float32 of one shape",
+                             p->name);
+        if (opt->state[i].n == 0)
+            EOPT_TRY(moso_init_state(opt, i));
+    }
+    return EOPT_OK;
+}
+
+static eopt_status moso_step(eopt_optimizer *opt)
+{
+    double max_rms;
+    EOPT_TRY(eopt_dict_float(&opt->args, "MOSO", "max_update_rms", &max_rms));
+    for (int g = 0; g < opt->ngroups; g++) {
+        moso_hp h;
+        EOPT_TRY(moso_group(opt, g, &h));
+        EOPT_TRY(moso_init_group(opt, g));
+        for (int k = 0; k < opt->groups[g].n; k++) {
+            const int i = opt->groups[g].index[k];
+            if (!opt->params[i].grad)
+                continue;
+            eopt_status st = moso_param(opt, max_rms, &h, i);
+            if (st != EOPT_OK)
+                return eopt_fail_context(st, "MOSO parameter '%s'", opt->params[i].name);
+        }
+    }
+    return EOPT_OK;
+}
+
+const eopt_optimizer_class eopt_class_moso = {
+    .id = "MOSO",
+    .name = "MOSO",
+    .source = "NVIDIA-NeMo/Emerging-Optimizers@a0e376b",
+    .source_match = NULL,
+    .defaults = moso_defaults,
+    .setup = moso_setup,
+    .init_state = moso_init_state,
+    .step = moso_step,
+};

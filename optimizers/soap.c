@@ -1,0 +1,377 @@
+/* SOAP (NVIDIA-NeMo/Emerging-Optimizers@1effa02, v0.2.0), soap-moso.md §1.1, §2, §3.
+ *
+ * Per parameter (m x n, gradient G, 0-based counter k, t = k + 1, warm-up W):
+ *   L <- lerp(L, G G^T, 1 - b^),  R <- lerp(R, G^T G, 1 - b^)       (or KL-Shampoo, §3.3)
+ *   refresh Q_L, Q_R (eigh at k == W or with use_eigh, else sort + QR power iteration) and
+ *   rotate exp_avg into the new bases (exp_avg_sq only permuted)       when k >= W, k % f == 0
+ *   U = Q_L Adam(Q_L^T G Q_R) Q_R^T  (k >= W; plain Adam(G) during warm-up)
+ *   P <- P - lr clip(U)            (weight decay decoupled / independent / l2 around it)
+ */
+#include "soap.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adamw.h"
+#include "eigenbasis.h"
+
+enum { WD_DECOUPLED = 0, WD_INDEPENDENT, WD_L2 };
+
+/* The constructor arguments, resolved (correct_shampoo_beta_bias None => correct_bias). */
+typedef struct {
+    int wd_method, nesterov, correct_bias, correct_shampoo, use_eigh, adaptive, kl;
+    int64_t freq, warmup, power_iter;
+    double tol, max_rms;
+} soap_cfg;
+
+/* One param group's hyperparameters. */
+typedef struct {
+    double lr, betas[2], shampoo_beta, eps, wd;
+} soap_hp;
+
+static void soap_defaults(eopt_dict *args, eopt_dict *group)
+{
+    eopt_dict_set(args, "weight_decay_method", eopt_str("decoupled"));
+    eopt_dict_set(args, "nesterov", eopt_bool(0));
+    eopt_dict_set(args, "precondition_frequency", eopt_int(1));
+    eopt_dict_set(args, "adam_warmup_steps", eopt_int(0));
+    eopt_dict_set(args, "correct_bias", eopt_bool(1));
+    eopt_dict_set(args, "fp32_matmul_prec", eopt_str("high"));
+    eopt_dict_set(args, "use_eigh", eopt_bool(0));
+    eopt_dict_set(args, "qr_fp32_matmul_prec", eopt_str("high"));
+    eopt_dict_set(args, "use_adaptive_criteria", eopt_bool(0));
+    eopt_dict_set(args, "adaptive_update_tolerance", eopt_float(1e-7));
+    eopt_dict_set(args, "power_iter_steps", eopt_int(1));
+    eopt_dict_set(args, "max_update_rms", eopt_float(0.0));
+    eopt_dict_set(args, "use_kl_shampoo", eopt_bool(0));
+    eopt_dict_set(args, "correct_shampoo_beta_bias", (eopt_value){.kind = EOPT_VAL_NONE});
+    /* lr is required (no default; None here keeps its place in torch's key order) */
+    const double betas[2] = {0.9, 0.95};
+    eopt_dict_set(group, "lr", (eopt_value){.kind = EOPT_VAL_NONE});
+    eopt_dict_set(group, "betas", eopt_floats(2, betas));
+    eopt_dict_set(group, "shampoo_beta", eopt_float(0.95));
+    eopt_dict_set(group, "eps", eopt_float(1e-8));
+    eopt_dict_set(group, "weight_decay", eopt_float(0.01));
+}
+
+static eopt_status soap_config(const eopt_optimizer *opt, soap_cfg *c)
+{
+    const eopt_dict *a = &opt->args;
+    const char *w = "SOAP", *method;
+    EOPT_TRY(eopt_dict_str(a, w, "weight_decay_method", &method));
+    if (strcmp(method, "decoupled") == 0)
+        c->wd_method = WD_DECOUPLED;
+    else if (strcmp(method, "independent") == 0)
+        c->wd_method = WD_INDEPENDENT;
+    else if (strcmp(method, "l2") == 0)
+        c->wd_method = WD_L2;
+    else /* upstream raises this at the first step with weight decay; eopt at construction */
+        return eopt_fail(EOPT_ERR_ARG, "SOAP: Invalid weight decay method: %s", method);
+    EOPT_TRY(eopt_dict_bool(a, w, "nesterov", &c->nesterov));
+    EOPT_TRY(eopt_dict_bool(a, w, "correct_bias", &c->correct_bias));
+    EOPT_TRY(eopt_dict_bool(a, w, "use_eigh", &c->use_eigh));
+    EOPT_TRY(eopt_dict_bool(a, w, "use_adaptive_criteria", &c->adaptive));
+    EOPT_TRY(eopt_dict_bool(a, w, "use_kl_shampoo", &c->kl));
+    EOPT_TRY(eopt_dict_int(a, w, "precondition_frequency", &c->freq));
+    EOPT_TRY(eopt_dict_int(a, w, "adam_warmup_steps", &c->warmup));
+    EOPT_TRY(eopt_dict_int(a, w, "power_iter_steps", &c->power_iter));
+    EOPT_TRY(eopt_dict_float(a, w, "adaptive_update_tolerance", &c->tol));
+    EOPT_TRY(eopt_dict_float(a, w, "max_update_rms", &c->max_rms));
+    const char *prec;
+    EOPT_TRY(eopt_dict_str(a, w, "fp32_matmul_prec", &prec));
+    EOPT_TRY(eopt_dict_str(a, w, "qr_fp32_matmul_prec", &prec));
+    const eopt_value *csb = eopt_dict_get(a, "correct_shampoo_beta_bias");
+    c->correct_shampoo = c->correct_bias;
+    if (csb && csb->kind != EOPT_VAL_NONE)
+        EOPT_TRY(eopt_dict_bool(a, w, "correct_shampoo_beta_bias", &c->correct_shampoo));
+    if (c->freq == 0) /* upstream: ZeroDivisionError at the first refresh check */
+        return eopt_fail(EOPT_ERR_ARG, "SOAP: precondition_frequency must be nonzero, got 0 "
+                                       "(upstream fails with ZeroDivisionError: integer division or modulo by zero)");
+    return EOPT_OK;
+}
+
+static eopt_status soap_group(const eopt_optimizer *opt, int g, int correct_shampoo, soap_hp *h)
+{
+    char what[48];
+    snprintf(what, sizeof what, "SOAP param group %d", g);
+    const eopt_dict *d = &opt->groups[g].hp;
+    const eopt_value *lr = eopt_dict_get(d, "lr");
+    if (!lr || lr->kind == EOPT_VAL_NONE)
+        return eopt_fail(EOPT_ERR_ARG, "%s: missing required argument 'lr' (SOAP has no default learning rate)", what);
+    EOPT_TRY(eopt_dict_float(d, what, "lr", &h->lr));
+    EOPT_TRY(eopt_dict_floats(d, what, "betas", 2, h->betas));
+    EOPT_TRY(eopt_dict_float(d, what, "shampoo_beta", &h->shampoo_beta));
+    EOPT_TRY(eopt_dict_float(d, what, "eps", &h->eps));
+    EOPT_TRY(eopt_dict_float(d, what, "weight_decay", &h->wd));
+    char v[32];
+    if (correct_shampoo && h->shampoo_beta == 1.0) /* (1 - 1) / (1 - 1): upstream ZeroDivisionError */
+        return eopt_fail(EOPT_ERR_ARG,
+                         "%s: shampoo_beta = %s with bias correction divides by zero "
+                         "(1 - shampoo_beta^t = 0; upstream fails with ZeroDivisionError: float division by zero)",
+                         what, eopt_value_repr(eopt_dict_get(d, "shampoo_beta"), v, sizeof v));
+    return EOPT_OK;
+}
+
+static eopt_status soap_setup(eopt_optimizer *opt)
+{
+    soap_cfg c;
+    soap_hp h;
+    EOPT_TRY(soap_config(opt, &c));
+    for (int g = 0; g < opt->ngroups; g++)
+        EOPT_TRY(soap_group(opt, g, c.correct_shampoo, &h));
+    return EOPT_OK;
+}
+
+static eopt_status soap_init_state(eopt_optimizer *opt, int i)
+{
+    const eopt_tensor *w = opt->params[i].w;
+    const int64_t m = w->shape[0], n = w->shape[1];
+    const int64_t mn[2] = {m, n}, mm[2] = {m, m}, nn[2] = {n, n};
+    eopt_state_clear(&opt->state[i]);
+    EOPT_TRY(eopt_state_add(opt, i, "step", EOPT_I64, 0, NULL, 1));
+    EOPT_TRY(eopt_state_add(opt, i, "exp_avg", EOPT_F32, 2, mn, 0));
+    EOPT_TRY(eopt_state_add(opt, i, "exp_avg_sq", EOPT_F32, 2, mn, 0));
+    EOPT_TRY(eopt_state_add(opt, i, "L", EOPT_F32, 2, mm, 0));
+    EOPT_TRY(eopt_state_add(opt, i, "R", EOPT_F32, 2, nn, 0));
+    EOPT_TRY(eopt_state_add(opt, i, "Q_L", EOPT_F32, 2, mm, 0));
+    EOPT_TRY(eopt_state_add(opt, i, "Q_R", EOPT_F32, 2, nn, 0));
+    eopt_backend *be = opt->be;
+    be->ew(be, EOPT_EW_soap_eye, &(eopt_ew){.n = m * m, .cols = m, .y = eopt_f32(eopt_state_get(opt, i, "Q_L"))});
+    be->ew(be, EOPT_EW_soap_eye, &(eopt_ew){.n = n * n, .cols = n, .y = eopt_f32(eopt_state_get(opt, i, "Q_R"))});
+    return EOPT_OK;
+}
+
+/* The views of one parameter's state. */
+typedef struct {
+    int m, n;
+    int64_t *step;
+    float *exp_avg, *exp_avg_sq, *L, *R, *QL, *QR;
+} soap_view;
+
+static soap_view soap_state(eopt_optimizer *opt, int i)
+{
+    const eopt_tensor *w = opt->params[i].w;
+    return (soap_view){
+        .m = (int)w->shape[0],
+        .n = (int)w->shape[1],
+        .step = (int64_t *)eopt_state_get(opt, i, "step")->data,
+        .exp_avg = eopt_f32(eopt_state_get(opt, i, "exp_avg")),
+        .exp_avg_sq = eopt_f32(eopt_state_get(opt, i, "exp_avg_sq")),
+        .L = eopt_f32(eopt_state_get(opt, i, "L")),
+        .R = eopt_f32(eopt_state_get(opt, i, "R")),
+        .QL = eopt_f32(eopt_state_get(opt, i, "Q_L")),
+        .QR = eopt_f32(eopt_state_get(opt, i, "Q_R")),
+    };
+}
+
+/* KL-Shampoo (§3.3), from the old L, R, Q_L, Q_R:
+ *   s_L = (1/m) max(approx(L, Q_L), eps)^-1,  C_L = Q_L diag(s_L) Q_L^T   (same for R with 1/n)
+ *   L <- lerp(L, (G C_R) G^T, w),  R <- lerp(R, (G^T C_L) G, w) */
+static eopt_status kl_factors(eopt_backend *be, eopt_workspace *ws, const soap_view *s, const float *G, double eps,
+                              float w)
+{
+    const int m = s->m, n = s->n;
+    float *CL = eopt_ws_floats(ws, (int64_t)m * m), *CR = eopt_ws_floats(ws, (int64_t)n * n);
+    float *T = eopt_ws_floats(ws, (int64_t)m * n);
+    float *UL = eopt_ws_floats(ws, (int64_t)m * m), *UR = eopt_ws_floats(ws, (int64_t)n * n);
+    float *lam = eopt_ws_floats(ws, m > n ? m : n);
+    if (!CL || !CR || !T || !UL || !UR || !lam)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory in the KL-Shampoo factor update (%dx%d)", m, n);
+    const float *Ks[2] = {s->L, s->R}, *Qs[2] = {s->QL, s->QR};
+    float *Cs[2] = {CL, CR};
+    for (int side = 0; side < 2; side++) {
+        const int d = side ? n : m;
+        /* UL/UR serve as scratch for K Q and Q diag(s) before they receive the updates */
+        float *scratch = side ? UR : UL;
+        eopt_eig_approx(be, d, Ks[side], Qs[side], scratch, lam);
+        be->ew(be, EOPT_EW_soap_kl_scale, &(eopt_ew){.n = d, .y = lam, .a = lam, .s = {(float)(1.0 / d), (float)eps}});
+        be->ew(be, EOPT_EW_mul_col, &(eopt_ew){.n = (int64_t)d * d, .cols = d, .y = scratch, .a = Qs[side], .b = lam});
+        be->gemm(be, EOPT_PREC_FP32, 0, 1, d, d, d, 1.0f, scratch, d, 0, Qs[side], d, 0, 0.0f, Cs[side], d, 0, 1);
+    }
+    /* L's increment through R's statistics: (G C_R) G^T */
+    be->gemm(be, EOPT_PREC_FP32, 0, 0, m, n, n, 1.0f, G, n, 0, CR, n, 0, 0.0f, T, n, 0, 1);
+    be->gemm(be, EOPT_PREC_FP32, 0, 1, m, m, n, 1.0f, T, n, 0, G, n, 0, 0.0f, UL, m, 0, 1);
+    /* R's increment through L's: (G^T C_L) G, with T reused as n x m */
+    be->gemm(be, EOPT_PREC_FP32, 1, 0, n, m, m, 1.0f, G, n, 0, CL, m, 0, 0.0f, T, m, 0, 1);
+    be->gemm(be, EOPT_PREC_FP32, 0, 0, n, n, m, 1.0f, T, m, 0, G, n, 0, 0.0f, UR, n, 0, 1);
+    be->ew(be, EOPT_EW_lerp, &(eopt_ew){.n = (int64_t)m * m, .y = s->L, .a = s->L, .b = UL, .s = {w}});
+    be->ew(be, EOPT_EW_lerp, &(eopt_ew){.n = (int64_t)n * n, .y = s->R, .a = s->R, .b = UR, .s = {w}});
+    return EOPT_OK;
+}
+
+/* Standard factors (§3.3): L <- lerp(L, G G^T, w), R <- lerp(R, G^T G, w). */
+static eopt_status std_factors(eopt_backend *be, eopt_workspace *ws, const soap_view *s, const float *G, float w)
+{
+    const int m = s->m, n = s->n;
+    float *X = eopt_ws_floats(ws, (int64_t)(m > n ? m : n) * (m > n ? m : n));
+    if (!X)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory in the Kronecker factor update (%dx%d)", m, n);
+    be->syrk(be, EOPT_PREC_FP32, 0, m, n, 1.0f, G, n, 0.0f, X, m);
+    be->ew(be, EOPT_EW_lerp, &(eopt_ew){.n = (int64_t)m * m, .y = s->L, .a = s->L, .b = X, .s = {w}});
+    be->syrk(be, EOPT_PREC_FP32, 1, n, m, 1.0f, G, n, 0.0f, X, n);
+    be->ew(be, EOPT_EW_lerp, &(eopt_ew){.n = (int64_t)n * n, .y = s->R, .a = s->R, .b = X, .s = {w}});
+    return EOPT_OK;
+}
+
+/* Writes a refreshed state tensor: plain copy, or (adaptive) keep the old value when both
+ * factors met the criterion (decided on the device from `crit`). */
+static void commit(eopt_backend *be, int64_t n, float *dst, const float *src, const float *crit, double tol)
+{
+    if (!crit)
+        be->copy(be, dst, src, (size_t)n * sizeof(float));
+    else
+        be->ew(be, EOPT_EW_soap_keep_or_take, &(eopt_ew){.n = n, .y = dst, .a = src, .ds = crit, .s = {(float)tol}});
+}
+
+/* One factor's new basis: eigh, or the QR path (sort by approx(K, Q) permuting V along `axis`
+ * into Vs, then power_iter_steps QR power iterations). */
+static eopt_status new_basis(eopt_backend *be, eopt_workspace *ws, const soap_cfg *c, int use_eigh, int d,
+                             const float *K, const float *Q, const float *KQ, const float *lam, eopt_axis axis, int m,
+                             int n, const float *V, float *Vs, float *Qn)
+{
+    if (use_eigh)
+        return eopt_eig_eigh(be, ws, EOPT_EIGH_SOAP, d, K, Qn);
+    float *Qs = eopt_ws_floats(ws, (int64_t)d * d), *KQs = eopt_ws_floats(ws, (int64_t)d * d);
+    if (!Qs || !KQs)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory in the QR refresh (%d)", d);
+    EOPT_TRY(eopt_eig_sort(be, ws, d, lam, Q, KQ, Qs, KQs, axis, m, n, V, Vs));
+    return eopt_eig_power_qr(be, d, K, Qs, KQs, (int)c->power_iter, Qn);
+}
+
+/* update_eigenbasis_and_exp_avgs (§3.6), optionally under the adaptive skip (§3.5):
+ *   A = Q_L exp_avg Q_R^T (old bases);  new Q_L, Q_R;  exp_avg = Q_L'^T A Q_R'.
+ * New values are built in the workspace and committed only once every solver call succeeded. */
+static eopt_status refresh(eopt_backend *be, eopt_workspace *ws, const soap_cfg *c, const soap_view *s, int use_eigh,
+                           int adaptive)
+{
+    const int m = s->m, n = s->n;
+    const int64_t mn = (int64_t)m * n, mm = (int64_t)m * m, nn = (int64_t)n * n;
+    float *T = eopt_ws_floats(ws, mn), *A = eopt_ws_floats(ws, mn);
+    float *V1 = eopt_ws_floats(ws, mn), *V2 = eopt_ws_floats(ws, mn);
+    float *QLn = eopt_ws_floats(ws, mm), *KQL = eopt_ws_floats(ws, mm);
+    float *QRn = eopt_ws_floats(ws, nn), *KQR = eopt_ws_floats(ws, nn);
+    float *lamL = eopt_ws_floats(ws, m), *lamR = eopt_ws_floats(ws, n), *crit = eopt_ws_floats(ws, 4);
+    if (!T || !A || !V1 || !V2 || !QLn || !KQL || !QRn || !KQR || !lamL || !lamR || !crit)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory in the eigenbasis refresh (%dx%d)", m, n);
+    eopt_eig_project(be, 1, 0, m, n, s->QL, s->exp_avg, T);
+    eopt_eig_project(be, 0, 0, m, n, s->QR, T, A);
+    if (!use_eigh || adaptive) {
+        eopt_eig_approx(be, m, s->L, s->QL, KQL, lamL);
+        eopt_eig_approx(be, n, s->R, s->QR, KQR, lamR);
+    }
+    if (adaptive) { /* |K|_F and |approx(K, Q)|_2 per factor, compared on the device at commit */
+        be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ALL, m, m, s->L, NULL, m, 1.0f, &crit[0]);
+        be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ALL, 1, m, lamL, NULL, m, 1.0f, &crit[1]);
+        be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ALL, n, n, s->R, NULL, n, 1.0f, &crit[2]);
+        be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ALL, 1, n, lamR, NULL, n, 1.0f, &crit[3]);
+    }
+    /* the R permutation acts on the already row-permuted exp_avg_sq */
+    EOPT_TRY(new_basis(be, ws, c, use_eigh, m, s->L, s->QL, KQL, lamL, EOPT_AXIS_ROWS, m, n, s->exp_avg_sq, V1, QLn));
+    EOPT_TRY(new_basis(be, ws, c, use_eigh, n, s->R, s->QR, KQR, lamR, EOPT_AXIS_COLS, m, n, V1, V2, QRn));
+    eopt_eig_project(be, 1, 1, m, n, QLn, A, T);
+    eopt_eig_project(be, 0, 1, m, n, QRn, T, A);
+    const float *skip = adaptive ? crit : NULL;
+    commit(be, mm, s->QL, QLn, skip, c->tol);
+    commit(be, nn, s->QR, QRn, skip, c->tol);
+    commit(be, mn, s->exp_avg, A, skip, c->tol);
+    if (!use_eigh) /* eigh keeps exp_avg_sq as it is (SOAP's approximation) */
+        commit(be, mn, s->exp_avg_sq, V2, skip, c->tol);
+    return EOPT_OK;
+}
+
+/* One parameter's step (§3.1). */
+static eopt_status soap_param(eopt_optimizer *opt, const soap_cfg *c, const soap_hp *h, int i)
+{
+    eopt_backend *be = opt->be;
+    eopt_workspace *ws = &opt->ws;
+    EOPT_TRY(eopt_ws_reset(ws)); /* the previous parameter's temporaries are dead */
+    const soap_view s = soap_state(opt, i);
+    const int m = s.m, n = s.n;
+    const int64_t mn = (int64_t)m * n, k = *s.step, t = k + 1;
+    float *P = eopt_f32(opt->params[i].w), *G = eopt_f32(opt->params[i].grad);
+    double bs = h->shampoo_beta;
+    if (c->correct_shampoo) /* bias-corrected EMA weight: exactly 1 at t = 1 */
+        bs = 1.0 - (1.0 - bs) / (1.0 - pow(bs, (double)t));
+    const float w = (float)(1.0 - bs);
+    EOPT_TRY(c->kl ? kl_factors(be, ws, &s, G, h->eps, w) : std_factors(be, ws, &s, G, w));
+    /* refresh on the absolute step index; Python's % makes a negative frequency act as |f| */
+    if (k >= c->warmup && k % llabs(c->freq) == 0)
+        EOPT_TRY(refresh(be, ws, c, &s, c->use_eigh || k == c->warmup, c->adaptive && k > c->warmup));
+    if (h->wd != 0.0 && c->wd_method == WD_L2) /* g += wd P, into the caller's gradient as upstream */
+        eopt_axpby(be, mn, 1.0f, G, (float)h->wd, P, G);
+    float *U = eopt_ws_floats(ws, mn), *T = eopt_ws_floats(ws, mn), *ms = eopt_ws_floats(ws, 1);
+    if (!U || !T || !ms)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory in the SOAP step (%dx%d)", m, n);
+    const int precondition = k >= c->warmup;
+    if (precondition) { /* g~ = Q_L^T G Q_R */
+        eopt_eig_project(be, 1, 1, m, n, s.QL, G, T);
+        eopt_eig_project(be, 0, 1, m, n, s.QR, T, U);
+    }
+    eopt_adam_update(be, mn, precondition ? U : G, s.exp_avg, s.exp_avg_sq, h->betas, h->eps, c->correct_bias,
+                   c->nesterov, t, U);
+    if (precondition) { /* U = Q_L U' Q_R^T */
+        eopt_eig_project(be, 1, 0, m, n, s.QL, U, T);
+        eopt_eig_project(be, 0, 0, m, n, s.QR, T, U);
+    }
+    double decay = 0.0;
+    if (h->wd != 0.0 && c->wd_method == WD_DECOUPLED)
+        decay = -h->wd * h->lr;
+    else if (h->wd != 0.0 && c->wd_method == WD_INDEPENDENT)
+        decay = -h->wd;
+    eopt_soap_apply(be, m, n, P, U, decay, c->max_rms, h->lr, ms);
+    *s.step = t;
+    return EOPT_OK;
+}
+
+/* _init_group: every parameter with a gradient must be 2-D; empty state is created. */
+static eopt_status soap_init_group(eopt_optimizer *opt, int g)
+{
+    for (int k = 0; k < opt->groups[g].n; k++) {
+        const int i = opt->groups[g].index[k];
+        const eopt_param *p = &opt->params[i];
+        if (!p->grad)
+            continue;
+        if (p->w->ndim != 2)
+            return eopt_fail(EOPT_ERR_SHAPE, "SOAP is only supported for 2D tensors (parameter '%s')", p->name);
+        if (p->w->dtype != EOPT_F32 || p->grad->dtype != EOPT_F32 || !eopt_tensor_same_shape(p->w, p->grad))
+            return eopt_fail(EOPT_ERR_UNSUPPORTED, "SOAP: parameter '%s' and its gradient must be float32 of one shape",
+                             p->name);
+        if (opt->state[i].n == 0)
+            EOPT_TRY(soap_init_state(opt, i));
+    }
+    return EOPT_OK;
+}
+
+static eopt_status soap_step(eopt_optimizer *opt)
+{
+    soap_cfg c;
+    EOPT_TRY(soap_config(opt, &c));
+    for (int g = 0; g < opt->ngroups; g++) {
+        soap_hp h;
+        EOPT_TRY(soap_group(opt, g, c.correct_shampoo, &h));
+        EOPT_TRY(soap_init_group(opt, g));
+        for (int k = 0; k < opt->groups[g].n; k++) {
+            const int i = opt->groups[g].index[k];
+            if (!opt->params[i].grad)
+                continue;
+            eopt_status st = soap_param(opt, &c, &h, i);
+            if (st != EOPT_OK)
+                return eopt_fail_context(st, "SOAP parameter '%s'", opt->params[i].name);
+        }
+    }
+    return EOPT_OK;
+}
+
+const eopt_optimizer_class eopt_class_soap = {
+    .id = "SOAP",
+    .name = "SOAP",
+    .source = "NVIDIA-NeMo/Emerging-Optimizers@1effa02 (v0.2.0)",
+    .source_match = NULL,
+    .defaults = soap_defaults,
+    .setup = soap_setup,
+    .init_state = soap_init_state,
+    .step = soap_step,
+    .optional_state_keys = (const char *const[]){"eigvals_L", "eigvals_R", NULL},
+};

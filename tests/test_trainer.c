@@ -1,0 +1,522 @@
+/* The trainer: schedules (schedule_*), configuration files and their messages (config_*), and
+ * the training loop (trainer_*): exact resume for every optimizer class, non-finite steps,
+ * --init, metrics and the `eopt train` command. Tiny models on a small generated text. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "eopt.h"
+#include "checkpoint/checkpoint.h"
+#include "trainers/config.h"
+#include "trainers/schedule.h"
+#include "trainers/train.h"
+
+/* ---- schedules ---- */
+
+Test(schedule_lr, shapes)
+{
+    eopt_lr_schedule c = {EOPT_LR_CONSTANT, 0, 100, 0, 0};
+    cr_expect_eq(eopt_lr_factor(&c, 0), 1.0);
+    cr_expect_eq(eopt_lr_factor(&c, 99), 1.0);
+
+    eopt_lr_schedule w = {EOPT_LR_WARMUP, 10, 100, 0, 0};
+    cr_expect_float_eq(eopt_lr_factor(&w, 0), 0.1, 1e-12);
+    cr_expect_float_eq(eopt_lr_factor(&w, 4), 0.5, 1e-12);
+    cr_expect_eq(eopt_lr_factor(&w, 9), 1.0);
+    cr_expect_eq(eopt_lr_factor(&w, 50), 1.0);
+
+    eopt_lr_schedule cos = {EOPT_LR_COSINE, 10, 110, 0, 0.1};
+    cr_expect_eq(eopt_lr_factor(&cos, 10), 1.0);
+    cr_expect_float_eq(eopt_lr_factor(&cos, 60), 0.1 + 0.9 * 0.5, 1e-12);
+    cr_expect_float_eq(eopt_lr_factor(&cos, 110), 0.1, 1e-12);
+    cr_expect_float_eq(eopt_lr_factor(&cos, 500), 0.1, 1e-12); /* past the end: the floor */
+
+    eopt_lr_schedule lin = {EOPT_LR_LINEAR, 0, 100, 0, 0};
+    cr_expect_float_eq(eopt_lr_factor(&lin, 25), 0.75, 1e-12);
+    cr_expect_float_eq(eopt_lr_factor(&lin, 100), 0.0, 1e-12);
+
+    eopt_lr_schedule wsd = {EOPT_LR_WSD, 10, 100, 20, 0.2};
+    cr_expect_eq(eopt_lr_factor(&wsd, 79), 1.0);
+    cr_expect_eq(eopt_lr_factor(&wsd, 80), 1.0);
+    cr_expect_float_eq(eopt_lr_factor(&wsd, 90), 0.6, 1e-12);
+    cr_expect_float_eq(eopt_lr_factor(&wsd, 100), 0.2, 1e-12);
+}
+
+Test(schedule_lr, checks)
+{
+    eopt_lr_schedule bad_floor = {EOPT_LR_COSINE, 0, 100, 0, 1.5};
+    cr_expect_eq(eopt_lr_schedule_check(&bad_floor, "x"), EOPT_ERR_CONFIG);
+    cr_expect(strstr(eopt_last_error(), "floor"), "%s", eopt_last_error());
+    eopt_lr_schedule bad_total = {EOPT_LR_LINEAR, 100, 50, 0, 0};
+    cr_expect_eq(eopt_lr_schedule_check(&bad_total, "x"), EOPT_ERR_CONFIG);
+    eopt_lr_schedule bad_decay = {EOPT_LR_WSD, 0, 100, 0, 0};
+    cr_expect_eq(eopt_lr_schedule_check(&bad_decay, "x"), EOPT_ERR_CONFIG);
+    eopt_lr_schedule ok = {EOPT_LR_WSD, 0, 100, 10, 0};
+    cr_expect_eq(eopt_lr_schedule_check(&ok, "x"), EOPT_OK);
+}
+
+Test(schedule_ramp, values_stay_in_range)
+{
+    eopt_ramp lin = {EOPT_RAMP_LINEAR, 0.0, 0.5, 10, 20};
+    cr_expect_eq(eopt_ramp_value(&lin, 0), 0.0);
+    cr_expect_float_eq(eopt_ramp_value(&lin, 15), 0.25, 1e-12);
+    cr_expect_eq(eopt_ramp_value(&lin, 20), 0.5);
+    cr_expect_eq(eopt_ramp_value(&lin, 1000), 0.5);
+    eopt_ramp cos = {EOPT_RAMP_COSINE, 1.0, 0.0, 0, 10};
+    cr_expect_float_eq(eopt_ramp_value(&cos, 5), 0.5, 1e-12);
+    cr_expect_float_eq(eopt_ramp_value(&cos, 10), 0.0, 1e-12);
+    eopt_ramp con = {EOPT_RAMP_CONSTANT, 0.3, 0.3, 0, 0};
+    cr_expect_eq(eopt_ramp_value(&con, 7), 0.3);
+    eopt_ramp out = {EOPT_RAMP_LINEAR, 0.0, 1.5, 0, 10};
+    cr_expect_eq(eopt_ramp_check(&out, "x"), EOPT_ERR_CONFIG);
+}
+
+Test(schedule_dict, round_trip)
+{
+    eopt_lr_schedule s = {EOPT_LR_WSD, 5, 100, 30, 0.25}, back;
+    eopt_ramp r = {EOPT_RAMP_COSINE, 0.1, 0.9, 3, 40}, rback;
+    eopt_dict d = {0};
+    cr_assert_eq(eopt_lr_schedule_to_dict(&s, "", &d), EOPT_OK);
+    cr_assert_eq(eopt_ramp_to_dict(&r, "softening.", &d), EOPT_OK);
+    cr_assert_eq(eopt_lr_schedule_from_dict(&d, "", "t", &back), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(eopt_ramp_from_dict(&d, "softening.", "t", &rback), EOPT_OK, "%s", eopt_last_error());
+    cr_expect(memcmp(&s, &back, sizeof s) == 0);
+    cr_expect(r.kind == rback.kind && r.from == rback.from && r.to == rback.to && r.end == rback.end);
+    eopt_dict_set(&d, "kind", eopt_str("sawtooth"));
+    cr_expect_eq(eopt_lr_schedule_from_dict(&d, "", "t", &back), EOPT_ERR_FORMAT);
+}
+
+/* ---- configuration files ---- */
+
+static const char *base_cfg =
+    "model = { kind = \"gpt\"; block_size = 16; n_layer = 1; n_head = 2; n_embd = 16; };\n" /* line 1 */
+    "data = { kind = \"text\"; path = \"%s\"; };\n"                                          /* line 2 */
+    "run = { steps = 6; batch_size = 2; seq_len = 16; eval_interval = 3; eval_batches = 2;\n" /* line 3 */
+    "        seed = 7; threads = 1; sample_tokens = 0; };\n"                                   /* line 4 */
+    "optimizers = (\n"                                                                       /* line 5 */
+    "  { name = \"matrix\"; class = \"%s\"; args = { %s };\n"                                 /* line 6 */
+    "    schedule = { kind = \"cosine\"; warmup = 2; floor = 0.1; }; %s\n"                    /* line 7 */
+    "    groups = ( { params = \"transformer.h.*\"; ndim = 2; } ); },\n"                     /* line 8 */
+    "  { name = \"adamw\"; class = \"AdamW\"; args = { lr = 0.003; weight_decay = 0.0; };\n" /* line 9 */
+    "    groups = ( { params = [\"transformer.w*\"]; },\n"                                   /* line 10 */
+    "               { params = [\"*.bias\", \"*ln_*.weight\"]; weight_decay = 0.0; } ); }\n" /* line 11 */
+    ");\n"
+    "checkpoint = { dir = \"%s\"; keep = 2; };\n"
+    "log = { interval = 2; progress = \"none\"; };\n";
+
+static char text_path[256];
+
+/* A small text corpus (a few KB), written once per test process. */
+static const char *corpus(void)
+{
+    if (text_path[0])
+        return text_path;
+    snprintf(text_path, sizeof text_path, "/tmp/eopt-trainer-text-%d.txt", (int)getpid());
+    FILE *f = fopen(text_path, "w");
+    cr_assert(f);
+    const char *words[] = {"the", "whale", "sea", "ship", "call", "me", "ishmael", "white", "captain", "ahab"};
+    uint32_t x = 12345;
+    for (int k = 0; k < 3000; k++) {
+        x = x * 1103515245u + 12345u;
+        fprintf(f, "%s%s", words[(x >> 16) % 10], k % 12 == 11 ? ".\n" : " ");
+    }
+    fclose(f);
+    return text_path;
+}
+
+static void make_cfg(char *buf, size_t size, const char *cls, const char *args, const char *extra, const char *dir)
+{
+    snprintf(buf, size, base_cfg, corpus(), cls, args, extra, dir);
+}
+
+static eopt_status parse(const char *text, int nset, const char *const *sets, eopt_config *cfg)
+{
+    return eopt_config_parse(text, "t.cfg", nset, sets, cfg);
+}
+
+static eopt_config cfg_buf; /* large */
+
+Test(config_parse, reads_every_section)
+{
+    char text[4096];
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02; nesterov = true; momentum = 0.9;", "", "/tmp/x");
+    cr_assert_eq(parse(text, 0, NULL, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
+    eopt_config *c = &cfg_buf;
+    cr_expect_eq(c->model.kind, EOPT_MODEL_GPT);
+    cr_expect_eq(c->model.n_embd, 16);
+    cr_expect_eq(c->model.vocab_size, 256);
+    cr_expect_eq(c->run.steps, 6);
+    cr_expect_eq(c->run.grad_accum, 1);
+    cr_expect_eq(c->nopt, 2);
+    cr_expect_str_eq(c->opts[0].cls, "Muon");
+    cr_expect_eq(eopt_dict_get(&c->opts[0].args, "nesterov")->i, 1);
+    cr_expect_eq(eopt_dict_get(&c->opts[0].hp, "lr")->f, 0.02);
+    cr_expect_eq(eopt_dict_get(&c->opts[0].hp, "momentum")->kind, EOPT_VAL_FLOAT);
+    cr_expect_eq(c->opts[0].schedule.kind, EOPT_LR_COSINE);
+    cr_expect_eq(c->opts[0].schedule.total, 6); /* defaults to run.steps */
+    cr_expect_eq(c->opts[1].ngroups, 2);
+    cr_expect_eq(c->opts[1].groups[0].npatterns, 1);
+    cr_expect_eq(c->opts[1].groups[1].npatterns, 2);
+    cr_expect_eq(c->opts[0].groups[0].ndim_mask, 1u << 2);
+    cr_expect_str_eq(c->log.metrics, "/tmp/x/metrics.jsonl");
+}
+
+/* The message of a failed parse contains every needle. */
+static void expect_error(const char *text, int nset, const char *const *sets, const char *n1, const char *n2)
+{
+    cr_assert_eq(parse(text, nset, sets, &cfg_buf), EOPT_ERR_CONFIG, "parsed: %s", text);
+    const char *msg = eopt_last_error();
+    cr_expect(strstr(msg, n1), "'%s' not in: %s", n1, msg);
+    if (n2)
+        cr_expect(strstr(msg, n2), "'%s' not in: %s", n2, msg);
+}
+
+Test(config_errors, syntax_error_names_the_line)
+{
+    expect_error("model = { kind = \"gpt\"; };\nrun = { steps = ; };\n", 0, NULL, "t.cfg:2:", "syntax error");
+}
+
+Test(config_errors, unknown_key_suggests_the_nearest)
+{
+    char text[4096];
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", "/tmp/x");
+    char *p = strstr(text, "eval_batches");
+    memcpy(p, "eval_bathces", 12);
+    expect_error(text, 0, NULL, "t.cfg:3: run.eval_bathces: unknown key", "did you mean 'eval_batches'");
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02; nestrov = true;", "", "/tmp/x");
+    expect_error(text, 0, NULL, "t.cfg:6: optimizers.[0].args.nestrov", "did you mean 'nesterov'");
+    make_cfg(text, sizeof text, "Muonn", "lr = 0.02;", "", "/tmp/x");
+    expect_error(text, 0, NULL, "t.cfg:6:", "did you mean 'Muon'");
+}
+
+Test(config_errors, wrong_types_and_ranges)
+{
+    char text[4096];
+    make_cfg(text, sizeof text, "Muon", "lr = \"fast\";", "", "/tmp/x");
+    expect_error(text, 0, NULL, "t.cfg:6: optimizers.[0].args.lr", "expected a finite number, got a string");
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02; num_ns_steps = 2.5;", "", "/tmp/x");
+    expect_error(text, 0, NULL, "args.num_ns_steps", "expected an integer");
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", "/tmp/x");
+    const char *neg[] = {"run.batch_size=0"};
+    expect_error(text, 1, neg, "--set run.batch_size", "out of range");
+    const char *seq[] = {"run.seq_len=32"};
+    expect_error(text, 1, seq, "run.seq_len", "out of range [1, 16]");
+    const char *floor[] = {"optimizers.matrix.schedule.floor=2.0"};
+    expect_error(text, 1, floor, "floor", "out of range");
+    const char *kind[] = {"optimizers.[0].schedule.kind=cosin"};
+    expect_error(text, 1, kind, "did you mean 'cosine'", NULL);
+}
+
+Test(config_errors, softening_needs_a_dion_class)
+{
+    char text[4096];
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "softening = { kind = \"linear\"; from = 0.0; to = 0.5; };",
+             "/tmp/x");
+    expect_error(text, 0, NULL, "t.cfg:7: optimizers.[0].softening", "no softening argument");
+}
+
+Test(config_set, overrides_and_adds)
+{
+    char text[4096];
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", "/tmp/x");
+    const char *sets[] = {"run.steps=50", "optimizers.adamw.args.lr=1e-4", "optimizers.[0].args.nesterov=true",
+                          "run.device=cpu", "checkpoint.keep=5", "optimizers.matrix.groups.[0].lr=0.5"};
+    cr_assert_eq(parse(text, 6, sets, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_eq(cfg_buf.run.steps, 50);
+    cr_expect_eq(cfg_buf.opts[0].schedule.total, 50);
+    cr_expect_eq(eopt_dict_get(&cfg_buf.opts[1].hp, "lr")->f, 1e-4);
+    cr_expect_eq(eopt_dict_get(&cfg_buf.opts[0].args, "nesterov")->i, 1);
+    cr_expect_eq(cfg_buf.checkpoint.keep, 5);
+    cr_expect_eq(eopt_dict_get(&cfg_buf.opts[0].groups[0].hp, "lr")->f, 0.5);
+    const char *bad[] = {"optimizers.nosuch.args.lr=1"};
+    expect_error(text, 1, bad, "--set optimizers.nosuch.args.lr=1", "nosuch");
+    const char *noeq[] = {"run.steps"};
+    expect_error(text, 1, noeq, "PATH=VALUE", NULL);
+}
+
+static void tiny_params(eopt_model **m, eopt_backend **be)
+{
+    eopt_model_config mc = {.kind = EOPT_MODEL_GPT, .vocab_size = 256, .block_size = 16, .n_layer = 1, .n_head = 2,
+                            .n_embd = 16};
+    cr_assert_eq(eopt_backend_open("cpu", 1, be), EOPT_OK);
+    cr_assert_eq(eopt_model_create(&mc, *be, 2, 16, m), EOPT_OK, "%s", eopt_last_error());
+}
+
+Test(config_assign, every_parameter_in_exactly_one_group)
+{
+    char text[4096];
+    eopt_model *m;
+    eopt_backend *be;
+    tiny_params(&m, &be);
+    int opt_of[64], group_of[64];
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", "/tmp/x");
+    cr_assert_eq(parse(text, 0, NULL, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(eopt_config_assign(&cfg_buf, m->params, m->nparams, opt_of, group_of), EOPT_OK, "%s",
+                 eopt_last_error());
+    int k = eopt_model_find(m, "transformer.h.0.attn.c_attn.weight");
+    cr_expect(opt_of[k] == 0 && group_of[k] == 0);
+    k = eopt_model_find(m, "transformer.wte.weight");
+    cr_expect(opt_of[k] == 1 && group_of[k] == 0);
+    k = eopt_model_find(m, "transformer.h.0.ln_1.bias");
+    cr_expect(opt_of[k] == 1 && group_of[k] == 1);
+
+    /* without the biases group: unowned parameters are named */
+    const char *drop[] = {"optimizers.adamw.groups.[1].params=\"nothing*\""};
+    cr_assert_eq(parse(text, 1, drop, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_eq(eopt_config_assign(&cfg_buf, m->params, m->nparams, opt_of, group_of), EOPT_ERR_CONFIG);
+    cr_expect(strstr(eopt_last_error(), "parameters in no group: transformer.h.0.ln_1.weight"), "%s",
+              eopt_last_error());
+
+    /* a greedy pattern: doubly-owned parameters are named with both groups */
+    const char *greedy[] = {"optimizers.adamw.groups.[1].params=\"*\""};
+    cr_assert_eq(parse(text, 1, greedy, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_eq(eopt_config_assign(&cfg_buf, m->params, m->nparams, opt_of, group_of), EOPT_ERR_CONFIG);
+    cr_expect(strstr(eopt_last_error(), "transformer.h.0.attn.c_attn.weight (claimed by t.cfg:8:"), "%s",
+              eopt_last_error());
+
+    /* a pattern that matches nothing, with its line */
+    const char *none[] = {"optimizers.adamw.groups.[1].params=[\"*.bias\", \"*ln_*.weight\", \"head.*\"]"};
+    cr_assert_eq(parse(text, 1, none, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_eq(eopt_config_assign(&cfg_buf, m->params, m->nparams, opt_of, group_of), EOPT_ERR_CONFIG);
+    cr_expect(strstr(eopt_last_error(), "pattern 'head.*' matches no parameter"), "%s", eopt_last_error());
+    eopt_model_free(m);
+    eopt_backend_close(be);
+}
+
+Test(config_files, every_shipped_config_parses)
+{
+    FILE *ls = popen("ls configs/*.cfg 2>/dev/null", "r");
+    cr_assert(ls);
+    char path[512];
+    int n = 0;
+    while (fgets(path, sizeof path, ls)) {
+        path[strcspn(path, "\n")] = 0;
+        cr_expect_eq(eopt_config_load(path, 0, NULL, &cfg_buf), EOPT_OK, "%s: %s", path, eopt_last_error());
+        n++;
+    }
+    pclose(ls);
+    cr_expect_geq(n, 1);
+}
+
+/* ---- the training loop ---- */
+
+static void tmpdir(char *buf, size_t size, const char *tag)
+{
+    snprintf(buf, size, "/tmp/eopt-trainer-%s-XXXXXX", tag);
+    cr_assert(mkdtemp(buf));
+}
+
+static void rmdir_all(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+/* The arguments a class needs on a 2-D matrix (hyperparameters without defaults filled in). */
+static void class_args(const eopt_optimizer_class *cls, char *buf, size_t size)
+{
+    eopt_dict args = {0}, group = {0};
+    cls->defaults(&args, &group);
+    snprintf(buf, size, "lr = 0.01;");
+    if (eopt_dict_get(&group, "momentum") && eopt_dict_get(&group, "momentum")->kind == EOPT_VAL_NONE)
+        strncat(buf, " momentum = 0.9;", size - strlen(buf) - 1);
+    if (eopt_dict_get(&group, "weight_decay") && eopt_dict_get(&group, "weight_decay")->kind == EOPT_VAL_NONE)
+        strncat(buf, " weight_decay = 0.0;", size - strlen(buf) - 1);
+}
+
+static void train_ok(const eopt_config *c, const eopt_train_options *o, eopt_train_result *r)
+{
+    eopt_status st = eopt_train(c, o, r);
+    cr_assert_eq(st, EOPT_OK, "%s", eopt_last_error());
+}
+
+/* The model tensors of two checkpoints are bit-identical. */
+static void expect_same_model(const char *a, const char *b, const char *what)
+{
+    eopt_ckpt *ca, *cb;
+    cr_assert_eq(eopt_checkpoint_open(a, NULL, &ca), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(eopt_checkpoint_open(b, NULL, &cb), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_eq(eopt_ckpt_step(ca), eopt_ckpt_step(cb));
+    for (int k = 0; k < eopt_ckpt_num_tensors(ca); k++) {
+        const char *name = eopt_ckpt_tensor_name(ca, k);
+        const eopt_tensor *ta = eopt_ckpt_tensor(ca, name), *tb = eopt_ckpt_tensor(cb, name);
+        cr_assert(tb, "%s: %s missing", what, name);
+        cr_expect(memcmp(ta->data, tb->data, eopt_tensor_bytes(ta)) == 0, "%s: %s differs after resume", what, name);
+    }
+    eopt_checkpoint_close(ca);
+    eopt_checkpoint_close(cb);
+}
+
+/* N steps in one go == k steps, resume, N - k steps: bit for bit, for every class. */
+Test(trainer_resume, bit_exact_for_every_class, .timeout = 240)
+{
+    const eopt_optimizer_class *const *all = eopt_optimizer_classes();
+    int n = 0;
+    for (int k = 0; all[k]; k++, n++) {
+        char args[256], text[4096], da[300], db[300], extra[160] = "";
+        eopt_dict dargs = {0}, dgroup = {0};
+        all[k]->defaults(&dargs, &dgroup);
+        if (eopt_dict_get(&dargs, "softening")) /* dion's: exercise the ramp as well */
+            snprintf(extra, sizeof extra, "softening = { kind = \"linear\"; from = 0.0; to = 0.4; end = 5; };");
+        class_args(all[k], args, sizeof args);
+        tmpdir(da, sizeof da, "a");
+        tmpdir(db, sizeof db, "b");
+        eopt_train_result ra, rb1, rb2;
+        make_cfg(text, sizeof text, all[k]->id, args, extra, da);
+        cr_assert_eq(parse(text, 0, NULL, &cfg_buf), EOPT_OK, "%s: %s", all[k]->id, eopt_last_error());
+        eopt_train_options quiet = {.quiet = 1};
+        eopt_status st = eopt_train(&cfg_buf, &quiet, &ra);
+        cr_assert_eq(st, EOPT_OK, "%s: %s", all[k]->id, eopt_last_error());
+        cr_expect_eq(ra.step, 6);
+        cr_expect(isfinite(ra.eval_loss));
+
+        make_cfg(text, sizeof text, all[k]->id, args, extra, db);
+        cr_assert_eq(parse(text, 0, NULL, &cfg_buf), EOPT_OK);
+        eopt_train_options first = {.quiet = 1, .stop_at = 2}, resume = {.quiet = 1, .resume = "auto"};
+        train_ok(&cfg_buf, &first, &rb1);
+        cr_expect(rb1.interrupted && rb1.step == 2);
+        train_ok(&cfg_buf, &resume, &rb2);
+        cr_expect(!rb2.interrupted && rb2.start_step == 2 && rb2.step == 6, "%s: resumed at %lld", all[k]->id,
+                  (long long)rb2.start_step);
+        cr_expect_eq(ra.eval_loss, rb2.eval_loss, "%s: eval loss %.9g vs %.9g", all[k]->id, ra.eval_loss,
+                     rb2.eval_loss);
+        expect_same_model(ra.last_checkpoint, rb2.last_checkpoint, all[k]->id);
+        rmdir_all(da);
+        rmdir_all(db);
+    }
+    cr_expect_geq(n, 10, "only %d optimizer classes registered", n);
+}
+
+Test(trainer_resume, every_issue_class_is_registered)
+{
+    const char *ids[] = {"Muon", "AdaptiveMuon", "Muown", "AdamW", "SOAP",
+                         "MOSO", "dion.Muon",    "NorMuon", "Dion2", "NorDion2"};
+    for (int k = 0; k < 10; k++)
+        cr_expect(eopt_optimizer_find(ids[k]), "optimizer class %s is not registered", ids[k]);
+}
+
+Test(trainer_checkpoint, schedules_trainer_state_and_metrics)
+{
+    char text[4096], dir[300], path[400];
+    tmpdir(dir, sizeof dir, "c");
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", dir);
+    const char *sets[] = {"checkpoint.interval=2"};
+    cr_assert_eq(parse(text, 1, sets, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
+    eopt_train_options quiet = {.quiet = 1};
+    eopt_train_result r;
+    train_ok(&cfg_buf, &quiet, &r);
+
+    eopt_ckpt *ck;
+    cr_assert_eq(eopt_checkpoint_open(r.last_checkpoint, NULL, &ck), EOPT_OK, "%s", eopt_last_error());
+    const eopt_dict *s = eopt_ckpt_schedule(ck, "matrix");
+    cr_assert(s);
+    eopt_lr_schedule back;
+    cr_expect_eq(eopt_lr_schedule_from_dict(s, "", "t", &back), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_eq(back.kind, EOPT_LR_COSINE);
+    cr_expect_eq(back.warmup, 2);
+    cr_expect_eq(eopt_dict_get(s, "position")->i, 6);
+    const eopt_dict *tr = eopt_ckpt_trainer(ck);
+    cr_assert(tr);
+    cr_expect_eq(eopt_dict_get(tr, "step")->i, 6);
+    cr_expect_eq(eopt_dict_get(tr, "data_position")->i, 6);
+    cr_expect(eopt_ckpt_trainer_data(ck, "sampler"));
+    /* the lr the optimizer last used: base x cosine factor of step 5 (0-based) */
+    const eopt_ckpt_opt_info *info = eopt_ckpt_optimizer_info(ck, "matrix");
+    cr_assert(info);
+    double lr = eopt_dict_get(&info->group_hp[0], "lr")->f, fac = eopt_lr_factor(&back, 5);
+    cr_expect_float_eq(lr, 0.02 * fac, 1e-15, "lr %g", lr);
+    eopt_checkpoint_close(ck);
+
+    /* keep = 2: steps 4 and 6 remain */
+    snprintf(path, sizeof path, "%s/step_000000000002.h5", dir);
+    cr_expect(access(path, F_OK) != 0, "%s should have been pruned", path);
+    snprintf(path, sizeof path, "%s/step_000000000004.h5", dir);
+    cr_expect(access(path, F_OK) == 0);
+
+    /* metrics: one line per step; eval every 3 steps; per-optimizer statistics on log steps */
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    cr_assert(f);
+    char line[2048];
+    int n = 0, evals = 0, stats = 0;
+    while (fgets(line, sizeof line, f)) {
+        n++;
+        evals += strstr(line, "\"eval_loss\"") != NULL;
+        stats += strstr(line, "\"matrix\": {\"lr\"") && strstr(line, "\"update_rms\"") &&
+                 strstr(line, "\"tokens_per_s\"");
+    }
+    fclose(f);
+    cr_expect_eq(n, 6);
+    cr_expect_eq(evals, 2);
+    cr_expect_eq(stats, 3);
+    rmdir_all(dir);
+}
+
+Test(trainer_nonfinite, stop_or_skip)
+{
+    char text[4096], dir[300];
+    tmpdir(dir, sizeof dir, "n");
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", dir);
+    const char *stop[] = {"optimizers.adamw.args.lr=1e38", "optimizers.adamw.schedule.kind=constant"};
+    cr_assert_eq(parse(text, 2, stop, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
+    eopt_train_options quiet = {.quiet = 1};
+    eopt_train_result r;
+    cr_expect_eq(eopt_train(&cfg_buf, &quiet, &r), EOPT_ERR_NUMERIC);
+    cr_expect(strstr(eopt_last_error(), "non-finite"), "%s", eopt_last_error());
+
+    const char *skip[] = {"optimizers.adamw.args.lr=1e38", "optimizers.adamw.schedule.kind=constant",
+                          "run.on_nonfinite=skip"};
+    cr_assert_eq(parse(text, 3, skip, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
+    train_ok(&cfg_buf, &quiet, &r);
+    cr_expect_eq(r.step, 6);
+    cr_expect_gt(r.nonfinite_steps, 0);
+    rmdir_all(dir);
+}
+
+Test(trainer_init, starts_from_exported_weights)
+{
+    char text[4096], da[300], db[300];
+    tmpdir(da, sizeof da, "i");
+    tmpdir(db, sizeof db, "j");
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", da);
+    cr_assert_eq(parse(text, 0, NULL, &cfg_buf), EOPT_OK);
+    eopt_train_options quiet = {.quiet = 1};
+    eopt_train_result ra, rb;
+    train_ok(&cfg_buf, &quiet, &ra);
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", db);
+    cr_assert_eq(parse(text, 0, NULL, &cfg_buf), EOPT_OK);
+    eopt_train_options init = {.quiet = 1, .init = ra.last_checkpoint, .init_optimizer = 1};
+    train_ok(&cfg_buf, &init, &rb);
+    cr_expect_eq(rb.step, 6);
+    cr_expect_lt(rb.eval_loss, ra.eval_loss, "continuing from trained weights: %g vs %g", rb.eval_loss,
+                 ra.eval_loss);
+    rmdir_all(da);
+    rmdir_all(db);
+}
+
+Test(trainer_cmd, bad_config_exits_with_file_and_line)
+{
+    const char *bin = getenv("EOPT_BIN");
+    if (!bin)
+        cr_skip_test("EOPT_BIN is not set");
+    char cfg[] = "/tmp/eopt-trainer-cfg-XXXXXX";
+    int fd = mkstemp(cfg);
+    cr_assert(fd >= 0);
+    const char *body = "model = { kind = \"gpt\"; n_layers = 2; };\n";
+    cr_assert_eq(write(fd, body, strlen(body)), (ssize_t)strlen(body));
+    close(fd);
+    char cmd[1024], out[1024] = "";
+    snprintf(cmd, sizeof cmd, "%s train %s 2>&1", bin, cfg);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    int rc = pclose(p);
+    cr_expect_eq(WEXITSTATUS(rc), 2);
+    cr_expect(strstr(out, ":1: model.n_layers: unknown key 'n_layers' (did you mean 'n_layer'?)"), "%s", out);
+    unlink(cfg);
+}

@@ -1,0 +1,863 @@
+/* Training configurations from libconfig files (config.h). Parsing reads the libconfig tree
+ * into flat structs; every check names the file, the line and the key path. */
+#include "config.h"
+#include "data.h"
+
+#include <fnmatch.h>
+#include <libconfig.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *name; /* file name for messages */
+    eopt_config *cfg;
+} parser;
+
+int eopt_edit_distance(const char *a, const char *b)
+{
+    int n = (int)strlen(b), row[256];
+    if (n > 255)
+        n = 255;
+    for (int j = 0; j <= n; j++)
+        row[j] = j;
+    for (int i = 1; a[i - 1]; i++) {
+        int diag = row[0];
+        row[0] = i;
+        for (int j = 1; j <= n; j++) {
+            int up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[n];
+}
+
+/* " (did you mean 'x'?)" for the nearest of `cands` within a third of the word's length, or "". */
+static const char *suggest(const char *word, const char *const *cands, int n, char *buf, size_t size)
+{
+    int best = -1, bestd = 0;
+    for (int k = 0; k < n; k++) {
+        int d = eopt_edit_distance(word, cands[k]);
+        if (best < 0 || d < bestd)
+            best = k, bestd = d;
+    }
+    int len = (int)strlen(word), limit = len / 3 > 2 ? len / 3 : 2;
+    if (best < 0 || bestd > limit)
+        buf[0] = 0;
+    else
+        snprintf(buf, size, " (did you mean '%s'?)", cands[best]);
+    return buf;
+}
+
+static void setting_path(const config_setting_t *s, char *buf, size_t size)
+{
+    const config_setting_t *parent = config_setting_parent(s);
+    if (!parent) {
+        buf[0] = 0;
+        return;
+    }
+    setting_path(parent, buf, size);
+    size_t len = strlen(buf);
+    const char *name = config_setting_name(s);
+    if (name)
+        snprintf(buf + len, size - len, "%s%s", len ? "." : "", name);
+    else
+        snprintf(buf + len, size - len, "%s[%d]", len ? "." : "", config_setting_index(s));
+}
+
+/* "file:line: path" (or "--set path" for a setting given on the command line). */
+static const char *where(const parser *p, const config_setting_t *s, char *buf, size_t size)
+{
+    char path[EOPT_CFG_PATH_MAX];
+    setting_path(s, path, sizeof path);
+    int line = (int)config_setting_source_line(s);
+    if (line > 0)
+        snprintf(buf, size, "%s:%d: %s", p->name, line, path[0] ? path : "(top level)");
+    else
+        snprintf(buf, size, "--set %s", path);
+    return buf;
+}
+
+__attribute__((format(printf, 3, 4))) static eopt_status bad(const parser *p, const config_setting_t *s,
+                                                             const char *fmt, ...)
+{
+    char w[EOPT_CFG_PATH_MAX + 64], msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return eopt_fail(EOPT_ERR_CONFIG, "%s: %s", where(p, s, w, sizeof w), msg);
+}
+
+static const char *type_name(int t)
+{
+    switch (t) {
+    case CONFIG_TYPE_GROUP: return "a group";
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64: return "an integer";
+    case CONFIG_TYPE_FLOAT: return "a float";
+    case CONFIG_TYPE_STRING: return "a string";
+    case CONFIG_TYPE_BOOL: return "a boolean";
+    case CONFIG_TYPE_ARRAY: return "an array";
+    case CONFIG_TYPE_LIST: return "a list";
+    default: return "nothing";
+    }
+}
+
+static int is_int(const config_setting_t *s)
+{
+    return config_setting_type(s) == CONFIG_TYPE_INT || config_setting_type(s) == CONFIG_TYPE_INT64;
+}
+
+static int is_number(const config_setting_t *s) { return is_int(s) || config_setting_type(s) == CONFIG_TYPE_FLOAT; }
+
+static double number(const config_setting_t *s)
+{
+    return is_int(s) ? (double)config_setting_get_int64(s) : config_setting_get_float(s);
+}
+
+/* Rejects members of group g not in `keys` (NULL-terminated), suggesting the nearest. */
+static eopt_status check_keys(const parser *p, const config_setting_t *g, const char *const *keys)
+{
+    if (!g)
+        return EOPT_OK;
+    if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+        return bad(p, g, "expected a group { ... }, got %s", type_name(config_setting_type(g)));
+    int nkeys = 0;
+    while (keys[nkeys])
+        nkeys++;
+    for (int k = 0; k < config_setting_length(g); k++) {
+        const config_setting_t *m = config_setting_get_elem(g, k);
+        const char *name = config_setting_name(m);
+        int known = 0;
+        for (int j = 0; j < nkeys && !known; j++)
+            known = strcmp(keys[j], name) == 0;
+        if (!known) {
+            char hint[EOPT_NAME_MAX + 32];
+            return bad(p, m, "unknown key '%s'%s", name, suggest(name, keys, nkeys, hint, sizeof hint));
+        }
+    }
+    return EOPT_OK;
+}
+
+static const config_setting_t *member(const config_setting_t *g, const char *key)
+{
+    return g ? config_setting_get_member(g, key) : NULL;
+}
+
+static eopt_status get_int(const parser *p, const config_setting_t *g, const char *key, int64_t lo, int64_t hi,
+                           int64_t def, int64_t *out)
+{
+    const config_setting_t *s = member(g, key);
+    *out = def;
+    if (!s)
+        return EOPT_OK;
+    if (!is_int(s))
+        return bad(p, s, "expected an integer, got %s", type_name(config_setting_type(s)));
+    int64_t v = config_setting_get_int64(s);
+    if (v < lo || v > hi)
+        return bad(p, s, "%lld is out of range [%lld, %lld]", (long long)v, (long long)lo, (long long)hi);
+    *out = v;
+    return EOPT_OK;
+}
+
+static eopt_status get_i(const parser *p, const config_setting_t *g, const char *key, int lo, int hi, int def,
+                         int *out)
+{
+    int64_t v;
+    EOPT_TRY(get_int(p, g, key, lo, hi, def, &v));
+    *out = (int)v;
+    return EOPT_OK;
+}
+
+static eopt_status get_float(const parser *p, const config_setting_t *g, const char *key, double lo, double hi,
+                             double def, double *out)
+{
+    const config_setting_t *s = member(g, key);
+    *out = def;
+    if (!s)
+        return EOPT_OK;
+    if (!is_number(s))
+        return bad(p, s, "expected a number, got %s", type_name(config_setting_type(s)));
+    double v = number(s);
+    if (!(v >= lo && v <= hi))
+        return bad(p, s, "%g is out of range [%g, %g]", v, lo, hi);
+    *out = v;
+    return EOPT_OK;
+}
+
+static eopt_status get_bool(const parser *p, const config_setting_t *g, const char *key, int def, int *out)
+{
+    const config_setting_t *s = member(g, key);
+    *out = def;
+    if (!s)
+        return EOPT_OK;
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+        return bad(p, s, "expected true or false, got %s", type_name(config_setting_type(s)));
+    *out = config_setting_get_bool(s);
+    return EOPT_OK;
+}
+
+/* def NULL: the key is required (the message points at the enclosing group `g`). */
+static eopt_status get_str(const parser *p, const config_setting_t *g, const char *key, const char *def, char *out,
+                           size_t size)
+{
+    const config_setting_t *s = member(g, key);
+    if (!s) {
+        if (!def)
+            return g ? bad(p, g, "missing key '%s'", key)
+                     : eopt_fail(EOPT_ERR_CONFIG, "%s: missing key '%s'", p->name, key);
+        snprintf(out, size, "%s", def);
+        return EOPT_OK;
+    }
+    if (config_setting_type(s) != CONFIG_TYPE_STRING)
+        return bad(p, s, "expected a string, got %s", type_name(config_setting_type(s)));
+    const char *v = config_setting_get_string(s);
+    if (strlen(v) >= size)
+        return bad(p, s, "string longer than %zu characters", size - 1);
+    snprintf(out, size, "%s", v);
+    return EOPT_OK;
+}
+
+/* A string that must be one of `names` (NULL-terminated); *out its index. */
+static eopt_status get_choice(const parser *p, const config_setting_t *g, const char *key,
+                              const char *const *names, int def, int *out)
+{
+    char v[64];
+    EOPT_TRY(get_str(p, g, key, def >= 0 ? names[def] : NULL, v, sizeof v));
+    int n = 0;
+    while (names[n])
+        n++;
+    for (int k = 0; k < n; k++)
+        if (strcmp(names[k], v) == 0) {
+            *out = k;
+            return EOPT_OK;
+        }
+    char hint[96], list[256] = "";
+    for (int k = 0; k < n; k++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"%s\"", k ? ", " : "", names[k]);
+    return bad(p, member(g, key), "'%s' is not one of %s%s", v, list, suggest(v, names, n, hint, sizeof hint));
+}
+
+/* ---- sections ---- */
+
+static eopt_status parse_model(parser *p, const config_setting_t *g)
+{
+    static const char *const kinds[] = {"mlp", "gpt", NULL};
+    static const char *const gpt_keys[] = {"kind", "vocab_size", "block_size", "n_layer", "n_head", "n_embd", NULL};
+    static const char *const mlp_keys[] = {"kind", "dims", NULL};
+    eopt_model_config *m = &p->cfg->model;
+    if (!g)
+        return eopt_fail(EOPT_ERR_CONFIG, "%s: missing section 'model'", p->name);
+    int kind;
+    EOPT_TRY(get_choice(p, g, "kind", kinds, -1, &kind));
+    memset(m, 0, sizeof *m);
+    m->kind = (eopt_model_kind)kind;
+    if (m->kind == EOPT_MODEL_GPT) {
+        EOPT_TRY(check_keys(p, g, gpt_keys));
+        EOPT_TRY(get_i(p, g, "vocab_size", 1, 1 << 20, EOPT_TEXT_VOCAB, &m->vocab_size));
+        EOPT_TRY(get_i(p, g, "block_size", 1, 1 << 16, 64, &m->block_size));
+        EOPT_TRY(get_i(p, g, "n_layer", 1, 256, 2, &m->n_layer));
+        EOPT_TRY(get_i(p, g, "n_head", 1, 256, 4, &m->n_head));
+        EOPT_TRY(get_i(p, g, "n_embd", 1, 1 << 16, 64, &m->n_embd));
+        if (m->n_embd % m->n_head)
+            return bad(p, g, "n_embd = %d is not divisible by n_head = %d", m->n_embd, m->n_head);
+        return EOPT_OK;
+    }
+    EOPT_TRY(check_keys(p, g, mlp_keys));
+    const config_setting_t *d = member(g, "dims");
+    if (!d)
+        return bad(p, g, "missing key 'dims'");
+    int t = config_setting_type(d), n = config_setting_length(d);
+    if ((t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST) || n < 2 || n > EOPT_MLP_MAX_LAYERS + 1)
+        return bad(p, d, "expected an array of 2 to %d layer widths", EOPT_MLP_MAX_LAYERS + 1);
+    m->ndims = n;
+    for (int k = 0; k < n; k++) {
+        const config_setting_t *e = config_setting_get_elem(d, k);
+        if (!is_int(e) || config_setting_get_int64(e) < 1 || config_setting_get_int64(e) > (1 << 20))
+            return bad(p, d, "element %d must be a positive integer width", k);
+        m->dims[k] = (int)config_setting_get_int64(e);
+    }
+    return EOPT_OK;
+}
+
+static eopt_status parse_data(parser *p, const config_setting_t *g)
+{
+    static const char *const kinds[] = {"text", "fashion-mnist", NULL};
+    static const char *const keys[] = {"kind", "path", "val_fraction", "normalize", NULL};
+    eopt_config *c = p->cfg;
+    EOPT_TRY(check_keys(p, g, keys));
+    int kind;
+    EOPT_TRY(get_choice(p, g, "kind", kinds, c->model.kind == EOPT_MODEL_GPT ? 0 : 1, &kind));
+    c->data.kind = (eopt_data_kind)kind;
+    EOPT_TRY(get_str(p, g, "path", kind == EOPT_DATA_TEXT ? "data/moby-dick.txt" : "", c->data.path,
+                     sizeof c->data.path));
+    EOPT_TRY(get_float(p, g, "val_fraction", 0, 0.9, 0.1, &c->data.val_fraction));
+    EOPT_TRY(get_bool(p, g, "normalize", 1, &c->data.normalize));
+    const config_setting_t *w = g ? g : NULL;
+    if (kind == EOPT_DATA_TEXT && c->model.kind != EOPT_MODEL_GPT)
+        return w ? bad(p, w, "text data needs model.kind = \"gpt\"")
+                 : eopt_fail(EOPT_ERR_CONFIG, "%s: the mlp model needs data.kind = \"fashion-mnist\"", p->name);
+    if (kind == EOPT_DATA_FASHION_MNIST) {
+        const eopt_model_config *m = &c->model;
+        if (m->kind != EOPT_MODEL_MLP || m->dims[0] != 784 || m->dims[m->ndims - 1] != 10)
+            return w ? bad(p, w, "fashion-mnist needs an mlp with dims [784, ..., 10]")
+                     : eopt_fail(EOPT_ERR_CONFIG, "%s: fashion-mnist needs an mlp with dims [784, ..., 10]",
+                                 p->name);
+    }
+    return EOPT_OK;
+}
+
+static eopt_status parse_run(parser *p, const config_setting_t *g)
+{
+    static const char *const keys[] = {"steps",        "batch_size",   "seq_len",     "grad_accum",  "eval_interval",
+                                       "eval_batches", "seed",         "device",      "threads",     "on_nonfinite",
+                                       "sample_tokens", "sample_prompt", "temperature", "top_k",     NULL};
+    static const char *const policies[] = {"stop", "skip", NULL};
+    eopt_config *c = p->cfg;
+    int gpt = c->model.kind == EOPT_MODEL_GPT, policy;
+    int64_t seed;
+    EOPT_TRY(check_keys(p, g, keys));
+    EOPT_TRY(get_int(p, g, "steps", 1, INT64_MAX / 2, 1000, &c->run.steps));
+    EOPT_TRY(get_i(p, g, "batch_size", 1, 1 << 20, gpt ? 16 : 128, &c->run.batch_size));
+    EOPT_TRY(get_i(p, g, "seq_len", 1, gpt ? c->model.block_size : 1 << 20, gpt ? c->model.block_size : 1,
+                   &c->run.seq_len));
+    EOPT_TRY(get_i(p, g, "grad_accum", 1, 1 << 16, 1, &c->run.grad_accum));
+    EOPT_TRY(get_int(p, g, "eval_interval", 0, INT64_MAX / 2, 0, &c->run.eval_interval));
+    EOPT_TRY(get_i(p, g, "eval_batches", 0, 1 << 20, gpt ? 8 : 0, &c->run.eval_batches));
+    if (gpt && c->run.eval_batches == 0)
+        return bad(p, member(g, "eval_batches"), "text evaluation needs eval_batches >= 1");
+    EOPT_TRY(get_int(p, g, "seed", 0, INT64_MAX, 1337, &seed));
+    c->run.seed = (uint64_t)seed;
+    EOPT_TRY(get_str(p, g, "device", "cpu", c->run.device, sizeof c->run.device));
+    EOPT_TRY(get_i(p, g, "threads", 0, 1024, 0, &c->run.threads));
+    EOPT_TRY(get_choice(p, g, "on_nonfinite", policies, 0, &policy));
+    c->run.on_nonfinite = (eopt_nonfinite_policy)policy;
+    EOPT_TRY(get_i(p, g, "sample_tokens", 0, 1 << 20, gpt ? 300 : 0, &c->run.sample_tokens));
+    EOPT_TRY(get_str(p, g, "sample_prompt", "\n", c->run.sample_prompt, sizeof c->run.sample_prompt));
+    EOPT_TRY(get_float(p, g, "temperature", 0, 100, 0.8, &c->run.temperature));
+    return get_i(p, g, "top_k", 0, 1 << 20, 40, &c->run.top_k);
+}
+
+static eopt_status parse_schedule(parser *p, const config_setting_t *g, eopt_lr_schedule *s)
+{
+    static const char *const keys[] = {"kind", "warmup", "total", "decay", "floor", NULL};
+    static const char *const kinds[] = {"constant", "warmup", "cosine", "linear", "wsd", NULL};
+    int kind;
+    EOPT_TRY(check_keys(p, g, keys));
+    EOPT_TRY(get_choice(p, g, "kind", kinds, 0, &kind));
+    s->kind = (eopt_lr_kind)kind;
+    EOPT_TRY(get_int(p, g, "warmup", 0, INT64_MAX / 2, 0, &s->warmup));
+    EOPT_TRY(get_int(p, g, "total", 1, INT64_MAX / 2, p->cfg->run.steps, &s->total));
+    EOPT_TRY(get_int(p, g, "decay", 0, INT64_MAX / 2, s->kind == EOPT_LR_WSD ? (s->total - s->warmup) / 5 : 0,
+                     &s->decay));
+    EOPT_TRY(get_float(p, g, "floor", 0, 1, 0, &s->floor));
+    if (g) {
+        char w[EOPT_CFG_PATH_MAX + 64];
+        if (eopt_lr_schedule_check(s, where(p, g, w, sizeof w)) != EOPT_OK)
+            return EOPT_ERR_CONFIG;
+    } else if (s->kind == EOPT_LR_WARMUP && s->warmup == 0)
+        s->kind = EOPT_LR_CONSTANT;
+    return EOPT_OK;
+}
+
+static eopt_status parse_softening(parser *p, const config_setting_t *g, eopt_ramp *r)
+{
+    static const char *const keys[] = {"kind", "value", "from", "to", "start", "end", NULL};
+    static const char *const kinds[] = {"constant", "linear", "cosine", NULL};
+    int kind;
+    double value;
+    EOPT_TRY(check_keys(p, g, keys));
+    EOPT_TRY(get_choice(p, g, "kind", kinds, 0, &kind));
+    r->kind = (eopt_ramp_kind)kind;
+    EOPT_TRY(get_float(p, g, "value", 0, 1, 0, &value));
+    EOPT_TRY(get_float(p, g, "from", 0, 1, value, &r->from));
+    EOPT_TRY(get_float(p, g, "to", 0, 1, r->kind == EOPT_RAMP_CONSTANT ? r->from : 1, &r->to));
+    EOPT_TRY(get_int(p, g, "start", 0, INT64_MAX / 2, 0, &r->start));
+    EOPT_TRY(get_int(p, g, "end", 1, INT64_MAX / 2, p->cfg->run.steps, &r->end));
+    char w[EOPT_CFG_PATH_MAX + 64];
+    return eopt_ramp_check(r, where(p, g, w, sizeof w)) == EOPT_OK ? EOPT_OK : EOPT_ERR_CONFIG;
+}
+
+/* A hyperparameter typed like the class default `def` (a float default accepts integers;
+ * a None default takes the value's own type). */
+static eopt_status to_value(const parser *p, const config_setting_t *s, const eopt_value *def, eopt_value *out)
+{
+    int t = config_setting_type(s);
+    eopt_value_kind want = def->kind;
+    if (want == EOPT_VAL_NONE)
+        want = is_int(s) ? EOPT_VAL_INT
+             : t == CONFIG_TYPE_FLOAT ? EOPT_VAL_FLOAT
+             : t == CONFIG_TYPE_BOOL ? EOPT_VAL_BOOL
+             : t == CONFIG_TYPE_STRING ? EOPT_VAL_STR : EOPT_VAL_FLOATS;
+    switch (want) {
+    case EOPT_VAL_FLOAT:
+        if (!is_number(s) || !isfinite(number(s)))
+            return bad(p, s, "expected a finite number, got %s", type_name(t));
+        *out = eopt_float(number(s));
+        return EOPT_OK;
+    case EOPT_VAL_INT:
+        if (!is_int(s))
+            return bad(p, s, "expected an integer, got %s", type_name(t));
+        *out = eopt_int(config_setting_get_int64(s));
+        return EOPT_OK;
+    case EOPT_VAL_BOOL:
+        if (t != CONFIG_TYPE_BOOL)
+            return bad(p, s, "expected true or false, got %s", type_name(t));
+        *out = eopt_bool(config_setting_get_bool(s));
+        return EOPT_OK;
+    case EOPT_VAL_STR:
+        if (t != CONFIG_TYPE_STRING || strlen(config_setting_get_string(s)) >= EOPT_STR_MAX)
+            return bad(p, s, "expected a string (under %d characters), got %s", EOPT_STR_MAX, type_name(t));
+        *out = eopt_str(config_setting_get_string(s));
+        return EOPT_OK;
+    default: {
+        int n = (t == CONFIG_TYPE_ARRAY || t == CONFIG_TYPE_LIST) ? config_setting_length(s) : -1;
+        int need = def->kind == EOPT_VAL_FLOATS ? def->nf : n;
+        double fv[EOPT_FLOATS_MAX];
+        if (n < 1 || n != need || n > EOPT_FLOATS_MAX)
+            return bad(p, s, "expected an array of %d numbers, got %s", need > 0 ? need : 2, type_name(t));
+        for (int k = 0; k < n; k++) {
+            const config_setting_t *e = config_setting_get_elem(s, k);
+            if (!is_number(e))
+                return bad(p, s, "element %d is not a number", k);
+            fv[k] = number(e);
+        }
+        *out = eopt_floats(n, fv);
+        return EOPT_OK;
+    }
+    }
+}
+
+/* Strings of a string or an array of strings into patterns[]. */
+static eopt_status get_patterns(const parser *p, const config_setting_t *g, const char *key,
+                                char (*out)[EOPT_NAME_MAX], int *n)
+{
+    const config_setting_t *s = member(g, key);
+    *n = 0;
+    if (!s)
+        return EOPT_OK;
+    int t = config_setting_type(s), single = t == CONFIG_TYPE_STRING;
+    if (!single && t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+        return bad(p, s, "expected a name pattern or an array of them, got %s", type_name(t));
+    int len = single ? 1 : config_setting_length(s);
+    if (len > EOPT_CFG_MAX_PATTERNS)
+        return bad(p, s, "at most %d patterns", EOPT_CFG_MAX_PATTERNS);
+    for (int k = 0; k < len; k++) {
+        const config_setting_t *e = single ? s : config_setting_get_elem(s, k);
+        if (config_setting_type(e) != CONFIG_TYPE_STRING || strlen(config_setting_get_string(e)) >= EOPT_NAME_MAX)
+            return bad(p, s, "element %d is not a name pattern string", k);
+        snprintf(out[k], EOPT_NAME_MAX, "%s", config_setting_get_string(e));
+    }
+    *n = len;
+    return EOPT_OK;
+}
+
+static eopt_status get_ndim(const parser *p, const config_setting_t *g, unsigned *mask)
+{
+    const config_setting_t *s = member(g, "ndim");
+    *mask = 0;
+    if (!s)
+        return EOPT_OK;
+    int t = config_setting_type(s), single = is_int(s);
+    if (!single && t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+        return bad(p, s, "expected a dimensionality (0 to %d) or an array of them", EOPT_MAX_DIMS);
+    int len = single ? 1 : config_setting_length(s);
+    for (int k = 0; k < len; k++) {
+        const config_setting_t *e = single ? s : config_setting_get_elem(s, k);
+        if (!is_int(e) || config_setting_get_int64(e) < 0 || config_setting_get_int64(e) > EOPT_MAX_DIMS)
+            return bad(p, s, "dimensionalities lie in 0..%d", EOPT_MAX_DIMS);
+        *mask |= 1u << config_setting_get_int64(e);
+    }
+    return EOPT_OK;
+}
+
+/* The keys of a dict as a list of names (for suggestions). */
+static int dict_keys(const eopt_dict *d, const char **out, int n)
+{
+    for (int k = 0; k < d->n; k++)
+        out[n++] = d->items[k].key;
+    return n;
+}
+
+static eopt_status parse_group(parser *p, const config_setting_t *g, const eopt_dict *dgroup, eopt_cfg_group *out)
+{
+    static const char *const own[] = {"name", "params", "exclude", "ndim", "schedule"};
+    if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+        return bad(p, g, "expected a group { params = ...; }, got %s", type_name(config_setting_type(g)));
+    memset(out, 0, sizeof *out);
+    where(p, g, out->where, sizeof out->where);
+    const char *keys[EOPT_DICT_MAX + 8];
+    int nkeys = 0;
+    for (int k = 0; k < 5; k++)
+        keys[nkeys++] = own[k];
+    nkeys = dict_keys(dgroup, keys, nkeys);
+    keys[nkeys] = NULL;
+    EOPT_TRY(check_keys(p, g, keys));
+    EOPT_TRY(get_patterns(p, g, "params", out->patterns, &out->npatterns));
+    EOPT_TRY(get_patterns(p, g, "exclude", out->exclude, &out->nexclude));
+    EOPT_TRY(get_ndim(p, g, &out->ndim_mask));
+    const config_setting_t *sch = member(g, "schedule");
+    if (sch) {
+        out->has_schedule = 1;
+        EOPT_TRY(parse_schedule(p, sch, &out->schedule));
+    }
+    for (int k = 0; k < config_setting_length(g); k++) {
+        const config_setting_t *m = config_setting_get_elem(g, k);
+        const eopt_value *def = eopt_dict_get(dgroup, config_setting_name(m));
+        eopt_value v;
+        if (!def)
+            continue;
+        EOPT_TRY(to_value(p, m, def, &v));
+        EOPT_TRY(eopt_dict_set(&out->hp, config_setting_name(m), v));
+    }
+    return EOPT_OK;
+}
+
+static eopt_status parse_class(parser *p, const config_setting_t *g, eopt_cfg_optimizer *o,
+                               const eopt_optimizer_class **cls)
+{
+    EOPT_TRY(get_str(p, g, "class", NULL, o->cls, sizeof o->cls));
+    *cls = eopt_optimizer_find(o->cls);
+    if (*cls)
+        return EOPT_OK;
+    const eopt_optimizer_class *const *all = eopt_optimizer_classes();
+    const char *ids[64];
+    char list[1024] = "", hint[EOPT_NAME_MAX + 32];
+    int n = 0;
+    for (; all[n] && n < 64; n++) {
+        ids[n] = all[n]->id;
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", n ? ", " : "", ids[n]);
+    }
+    return bad(p, member(g, "class"), "unknown optimizer class '%s'%s; known: %s", o->cls,
+               suggest(o->cls, ids, n, hint, sizeof hint), list);
+}
+
+static eopt_status parse_optimizer(parser *p, const config_setting_t *g, eopt_cfg_optimizer *o)
+{
+    static const char *const keys[] = {"name", "class", "args", "schedule", "softening", "groups", NULL};
+    const eopt_optimizer_class *cls;
+    eopt_dict dargs = {0}, dgroup = {0};
+    memset(o, 0, sizeof *o);
+    where(p, g, o->where, sizeof o->where);
+    EOPT_TRY(check_keys(p, g, keys));
+    EOPT_TRY(get_str(p, g, "name", NULL, o->name, sizeof o->name));
+    if (!o->name[0] || strchr(o->name, '/'))
+        return bad(p, member(g, "name"), "an optimizer name must be non-empty and contain no '/'");
+    EOPT_TRY(parse_class(p, g, o, &cls));
+    cls->defaults(&dargs, &dgroup);
+
+    const config_setting_t *args = member(g, "args");
+    if (args) {
+        const char *names[2 * EOPT_DICT_MAX + 1];
+        int n = dict_keys(&dgroup, names, dict_keys(&dargs, names, 0));
+        names[n] = NULL;
+        EOPT_TRY(check_keys(p, args, names));
+        for (int k = 0; k < config_setting_length(args); k++) {
+            const config_setting_t *m = config_setting_get_elem(args, k);
+            const char *key = config_setting_name(m);
+            eopt_value v;
+            if (eopt_dict_get(&dargs, key)) {
+                EOPT_TRY(to_value(p, m, eopt_dict_get(&dargs, key), &v));
+                EOPT_TRY(eopt_dict_set(&o->args, key, v));
+            }
+            if (eopt_dict_get(&dgroup, key)) {
+                EOPT_TRY(to_value(p, m, eopt_dict_get(&dgroup, key), &v));
+                EOPT_TRY(eopt_dict_set(&o->hp, key, v));
+            }
+        }
+    }
+    EOPT_TRY(parse_schedule(p, member(g, "schedule"), &o->schedule));
+    const config_setting_t *soft = member(g, "softening");
+    if (soft) {
+        if (!eopt_dict_get(&dargs, "softening"))
+            return bad(p, soft, "class %s has no softening argument (dion.Muon, NorMuon, Dion2, NorDion2 have)",
+                       o->cls);
+        o->has_softening = 1;
+        EOPT_TRY(parse_softening(p, soft, &o->softening));
+    }
+
+    const config_setting_t *groups = member(g, "groups");
+    if (!groups)
+        return bad(p, g, "missing key 'groups'");
+    int t = config_setting_type(groups), n = config_setting_length(groups);
+    if (t != CONFIG_TYPE_LIST || n < 1 || n > EOPT_CFG_MAX_GROUPS)
+        return bad(p, groups, "expected a list ( {...}, ... ) of 1 to %d groups", EOPT_CFG_MAX_GROUPS);
+    o->ngroups = n;
+    for (int k = 0; k < n; k++) {
+        EOPT_TRY(parse_group(p, config_setting_get_elem(groups, k), &dgroup, &o->groups[k]));
+        eopt_dict hp = o->groups[k].hp;
+        EOPT_TRY(eopt_dict_merge_defaults(&hp, &o->hp));
+        EOPT_TRY(eopt_dict_merge_defaults(&hp, &dgroup));
+        const eopt_value *lr = eopt_dict_get(&hp, "lr");
+        if (!lr || (lr->kind != EOPT_VAL_FLOAT && lr->kind != EOPT_VAL_INT))
+            return bad(p, config_setting_get_elem(groups, k),
+                       "no learning rate: set 'lr' in the group or in the optimizer's args");
+    }
+    return EOPT_OK;
+}
+
+static eopt_status parse_optimizers(parser *p, const config_setting_t *s)
+{
+    eopt_config *c = p->cfg;
+    if (!s)
+        return eopt_fail(EOPT_ERR_CONFIG, "%s: missing section 'optimizers'", p->name);
+    int n = config_setting_length(s);
+    if (config_setting_type(s) != CONFIG_TYPE_LIST || n < 1 || n > EOPT_CFG_MAX_OPTS)
+        return bad(p, s, "expected a list ( {...}, ... ) of 1 to %d optimizers", EOPT_CFG_MAX_OPTS);
+    c->nopt = n;
+    for (int k = 0; k < n; k++) {
+        const config_setting_t *g = config_setting_get_elem(s, k);
+        if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+            return bad(p, g, "expected an optimizer group { name = ...; class = ...; ... }");
+        EOPT_TRY(parse_optimizer(p, g, &c->opts[k]));
+        for (int j = 0; j < k; j++)
+            if (strcmp(c->opts[j].name, c->opts[k].name) == 0)
+                return bad(p, member(g, "name"), "optimizer name '%s' is used twice", c->opts[k].name);
+    }
+    return EOPT_OK;
+}
+
+static eopt_status parse_output(parser *p, const config_setting_t *ck, const config_setting_t *log)
+{
+    static const char *const ck_keys[] = {"dir", "interval", "keep", NULL};
+    static const char *const log_keys[] = {"metrics", "interval", "progress", NULL};
+    static const char *const progress[] = {"auto", "bar", "lines", "none", NULL};
+    eopt_config *c = p->cfg;
+    char run[EOPT_CFG_PATH_MAX], def[EOPT_CFG_PATH_MAX + 32];
+    const char *base = strrchr(p->name, '/') ? strrchr(p->name, '/') + 1 : p->name;
+    snprintf(run, sizeof run, "runs/%.*s", (int)strcspn(base, "."), base);
+    EOPT_TRY(check_keys(p, ck, ck_keys));
+    EOPT_TRY(get_str(p, ck, "dir", run, c->checkpoint.dir, sizeof c->checkpoint.dir));
+    EOPT_TRY(get_int(p, ck, "interval", 0, INT64_MAX / 2, 0, &c->checkpoint.interval));
+    EOPT_TRY(get_i(p, ck, "keep", 0, 1 << 20, 3, &c->checkpoint.keep));
+    EOPT_TRY(check_keys(p, log, log_keys));
+    snprintf(def, sizeof def, "%s/metrics.jsonl", c->checkpoint.dir);
+    EOPT_TRY(get_str(p, log, "metrics", def, c->log.metrics, sizeof c->log.metrics));
+    EOPT_TRY(get_int(p, log, "interval", 1, INT64_MAX / 2, 10, &c->log.interval));
+    int pr;
+    EOPT_TRY(get_choice(p, log, "progress", progress, 0, &pr));
+    c->log.progress = (eopt_progress)pr;
+    return EOPT_OK;
+}
+
+/* ---- --set overrides ---- */
+
+static eopt_status copy_setting(config_setting_t *parent, const char *name, const config_setting_t *src,
+                                const char *spec)
+{
+    int t = config_setting_type(src);
+    config_setting_t *d = config_setting_add(parent, name, t);
+    if (!d)
+        return eopt_fail(EOPT_ERR_CONFIG, "--set %s: cannot add '%s' here (bad name or mixed array)", spec,
+                         name ? name : "element");
+    switch (t) {
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64: config_setting_set_int64(d, config_setting_get_int64(src)); break;
+    case CONFIG_TYPE_FLOAT: config_setting_set_float(d, config_setting_get_float(src)); break;
+    case CONFIG_TYPE_BOOL: config_setting_set_bool(d, config_setting_get_bool(src)); break;
+    case CONFIG_TYPE_STRING: config_setting_set_string(d, config_setting_get_string(src)); break;
+    default:
+        for (int k = 0; k < config_setting_length(src); k++) {
+            const config_setting_t *e = config_setting_get_elem(src, k);
+            EOPT_TRY(copy_setting(d, t == CONFIG_TYPE_GROUP ? config_setting_name(e) : NULL, e, spec));
+        }
+    }
+    return EOPT_OK;
+}
+
+/* The child of `cur` named by one path component: a member, "[N]" / "N" of a list, or the
+ * list element whose `name` is comp. */
+static config_setting_t *child(config_setting_t *cur, const char *comp)
+{
+    if (config_setting_type(cur) == CONFIG_TYPE_GROUP)
+        return config_setting_get_member(cur, comp);
+    char *end;
+    long idx = strtol(comp + (comp[0] == '['), &end, 10);
+    if (end != comp + (comp[0] == '[') && (*end == 0 || (*end == ']' && end[1] == 0)))
+        return config_setting_get_elem(cur, (unsigned)idx);
+    for (int k = 0; k < config_setting_length(cur); k++) {
+        config_setting_t *e = config_setting_get_elem(cur, k);
+        const char *name;
+        if (config_setting_type(e) == CONFIG_TYPE_GROUP && config_setting_lookup_string(e, "name", &name) &&
+            strcmp(name, comp) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static eopt_status apply_set(config_t *c, const char *spec)
+{
+    const char *eq = strchr(spec, '=');
+    char path[EOPT_CFG_PATH_MAX];
+    if (!eq || eq == spec || (size_t)(eq - spec) >= sizeof path)
+        return eopt_fail(EOPT_ERR_CONFIG, "--set %s: expected PATH=VALUE (e.g. run.steps=100)", spec);
+    snprintf(path, sizeof path, "%.*s", (int)(eq - spec), spec);
+
+    /* The value as a libconfig literal; anything that does not parse is a string. */
+    config_t tmp;
+    config_init(&tmp);
+    size_t len = strlen(eq + 1) + 16;
+    char *text = malloc(len);
+    if (!text) {
+        config_destroy(&tmp);
+        return eopt_fail(EOPT_ERR_NOMEM, "--set %s: out of memory", spec);
+    }
+    snprintf(text, len, "v = %s;", eq + 1);
+    if (config_read_string(&tmp, text) != CONFIG_TRUE) {
+        config_destroy(&tmp);
+        config_init(&tmp);
+        config_setting_set_string(config_setting_add(config_root_setting(&tmp), "v", CONFIG_TYPE_STRING), eq + 1);
+    }
+    free(text);
+
+    eopt_status st = EOPT_OK;
+    config_setting_t *cur = config_root_setting(c);
+    char *save = NULL, *comp = strtok_r(path, ".", &save);
+    while (comp && st == EOPT_OK) {
+        char *next = strtok_r(NULL, ".", &save);
+        int group = config_setting_type(cur) == CONFIG_TYPE_GROUP;
+        config_setting_t *ch = child(cur, comp);
+        if (!next) {
+            if (!group)
+                st = eopt_fail(EOPT_ERR_CONFIG, "--set %s: cannot replace a list element; set its members", spec);
+            else {
+                if (ch)
+                    config_setting_remove(cur, comp);
+                st = copy_setting(cur, comp, config_lookup(&tmp, "v"), spec);
+            }
+        } else if (!ch && group) {
+            cur = config_setting_add(cur, comp, CONFIG_TYPE_GROUP);
+            if (!cur)
+                st = eopt_fail(EOPT_ERR_CONFIG, "--set %s: bad key '%s'", spec, comp);
+        } else if (!ch || (config_setting_type(ch) != CONFIG_TYPE_GROUP && config_setting_type(ch) != CONFIG_TYPE_LIST))
+            st = eopt_fail(EOPT_ERR_CONFIG, "--set %s: '%s' is not a group or list element here", spec, comp);
+        else
+            cur = ch;
+        comp = next;
+    }
+    config_destroy(&tmp);
+    return st;
+}
+
+/* ---- entry points ---- */
+
+static eopt_status parse_tree(config_t *c, const char *name, int nset, const char *const *sets, eopt_config *cfg)
+{
+    static const char *const sections[] = {"model", "data", "run", "optimizers", "checkpoint", "log", NULL};
+    parser p = {name, cfg};
+    for (int k = 0; k < nset; k++)
+        EOPT_TRY(apply_set(c, sets[k]));
+    const config_setting_t *root = config_root_setting(c);
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->path, sizeof cfg->path, "%s", name);
+    EOPT_TRY(check_keys(&p, root, sections));
+    EOPT_TRY(parse_model(&p, member(root, "model")));
+    EOPT_TRY(parse_data(&p, member(root, "data")));
+    EOPT_TRY(parse_run(&p, member(root, "run")));
+    EOPT_TRY(parse_optimizers(&p, member(root, "optimizers")));
+    return parse_output(&p, member(root, "checkpoint"), member(root, "log"));
+}
+
+static eopt_status read_error(config_t *c, const char *name)
+{
+    const char *file = config_error_file(c);
+    if (config_error_type(c) == CONFIG_ERR_FILE_IO)
+        return eopt_fail(EOPT_ERR_IO, "%s: cannot read the file", name);
+    return eopt_fail(EOPT_ERR_CONFIG, "%s:%d: syntax error: %s", file ? file : name, config_error_line(c),
+                     config_error_text(c));
+}
+
+eopt_status eopt_config_load(const char *path, int nset, const char *const *sets, eopt_config *cfg)
+{
+    config_t c;
+    config_init(&c);
+    eopt_status st = config_read_file(&c, path) == CONFIG_TRUE ? parse_tree(&c, path, nset, sets, cfg)
+                                                                : read_error(&c, path);
+    config_destroy(&c);
+    return st;
+}
+
+eopt_status eopt_config_parse(const char *text, const char *name, int nset, const char *const *sets,
+                              eopt_config *cfg)
+{
+    config_t c;
+    config_init(&c);
+    eopt_status st = config_read_string(&c, text) == CONFIG_TRUE ? parse_tree(&c, name, nset, sets, cfg)
+                                                                  : read_error(&c, name);
+    config_destroy(&c);
+    return st;
+}
+
+/* ---- parameter ownership ---- */
+
+static int group_matches(const eopt_cfg_group *g, const eopt_param *prm)
+{
+    int hit = g->npatterns == 0;
+    for (int k = 0; k < g->npatterns && !hit; k++)
+        hit = fnmatch(g->patterns[k], prm->name, 0) == 0;
+    for (int k = 0; k < g->nexclude && hit; k++)
+        hit = fnmatch(g->exclude[k], prm->name, 0) != 0;
+    return hit && (g->ndim_mask == 0 || (g->ndim_mask >> prm->w->ndim) & 1u);
+}
+
+static void append(char *buf, size_t size, const char *fmt, const char *a, const char *b)
+{
+    size_t len = strlen(buf);
+    if (len + 8 < size)
+        snprintf(buf + len, size - len, fmt, a, b);
+}
+
+eopt_status eopt_config_assign(const eopt_config *cfg, const eopt_param *params, int nparams, int *opt_of,
+                               int *group_of)
+{
+    char unowned[2048] = "", twice[2048] = "";
+    for (int i = 0; i < nparams; i++) {
+        opt_of[i] = group_of[i] = -1;
+        for (int o = 0; o < cfg->nopt; o++)
+            for (int g = 0; g < cfg->opts[o].ngroups; g++) {
+                if (!group_matches(&cfg->opts[o].groups[g], &params[i]))
+                    continue;
+                if (opt_of[i] >= 0) {
+                    char pair[2 * EOPT_CFG_PATH_MAX + 64];
+                    snprintf(pair, sizeof pair, "%s and %s", cfg->opts[opt_of[i]].groups[group_of[i]].where,
+                             cfg->opts[o].groups[g].where);
+                    append(twice, sizeof twice, "\n  %s (claimed by %s)", params[i].name, pair);
+                    continue;
+                }
+                opt_of[i] = o, group_of[i] = g;
+            }
+        if (opt_of[i] < 0)
+            append(unowned, sizeof unowned, "%s%s", unowned[0] ? ", " : "", params[i].name);
+    }
+    if (unowned[0] || twice[0])
+        return eopt_fail(EOPT_ERR_CONFIG, "%s: %s%s%s%s", cfg->path, unowned[0] ? "parameters in no group: " : "",
+                         unowned, twice[0] ? (unowned[0] ? "; parameters in two groups:" : "parameters in two groups:")
+                                           : "",
+                         twice);
+    for (int o = 0; o < cfg->nopt; o++)
+        for (int g = 0; g < cfg->opts[o].ngroups; g++) {
+            const eopt_cfg_group *grp = &cfg->opts[o].groups[g];
+            for (int k = 0; k < grp->npatterns; k++) {
+                int any = 0;
+                for (int i = 0; i < nparams && !any; i++)
+                    any = fnmatch(grp->patterns[k], params[i].name, 0) == 0;
+                if (!any)
+                    return eopt_fail(EOPT_ERR_CONFIG, "%s: pattern '%s' matches no parameter", grp->where,
+                                     grp->patterns[k]);
+            }
+            int n = 0;
+            for (int i = 0; i < nparams; i++)
+                n += opt_of[i] == o && group_of[i] == g;
+            if (n == 0)
+                return eopt_fail(EOPT_ERR_CONFIG, "%s: this group owns no parameter", grp->where);
+        }
+    return EOPT_OK;
+}

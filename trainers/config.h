@@ -1,0 +1,112 @@
+/* Training configurations: libconfig files (configs/NAME.cfg) with the sections
+ *
+ *   model      = { kind = "gpt"; vocab_size; block_size; n_layer; n_head; n_embd; }
+ *              | { kind = "mlp"; dims = [784, 256, 10]; }
+ *   data       = { kind = "text" | "fashion-mnist"; path; val_fraction; normalize; }
+ *   run        = { steps; batch_size; seq_len; grad_accum; eval_interval; eval_batches; seed;
+ *                  device; threads; on_nonfinite = "stop" | "skip"; sample_tokens; sample_prompt;
+ *                  temperature; top_k; }
+ *   optimizers = ( { name; class; args = {...}; schedule = {...}; softening = {...};
+ *                    groups = ( { params = ["glob", ...]; exclude = [...]; ndim = 2 | [0, 1];
+ *                                 schedule = {...}; <hyperparameter> = value; ... } ); } )
+ *   checkpoint = { dir; interval; keep; }
+ *   log        = { metrics; interval; progress = "auto" | "bar" | "lines" | "none"; }
+ *
+ * `args` holds constructor arguments and default group hyperparameters (as torch's
+ * constructor does); a group's own keys override them. Every problem is reported as
+ * "FILE:LINE: key.path: what is wrong" (unknown keys with the nearest valid one). Settings
+ * given with --set PATH=VALUE replace or add to the file's before validation; a path is
+ * libconfig's ("run.steps", "optimizers.[0].args.lr") and a list element may also be named by
+ * its `name` ("optimizers.muon.args.lr"). */
+#ifndef EOPT_CONFIG_H
+#define EOPT_CONFIG_H
+
+#include <stdint.h>
+
+#include "../framework/value.h"
+#include "../optimizers/optimizer.h"
+#include "model.h"
+#include "schedule.h"
+
+#define EOPT_CFG_PATH_MAX 512
+#define EOPT_CFG_MAX_OPTS 8
+#define EOPT_CFG_MAX_GROUPS 8
+#define EOPT_CFG_MAX_PATTERNS 16
+
+typedef enum { EOPT_DATA_TEXT = 0, EOPT_DATA_FASHION_MNIST } eopt_data_kind;
+typedef enum { EOPT_NONFINITE_STOP = 0, EOPT_NONFINITE_SKIP } eopt_nonfinite_policy;
+typedef enum { EOPT_PROGRESS_AUTO = 0, EOPT_PROGRESS_BAR, EOPT_PROGRESS_LINES, EOPT_PROGRESS_NONE } eopt_progress;
+
+typedef struct {
+    char where[EOPT_CFG_PATH_MAX + 16]; /* "file:line: optimizers.[0].groups.[1]" for messages */
+    int npatterns, nexclude;
+    char patterns[EOPT_CFG_MAX_PATTERNS][EOPT_NAME_MAX];
+    char exclude[EOPT_CFG_MAX_PATTERNS][EOPT_NAME_MAX];
+    unsigned ndim_mask; /* bit d: d-dimensional parameters; 0: any */
+    eopt_dict hp;       /* this group's overrides (typed as the class's defaults) */
+    int has_schedule;
+    eopt_lr_schedule schedule;
+} eopt_cfg_group;
+
+typedef struct {
+    char where[EOPT_CFG_PATH_MAX + 16];
+    char name[EOPT_NAME_MAX];
+    char cls[EOPT_NAME_MAX]; /* eopt class id */
+    eopt_dict args;          /* constructor arguments given in `args` */
+    eopt_dict hp;            /* group hyperparameters given in `args` (defaults of every group) */
+    eopt_lr_schedule schedule;
+    int has_softening;
+    eopt_ramp softening;
+    int ngroups;
+    eopt_cfg_group groups[EOPT_CFG_MAX_GROUPS];
+} eopt_cfg_optimizer;
+
+typedef struct {
+    char path[EOPT_CFG_PATH_MAX]; /* the file read ("<string>" for text) */
+    eopt_model_config model;
+    struct {
+        eopt_data_kind kind;
+        char path[EOPT_CFG_PATH_MAX]; /* text file, or the Fashion-MNIST directory ("" = default) */
+        double val_fraction;
+        int normalize;
+    } data;
+    struct {
+        int64_t steps, eval_interval;
+        int batch_size, seq_len, grad_accum, eval_batches, threads;
+        uint64_t seed;
+        char device[16];
+        eopt_nonfinite_policy on_nonfinite;
+        int sample_tokens, top_k;
+        double temperature;
+        char sample_prompt[256];
+    } run;
+    int nopt;
+    eopt_cfg_optimizer opts[EOPT_CFG_MAX_OPTS];
+    struct {
+        char dir[EOPT_CFG_PATH_MAX];
+        int64_t interval; /* 0: only at the end and on a signal */
+        int keep;         /* 0: keep all */
+    } checkpoint;
+    struct {
+        char metrics[EOPT_CFG_PATH_MAX];
+        int64_t interval;
+        eopt_progress progress;
+    } log;
+} eopt_config;
+
+/* Reads and validates `path` after applying the `nset` overrides "PATH=VALUE". */
+eopt_status eopt_config_load(const char *path, int nset, const char *const *sets, eopt_config *cfg);
+/* The same from text (tests); `name` stands for the file name in messages and defaults. */
+eopt_status eopt_config_parse(const char *text, const char *name, int nset, const char *const *sets,
+                              eopt_config *cfg);
+
+/* Assigns each parameter to one (optimizer, group): opt_of[i], group_of[i]. Errors name the
+ * parameters that no group owns or that two groups claim, and the patterns (with their
+ * lines) that match no parameter. */
+eopt_status eopt_config_assign(const eopt_config *cfg, const eopt_param *params, int nparams, int *opt_of,
+                               int *group_of);
+
+/* Levenshtein distance (for "did you mean" suggestions). */
+int eopt_edit_distance(const char *a, const char *b);
+
+#endif

@@ -1,0 +1,394 @@
+/* GPT-2 as in nanoGPT (../shared/spec/models.md): token + position embeddings, n_layer
+ * pre-LayerNorm blocks (causal self-attention, GELU MLP), a final LayerNorm and the output
+ * projection tied to the token embedding. Forward and backward run on the backend
+ * interface; every activation the backward pass needs is kept, in buffers sized at
+ * creation, so a step allocates nothing. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../framework/rng.h"
+#include "model.h"
+
+#define LN_EPS 1e-5f
+
+typedef struct {
+    float *ln1_xhat, *ln1_rstd, *ln1_out; /* LayerNorm 1: normalised input, 1/std per row, output */
+    float *qkv;                           /* [N, 3C] */
+    float *att;                           /* attention probabilities [B, H, T, T] */
+    float *atty;                          /* heads concatenated [N, C] */
+    float *ln2_xhat, *ln2_rstd, *ln2_out;
+    float *fc_pre, *fc_act;               /* [N, 4C] before and after GELU */
+} gpt_layer_acts;
+
+typedef struct {
+    float *block; /* the one device allocation everything below lives in */
+    gpt_layer_acts *layer;
+    float *x;                            /* the residual stream [N, C] */
+    float *lnf_xhat, *lnf_rstd, *lnf_out;
+    float *logits, *exps;                /* [N, V]; exps becomes the logits gradient */
+    float *ce_rows, *loss;               /* cross-entropy scratch [3N], the loss */
+    float *dx, *dln, *dxhat, *dy;        /* backward: residual gradient, LayerNorm in/out, head output */
+    float *dqkv, *dfc, *datt;            /* [N, 3C], [N, 4C], [B, H, T, T] */
+    float *onehot;                       /* [N, V] for the embedding gradient */
+    float *rows, *means;                 /* per-row scratch [B H T], LayerNorm row means [2N] */
+    float *colbuf;                       /* a column reduction [C] */
+    float *ones;                         /* N ones for bias gradients */
+    int32_t *gen_tokens;                 /* the context of eopt_model_generate [max_T] */
+} gpt_acts;
+
+/* Parameter order: wte, wpe, 12 per block, ln_f.weight, ln_f.bias. */
+enum { LN1_W, LN1_B, ATTN_W, ATTN_B, PROJ_W, PROJ_B, LN2_W, LN2_B, FC_W, FC_B, MPROJ_W, MPROJ_B, NBLOCK };
+static const char *const block_names[NBLOCK] = {
+    "ln_1.weight",      "ln_1.bias",      "attn.c_attn.weight", "attn.c_attn.bias",
+    "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight",      "ln_2.bias",
+    "mlp.c_fc.weight",  "mlp.c_fc.bias",  "mlp.c_proj.weight",  "mlp.c_proj.bias",
+};
+#define WTE 0
+#define WPE 1
+#define BLK(l, k) (2 + NBLOCK * (l) + (k))
+#define LNF_W(L) (2 + NBLOCK * (L))
+#define LNF_B(L) (3 + NBLOCK * (L))
+
+static float *pw(const eopt_model *m, int i) { return eopt_f32(m->params[i].w); }
+static float *pg(const eopt_model *m, int i) { return eopt_f32(m->params[i].grad); }
+
+static void gpt_layout(const eopt_model *m, gpt_acts *a, eopt_arena *ar)
+{
+    const int64_t B = m->max_B, T = m->max_T, C = m->cfg.n_embd, V = m->cfg.vocab_size, H = m->cfg.n_head;
+    const int64_t N = B * T;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        gpt_layer_acts *y = &a->layer[l];
+        y->ln1_xhat = eopt_arena_take(ar, N * C);
+        y->ln1_rstd = eopt_arena_take(ar, N);
+        y->ln1_out = eopt_arena_take(ar, N * C);
+        y->qkv = eopt_arena_take(ar, N * 3 * C);
+        y->att = eopt_arena_take(ar, B * H * T * T);
+        y->atty = eopt_arena_take(ar, N * C);
+        y->ln2_xhat = eopt_arena_take(ar, N * C);
+        y->ln2_rstd = eopt_arena_take(ar, N);
+        y->ln2_out = eopt_arena_take(ar, N * C);
+        y->fc_pre = eopt_arena_take(ar, N * 4 * C);
+        y->fc_act = eopt_arena_take(ar, N * 4 * C);
+    }
+    a->x = eopt_arena_take(ar, N * C);
+    a->lnf_xhat = eopt_arena_take(ar, N * C);
+    a->lnf_rstd = eopt_arena_take(ar, N);
+    a->lnf_out = eopt_arena_take(ar, N * C);
+    a->logits = eopt_arena_take(ar, N * V);
+    a->exps = eopt_arena_take(ar, N * V);
+    a->ce_rows = eopt_arena_take(ar, 3 * N);
+    a->loss = eopt_arena_take(ar, 1);
+    a->dx = eopt_arena_take(ar, N * C);
+    a->dln = eopt_arena_take(ar, N * C);
+    a->dxhat = eopt_arena_take(ar, N * C);
+    a->dy = eopt_arena_take(ar, N * C);
+    a->dqkv = eopt_arena_take(ar, N * 3 * C);
+    a->dfc = eopt_arena_take(ar, N * 4 * C);
+    a->datt = eopt_arena_take(ar, B * H * T * T);
+    a->onehot = eopt_arena_take(ar, N * V);
+    a->rows = eopt_arena_take(ar, B * H * T);
+    a->means = eopt_arena_take(ar, 2 * N);
+    a->colbuf = eopt_arena_take(ar, C);
+    a->ones = eopt_arena_take(ar, N);
+    a->gen_tokens = (int32_t *)eopt_arena_take(ar, T); /* int32 and float have the same size */
+}
+
+eopt_status eopt_gpt_build(eopt_model *m)
+{
+    const int64_t V = m->cfg.vocab_size, T = m->cfg.block_size, C = m->cfg.n_embd;
+    char name[EOPT_NAME_MAX];
+    EOPT_TRY(eopt_model_add_param(m, "transformer.wte.weight", 2, (int64_t[]){V, C}));
+    EOPT_TRY(eopt_model_add_param(m, "transformer.wpe.weight", 2, (int64_t[]){T, C}));
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        for (int k = 0; k < NBLOCK; k++) {
+            static const int rows[NBLOCK] = {1, 1, 3, 3, 1, 1, 1, 1, 4, 4, 1, 1}; /* in units of C */
+            static const int in[NBLOCK] = {0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 4, 0};   /* 0: a vector */
+            snprintf(name, sizeof name, "transformer.h.%d.%s", l, block_names[k]);
+            int64_t shape[2] = {rows[k] * C, in[k] * C};
+            EOPT_TRY(eopt_model_add_param(m, name, in[k] ? 2 : 1, shape));
+        }
+    EOPT_TRY(eopt_model_add_param(m, "transformer.ln_f.weight", 1, (int64_t[]){C}));
+    EOPT_TRY(eopt_model_add_param(m, "transformer.ln_f.bias", 1, (int64_t[]){C}));
+    m->ntied = 1;
+    snprintf(m->tied[0].name, sizeof m->tied[0].name, "lm_head.weight");
+    m->tied[0].target = WTE;
+
+    gpt_acts *a = calloc(1, sizeof *a);
+    if (!a)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory for the GPT");
+    m->impl = a;
+    a->layer = calloc((size_t)m->cfg.n_layer, sizeof *a->layer);
+    if (!a->layer)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory for the GPT layers");
+    eopt_arena ar = {0};
+    gpt_layout(m, a, &ar);
+    ar.base = a->block = m->be->alloc(m->be, (size_t)ar.used * sizeof(float));
+    if (!ar.base)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory for the GPT activations (%lld floats)", (long long)ar.used);
+    ar.used = 0;
+    gpt_layout(m, a, &ar);
+    eopt_fill(m->be, (int64_t)m->max_B * m->max_T, 1.0f, a->ones);
+    return EOPT_OK;
+}
+
+void eopt_gpt_free(eopt_model *m)
+{
+    gpt_acts *a = m->impl;
+    if (!a)
+        return;
+    if (a->block)
+        m->be->free(m->be, a->block);
+    free(a->layer);
+    free(a);
+    m->impl = NULL;
+}
+
+static int ends_with(const char *s, const char *tail)
+{
+    size_t n = strlen(s), k = strlen(tail);
+    return n >= k && strcmp(s + n - k, tail) == 0;
+}
+
+/* nanoGPT: weights normal(0, 0.02), the residual projections (c_proj) 0.02 / sqrt(2 n_layer);
+ * biases 0; LayerNorm weights 1. Parameter i draws from its own part of the stream. */
+eopt_status eopt_gpt_init(eopt_model *m, uint64_t seed)
+{
+    eopt_backend *be = m->be;
+    for (int i = 0; i < m->nparams; i++) {
+        const char *name = m->params[i].name;
+        eopt_tensor *w = m->params[i].w;
+        if (ends_with(name, ".bias") || strstr(name, "ln_")) {
+            eopt_fill(be, w->numel, ends_with(name, ".bias") ? 0.0f : 1.0f, eopt_f32(w));
+            continue;
+        }
+        float std = ends_with(name, "c_proj.weight") ? 0.02f / sqrtf(2.0f * (float)m->cfg.n_layer) : 0.02f;
+        be->random(be, EOPT_RAND_NORMAL, seed, (uint64_t)i << 40, w->numel, eopt_f32(w));
+        eopt_scale(be, w->numel, std, eopt_f32(w), eopt_f32(w));
+    }
+    return EOPT_OK;
+}
+
+/* out = (x - mean) / sqrt(var + eps) w + b per row, keeping xhat and rstd for the backward. */
+static void layernorm_forward(eopt_backend *be, int N, int C, const float *x, const float *w, const float *b,
+                              float *xhat, float *rstd, float *out, float *mean)
+{
+    be->reduce(be, EOPT_RED_SUM, EOPT_AXIS_ROWS, N, C, x, NULL, C, 1.0f / (float)C, mean);
+    eopt_ew e = {.n = (int64_t)N * C, .cols = C, .y = xhat, .a = x, .b = mean};
+    be->ew(be, EOPT_EW_sub_row, &e);
+    be->reduce(be, EOPT_RED_SUMSQ, EOPT_AXIS_ROWS, N, C, xhat, NULL, C, 1.0f / (float)C, rstd);
+    e = (eopt_ew){.n = N, .y = rstd, .a = rstd, .s = {LN_EPS}};
+    be->ew(be, EOPT_EW_rsqrt_eps, &e);
+    e = (eopt_ew){.n = (int64_t)N * C, .cols = C, .y = xhat, .y2 = out, .a = xhat, .b = rstd, .c = w, .d = b};
+    be->ew(be, EOPT_EW_ln_affine, &e);
+}
+
+/* dx += rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = dout w;
+ * dw += sum_rows dout xhat; db += sum_rows dout. */
+static void layernorm_backward(eopt_backend *be, gpt_acts *a, int N, int C, const float *dout, const float *xhat,
+                               const float *rstd, const float *w, float *dw, float *db, float *dx)
+{
+    eopt_ew e = {.n = (int64_t)N * C, .cols = C, .y = a->dxhat, .a = dout, .b = w};
+    be->ew(be, EOPT_EW_mul_col, &e);
+    be->reduce(be, EOPT_RED_SUM, EOPT_AXIS_ROWS, N, C, a->dxhat, NULL, C, 1.0f / (float)C, a->means);
+    be->reduce(be, EOPT_RED_DOT, EOPT_AXIS_ROWS, N, C, a->dxhat, xhat, C, 1.0f / (float)C, a->means + N);
+    e = (eopt_ew){.n = (int64_t)N * C, .cols = C, .y = dx, .a = a->dxhat, .b = xhat, .c = rstd, .d = a->means};
+    be->ew(be, EOPT_EW_ln_backward, &e);
+    be->reduce(be, EOPT_RED_DOT, EOPT_AXIS_COLS, N, C, dout, xhat, C, 1.0f, a->colbuf);
+    eopt_axpby(be, C, 1.0f, dw, 1.0f, a->colbuf, dw);
+    be->gemm(be, EOPT_PREC_FP32, 0, 0, 1, C, N, 1.0f, a->ones, N, 0, dout, C, 0, 1.0f, db, C, 0, 1);
+}
+
+/* Causal self-attention of every head: P = softmax(mask(Q K^T / sqrt(hs))), Y = P V. Q, K,
+ * V of head h are columns h hs.. of the three C-wide thirds of qkv; one strided-batched
+ * product per sequence covers all heads. */
+static void attention_forward(eopt_backend *be, gpt_acts *a, int B, int T, int C, int H, const float *qkv, float *att,
+                              float *y)
+{
+    const int hs = C / H;
+    const float scale = 1.0f / sqrtf((float)hs);
+    const int64_t TT = (int64_t)T * T, rows = (int64_t)B * H * T;
+    for (int b = 0; b < B; b++) {
+        const float *q = qkv + (int64_t)b * T * 3 * C;
+        be->gemm(be, EOPT_PREC_FP32, 0, 1, T, T, hs, scale, q, 3 * C, hs, q + C, 3 * C, hs, 0.0f,
+                 att + b * H * TT, T, TT, H);
+    }
+    eopt_ew e = {.n = rows * T, .cols = T, .y = att, .a = att};
+    be->ew(be, EOPT_EW_causal_mask, &e);
+    be->reduce(be, EOPT_RED_MAX, EOPT_AXIS_ROWS, (int)rows, T, att, NULL, T, 1.0f, a->rows);
+    e = (eopt_ew){.n = rows * T, .cols = T, .y = att, .a = att, .b = a->rows};
+    be->ew(be, EOPT_EW_exp_row, &e);
+    be->reduce(be, EOPT_RED_SUM, EOPT_AXIS_ROWS, (int)rows, T, att, NULL, T, 1.0f, a->rows);
+    e.b = a->rows;
+    be->ew(be, EOPT_EW_div_row, &e);
+    for (int b = 0; b < B; b++) {
+        const float *v = qkv + (int64_t)b * T * 3 * C + 2 * C;
+        be->gemm(be, EOPT_PREC_FP32, 0, 0, T, hs, T, 1.0f, att + b * H * TT, T, TT, v, 3 * C, hs, 0.0f,
+                 y + (int64_t)b * T * C, C, hs, H);
+    }
+}
+
+/* dP = dY V^T, dV = P^T dY, dS = P (dP - rowsum(dP P)), dQ = dS K / sqrt(hs), dK = dS^T Q / sqrt(hs). */
+static void attention_backward(eopt_backend *be, gpt_acts *a, int B, int T, int C, int H, const float *qkv,
+                               const float *att, const float *dy, float *dqkv)
+{
+    const int hs = C / H;
+    const float scale = 1.0f / sqrtf((float)hs);
+    const int64_t TT = (int64_t)T * T, rows = (int64_t)B * H * T;
+    for (int b = 0; b < B; b++) {
+        const float *v = qkv + (int64_t)b * T * 3 * C + 2 * C, *dyb = dy + (int64_t)b * T * C;
+        be->gemm(be, EOPT_PREC_FP32, 0, 1, T, T, hs, 1.0f, dyb, C, hs, v, 3 * C, hs, 0.0f, a->datt + b * H * TT, T,
+                 TT, H);
+        be->gemm(be, EOPT_PREC_FP32, 1, 0, T, hs, T, 1.0f, att + b * H * TT, T, TT, dyb, C, hs, 0.0f,
+                 dqkv + (int64_t)b * T * 3 * C + 2 * C, 3 * C, hs, H);
+    }
+    be->reduce(be, EOPT_RED_DOT, EOPT_AXIS_ROWS, (int)rows, T, a->datt, att, T, 1.0f, a->rows);
+    eopt_ew e = {.n = rows * T, .cols = T, .y = a->datt, .a = a->datt, .b = att, .c = a->rows};
+    be->ew(be, EOPT_EW_softmax_backward, &e);
+    for (int b = 0; b < B; b++) {
+        const float *q = qkv + (int64_t)b * T * 3 * C, *ds = a->datt + b * H * TT;
+        float *dq = dqkv + (int64_t)b * T * 3 * C;
+        be->gemm(be, EOPT_PREC_FP32, 0, 0, T, hs, T, scale, ds, T, TT, q + C, 3 * C, hs, 0.0f, dq, 3 * C, hs, H);
+        be->gemm(be, EOPT_PREC_FP32, 1, 0, T, hs, T, scale, ds, T, TT, q, 3 * C, hs, 0.0f, dq + C, 3 * C, hs, H);
+    }
+}
+
+/* The forward pass to the logits [B T, V] (a->logits). */
+static void gpt_logits(eopt_model *m, const int32_t *tokens, int B, int T)
+{
+    gpt_acts *a = m->impl;
+    eopt_backend *be = m->be;
+    const int C = m->cfg.n_embd, V = m->cfg.vocab_size, H = m->cfg.n_head, L = m->cfg.n_layer, N = B * T;
+    eopt_ew e = {.n = (int64_t)N * C, .cols = C, .y = a->x, .a = pw(m, WTE), .b = pw(m, WPE), .ia = tokens,
+                 .s = {(float)T}};
+    be->ew(be, EOPT_EW_embed, &e);
+    for (int l = 0; l < L; l++) {
+        gpt_layer_acts *y = &a->layer[l];
+        layernorm_forward(be, N, C, a->x, pw(m, BLK(l, LN1_W)), pw(m, BLK(l, LN1_B)), y->ln1_xhat, y->ln1_rstd,
+                          y->ln1_out, a->means);
+        eopt_linear_forward(be, N, C, 3 * C, y->ln1_out, pw(m, BLK(l, ATTN_W)), pw(m, BLK(l, ATTN_B)), 0.0f, y->qkv);
+        attention_forward(be, a, B, T, C, H, y->qkv, y->att, y->atty);
+        eopt_linear_forward(be, N, C, C, y->atty, pw(m, BLK(l, PROJ_W)), pw(m, BLK(l, PROJ_B)), 1.0f, a->x);
+        layernorm_forward(be, N, C, a->x, pw(m, BLK(l, LN2_W)), pw(m, BLK(l, LN2_B)), y->ln2_xhat, y->ln2_rstd,
+                          y->ln2_out, a->means);
+        eopt_linear_forward(be, N, C, 4 * C, y->ln2_out, pw(m, BLK(l, FC_W)), NULL, 0.0f, y->fc_pre);
+        e = (eopt_ew){.n = (int64_t)N * 4 * C, .cols = 4 * C, .y = y->fc_pre, .y2 = y->fc_act, .a = y->fc_pre,
+                      .b = pw(m, BLK(l, FC_B))};
+        be->ew(be, EOPT_EW_bias_gelu, &e);
+        eopt_linear_forward(be, N, 4 * C, C, y->fc_act, pw(m, BLK(l, MPROJ_W)), pw(m, BLK(l, MPROJ_B)), 1.0f, a->x);
+    }
+    layernorm_forward(be, N, C, a->x, pw(m, LNF_W(L)), pw(m, LNF_B(L)), a->lnf_xhat, a->lnf_rstd, a->lnf_out,
+                      a->means);
+    be->gemm(be, EOPT_PREC_FP32, 0, 1, N, V, C, 1.0f, a->lnf_out, C, 0, pw(m, WTE), C, 0, 0.0f, a->logits, V, 0, 1);
+}
+
+/* Backward from the logits gradient in a->exps; every parameter gradient accumulates. */
+static void gpt_backward(eopt_model *m, const int32_t *tokens, int B, int T)
+{
+    gpt_acts *a = m->impl;
+    eopt_backend *be = m->be;
+    const int C = m->cfg.n_embd, V = m->cfg.vocab_size, H = m->cfg.n_head, L = m->cfg.n_layer, N = B * T;
+    /* output projection, tied to wte: d lnf_out = dlogits wte, dwte += dlogits^T lnf_out */
+    eopt_linear_backward(be, N, C, V, a->exps, a->lnf_out, pw(m, WTE), pg(m, WTE), NULL, NULL, a->dln);
+    eopt_fill(be, (int64_t)N * C, 0.0f, a->dx);
+    layernorm_backward(be, a, N, C, a->dln, a->lnf_xhat, a->lnf_rstd, pw(m, LNF_W(L)), pg(m, LNF_W(L)),
+                       pg(m, LNF_B(L)), a->dx);
+    for (int l = L - 1; l >= 0; l--) {
+        gpt_layer_acts *y = &a->layer[l];
+        eopt_linear_backward(be, N, 4 * C, C, a->dx, y->fc_act, pw(m, BLK(l, MPROJ_W)), pg(m, BLK(l, MPROJ_W)),
+                             pg(m, BLK(l, MPROJ_B)), a->ones, a->dfc);
+        eopt_ew e = {.n = (int64_t)N * 4 * C, .y = a->dfc, .a = a->dfc, .b = y->fc_pre};
+        be->ew(be, EOPT_EW_gelu_backward, &e);
+        eopt_linear_backward(be, N, C, 4 * C, a->dfc, y->ln2_out, pw(m, BLK(l, FC_W)), pg(m, BLK(l, FC_W)),
+                             pg(m, BLK(l, FC_B)), a->ones, a->dln);
+        layernorm_backward(be, a, N, C, a->dln, y->ln2_xhat, y->ln2_rstd, pw(m, BLK(l, LN2_W)), pg(m, BLK(l, LN2_W)),
+                           pg(m, BLK(l, LN2_B)), a->dx);
+        eopt_linear_backward(be, N, C, C, a->dx, y->atty, pw(m, BLK(l, PROJ_W)), pg(m, BLK(l, PROJ_W)),
+                             pg(m, BLK(l, PROJ_B)), a->ones, a->dy);
+        attention_backward(be, a, B, T, C, H, y->qkv, y->att, a->dy, a->dqkv);
+        eopt_linear_backward(be, N, C, 3 * C, a->dqkv, y->ln1_out, pw(m, BLK(l, ATTN_W)), pg(m, BLK(l, ATTN_W)),
+                             pg(m, BLK(l, ATTN_B)), a->ones, a->dln);
+        layernorm_backward(be, a, N, C, a->dln, y->ln1_xhat, y->ln1_rstd, pw(m, BLK(l, LN1_W)), pg(m, BLK(l, LN1_W)),
+                           pg(m, BLK(l, LN1_B)), a->dx);
+    }
+    /* embeddings: dwte += onehot(tokens)^T dx (the second half of the tied gradient);
+     * dwpe[t] += sum over the batch of dx[b, t] */
+    eopt_ew e = {.n = (int64_t)N * V, .cols = V, .y = a->onehot, .ia = tokens};
+    be->ew(be, EOPT_EW_onehot, &e);
+    be->gemm(be, EOPT_PREC_FP32, 1, 0, V, C, N, 1.0f, a->onehot, V, 0, a->dx, C, 0, 1.0f, pg(m, WTE), C, 0, 1);
+    be->gemm(be, EOPT_PREC_FP32, 0, 0, 1, T * C, B, 1.0f, a->ones, B, 0, a->dx, T * C, 0, 1.0f, pg(m, WPE), T * C, 0,
+             1);
+}
+
+eopt_status eopt_gpt_forward(eopt_model *m, const eopt_batch *b, int backward, float grad_scale, float *loss,
+                             float *logits_out)
+{
+    gpt_acts *a = m->impl;
+    const int N = b->B * b->T, V = m->cfg.vocab_size;
+    gpt_logits(m, b->tokens, b->B, b->T);
+    if (logits_out)
+        eopt_copy_f32(m->be, (int64_t)N * V, a->logits, logits_out);
+    eopt_cross_entropy(m->be, N, V, a->logits, b->targets, backward, grad_scale, a->exps, a->ce_rows, a->loss);
+    if (backward)
+        gpt_backward(m, b->tokens, b->B, b->T);
+    *loss = eopt_read_scalar(m->be, a->loss);
+    return EOPT_OK;
+}
+
+static int cmp_desc(const void *x, const void *y)
+{
+    float a = *(const float *)x, b = *(const float *)y;
+    return (a < b) - (a > b);
+}
+
+/* nanoGPT's sampling: logits / temperature, everything below the k-th largest dropped,
+ * softmax, one draw with the uniform u. temperature <= 0 takes the argmax. */
+static int32_t sample_token(float *logits, float *work, int V, float temperature, int top_k, float u)
+{
+    int best = 0;
+    for (int j = 1; j < V; j++)
+        if (logits[j] > logits[best])
+            best = j;
+    if (temperature <= 0.0f)
+        return best;
+    float cut = -INFINITY;
+    if (top_k > 0 && top_k < V) {
+        memcpy(work, logits, (size_t)V * sizeof *work);
+        qsort(work, (size_t)V, sizeof *work, cmp_desc);
+        cut = work[top_k - 1];
+    }
+    double total = 0;
+    for (int j = 0; j < V; j++) {
+        double p = logits[j] < cut ? 0.0 : exp((double)(logits[j] - logits[best]) / temperature);
+        work[j] = (float)p;
+        total += p;
+    }
+    double acc = 0, target = u * total;
+    for (int j = 0; j < V; j++) {
+        acc += work[j];
+        if (acc > target && work[j] > 0)
+            return j;
+    }
+    return best;
+}
+
+eopt_status eopt_gpt_generate(eopt_model *m, const int32_t *prompt, int nprompt, int n, float temperature, int top_k,
+                              uint64_t seed, int32_t *out)
+{
+    gpt_acts *a = m->impl;
+    const int V = m->cfg.vocab_size;
+    float *host = malloc(2 * (size_t)V * sizeof *host);
+    if (!host)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory in eopt_model_generate");
+    memcpy(out, prompt, (size_t)nprompt * sizeof *out);
+    for (int k = 0; k < n; k++) {
+        int len = nprompt + k, t = len < m->max_T ? len : m->max_T; /* the last max_T tokens */
+        m->be->upload(m->be, a->gen_tokens, out + len - t, (size_t)t * sizeof *out);
+        gpt_logits(m, a->gen_tokens, 1, t);
+        m->be->download(m->be, host, a->logits + (int64_t)(t - 1) * V, (size_t)V * sizeof *host);
+        out[len] = sample_token(host, host + V, V, temperature, top_k, eopt_rand_uniform(seed, (uint64_t)k));
+    }
+    free(host);
+    return EOPT_OK;
+}

@@ -1,0 +1,646 @@
+/* The training loop (train.h). */
+#include "train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../checkpoint/checkpoint.h"
+#include "../checkpoint/rotate.h"
+#include "data.h"
+
+#define CKPT_PREFIX "step_"
+
+static volatile sig_atomic_t interrupt_requested;
+
+void eopt_train_interrupt(void) { interrupt_requested = 1; }
+
+typedef struct {
+    const eopt_config *cfg;
+    const eopt_train_options *o;
+    eopt_backend *be;
+    eopt_model *model;
+    eopt_text text;
+    eopt_images train_images, test_images;
+    eopt_batch_buffer bb;
+    eopt_sampler sampler;
+    int nopt;
+    eopt_optimizer *opt[EOPT_CFG_MAX_OPTS];
+    eopt_param *oparams[EOPT_CFG_MAX_OPTS];    /* each optimizer's parameters, in state-index order */
+    int *model_index[EOPT_CFG_MAX_OPTS];       /* model param index of each optimizer param */
+    double base_lr[EOPT_CFG_MAX_OPTS][EOPT_CFG_MAX_GROUPS];
+    float *norms_dev, *norms;                  /* [3 nparams]: grad, param, update sums of squares */
+    eopt_tensor *before;                       /* weights before the step (update RMS) */
+    int64_t step;
+    double best_eval;
+    FILE *metrics;
+    int bar;                                   /* progress on a terminal line */
+    double t_train;
+    int64_t items_done;                        /* tokens or samples since this call started */
+} trainer;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int is_gpt(const trainer *t) { return t->cfg->model.kind == EOPT_MODEL_GPT; }
+
+/* mkdir -p */
+static eopt_status make_dirs(const char *path)
+{
+    char buf[EOPT_CFG_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        int end = *p == 0;
+        if (*p == '/' || end) {
+            *p = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return eopt_fail(EOPT_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
+            if (end)
+                return EOPT_OK;
+            *p = '/';
+        }
+    }
+}
+
+/* ---- setup ---- */
+
+static eopt_status load_data(trainer *t)
+{
+    const eopt_config *c = t->cfg;
+    int B = c->run.batch_size;
+    if (c->data.kind == EOPT_DATA_TEXT) {
+        EOPT_TRY(eopt_text_load(c->data.path, c->data.val_fraction, &t->text));
+        if (t->text.split <= c->run.seq_len || t->text.n - t->text.split <= c->run.seq_len)
+            return eopt_fail(EOPT_ERR_CONFIG, "%s: data.path %s is too short for seq_len = %d", c->path,
+                             c->data.path, c->run.seq_len);
+        return eopt_batch_buffer_create(t->be, B, c->run.seq_len, 0, &t->bb);
+    }
+    const char *dir = c->data.path[0] ? c->data.path : NULL;
+    EOPT_TRY(eopt_fashion_mnist_load(dir, 1, c->data.normalize, &t->train_images));
+    EOPT_TRY(eopt_fashion_mnist_load(dir, 0, c->data.normalize, &t->test_images));
+    return eopt_batch_buffer_create(t->be, B, 0, t->train_images.dim, &t->bb);
+}
+
+/* One optimizer from its config section, over the parameters the config assigns to it. */
+static eopt_status build_optimizer(trainer *t, int o, const int *opt_of, const int *group_of)
+{
+    const eopt_cfg_optimizer *co = &t->cfg->opts[o];
+    eopt_model *m = t->model;
+    eopt_dict hp[EOPT_CFG_MAX_GROUPS];
+    int size[EOPT_CFG_MAX_GROUPS], n = 0;
+    t->oparams[o] = calloc((size_t)m->nparams, sizeof(eopt_param));
+    t->model_index[o] = calloc((size_t)m->nparams, sizeof(int));
+    if (!t->oparams[o] || !t->model_index[o])
+        return eopt_fail(EOPT_ERR_NOMEM, "optimizer %s: out of memory", co->name);
+    for (int g = 0; g < co->ngroups; g++) {
+        size[g] = 0;
+        for (int i = 0; i < m->nparams; i++)
+            if (opt_of[i] == o && group_of[i] == g) {
+                t->model_index[o][n] = i;
+                t->oparams[o][n++] = m->params[i];
+                size[g]++;
+            }
+        hp[g] = co->groups[g].hp; /* the group's keys first, then the optimizer's, then defaults */
+        EOPT_TRY(eopt_dict_merge_defaults(&hp[g], &co->hp));
+    }
+    eopt_status st = eopt_optimizer_create(co->cls, t->be, &co->args, co->ngroups, hp, size, t->oparams[o], n,
+                                           &t->opt[o]);
+    if (st != EOPT_OK)
+        return eopt_fail_context(st, "%s: optimizer '%s'", co->where, co->name);
+    for (int g = 0; g < co->ngroups; g++)
+        EOPT_TRY(eopt_dict_float(&t->opt[o]->groups[g].hp, co->name, "lr", &t->base_lr[o][g]));
+    return EOPT_OK;
+}
+
+static eopt_status build(trainer *t)
+{
+    const eopt_config *c = t->cfg;
+    EOPT_TRY(eopt_backend_open(c->run.device, c->run.threads, &t->be));
+    EOPT_TRY(load_data(t));
+    EOPT_TRY(eopt_model_create(&c->model, t->be, c->run.batch_size, is_gpt(t) ? c->run.seq_len : 1, &t->model));
+    EOPT_TRY(eopt_model_init(t->model, c->run.seed));
+    eopt_model *m = t->model;
+    int *owner = malloc(2 * sizeof(int) * (size_t)m->nparams);
+    if (!owner)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    eopt_status st = eopt_config_assign(c, m->params, m->nparams, owner, owner + m->nparams);
+    for (int o = 0; o < c->nopt && st == EOPT_OK; o++, t->nopt++)
+        st = build_optimizer(t, o, owner, owner + m->nparams);
+    free(owner);
+    EOPT_TRY(st);
+
+    t->norms_dev = t->be->alloc(t->be, 3 * sizeof(float) * (size_t)m->nparams);
+    t->norms = malloc(3 * sizeof(float) * (size_t)m->nparams);
+    t->before = calloc((size_t)m->nparams, sizeof(eopt_tensor));
+    if (!t->norms_dev || !t->norms || !t->before)
+        return eopt_fail(EOPT_ERR_NOMEM, "trainer: out of memory");
+    for (int i = 0; i < m->nparams; i++)
+        EOPT_TRY(eopt_tensor_alloc_like(&t->before[i], m->params[i].w));
+    t->sampler.seed = c->run.seed;
+    t->best_eval = INFINITY;
+    return EOPT_OK;
+}
+
+static void teardown(trainer *t)
+{
+    if (t->metrics)
+        fclose(t->metrics);
+    for (int i = 0; t->before && t->model && i < t->model->nparams; i++)
+        eopt_tensor_free(&t->before[i]);
+    free(t->before);
+    free(t->norms);
+    if (t->norms_dev)
+        t->be->free(t->be, t->norms_dev);
+    for (int o = 0; o < t->nopt; o++)
+        eopt_optimizer_free(t->opt[o]);
+    for (int o = 0; o < EOPT_CFG_MAX_OPTS; o++)
+        free(t->oparams[o]), free(t->model_index[o]);
+    eopt_model_free(t->model);
+    if (t->bb.be)
+        eopt_batch_buffer_free(&t->bb);
+    eopt_text_free(&t->text);
+    eopt_images_free(&t->train_images);
+    eopt_images_free(&t->test_images);
+    if (t->be)
+        eopt_backend_close(t->be);
+}
+
+/* ---- checkpoints ---- */
+
+/* /schedules/<name>: the lr schedule (group overrides as "group<g>."), softening, position. */
+static eopt_status schedule_dict(const trainer *t, int o, eopt_dict *d)
+{
+    const eopt_cfg_optimizer *co = &t->cfg->opts[o];
+    memset(d, 0, sizeof *d);
+    EOPT_TRY(eopt_lr_schedule_to_dict(&co->schedule, "", d));
+    for (int g = 0; g < co->ngroups; g++)
+        if (co->groups[g].has_schedule) {
+            char prefix[24];
+            snprintf(prefix, sizeof prefix, "group%d.", g);
+            EOPT_TRY(eopt_lr_schedule_to_dict(&co->groups[g].schedule, prefix, d));
+        }
+    if (co->has_softening)
+        EOPT_TRY(eopt_ramp_to_dict(&co->softening, "softening.", d));
+    return eopt_dict_set(d, "position", eopt_int(t->step));
+}
+
+static eopt_status save(trainer *t, eopt_train_result *res)
+{
+    const eopt_config *c = t->cfg;
+    eopt_model *m = t->model;
+    eopt_dict sched[EOPT_CFG_MAX_OPTS], tr = {0};
+    eopt_ckpt_optimizer opts[EOPT_CFG_MAX_OPTS];
+    eopt_ckpt_alias aliases[2];
+    for (int o = 0; o < t->nopt; o++) {
+        EOPT_TRY(schedule_dict(t, o, &sched[o]));
+        opts[o] = (eopt_ckpt_optimizer){c->opts[o].name, t->opt[o], &sched[o]};
+    }
+    for (int k = 0; k < m->ntied; k++)
+        aliases[k] = (eopt_ckpt_alias){m->tied[k].name, m->params[m->tied[k].target].name};
+    EOPT_TRY(eopt_dict_set(&tr, "step", eopt_int(t->step)));
+    EOPT_TRY(eopt_dict_set(&tr, "data_seed", eopt_int((int64_t)t->sampler.seed)));
+    EOPT_TRY(eopt_dict_set(&tr, "data_position", eopt_int((int64_t)t->sampler.position)));
+    EOPT_TRY(eopt_dict_set(&tr, "best_eval_loss", eopt_float(t->best_eval)));
+    int64_t sampler[2] = {(int64_t)t->sampler.seed, (int64_t)t->sampler.position}, two = 2;
+    eopt_tensor st = eopt_tensor_view(sampler, NULL, EOPT_I64, 1, &two);
+    eopt_ckpt_dataset data = {"sampler", &st};
+    eopt_ckpt_write w = {.step = t->step,
+                         .producer = "eopt train",
+                         .nparams = m->nparams,
+                         .params = m->params,
+                         .naliases = m->ntied,
+                         .aliases = aliases,
+                         .nopt = t->nopt,
+                         .opts = opts,
+                         .trainer = &tr,
+                         .ntrainer_data = 1,
+                         .trainer_data = &data};
+    EOPT_TRY(make_dirs(c->checkpoint.dir));
+    return eopt_checkpoint_save_rotating(c->checkpoint.dir, CKPT_PREFIX, &w, c->checkpoint.keep,
+                                         res->last_checkpoint, sizeof res->last_checkpoint);
+}
+
+static eopt_status load_optimizers(trainer *t, const eopt_ckpt *ck)
+{
+    for (int o = 0; o < t->nopt; o++) {
+        const char *name = t->cfg->opts[o].name;
+        if (!eopt_ckpt_optimizer_info(ck, name)) {
+            char have[512] = "";
+            for (int k = 0; k < eopt_ckpt_num_optimizers(ck); k++)
+                snprintf(have + strlen(have), sizeof have - strlen(have), "%s'%s'", k ? ", " : "",
+                         eopt_ckpt_optimizer_name(ck, k));
+            return eopt_fail(EOPT_ERR_CONFIG, "%s: no optimizer '%s' (the file has %s)", eopt_ckpt_path(ck), name,
+                             have[0] ? have : "none");
+        }
+        /* softening is an argument the schedule moves each step: take the file's, as the
+         * group's lr is taken from the file, so that the arguments compare equal */
+        const eopt_value *s = eopt_dict_get(&eopt_ckpt_optimizer_info(ck, name)->args, "softening");
+        if (s && eopt_dict_get(&t->opt[o]->args, "softening"))
+            EOPT_TRY(eopt_dict_set(&t->opt[o]->args, "softening", *s));
+        EOPT_TRY(eopt_ckpt_load_optimizer(ck, name, t->opt[o]));
+    }
+    return EOPT_OK;
+}
+
+static eopt_status restore_trainer(trainer *t, const eopt_ckpt *ck)
+{
+    const eopt_dict *d = eopt_ckpt_trainer(ck);
+    const eopt_tensor *s = eopt_ckpt_trainer_data(ck, "sampler");
+    const char *what = eopt_ckpt_path(ck);
+    int64_t step;
+    if (!d || !s || s->dtype != EOPT_I64 || s->numel != 2)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: no /trainer state (step and sampler); use --init for an export",
+                         what);
+    EOPT_TRY(eopt_dict_int(d, what, "step", &step));
+    EOPT_TRY(eopt_dict_float(d, what, "best_eval_loss", &t->best_eval));
+    const int64_t *v = s->data;
+    t->step = step;
+    t->sampler.seed = (uint64_t)v[0];
+    t->sampler.position = (uint64_t)v[1];
+    return EOPT_OK;
+}
+
+/* --init (weights, optionally optimizer state) or --resume (everything). */
+static eopt_status start_from(trainer *t)
+{
+    const eopt_train_options *o = t->o;
+    const char *path = o->resume ? o->resume : o->init;
+    eopt_ckpt *ck = NULL;
+    if (!path)
+        return EOPT_OK;
+    if (o->resume && strcmp(o->resume, "auto") == 0) {
+        eopt_status st = eopt_checkpoint_open_latest(t->cfg->checkpoint.dir, CKPT_PREFIX, NULL, &ck);
+        if (st == EOPT_ERR_IO) /* nothing to resume: a fresh run */
+            return eopt_clear_error(), EOPT_OK;
+        EOPT_TRY(st);
+    } else
+        EOPT_TRY(eopt_checkpoint_open(path, NULL, &ck));
+    eopt_status st = eopt_ckpt_load_model(ck, t->model->params, t->model->nparams);
+    if (st == EOPT_OK && (o->resume || o->init_optimizer))
+        st = load_optimizers(t, ck);
+    if (st == EOPT_OK && o->resume)
+        st = restore_trainer(t, ck);
+    if (st == EOPT_OK && !o->quiet)
+        printf("%s %s (step %lld)\n", o->resume ? "resuming from" : "initialised from", eopt_ckpt_path(ck),
+               (long long)eopt_ckpt_step(ck));
+    eopt_checkpoint_close(ck);
+    return st;
+}
+
+/* ---- one step ---- */
+
+static eopt_status next_batch(trainer *t, eopt_split split, eopt_sampler *s)
+{
+    if (is_gpt(t))
+        return eopt_text_next(&t->text, split, s, t->cfg->run.batch_size, &t->bb);
+    return eopt_images_next(&t->train_images, s, t->cfg->run.batch_size, &t->bb);
+}
+
+/* Sum of squares of each tensor into norms[k nparams + i] (device), then one download. */
+static void sumsq(trainer *t, int k, const eopt_tensor *const *ts)
+{
+    eopt_model *m = t->model;
+    for (int i = 0; i < m->nparams; i++) {
+        const eopt_tensor *x = ts[i];
+        int cols = (int)eopt_tensor_cols(x);
+        t->be->reduce(t->be, EOPT_RED_SUMSQ, EOPT_AXIS_ALL, (int)eopt_tensor_rows(x), cols, eopt_f32(x), NULL, cols,
+                      1.0f, t->norms_dev + (size_t)k * m->nparams + i);
+    }
+    t->be->download(t->be, t->norms + (size_t)k * m->nparams, t->norms_dev + (size_t)k * m->nparams,
+                    sizeof(float) * (size_t)m->nparams);
+}
+
+static void grad_sumsq(trainer *t)
+{
+    const eopt_tensor *ts[t->model->nparams];
+    for (int i = 0; i < t->model->nparams; i++)
+        ts[i] = t->model->params[i].grad;
+    sumsq(t, 0, ts);
+}
+
+/* Parameter norms (slot 1) and update sums of squares (slot 2, w - before, left in before). */
+static void param_stats(trainer *t)
+{
+    eopt_model *m = t->model;
+    const eopt_tensor *ts[m->nparams];
+    for (int i = 0; i < m->nparams; i++) {
+        ts[i] = m->params[i].w;
+        eopt_axpby(t->be, m->params[i].w->numel, 1.0f, eopt_f32(m->params[i].w), -1.0f, eopt_f32(&t->before[i]),
+                   eopt_f32(&t->before[i]));
+    }
+    sumsq(t, 1, ts);
+    for (int i = 0; i < m->nparams; i++)
+        ts[i] = &t->before[i];
+    sumsq(t, 2, ts);
+}
+
+static void set_schedules(trainer *t)
+{
+    for (int o = 0; o < t->nopt; o++) {
+        const eopt_cfg_optimizer *co = &t->cfg->opts[o];
+        for (int g = 0; g < co->ngroups; g++) {
+            const eopt_lr_schedule *s = co->groups[g].has_schedule ? &co->groups[g].schedule : &co->schedule;
+            eopt_dict_set(&t->opt[o]->groups[g].hp, "lr", eopt_float(t->base_lr[o][g] * eopt_lr_factor(s, t->step)));
+        }
+        if (co->has_softening)
+            eopt_dict_set(&t->opt[o]->args, "softening", eopt_float(eopt_ramp_value(&co->softening, t->step)));
+    }
+}
+
+/* Mean loss over the held-out batches (text) or test images; MLP accuracy into *acc. */
+static eopt_status evaluate(trainer *t, int full, double *loss, double *acc)
+{
+    const eopt_config *c = t->cfg;
+    int B = c->run.batch_size;
+    double sum = 0;
+    *acc = NAN;
+    if (is_gpt(t)) {
+        eopt_sampler s = {c->run.seed ^ 0x5eed0fe7a1ULL, 0}; /* the same held-out batches every time */
+        for (int k = 0; k < c->run.eval_batches; k++) {
+            float l;
+            EOPT_TRY(next_batch(t, EOPT_SPLIT_VAL, &s));
+            EOPT_TRY(eopt_model_forward(t->model, &t->bb.batch, 0, 1.0f, &l, NULL));
+            sum += l;
+        }
+        *loss = sum / c->run.eval_batches;
+        return EOPT_OK;
+    }
+    int n = t->test_images.n, correct = 0;
+    if (!full && c->run.eval_batches > 0 && c->run.eval_batches * B < n)
+        n = c->run.eval_batches * B;
+    for (int start = 0; start < n; start += B) {
+        int b = n - start < B ? n - start : B, ok;
+        float l;
+        EOPT_TRY(eopt_images_slice(&t->test_images, start, b, &t->bb));
+        EOPT_TRY(eopt_model_forward(t->model, &t->bb.batch, 0, 1.0f, &l, NULL));
+        EOPT_TRY(eopt_model_correct(t->model, &t->bb.batch, &ok));
+        sum += (double)l * b;
+        correct += ok;
+    }
+    *loss = sum / n;
+    *acc = (double)correct / n;
+    return EOPT_OK;
+}
+
+/* ---- output ---- */
+
+static void json_num(FILE *f, const char *key, double v)
+{
+    if (isfinite(v))
+        fprintf(f, ", \"%s\": %.9g", key, v);
+    else
+        fprintf(f, ", \"%s\": null", key);
+}
+
+typedef struct {
+    double loss, grad_norm, eval_loss, accuracy, rate;
+    int logged, evaluated, nonfinite;
+} step_info;
+
+static void write_metrics(trainer *t, const step_info *si)
+{
+    FILE *f = t->metrics;
+    eopt_model *m = t->model;
+    if (!f)
+        return;
+    fprintf(f, "{\"step\": %lld", (long long)t->step);
+    if (si->nonfinite)
+        fprintf(f, ", \"event\": \"nonfinite\", \"action\": \"%s\"",
+                t->cfg->run.on_nonfinite == EOPT_NONFINITE_SKIP ? "skip" : "stop");
+    json_num(f, "train_loss", si->loss);
+    json_num(f, "grad_norm", si->grad_norm);
+    if (si->evaluated) {
+        json_num(f, "eval_loss", si->eval_loss);
+        if (!is_gpt(t))
+            json_num(f, "eval_accuracy", si->accuracy);
+    }
+    if (si->logged) {
+        json_num(f, is_gpt(t) ? "tokens_per_s" : "samples_per_s", si->rate);
+        fprintf(f, ", \"optimizers\": {");
+        for (int o = 0; o < t->nopt; o++) {
+            const eopt_optimizer *op = t->opt[o];
+            double g2 = 0, p2 = 0, u2 = 0, numel = 0;
+            for (int k = 0; k < op->nparams; k++) {
+                int i = t->model_index[o][k];
+                g2 += t->norms[i], p2 += t->norms[m->nparams + i], u2 += t->norms[2 * m->nparams + i];
+                numel += (double)m->params[i].w->numel;
+            }
+            fprintf(f, "%s\"%s\": {\"lr\": %.9g", o ? ", " : "", t->cfg->opts[o].name,
+                    eopt_dict_get(&op->groups[0].hp, "lr")->f);
+            if (t->cfg->opts[o].has_softening)
+                json_num(f, "softening", eopt_dict_get(&op->args, "softening")->f);
+            json_num(f, "grad_norm", sqrt(g2));
+            json_num(f, "update_rms", sqrt(u2 / numel));
+            json_num(f, "param_norm", sqrt(p2));
+            fprintf(f, "}");
+        }
+        fprintf(f, "}");
+    }
+    fprintf(f, "}\n");
+    fflush(f);
+}
+
+static void fmt_time(double s, char *buf, size_t size)
+{
+    long v = (long)(s + 0.5);
+    if (v >= 3600)
+        snprintf(buf, size, "%ldh%02ldm", v / 3600, v / 60 % 60);
+    else
+        snprintf(buf, size, "%ldm%02lds", v / 60, v % 60);
+}
+
+static void progress(trainer *t, const step_info *si)
+{
+    const eopt_config *c = t->cfg;
+    if (t->o->quiet || c->log.progress == EOPT_PROGRESS_NONE)
+        return;
+    char eta[32], line[256];
+    int64_t left = c->run.steps - t->step;
+    double per_step = t->t_train / (double)(t->items_done ? t->items_done : 1) *
+                      (double)c->run.batch_size * c->run.grad_accum * (is_gpt(t) ? c->run.seq_len : 1);
+    fmt_time(per_step * (double)left, eta, sizeof eta);
+    int n = snprintf(line, sizeof line, "step %lld/%lld | loss %.4f", (long long)t->step, (long long)c->run.steps,
+                     si->loss);
+    if (si->evaluated)
+        n += snprintf(line + n, sizeof line - n, " | eval %.4f", si->eval_loss);
+    if (si->evaluated && !is_gpt(t))
+        n += snprintf(line + n, sizeof line - n, " (acc %.2f%%)", 100 * si->accuracy);
+    snprintf(line + n, sizeof line - n, " | %.0f %s/s | ETA %s", si->rate, is_gpt(t) ? "tok" : "samples", eta);
+    if (t->bar) {
+        fprintf(stderr, "\r%-100s", line);
+        if (si->evaluated || t->step == c->run.steps)
+            fputc('\n', stderr);
+        fflush(stderr);
+    } else if (si->logged || si->evaluated || si->nonfinite) {
+        printf("%s%s\n", line, si->nonfinite ? " | non-finite loss or gradient" : "");
+        fflush(stdout);
+    }
+}
+
+static eopt_status open_metrics(trainer *t)
+{
+    const char *path = t->cfg->log.metrics;
+    if (!path[0])
+        return EOPT_OK;
+    char dir[EOPT_CFG_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+        *slash = 0;
+        EOPT_TRY(make_dirs(dir));
+    }
+    t->metrics = fopen(path, t->step > 0 ? "a" : "w");
+    if (!t->metrics)
+        return eopt_fail(EOPT_ERR_IO, "cannot open the metrics file %s: %s", path, strerror(errno));
+    return EOPT_OK;
+}
+
+static eopt_status print_sample(trainer *t)
+{
+    const eopt_config *c = t->cfg;
+    int np = (int)strlen(c->run.sample_prompt), n = c->run.sample_tokens;
+    if (!is_gpt(t) || n <= 0 || t->o->quiet)
+        return EOPT_OK;
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)(np + n));
+    if (!tok)
+        return eopt_fail(EOPT_ERR_NOMEM, "sample: out of memory");
+    for (int k = 0; k < np; k++)
+        tok[k] = (uint8_t)c->run.sample_prompt[k];
+    eopt_status st = eopt_model_generate(t->model, tok, np, n, (float)c->run.temperature, c->run.top_k,
+                                         c->run.seed + (uint64_t)t->step, tok);
+    if (st == EOPT_OK) {
+        printf("--- sample (%d bytes, temperature %g, top-k %d) ---\n", n, c->run.temperature, c->run.top_k);
+        for (int k = 0; k < np + n; k++)
+            putchar(tok[k]);
+        printf("\n---\n");
+    }
+    free(tok);
+    return st;
+}
+
+/* ---- the loop ---- */
+
+/* Forward and backward over grad_accum micro-batches; the mean loss into *loss. */
+static eopt_status accumulate(trainer *t, double *loss)
+{
+    int A = t->cfg->run.grad_accum;
+    *loss = 0;
+    eopt_model_zero_grad(t->model);
+    for (int a = 0; a < A; a++) {
+        float l;
+        EOPT_TRY(next_batch(t, EOPT_SPLIT_TRAIN, &t->sampler));
+        EOPT_TRY(eopt_model_forward(t->model, &t->bb.batch, 1, 1.0f / (float)A, &l, NULL));
+        *loss += l / A;
+    }
+    return EOPT_OK;
+}
+
+static eopt_status train_step(trainer *t, step_info *si, eopt_train_result *res)
+{
+    const eopt_config *c = t->cfg;
+    eopt_model *m = t->model;
+    double t0 = now();
+    memset(si, 0, sizeof *si);
+    si->eval_loss = si->accuracy = NAN;
+    EOPT_TRY(accumulate(t, &si->loss));
+    grad_sumsq(t);
+    double g2 = 0;
+    for (int i = 0; i < m->nparams; i++)
+        g2 += t->norms[i];
+    si->grad_norm = sqrt(g2);
+    si->nonfinite = !isfinite(si->loss) || !isfinite(g2);
+    si->logged = (t->step + 1) % c->log.interval == 0 || t->step + 1 == c->run.steps;
+    if (si->nonfinite) {
+        res->nonfinite_steps++;
+        if (c->run.on_nonfinite == EOPT_NONFINITE_STOP) {
+            write_metrics(t, si);
+            return eopt_fail(EOPT_ERR_NUMERIC, "step %lld: non-finite %s (loss %g, gradient norm %g); stopped "
+                             "(run.on_nonfinite = \"skip\" skips such steps)",
+                             (long long)t->step + 1, isfinite(si->loss) ? "gradients" : "loss", si->loss,
+                             si->grad_norm);
+        }
+        si->logged = 0;
+    } else {
+        set_schedules(t);
+        if (si->logged)
+            for (int i = 0; i < m->nparams; i++)
+                EOPT_TRY(eopt_tensor_copy(&t->before[i], m->params[i].w));
+        for (int o = 0; o < t->nopt; o++) {
+            eopt_status st = eopt_optimizer_step(t->opt[o]);
+            if (st != EOPT_OK)
+                return eopt_fail_context(st, "step %lld, optimizer '%s'", (long long)t->step + 1, c->opts[o].name);
+        }
+        if (si->logged)
+            param_stats(t);
+    }
+    t->step++;
+    t->t_train += now() - t0;
+    t->items_done += (int64_t)c->run.batch_size * c->run.grad_accum * (is_gpt(t) ? c->run.seq_len : 1);
+    si->rate = (double)t->items_done / t->t_train;
+    res->train_loss = si->loss;
+    return EOPT_OK;
+}
+
+static eopt_status run(trainer *t, eopt_train_result *res)
+{
+    const eopt_config *c = t->cfg;
+    int64_t stop_at = t->o->stop_at > 0 && t->o->stop_at < c->run.steps ? t->o->stop_at : c->run.steps;
+    while (t->step < stop_at && !interrupt_requested) {
+        step_info si;
+        EOPT_TRY(train_step(t, &si, res));
+        int final = t->step == c->run.steps;
+        if (final || (c->run.eval_interval > 0 && t->step % c->run.eval_interval == 0)) {
+            EOPT_TRY(evaluate(t, final, &si.eval_loss, &si.accuracy));
+            si.evaluated = 1;
+            res->eval_loss = si.eval_loss, res->accuracy = si.accuracy;
+            if (si.eval_loss < t->best_eval)
+                t->best_eval = si.eval_loss;
+        }
+        write_metrics(t, &si);
+        progress(t, &si);
+        if (!final && c->checkpoint.interval > 0 && t->step % c->checkpoint.interval == 0)
+            EOPT_TRY(save(t, res));
+    }
+    res->step = t->step;
+    res->interrupted = t->step < c->run.steps;
+    res->throughput = t->t_train > 0 ? (double)t->items_done / t->t_train : 0;
+    if (t->bar && res->interrupted)
+        fputc('\n', stderr);
+    EOPT_TRY(save(t, res));
+    if (!t->o->quiet)
+        printf("%s at step %lld: checkpoint %s\n", res->interrupted ? "stopped" : "finished", (long long)t->step,
+               res->last_checkpoint);
+    return res->interrupted ? EOPT_OK : print_sample(t);
+}
+
+eopt_status eopt_train(const eopt_config *cfg, const eopt_train_options *opt, eopt_train_result *res)
+{
+    static const eopt_train_options none = {0};
+    trainer t = {.cfg = cfg, .o = opt ? opt : &none};
+    memset(res, 0, sizeof *res);
+    res->eval_loss = res->accuracy = NAN;
+    interrupt_requested = 0;
+    eopt_status st = build(&t);
+    if (st == EOPT_OK)
+        st = start_from(&t);
+    res->start_step = t.step;
+    if (st == EOPT_OK)
+        st = open_metrics(&t);
+    if (st == EOPT_OK) {
+        eopt_progress p = cfg->log.progress;
+        t.bar = p == EOPT_PROGRESS_BAR || (p == EOPT_PROGRESS_AUTO && isatty(STDERR_FILENO));
+        st = run(&t, res);
+    }
+    teardown(&t);
+    return st;
+}

@@ -1,0 +1,41 @@
+/* The training loop as a library function: `eopt train` (train_cmd.c) and the tests call it.
+ *
+ * Each step: grad_accum forward/backward passes (gradients scaled by 1/grad_accum), the
+ * gradient norm (non-finite loss or gradients: stop or skip, as configured), the schedules
+ * (every group's lr = base lr x factor, dion's `softening` argument), each optimizer's step;
+ * then evaluation, metrics (JSON lines), progress, and checkpoints as configured. A checkpoint
+ * holds the model, the optimizers, /schedules/<name> and /trainer (step and data sampler), so
+ * that a resumed run continues bit for bit: on the CPU, N steps in one go equal k steps, a
+ * resume, and N - k steps. */
+#ifndef EOPT_TRAIN_H
+#define EOPT_TRAIN_H
+
+#include "config.h"
+
+typedef struct {
+    const char *resume;   /* NULL, a checkpoint file, or "auto": the newest of the run's directory */
+    const char *init;     /* NULL or a checkpoint (e.g. exported by PyTorch): weights to start from */
+    int init_optimizer;   /* with init: also the optimizers' state (matched by optimizer name) */
+    int64_t stop_at;      /* > 0: checkpoint and return after this step (as an interruption would) */
+    int quiet;            /* no progress, log lines or sample on stdout/stderr */
+} eopt_train_options;
+
+typedef struct {
+    int64_t start_step;       /* the step this call started from (> 0 after a resume) */
+    int64_t step;             /* steps done */
+    int interrupted;          /* stopped by a signal or stop_at before the configured steps */
+    double train_loss;        /* the last step's */
+    double eval_loss;         /* the last evaluation's (NaN if none) */
+    double accuracy;          /* MLP: test accuracy of the final evaluation (NaN for GPT) */
+    double throughput;        /* tokens (GPT) or samples (MLP) per second over the run */
+    int64_t nonfinite_steps;  /* steps skipped for a non-finite loss or gradient */
+    char last_checkpoint[EOPT_CFG_PATH_MAX + 64];
+} eopt_train_result;
+
+eopt_status eopt_train(const eopt_config *cfg, const eopt_train_options *opt, eopt_train_result *res);
+
+/* Asks a running eopt_train to checkpoint and return after the current step (async-signal-safe:
+ * the `eopt train` command calls it from its SIGINT/SIGTERM handler). */
+void eopt_train_interrupt(void);
+
+#endif

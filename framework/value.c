@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 eopt_value eopt_bool(int b) { return (eopt_value){.kind = EOPT_VAL_BOOL, .i = b != 0}; }
@@ -152,23 +153,45 @@ eopt_status eopt_dict_floats(const eopt_dict *d, const char *what, const char *k
     return EOPT_OK;
 }
 
+/* Python's str() of a float ("0.001", "1e-08", "2.0", "-inf"), for torch's messages. */
+const char *eopt_float_repr(double x, char *buf, size_t size)
+{
+    if (isnan(x))
+        snprintf(buf, size, "nan");
+    else if (isinf(x))
+        snprintf(buf, size, x > 0 ? "inf" : "-inf");
+    else if (x == 0.0 || (fabs(x) >= 1e-4 && fabs(x) < 1e16)) { /* fixed notation, shortest round trip */
+        for (int d = 0; d <= 20; d++) {
+            snprintf(buf, size, "%.*f", d, x);
+            if (strtod(buf, NULL) == x)
+                break;
+        }
+        if (!strchr(buf, '.'))
+            strncat(buf, ".0", size - strlen(buf) - 1);
+    } else {
+        for (int p = 0; p <= 17; p++) {
+            snprintf(buf, size, "%.*e", p, x);
+            if (strtod(buf, NULL) == x)
+                break;
+        }
+    }
+    return buf;
+}
+
 const char *eopt_value_repr(const eopt_value *v, char *buf, int size)
 {
     switch (v->kind) {
     case EOPT_VAL_NONE: snprintf(buf, (size_t)size, "None"); break;
     case EOPT_VAL_BOOL: snprintf(buf, (size_t)size, "%s", v->i ? "True" : "False"); break;
     case EOPT_VAL_INT: snprintf(buf, (size_t)size, "%lld", (long long)v->i); break;
-    case EOPT_VAL_FLOAT:
-        if (isnan(v->f))
-            snprintf(buf, (size_t)size, "nan");
-        else
-            snprintf(buf, (size_t)size, "%.17g", v->f);
-        break;
+    case EOPT_VAL_FLOAT: eopt_float_repr(v->f, buf, (size_t)size); break;
     case EOPT_VAL_STR: snprintf(buf, (size_t)size, "%s", v->s); break;
     case EOPT_VAL_FLOATS: {
         int off = snprintf(buf, (size_t)size, "(");
-        for (int k = 0; k < v->nf && off < size; k++)
-            off += snprintf(buf + off, (size_t)(size - off), k ? ", %.17g" : "%.17g", v->fv[k]);
+        for (int k = 0; k < v->nf && off < size; k++) {
+            char num[40];
+            off += snprintf(buf + off, (size_t)(size - off), k ? ", %s" : "%s", eopt_float_repr(v->fv[k], num, sizeof num));
+        }
         if (off < size)
             snprintf(buf + off, (size_t)(size - off), ")");
         break;

@@ -5,6 +5,7 @@
 #ifndef EOPT_VALUE_H
 #define EOPT_VALUE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -64,6 +65,8 @@ eopt_status eopt_dict_bool(const eopt_dict *d, const char *what, const char *key
 eopt_status eopt_dict_str(const eopt_dict *d, const char *what, const char *key, const char **out);
 eopt_status eopt_dict_floats(const eopt_dict *d, const char *what, const char *key, int n, double *out);
 
+/* Python str() of a float: shortest round trip, "0.001", "1e-08", "2.0", "-inf". */
+const char *eopt_float_repr(double x, char *buf, size_t size);
 /* Python str() of a value ("0.01", "True", "None", "(0.9, 0.95)"), for messages. */
 const char *eopt_value_repr(const eopt_value *v, char *buf, int size);
 int eopt_value_equal(const eopt_value *a, const eopt_value *b);

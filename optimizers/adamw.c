@@ -36,30 +36,6 @@ void eopt_adam_update(eopt_backend *be, int64_t n, const float *g, float *m, flo
     be->ew(be, EOPT_EW_adam_update, &e);
 }
 
-/* Python's str() of a float ("0.001", "1e-08", "2.0", "-inf"), for torch's messages. */
-static const char *py_float(double x, char *buf, size_t size)
-{
-    if (isnan(x))
-        snprintf(buf, size, "nan");
-    else if (isinf(x))
-        snprintf(buf, size, x > 0 ? "inf" : "-inf");
-    else if (x == 0.0 || (fabs(x) >= 1e-4 && fabs(x) < 1e16)) { /* fixed notation, shortest round trip */
-        for (int d = 0; d <= 20; d++) {
-            snprintf(buf, size, "%.*f", d, x);
-            if (strtod(buf, NULL) == x)
-                break;
-        }
-        if (!strchr(buf, '.'))
-            strncat(buf, ".0", size - strlen(buf) - 1);
-    } else {
-        for (int p = 0; p <= 17; p++) {
-            snprintf(buf, size, "%.*e", p, x);
-            if (strtod(buf, NULL) == x)
-                break;
-        }
-    }
-    return buf;
-}
 
 static void adamw_defaults(eopt_dict *args, eopt_dict *group)
 {
@@ -104,15 +80,15 @@ static eopt_status adamw_group(const eopt_optimizer *opt, int g, adamw_hp *h)
     EOPT_TRY(opt_bool(d, what, "differentiable", &differentiable));
     EOPT_TRY(opt_bool(d, what, "fused", &fused));
     if (!(h->lr >= 0.0))
-        return eopt_fail(EOPT_ERR_ARG, "%s: Invalid learning rate: %s", what, py_float(h->lr, v, sizeof v));
+        return eopt_fail(EOPT_ERR_ARG, "%s: Invalid learning rate: %s", what, eopt_float_repr(h->lr, v, sizeof v));
     if (!(h->eps >= 0.0))
-        return eopt_fail(EOPT_ERR_ARG, "%s: Invalid epsilon value: %s", what, py_float(h->eps, v, sizeof v));
+        return eopt_fail(EOPT_ERR_ARG, "%s: Invalid epsilon value: %s", what, eopt_float_repr(h->eps, v, sizeof v));
     for (int k = 0; k < 2; k++)
         if (!(h->betas[k] >= 0.0 && h->betas[k] < 1.0))
             return eopt_fail(EOPT_ERR_ARG, "%s: Invalid beta parameter at index %d: %s", what, k,
-                             py_float(h->betas[k], v, sizeof v));
+                             eopt_float_repr(h->betas[k], v, sizeof v));
     if (!(h->wd >= 0.0))
-        return eopt_fail(EOPT_ERR_ARG, "%s: Invalid weight_decay value: %s", what, py_float(h->wd, v, sizeof v));
+        return eopt_fail(EOPT_ERR_ARG, "%s: Invalid weight_decay value: %s", what, eopt_float_repr(h->wd, v, sizeof v));
     if (amsgrad)
         return eopt_fail(EOPT_ERR_UNSUPPORTED, "%s: amsgrad=True is not supported (eopt's AdamW has no AMSGrad "
                                                "variant; set amsgrad to False)", what);

@@ -389,8 +389,8 @@ static eopt_status read_groups(hid_t og, const char *where, eopt_ckpt_opt_info *
         for (int64_t k = 0; st == EOPT_OK && k < idx.numel; k++) {
             int64_t i = idx.dtype == EOPT_I64 ? ((int64_t *)idx.data)[k] : ((int32_t *)idx.data)[k];
             if (i < 0 || i >= o->nparams)
-                st = eopt_fail(EOPT_ERR_FORMAT, "%s/params: index %lld outside param_names [0, %d)", gw,
-                               (long long)i, o->nparams);
+                st = eopt_fail(EOPT_ERR_FORMAT, "%s/params: index %lld outside param_names [0, %d)", gw, (long long)i,
+                               o->nparams);
             else if (seen[i]++)
                 st = eopt_fail(EOPT_ERR_FORMAT, "%s/params: index %lld ('%s') appears in more than one group", gw,
                                (long long)i, o->param_names[i]);
@@ -598,8 +598,8 @@ static eopt_status split_aliases(eopt_ckpt *ck)
         for (int j = 0; j < ck->ntensors; j++)
             if (ck->tensors[j].addr == ck->tensors[k].addr && j != k &&
                 (used_by_optimizer(ck, ck->tensors[j].name) > used_by_optimizer(ck, ck->tensors[primary].name) ||
-                 (j < primary && used_by_optimizer(ck, ck->tensors[j].name) ==
-                                     used_by_optimizer(ck, ck->tensors[primary].name))))
+                 (j < primary &&
+                  used_by_optimizer(ck, ck->tensors[j].name) == used_by_optimizer(ck, ck->tensors[primary].name))))
                 primary = j;
         if (primary == k) {
             ck->tensors[m++] = ck->tensors[k];
@@ -656,8 +656,7 @@ static eopt_status read_model(hid_t fid, eopt_ckpt *ck, int check)
     H5Gclose(g);
     for (int k = 0; st == EOPT_OK && k < ck->ntensors; k++)
         if (ck->tensors[k].t.dtype != EOPT_F32)
-            st = eopt_fail(EOPT_ERR_FORMAT, "%s/%s: model tensors must be floating point", where,
-                           ck->tensors[k].name);
+            st = eopt_fail(EOPT_ERR_FORMAT, "%s/%s: model tensors must be floating point", where, ck->tensors[k].name);
     return st;
 }
 
@@ -846,8 +845,8 @@ static eopt_status load_state(const eopt_ckpt_opt_info *o, const char *where, in
         for (int q = 0; q < s->n; q++)
             known |= strcmp(s->key[q], key) == 0;
         if (!known && !is_optional(opt->cls, key))
-            return eopt_fail(EOPT_ERR_FORMAT, "%s/state/%lld/%s: unexpected state key for %s", where, (long long)i,
-                             key, opt->cls->name);
+            return eopt_fail(EOPT_ERR_FORMAT, "%s/state/%lld/%s: unexpected state key for %s", where, (long long)i, key,
+                             opt->cls->name);
     }
     for (int q = 0; q < s->n; q++) {
         const eopt_ckpt_entry *e = find_entry(o, i, s->key[q]);
@@ -856,8 +855,8 @@ static eopt_status load_state(const eopt_ckpt_opt_info *o, const char *where, in
                              s->key[q], o->param_names[i]);
         const eopt_tensor *t = &s->t[q];
         if (!eopt_tensor_same_shape(t, &e->t))
-            return eopt_fail(EOPT_ERR_SHAPE, "%s/state/%lld/%s: shape %s in the file, %s expected", where,
-                             (long long)i, e->key, eopt_shape_str(e->t.ndim, e->t.shape, sa, sizeof sa),
+            return eopt_fail(EOPT_ERR_SHAPE, "%s/state/%lld/%s: shape %s in the file, %s expected", where, (long long)i,
+                             e->key, eopt_shape_str(e->t.ndim, e->t.shape, sa, sizeof sa),
                              eopt_shape_str(t->ndim, t->shape, sb, sizeof sb));
         if (t->dtype != e->t.dtype && !(is_int(t->dtype) && is_int(e->t.dtype)))
             return eopt_fail(EOPT_ERR_FORMAT, "%s/state/%lld/%s: dtype %s in the file, %s expected", where,
@@ -880,8 +879,8 @@ static const eopt_param *bind(const eopt_ckpt *ck, const char *name, const eopt_
 
 /* Builds args, groups and the bound parameter list from the file, in torch's group order. */
 static eopt_status build_inputs(const eopt_ckpt *ck, const eopt_ckpt_opt_info *o, const char *where,
-                                const eopt_optimizer_class *cls, const eopt_param *params, int nparams,
-                                eopt_dict *args, eopt_param *bound, int *sizes, int64_t *file_index)
+                                const eopt_optimizer_class *cls, const eopt_param *params, int nparams, eopt_dict *args,
+                                eopt_param *bound, int *sizes, int64_t *file_index)
 {
     char sa[64], sb[64];
     eopt_dict arg_defaults = {0}, group_defaults = {0};

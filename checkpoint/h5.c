@@ -79,8 +79,7 @@ eopt_status eopt_h5_attrs_write(hid_t obj, const eopt_dict *d)
 int eopt_h5_attr_exists(hid_t obj, const char *name) { return H5Aexists(obj, name) > 0; }
 
 /* Copies a string of len bytes into buf[size] (NUL-terminated), or fails if it does not fit. */
-static eopt_status string_copy(const char *src, size_t len, const char *where, const char *name, char *buf,
-                               size_t size)
+static eopt_status string_copy(const char *src, size_t len, const char *where, const char *name, char *buf, size_t size)
 {
     if (len + 1 > size)
         return eopt_fail(EOPT_ERR_FORMAT, "%s: '%s' is longer than %zu characters", where, name, size - 1);
@@ -170,8 +169,8 @@ static eopt_status attr_value(hid_t a, const char *where, const char *name, eopt
         *v = eopt_floats((int)n, fv);
     } else {
         st = eopt_fail(EOPT_ERR_FORMAT,
-                       "%s: attribute '%s' has an unsupported type (class %d, %d dimensions, %lld values)", where,
-                       name, (int)c, nd, (long long)n);
+                       "%s: attribute '%s' has an unsupported type (class %d, %d dimensions, %lld values)", where, name,
+                       (int)c, nd, (long long)n);
     }
     H5Sclose(sp);
     H5Tclose(ft);
@@ -239,17 +238,10 @@ eopt_status eopt_h5_attrs_read(hid_t obj, const char *where, const char *const *
 static eopt_status dtype_types(eopt_dtype dt, hid_t *ft, hid_t *mt)
 {
     switch (dt) {
-    case EOPT_F32:
-        *ft = H5T_IEEE_F32LE, *mt = H5T_NATIVE_FLOAT;
-        return EOPT_OK;
-    case EOPT_I32:
-        *ft = H5T_STD_I32LE, *mt = H5T_NATIVE_INT32;
-        return EOPT_OK;
-    case EOPT_I64:
-        *ft = H5T_STD_I64LE, *mt = H5T_NATIVE_INT64;
-        return EOPT_OK;
-    default:
-        return eopt_fail(EOPT_ERR_UNSUPPORTED, "%s tensors cannot be stored in a checkpoint", eopt_dtype_name(dt));
+    case EOPT_F32: *ft = H5T_IEEE_F32LE, *mt = H5T_NATIVE_FLOAT; return EOPT_OK;
+    case EOPT_I32: *ft = H5T_STD_I32LE, *mt = H5T_NATIVE_INT32; return EOPT_OK;
+    case EOPT_I64: *ft = H5T_STD_I64LE, *mt = H5T_NATIVE_INT64; return EOPT_OK;
+    default: return eopt_fail(EOPT_ERR_UNSUPPORTED, "%s tensors cannot be stored in a checkpoint", eopt_dtype_name(dt));
     }
 }
 
@@ -415,7 +407,9 @@ eopt_h5_kind eopt_h5_kind_of(hid_t loc, const char *name, uint64_t *addr)
         return EOPT_H5_NONE;
     if (addr)
         *addr = (uint64_t)info.addr;
-    return info.type == H5O_TYPE_GROUP ? EOPT_H5_GROUP : info.type == H5O_TYPE_DATASET ? EOPT_H5_DATASET : EOPT_H5_OTHER;
+    return info.type == H5O_TYPE_GROUP     ? EOPT_H5_GROUP
+           : info.type == H5O_TYPE_DATASET ? EOPT_H5_DATASET
+                                           : EOPT_H5_OTHER;
 }
 
 long eopt_h5_index_name(const char *s)
@@ -457,8 +451,8 @@ eopt_status eopt_h5_children(hid_t group, const char *where, int numeric, int *n
     for (hsize_t k = 0; k < info.nlinks; k++) {
         ssize_t len = H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, k, NULL, 0, H5P_DEFAULT);
         v[k] = len < 0 ? NULL : malloc((size_t)len + 1);
-        if (!v[k] || H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, k, v[k], (size_t)len + 1,
-                                        H5P_DEFAULT) < 0) {
+        if (!v[k] ||
+            H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, k, v[k], (size_t)len + 1, H5P_DEFAULT) < 0) {
             eopt_h5_names_free((int)info.nlinks, v);
             return eopt_fail(EOPT_ERR_FORMAT, "%s: cannot read member %llu", where, (unsigned long long)k);
         }

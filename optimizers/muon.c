@@ -14,6 +14,7 @@
  * step; eopt rejects it at construction, with upstream's message. */
 #include "muon.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -63,8 +64,8 @@ eopt_status eopt_muon_ns_config(const eopt_dict *args, const char *what, eopt_ns
     EOPT_TRY(eopt_dict_str(args, what, "fp32_matmul_prec", &prec));
     if (steps < 1) /* before the int narrowing below */
         return eopt_fail(EOPT_ERR_ARG, "%s: num_ns_steps must be at least 1, got %lld", what, (long long)steps);
-    if (steps > 1000000)
-        return eopt_fail(EOPT_ERR_ARG, "%s: num_ns_steps = %lld is unreasonably large", what, (long long)steps);
+    if (steps > INT_MAX)
+        return eopt_fail(EOPT_ERR_ARG, "%s: num_ns_steps = %lld does not fit an int", what, (long long)steps);
     eopt_status st = eopt_ns_emerging(type, (int)steps, NULL, 0, out);
     if (st != EOPT_OK)
         return eopt_fail_context(st, "%s", what);

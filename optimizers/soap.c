@@ -79,6 +79,8 @@ static eopt_status soap_config(const eopt_optimizer *opt, soap_cfg *c)
     EOPT_TRY(eopt_dict_int(a, w, "power_iter_steps", &c->power_iter));
     EOPT_TRY(eopt_dict_float(a, w, "adaptive_update_tolerance", &c->tol));
     EOPT_TRY(eopt_dict_float(a, w, "max_update_rms", &c->max_rms));
+    /* the precision names are only stored (and checked to be strings): the fixtures' "high" is
+     * IEEE float32 on the CPU, and eopt computes every product in float32 (soap-moso.md §0) */
     const char *prec;
     EOPT_TRY(eopt_dict_str(a, w, "fp32_matmul_prec", &prec));
     EOPT_TRY(eopt_dict_str(a, w, "qr_fp32_matmul_prec", &prec));

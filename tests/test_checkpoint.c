@@ -114,8 +114,8 @@ Test(checkpoint, attribute_types)
         const char *name;
         H5T_class_t cls;
         size_t size;
-    } want[] = {{"nesterov", H5T_INTEGER, 1}, {"num_ns_steps", H5T_INTEGER, 8}, {"lr", H5T_FLOAT, 8},
-                {"betas", H5T_FLOAT, 8}};
+    } want[] = {
+        {"nesterov", H5T_INTEGER, 1}, {"num_ns_steps", H5T_INTEGER, 8}, {"lr", H5T_FLOAT, 8}, {"betas", H5T_FLOAT, 8}};
     for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
         hid_t a = H5Aopen(f, want[k].name, H5P_DEFAULT), t = H5Aget_type(a);
         cr_expect_eq(H5Tget_class(t), want[k].cls, "%s", want[k].name);
@@ -245,6 +245,9 @@ Test(checkpoint, model_file_round_trip_and_atomic_replace)
     write_model_file(path, 7, 1.0f);
     write_model_file(path, 8, 10.0f); /* replaces the first */
     cr_expect_neq(access(tmp("model.h5.tmp"), F_OK), 0, "the temporary file must be renamed away");
+    eopt_ckpt_write empty = {.step = 1};
+    cr_expect_neq(eopt_checkpoint_save(tmp("no-such-dir/x.h5"), &empty), EOPT_OK);
+    cr_expect(strstr(eopt_last_error(), "no-such-dir/x.h5"), "%s", eopt_last_error());
     eopt_ckpt *ck;
     cr_assert_eq(eopt_checkpoint_open(path, NULL, &ck), EOPT_OK, "%s", eopt_last_error());
     cr_expect_eq(eopt_ckpt_step(ck), 8);
@@ -340,8 +343,8 @@ Test(checkpoint, refuses_what_it_cannot_honour)
  * With a real optimizer class: a fixture checkpoint is loaded, written by eopt, the copy damaged
  * and loaded again. Runs on the first fixture case whose classes eopt implements. */
 
-static const char *const cases[] = {"torch_adamw",  "muon_default", "soap_default", "moso_default",
-                                    "muown_default", "dion2_plain", "adamuon_default"};
+static const char *const cases[] = {"torch_adamw",   "muon_default", "soap_default",   "moso_default",
+                                    "muown_default", "dion2_plain",  "adamuon_default"};
 
 static eopt_ckpt *load_case(const char **name, eopt_backend *be, eopt_restored *r)
 {
@@ -527,6 +530,21 @@ Test(checkpoint, replay_command_and_save_at)
     cr_expect_eq(run(cmd, last, sizeof last), 0, "%s -> %s", cmd, last);
     snprintf(want, sizeof want, "replay ok: case=%s steps=9..12 ", c);
     cr_expect(strncmp(last, want, strlen(want)) == 0, "last line: %s", last);
+
+    /* A model moved off its trajectory: FAIL, with the same fields, and exit status 1. */
+    eopt_tensor *w = r.params[0].w;
+    float *h = malloc(eopt_tensor_bytes(w));
+    cr_assert_eq(eopt_tensor_to_host(w, h, eopt_tensor_bytes(w)), EOPT_OK);
+    for (int64_t k = 0; k < w->numel; k++)
+        h[k] *= 1.1f;
+    cr_assert_eq(eopt_tensor_from_host(w, h, eopt_tensor_bytes(w)), EOPT_OK);
+    free(h);
+    const char *moved = tmp("moved.h5");
+    cr_assert_eq(eopt_restored_save(&r, ck, 5, "test", 0, moved), EOPT_OK, "%s", eopt_last_error());
+    snprintf(cmd, sizeof cmd, "%s replay '%s' '%s' 2>&1", bin(), moved, traj);
+    cr_expect_eq(run(cmd, last, sizeof last), 1, "%s -> %s", cmd, last);
+    snprintf(want, sizeof want, "replay FAIL: case=%s steps=6..12 worst_rel_err=", c);
+    cr_expect(strncmp(last, want, strlen(want)) == 0 && strstr(last, " tolerance="), "last line: %s", last);
 
     /* eopt's file passes eopt's own check. */
     snprintf(cmd, sizeof cmd, "%s inspect '%s' --check 2>&1", bin(), saved);

@@ -525,6 +525,50 @@ Test(dion_props, num_heads_split)
     rig_close(&b);
 }
 
+/* A 3-D parameter (flatten = False) is a batch of independent matrices: NorMuon on (2, h, n)
+ * equals NorMuon on its two (h, n) slices, variance_neuron (2, h, 1) included. */
+Test(dion_props, batched_3d_parameter)
+{
+    const int h = 6, n = 10;
+    rig a = {0}, b = {0};
+    rig_param(&b, 0, h, n, 93, 1.0f);
+    rig_param(&b, 1, h, n, 93, 1.0f);
+    int64_t sh[3] = {2, h, n};
+    cr_assert_eq(eopt_tensor_alloc(&a.w[0], be, EOPT_F32, 3, sh), EOPT_OK);
+    cr_assert_eq(eopt_tensor_alloc(&a.g[0], be, EOPT_F32, 3, sh), EOPT_OK);
+    snprintf(a.p[0].name, sizeof a.p[0].name, "p0");
+    a.p[0].w = &a.w[0], a.p[0].grad = &a.g[0], a.np = 1;
+    static float w[MAXN], x[MAXN], y[MAXN];
+    download(&b.w[0], w);
+    download(&b.w[1], w + h * n);
+    upload(&a.w[0], w);
+    eopt_dict hp = group(NULL, 0.02, 0.1);
+    int one = 1, two = 2;
+    cr_assert_eq(rig_make(&a, "NorMuon", NULL, 1, &hp, &one), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_make(&b, "NorMuon", NULL, 1, &hp, &two), EOPT_OK, "%s", eopt_last_error());
+    const eopt_tensor *v = eopt_state_get(a.opt, 0, "variance_neuron");
+    cr_assert(v->ndim == 3 && v->shape[0] == 2 && v->shape[1] == h && v->shape[2] == 1);
+    for (int t = 1; t <= 3; t++) {
+        for (int k = 0; k < 2 * h * n; k++)
+            x[k] = num(99 + t, k);
+        upload(&a.g[0], x);
+        upload(&b.g[0], x);
+        upload(&b.g[1], x + h * n);
+        cr_assert_eq(eopt_optimizer_step(a.opt), EOPT_OK, "%s", eopt_last_error());
+        cr_assert_eq(eopt_optimizer_step(b.opt), EOPT_OK, "%s", eopt_last_error());
+    }
+    download(&a.w[0], x);
+    download(&b.w[0], y);
+    download(&b.w[1], y + h * n);
+    cr_assert_leq(max_abs_diff(x, y, 2 * h * n), 1e-6, "batch differs by %.3g", max_abs_diff(x, y, 2 * h * n));
+    state_host(&a, 0, "variance_neuron", x);
+    state_host(&b, 0, "variance_neuron", y);
+    state_host(&b, 1, "variance_neuron", y + h);
+    cr_assert_leq(max_abs_diff(x, y, 2 * h), 1e-6 * max_abs(y, 2 * h));
+    rig_close(&a);
+    rig_close(&b);
+}
+
 /* ---- construction (§1.1-§1.3) ---- */
 
 /* Group keys in upstream order, beta1 / beta2 from the constructor's betas, zero state for every

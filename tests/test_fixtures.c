@@ -19,21 +19,36 @@
  * are logged (--verbose; Criterion 2.4 fails the run on any warning-level log). */
 static int mismatches;
 static char first_mismatch[4096];
-#define MISMATCH_IF(bad, ...)                                                                               \
-    do {                                                                                                    \
-        if (bad) {                                                                                          \
-            if (mismatches++ == 0)                                                                          \
-                snprintf(first_mismatch, sizeof first_mismatch, __VA_ARGS__);                               \
-            cr_log_info(__VA_ARGS__);                                                                       \
-        }                                                                                                   \
+#define MISMATCH_IF(bad, ...)                                                                                          \
+    do {                                                                                                               \
+        if (bad) {                                                                                                     \
+            if (mismatches++ == 0)                                                                                     \
+                snprintf(first_mismatch, sizeof first_mismatch, __VA_ARGS__);                                          \
+            cr_log_info(__VA_ARGS__);                                                                                  \
+        }                                                                                                              \
     } while (0)
 
 static const char *const cases[] = {
-    "adamuon_default",    "dion2_plain",    "dion2_soft",      "dion_muon_soft",
-    "dion_normuon_mixed_groups", "dion_normuon_soft", "gpt_muon_adamw", "moso_default",
-    "muon_default",       "muon_nesterov_polar_express", "muon_two_groups", "muown_default",
-    "namo_default",       "nordion2_soft",  "normuon_default", "soap_default",
-    "soap_eigh_kl",       "soap_freq_warmup_clip", "soap_tall_wide", "torch_adamw",
+    "adamuon_default",
+    "dion2_plain",
+    "dion2_soft",
+    "dion_muon_soft",
+    "dion_normuon_mixed_groups",
+    "dion_normuon_soft",
+    "gpt_muon_adamw",
+    "moso_default",
+    "muon_default",
+    "muon_nesterov_polar_express",
+    "muon_two_groups",
+    "muown_default",
+    "namo_default",
+    "nordion2_soft",
+    "normuon_default",
+    "soap_default",
+    "soap_eigh_kl",
+    "soap_freq_warmup_clip",
+    "soap_tall_wide",
+    "torch_adamw",
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -121,8 +136,8 @@ static double max_abs(const double *v, int64_t n)
     return m;
 }
 
-static void compare_basis(const char *what, const double *q, const double *ref, int64_t rows, int64_t cols,
-                          double tol, basis *b)
+static void compare_basis(const char *what, const double *q, const double *ref, int64_t rows, int64_t cols, double tol,
+                          basis *b)
 {
     b->n = (int)cols;
     b->sign = malloc(sizeof *b->sign * (size_t)cols);
@@ -138,8 +153,8 @@ static void compare_basis(const char *what, const double *q, const double *ref, 
         if (err > worst || worst_col < 0)
             worst = err, worst_col = c;
     }
-    MISMATCH_IF(!(worst <= bound), "%s: column %lld differs by %.3e up to sign (bound %.3e)", what, (long long)worst_col,
-              worst, bound);
+    MISMATCH_IF(!(worst <= bound), "%s: column %lld differs by %.3e up to sign (bound %.3e)", what,
+                (long long)worst_col, worst, bound);
 }
 
 /* Multiplies exp_avg's rows / columns by the basis signs. */
@@ -147,10 +162,9 @@ static void unflip(double *v, int64_t rows, int64_t cols, const basis *bases, in
 {
     for (int k = 0; k < nb; k++) {
         const basis *b = &bases[k];
-        int on_rows = strcmp(b->key, "Q_L") == 0 ||
-                      (strcmp(b->key, "Q_M") == 0 && b->n == rows && rows <= cols);
-        cr_assert_eq(on_rows ? rows : cols, b->n, "basis %s of size %d does not fit exp_avg [%lld, %lld]", b->key,
-                     b->n, (long long)rows, (long long)cols);
+        int on_rows = strcmp(b->key, "Q_L") == 0 || (strcmp(b->key, "Q_M") == 0 && b->n == rows && rows <= cols);
+        cr_assert_eq(on_rows ? rows : cols, b->n, "basis %s of size %d does not fit exp_avg [%lld, %lld]", b->key, b->n,
+                     (long long)rows, (long long)cols);
         for (int64_t r = 0; r < rows; r++)
             for (int64_t c = 0; c < cols; c++)
                 v[r * cols + c] *= b->sign[on_rows ? r : c];
@@ -197,8 +211,9 @@ static void compare_param_state(const char *c, const eopt_ckpt_opt_info *o, int6
         int found = 0;
         for (int k = 0; k < o->nstate[i]; k++)
             found |= strcmp(o->state[i][k].key, s->key[q]) == 0;
-        MISMATCH_IF(!found && !optional_key(opt, s->key[q]), "%s: %s state %lld ('%s') has key '%s' the reference lacks",
-                  c, o->name, (long long)i, o->param_names[i], s->key[q]);
+        MISMATCH_IF(!found && !optional_key(opt, s->key[q]),
+                    "%s: %s state %lld ('%s') has key '%s' the reference lacks", c, o->name, (long long)i,
+                    o->param_names[i], s->key[q]);
     }
     basis bases[EOPT_STATE_MAX];
     int nb = 0;
@@ -260,8 +275,8 @@ static void compare_state(const char *c, const eopt_restored *r, const eopt_ckpt
                     j = q;
             cr_assert_geq(j, 0, "%s: %s: eopt has no parameter '%s'", c, o->name, o->param_names[i]);
             MISMATCH_IF((opt->state[j].n > 0) != (o->nstate[i] > 0), "%s: %s state of '%s': eopt %s, reference %s", c,
-                         o->name, o->param_names[i], opt->state[j].n ? "present" : "absent",
-                         o->nstate[i] ? "present" : "absent");
+                        o->name, o->param_names[i], opt->state[j].n ? "present" : "absent",
+                        o->nstate[i] ? "present" : "absent");
             compare_param_state(c, o, i, opt, j, tol);
         }
     }
@@ -278,8 +293,8 @@ static void check_resume(const char *c)
     fixture(path, sizeof path, c, "step_12.h5");
     eopt_ckpt *ref = NULL;
     cr_assert_eq(eopt_checkpoint_open(path, NULL, &ref), EOPT_OK, "%s", eopt_last_error());
-    cr_assert_eq(eopt_ckpt_step(ref), r.step, "%s: replay ended at step %lld, reference at %lld", c,
-                 (long long)r.step, (long long)eopt_ckpt_step(ref));
+    cr_assert_eq(eopt_ckpt_step(ref), r.step, "%s: replay ended at step %lld, reference at %lld", c, (long long)r.step,
+                 (long long)eopt_ckpt_step(ref));
     mismatches = 0;
     compare_state(c, &r, ref);
     cr_expect_eq(mismatches, 0, "%s: %d state entries differ from step_12.h5, first: %s", c, mismatches,
@@ -404,8 +419,8 @@ static void compare_links(const char *path, hid_t a, hid_t b, int n, char **name
             eopt_h5_kind_of(a, names[q], &ya);
             eopt_h5_kind_of(b, names[k], &xb);
             eopt_h5_kind_of(b, names[q], &yb);
-            MISMATCH_IF(xa == ya && xb != yb, "%s: '%s' and '%s' are one object in the original, two in the copy",
-                        path, names[k], names[q]);
+            MISMATCH_IF(xa == ya && xb != yb, "%s: '%s' and '%s' are one object in the original, two in the copy", path,
+                        names[k], names[q]);
         }
 }
 
@@ -484,9 +499,9 @@ static void check_roundtrip(const char *c)
 }
 
 /* One test per case and check, so that each reports on its own. */
-#define FIXTURE_CASE(name)                                                                                  \
-    Test(fixtures, name##_scratch) { check_scratch(#name); }                                                \
-    Test(fixtures, name##_resume) { check_resume(#name); }                                                  \
+#define FIXTURE_CASE(name)                                                                                             \
+    Test(fixtures, name##_scratch) { check_scratch(#name); }                                                           \
+    Test(fixtures, name##_resume) { check_resume(#name); }                                                             \
     Test(fixtures, name##_roundtrip) { check_roundtrip(#name); }
 
 FIXTURE_CASE(adamuon_default)

@@ -28,13 +28,13 @@ static void run_script(const char *script) {
 }
 
 /* (b) every fixture -> torch objects -> file with identical content */
-Test(python_ckpt, fixture_roundtrip, .timeout = 120) { run_script("fixture_roundtrip.py"); }
+Test(python_ckpt, fixture_roundtrip) { run_script("fixture_roundtrip.py"); }
 
 /* exporter and importer details: explicit arguments, refusals, types, atomic write */
-Test(python_ckpt, exporter_units, .timeout = 120) { run_script("exporter_units.py"); }
+Test(python_ckpt, exporter_units) { run_script("exporter_units.py"); }
 
 /* (a) a torch model trained with AdamW, exported with its next steps; eopt replay continues it */
-Test(python_ckpt, torch_to_eopt_replay, .timeout = 180) { run_script("torch_to_eopt.py"); }
+Test(python_ckpt, torch_to_eopt_replay) { run_script("torch_to_eopt.py"); }
 
 /* (c) a checkpoint written by eopt replay imports into torch and resumes there */
-Test(python_ckpt, eopt_to_torch_resume, .timeout = 180) { run_script("eopt_to_torch.py"); }
+Test(python_ckpt, eopt_to_torch_resume) { run_script("eopt_to_torch.py"); }

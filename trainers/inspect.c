@@ -77,8 +77,8 @@ static void print_model(const eopt_ckpt *ck)
 static void print_optimizer(const eopt_ckpt_opt_info *o)
 {
     const eopt_optimizer_class *cls = eopt_optimizer_find_checkpoint(o->cls, o->source[0] ? o->source : NULL);
-    printf("optimizer '%s': class %s%s%s%s (eopt: %s)\n", o->name, o->cls, o->source[0] ? ", source \"" : "",
-           o->source, o->source[0] ? "\"" : "", cls ? cls->id : "unknown class");
+    printf("optimizer '%s': class %s%s%s%s (eopt: %s)\n", o->name, o->cls, o->source[0] ? ", source \"" : "", o->source,
+           o->source[0] ? "\"" : "", cls ? cls->id : "unknown class");
     print_dict("  arguments: ", &o->args);
     for (int g = 0; g < o->ngroups; g++) {
         printf("  group %d: %d parameters; ", g, o->group_n[g]);

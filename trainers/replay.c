@@ -97,8 +97,8 @@ eopt_status eopt_restored_save(const eopt_restored *r, const eopt_ckpt *ck, int6
         for (int k = 0; k < na; k++)
             aliases[k] = eopt_ckpt_alias_at(ck, k);
         for (int k = 0; k < r->nopt; k++)
-            opts[k] = (eopt_ckpt_optimizer){r->opt_names[k], r->opts[k], ck ? eopt_ckpt_schedule(ck, r->opt_names[k])
-                                                                            : NULL};
+            opts[k] =
+                (eopt_ckpt_optimizer){r->opt_names[k], r->opts[k], ck ? eopt_ckpt_schedule(ck, r->opt_names[k]) : NULL};
         for (int k = 0; k < nd; k++) {
             data[k].name = eopt_ckpt_trainer_data_name(ck, k);
             data[k].t = eopt_ckpt_trainer_data(ck, data[k].name);
@@ -314,8 +314,8 @@ eopt_status eopt_replay_run(eopt_restored *r, const eopt_ckpt *ck, const char *t
         st = eopt_fail(EOPT_ERR_ARG, "checkpoint step %lld is past the trajectory's %lld steps", (long long)r->step,
                        (long long)steps);
     if (st == EOPT_OK && opt && opt->save_path && (opt->save_at < r->step || opt->save_at > steps))
-        st = eopt_fail(EOPT_ERR_ARG, "--save-at %lld is outside the replayed steps %lld..%lld",
-                       (long long)opt->save_at, (long long)r->step, (long long)steps);
+        st = eopt_fail(EOPT_ERR_ARG, "--save-at %lld is outside the replayed steps %lld..%lld", (long long)opt->save_at,
+                       (long long)r->step, (long long)steps);
     if (st == EOPT_OK)
         st = replay_steps(r, ck, &tr, opt, res);
     H5Fclose(tr.fid);

@@ -30,19 +30,19 @@ eopt_status eopt_restored_save(const eopt_restored *r, const eopt_ckpt *ck, int6
                                int with_trainer, const char *path);
 
 typedef struct {
-    int64_t save_at;       /* write a checkpoint after this step (< 0: none) */
+    int64_t save_at; /* write a checkpoint after this step (< 0: none) */
     const char *save_path;
-    FILE *log;             /* one line per step; NULL: quiet */
+    FILE *log; /* one line per step; NULL: quiet */
 } eopt_replay_options;
 
 typedef struct {
     char case_name[128];
-    int64_t first, last;   /* the steps fed: first..last (first > last: none) */
-    double worst;          /* max over steps and tensors of max|p - ref| / max|ref - init| */
+    int64_t first, last; /* the steps fed: first..last (first > last: none) */
+    double worst;        /* max over steps and tensors of max|p - ref| / max|ref - init| */
     int64_t worst_step;
     char worst_tensor[EOPT_NAME_MAX];
-    double tolerance;      /* the trajectory's `tolerance` attribute */
-    int ok;                /* every tensor at every step within tolerance */
+    double tolerance; /* the trajectory's `tolerance` attribute */
+    int ok;           /* every tensor at every step within tolerance */
 } eopt_replay_result;
 
 /* Feeds /grads/<t> for t = r->step + 1 .. steps to every optimizer of r and compares. A

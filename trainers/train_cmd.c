@@ -7,9 +7,11 @@
 #include "commands.h"
 #include "train.h"
 
+static volatile sig_atomic_t caught;
+
 static void on_signal(int sig)
 {
-    (void)sig;
+    caught = sig;
     eopt_train_interrupt();
 }
 
@@ -63,7 +65,9 @@ int eopt_cmd_train(int argc, char **argv)
         fprintf(stderr, "eopt train: %s\n", eopt_last_error());
         return 1;
     }
-    if (!res.interrupted) {
+    if (res.interrupted) /* checkpointed: exit as the signal would have, without a core */
+        return 128 + caught;
+    {
         printf("eval loss %.4f", res.eval_loss);
         if (cfg.model.kind == EOPT_MODEL_MLP)
             printf(", test accuracy %.2f%%", 100 * res.accuracy);

@@ -315,8 +315,11 @@ static eopt_status init_state_for(eopt_optimizer *opt, int i, dion_algo algo)
 
 static eopt_status dion_init_state(eopt_optimizer *opt, int i)
 {
+    const int g = eopt_optimizer_group_of(opt, i);
+    if (g < 0)
+        return eopt_fail(EOPT_ERR_ARG, "%s: no param group holds state index %d", opt->cls->id, i);
     dion_hp h;
-    EOPT_TRY(read_group(opt, eopt_optimizer_group_of(opt, i), &h));
+    EOPT_TRY(read_group(opt, g, &h));
     return init_state_for(opt, i, h.algo);
 }
 

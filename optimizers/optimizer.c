@@ -20,17 +20,21 @@ const eopt_optimizer_class *eopt_optimizer_find(const char *id)
 
 const eopt_optimizer_class *eopt_optimizer_find_checkpoint(const char *name, const char *source)
 {
-    const eopt_optimizer_class *first = NULL;
+    /* Prefer a class whose source_match occurs in the file's source; then one without a
+     * source_match (NVIDIA's Muon for "Muon"); then any class of that name. */
+    const eopt_optimizer_class *plain = NULL, *any = NULL;
     for (int k = 0; all_classes[k]; k++) {
         const eopt_optimizer_class *c = all_classes[k];
         if (strcmp(c->name, name) != 0)
             continue;
         if (source && c->source_match && strstr(source, c->source_match))
             return c;
-        if (!first && !c->source_match)
-            first = c;
+        if (!plain && !c->source_match)
+            plain = c;
+        if (!any)
+            any = c;
     }
-    return first;
+    return plain ? plain : any;
 }
 
 void eopt_state_clear(eopt_state *s)

@@ -78,7 +78,8 @@ struct eopt_optimizer {
 const eopt_optimizer_class *eopt_optimizer_find(const char *id);
 /* The class a checkpoint names: `class` attribute plus optional `source` (NULL if absent).
  * Among classes of that name, the one whose source_match occurs in `source` wins; without a
- * match, the first registered (NVIDIA's Muon for "Muon"). NULL if the name is unknown. */
+ * match, the first without a source_match (NVIDIA's Muon for "Muon"), else the first of that
+ * name. NULL if the name is unknown. */
 const eopt_optimizer_class *eopt_optimizer_find_checkpoint(const char *name, const char *source);
 /* A NULL-terminated list of every class (for messages and `eopt inspect`). */
 const eopt_optimizer_class *const *eopt_optimizer_classes(void);

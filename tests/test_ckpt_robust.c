@@ -552,7 +552,7 @@ static int count_files(const char *dir, const char *suffix, char *last, size_t s
 typedef struct {
     running r;
     eopt_param *all; /* r.params + big */
-    eopt_tensor big, big_grad;
+    eopt_tensor big;
 } workload;
 
 static void workload_open(workload *w)
@@ -628,7 +628,7 @@ Test(ckpt_robust, keeps_last_k)
  * kills it at a random moment (mostly inside a write: saving is most of a step). Then the newest
  * file must open, hold exactly the state of its step (an uninterrupted run recomputed here), and
  * resume to the same next step. */
-Test(ckpt_robust, sigkill_while_saving, .timeout = 120)
+Test(ckpt_robust, sigkill_while_saving)
 {
     enum { TRIALS = 24, KEEP = 3 };
     char dir[512];

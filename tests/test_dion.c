@@ -440,6 +440,81 @@ Test(dion_props, adamw_lion_first_step)
     rig_close(&r);
 }
 
+/* AdamW's bias correction uses the group counter t (a parameter that skipped step 1 still
+ * steps with t = 2), and cautious decay on both groups: AdamW adds lr wd X_old back where
+ * M X_old < 0, Lion decays only where X U >= 0. */
+Test(dion_props, adamw_group_step_and_cautious)
+{
+    rig r = {0};
+    rig_param(&r, 0, 32, 0, 101, 1.0f);
+    rig_param(&r, 1, 32, 0, 102, 1.0f);
+    eopt_dict hp[2] = {group("adamw", 0.01, 0.5), group("lion", 0.02, 0.5)};
+    eopt_dict_set(&hp[0], "cautious_wd", eopt_bool(1));
+    eopt_dict_set(&hp[1], "cautious_wd", eopt_bool(1));
+    const double b1 = 0.8, b2 = 0.9;
+    eopt_dict_set(&hp[0], "beta1", eopt_float(b1));
+    eopt_dict_set(&hp[0], "beta2", eopt_float(b2));
+    cr_assert_eq(rig_make(&r, "Dion2", NULL, 2, hp, (int[]){1, 1}), EOPT_OK, "%s", eopt_last_error());
+    eopt_tensor *g0 = r.opt->params[0].grad;
+    r.opt->params[0].grad = NULL;
+    static float x0[32], x1[32], g[32], l0[32], l1[32], lg[32];
+    download(&r.w[1], l0);
+    rig_step(&r, 103, 1); /* only lion moves */
+    download(&r.w[1], l1);
+    download(&r.g[1], lg);
+    download(&r.w[0], x0);
+    int kept = 0, masked = 0;
+    for (int k = 0; k < 32; k++) {
+        const float u = lg[k] > 0 ? 1.0f : -1.0f, keep = l0[k] * u >= 0 ? 1.0f : 0.0f;
+        kept += keep == 1.0f;
+        cr_assert_float_eq(l1[k], l0[k] - 0.02 * 0.5 * l0[k] * keep - 0.02 * u, 1e-6, "lion element %d", k);
+    }
+    r.opt->params[0].grad = g0;
+    rig_step(&r, 103, 2);
+    download(&r.w[0], x1);
+    download(&r.g[0], g);
+    const double bc1 = 1 - b1 * b1, bc2 = 1 - b2 * b2;
+    for (int k = 0; k < 32; k++) {
+        const double m = (1 - b1) * g[k], v = (1 - b2) * (double)g[k] * g[k];
+        const double decay = m * x0[k] < 0 ? 0.0 : 0.01 * 0.5;
+        masked += decay == 0.0;
+        const double want = x0[k] * (1 - decay) - 0.01 / bc1 * m / (sqrt(v) / sqrt(bc2) + 1e-8);
+        cr_assert_float_eq(x1[k], want, 1e-6, "adamw element %d: %.8g, want %.8g", k, x1[k], want);
+    }
+    cr_assert(kept > 0 && kept < 32 && masked > 0 && masked < 32, "the masks must be mixed (%d, %d)", kept, masked);
+    rig_close(&r);
+}
+
+/* use_polar_express = False orthogonalises with dion's NS5: from X = 0 (lr = 1, wd = 0, no
+ * adjustment) one step gives X = -NS5(G) exactly. */
+Test(dion_props, ns5_when_polar_express_is_off)
+{
+    const int m = 9, n = 14;
+    rig r = {0};
+    rig_param(&r, 0, m, n, 111, 0.0f);
+    eopt_dict hp = group(NULL, 1.0, 0.0), args = {0};
+    eopt_dict_set(&hp, "adjust_lr", (eopt_value){.kind = EOPT_VAL_NONE});
+    eopt_dict_set(&args, "use_polar_express", eopt_bool(0));
+    cr_assert_eq(rig_make(&r, "dion.Muon", &args, 1, &hp, (int[]){1}), EOPT_OK, "%s", eopt_last_error());
+    rig_step(&r, 113, 1);
+    eopt_tensor ref;
+    int64_t sh[2] = {m, n};
+    cr_assert_eq(eopt_tensor_alloc(&ref, be, EOPT_F32, 2, sh), EOPT_OK);
+    eopt_ns_config ns;
+    eopt_ns_dion(0, (double)1e-8f, &ns);
+    eopt_workspace ws;
+    eopt_ws_init(&ws, be);
+    cr_assert_eq(eopt_ns_orthogonalize(be, &ws, &ns, m, n, eopt_f32(&r.g[0]), eopt_f32(&ref)), EOPT_OK);
+    static float O[MAXN], X[MAXN];
+    download(&ref, O);
+    download(&r.w[0], X);
+    for (int k = 0; k < m * n; k++)
+        cr_assert_eq(X[k], -O[k], "element %d", k);
+    eopt_tensor_free(&ref);
+    eopt_ws_free(&ws);
+    rig_close(&r);
+}
+
 /* Lion's sign(0) = 0: a zero gradient on zero momentum moves the weight only by the decay. */
 Test(dion_props, lion_zero_gradient)
 {

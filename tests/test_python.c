@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <sys/wait.h>
 
-static void run_script(const char *script) {
+static void run_script(const char *script)
+{
     char cmd[512];
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/python/%s 2>&1", script);
     FILE *p = popen(cmd, "r");

@@ -72,10 +72,15 @@ static void setting_path(const config_setting_t *s, char *buf, size_t size)
         snprintf(buf + len, size - len, "%s[%d]", len ? "." : "", config_setting_index(s));
 }
 
-/* "file:line: path" (or "--set path" for a setting given on the command line). */
+/* "file:line: path" (or "--set path" for a setting given on the command line; just "file"
+ * for an absent section). */
 static const char *where(const parser *p, const config_setting_t *s, char *buf, size_t size)
 {
     char path[EOPT_CFG_PATH_MAX];
+    if (!s) {
+        snprintf(buf, size, "%s", p->name);
+        return buf;
+    }
     setting_path(s, path, sizeof path);
     int line = (int)config_setting_source_line(s);
     if (line > 0)
@@ -212,8 +217,7 @@ static eopt_status get_str(const parser *p, const config_setting_t *g, const cha
     const config_setting_t *s = member(g, key);
     if (!s) {
         if (!def)
-            return g ? bad(p, g, "missing key '%s'", key)
-                     : eopt_fail(EOPT_ERR_CONFIG, "%s: missing key '%s'", p->name, key);
+            return bad(p, g, "missing key '%s'", key);
         snprintf(out, size, "%s", def);
         return EOPT_OK;
     }
@@ -301,17 +305,14 @@ static eopt_status parse_data(parser *p, const config_setting_t *g)
                      sizeof c->data.path));
     EOPT_TRY(get_float(p, g, "val_fraction", 0, 0.9, 0.1, &c->data.val_fraction));
     EOPT_TRY(get_bool(p, g, "normalize", 1, &c->data.normalize));
-    const config_setting_t *w = g ? g : NULL;
-    if (kind == EOPT_DATA_TEXT && c->model.kind != EOPT_MODEL_GPT)
-        return w ? bad(p, w, "text data needs model.kind = \"gpt\"")
-                 : eopt_fail(EOPT_ERR_CONFIG, "%s: the mlp model needs data.kind = \"fashion-mnist\"", p->name);
-    if (kind == EOPT_DATA_FASHION_MNIST) {
-        const eopt_model_config *m = &c->model;
-        if (m->kind != EOPT_MODEL_MLP || m->dims[0] != 784 || m->dims[m->ndims - 1] != 10)
-            return w ? bad(p, w, "fashion-mnist needs an mlp with dims [784, ..., 10]")
-                     : eopt_fail(EOPT_ERR_CONFIG, "%s: fashion-mnist needs an mlp with dims [784, ..., 10]",
-                                 p->name);
-    }
+    const eopt_model_config *m = &c->model;
+    if (kind == EOPT_DATA_TEXT && m->kind != EOPT_MODEL_GPT)
+        return bad(p, g, "text data needs model.kind = \"gpt\"");
+    if (kind == EOPT_DATA_TEXT && m->vocab_size < EOPT_TEXT_VOCAB)
+        return bad(p, g, "byte-level text needs model.vocab_size >= %d", EOPT_TEXT_VOCAB);
+    if (kind == EOPT_DATA_FASHION_MNIST &&
+        (m->kind != EOPT_MODEL_MLP || m->dims[0] != 784 || m->dims[m->ndims - 1] != 10))
+        return bad(p, g, "fashion-mnist needs an mlp with dims [784, ..., 10]");
     return EOPT_OK;
 }
 

@@ -41,8 +41,8 @@ typedef struct {
     double best_eval;
     FILE *metrics;
     int bar;                                   /* progress on a terminal line */
-    double t_train;
-    int64_t items_done;                        /* tokens or samples since this call started */
+    double t_train;                            /* seconds in training steps since this call started */
+    int64_t steps_run, items_done;             /* steps and tokens (or samples) since then */
 } trainer;
 
 static double now(void)
@@ -403,6 +403,7 @@ static void json_num(FILE *f, const char *key, double v)
 }
 
 typedef struct {
+    int64_t step; /* 1-based: the step just taken */
     double loss, grad_norm, eval_loss, accuracy, rate;
     int logged, evaluated, nonfinite;
 } step_info;
@@ -413,7 +414,7 @@ static void write_metrics(trainer *t, const step_info *si)
     eopt_model *m = t->model;
     if (!f)
         return;
-    fprintf(f, "{\"step\": %lld", (long long)t->step);
+    fprintf(f, "{\"step\": %lld", (long long)si->step);
     if (si->nonfinite)
         fprintf(f, ", \"event\": \"nonfinite\", \"action\": \"%s\"",
                 t->cfg->run.on_nonfinite == EOPT_NONFINITE_SKIP ? "skip" : "stop");
@@ -465,10 +466,7 @@ static void progress(trainer *t, const step_info *si)
     if (t->o->quiet || c->log.progress == EOPT_PROGRESS_NONE)
         return;
     char eta[32], line[256];
-    int64_t left = c->run.steps - t->step;
-    double per_step = t->t_train / (double)(t->items_done ? t->items_done : 1) *
-                      (double)c->run.batch_size * c->run.grad_accum * (is_gpt(t) ? c->run.seq_len : 1);
-    fmt_time(per_step * (double)left, eta, sizeof eta);
+    fmt_time(t->t_train / (double)t->steps_run * (double)(c->run.steps - t->step), eta, sizeof eta);
     int n = snprintf(line, sizeof line, "step %lld/%lld | loss %.4f", (long long)t->step, (long long)c->run.steps,
                      si->loss);
     if (si->evaluated)
@@ -551,6 +549,7 @@ static eopt_status train_step(trainer *t, step_info *si, eopt_train_result *res)
     eopt_model *m = t->model;
     double t0 = now();
     memset(si, 0, sizeof *si);
+    si->step = t->step + 1;
     si->eval_loss = si->accuracy = NAN;
     EOPT_TRY(accumulate(t, &si->loss));
     grad_sumsq(t);
@@ -584,6 +583,7 @@ static eopt_status train_step(trainer *t, step_info *si, eopt_train_result *res)
             param_stats(t);
     }
     t->step++;
+    t->steps_run++;
     t->t_train += now() - t0;
     t->items_done += (int64_t)c->run.batch_size * c->run.grad_accum * (is_gpt(t) ? c->run.seq_len : 1);
     si->rate = (double)t->items_done / t->t_train;

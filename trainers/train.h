@@ -6,7 +6,13 @@
  * then evaluation, metrics (JSON lines), progress, and checkpoints as configured. A checkpoint
  * holds the model, the optimizers, /schedules/<name> and /trainer (step and data sampler), so
  * that a resumed run continues bit for bit: on the CPU, N steps in one go equal k steps, a
- * resume, and N - k steps. */
+ * resume, and N - k steps.
+ *
+ * Metrics (log.metrics, JSON lines), one line per step: {"step", "train_loss", "grad_norm"}, plus
+ * "eval_loss" (and "eval_accuracy" for the MLP) on evaluation steps, plus on every log.interval-th
+ * step "tokens_per_s" / "samples_per_s" and "optimizers": {name: {"lr" (first group),
+ * "softening", "grad_norm", "update_rms", "param_norm"}}. A non-finite step adds
+ * "event": "nonfinite" and "action": "stop" | "skip" (non-finite numbers are written as null). */
 #ifndef EOPT_TRAIN_H
 #define EOPT_TRAIN_H
 

@@ -185,7 +185,9 @@ def _write_optimizer(g, rec, where):
     groups = g.create_group("param_groups")
     for gi, group in enumerate(rec.state_dict["param_groups"]):
         pg = groups.create_group(str(gi))
-        _write_attrs(pg, OrderedDict((k, v) for k, v in group.items() if k != "params"), "%s/param_groups/%d" % (where, gi))
+        # torch >= 2.6 may keep the names in the group too; /param_names holds them already
+        hp = OrderedDict((k, v) for k, v in group.items() if k not in ("params", "param_names"))
+        _write_attrs(pg, hp, "%s/param_groups/%d" % (where, gi))
         pg.create_dataset("params", data=np.asarray(group["params"], dtype=np.int64).reshape(-1))
     state = g.create_group("state")
     for index in sorted(rec.state_dict["state"], key=int):

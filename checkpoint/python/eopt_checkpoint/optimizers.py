@@ -37,7 +37,7 @@ _DION = {
 }
 # dion keeps only the orthogonaliser it picked (megabatch_base.py); its name gives back the
 # flags (use_polar_express, use_triton, use_gram_newton_schulz). The gram variant is a lambda
-# over `_gns` and forces use_polar_express.
+# over `_gns` that forces use_polar_express and hides use_triton (pass it explicitly).
 _DION_ORTHO = {
     "polar_express": (1, 0, 0),
     "polar_express_triton": (1, 1, 0),
@@ -85,9 +85,8 @@ def _dion_ortho_flags(opt):
     if fn is None:
         return {}
     name = getattr(fn, "__name__", "")
-    if name == "<lambda>" and "_gns" in closure_values(fn):
-        return OrderedDict(use_polar_express=True, use_triton="triton" in repr(closure_values(fn)["_gns"]),
-                           use_gram_newton_schulz=True)
+    if name == "<lambda>" and "_gns" in closure_values(fn):  # use_triton is not recoverable here
+        return OrderedDict(use_polar_express=True, use_gram_newton_schulz=True)
     if name in _DION_ORTHO:
         pe, tr, gram = _DION_ORTHO[name]
         return OrderedDict(use_polar_express=bool(pe), use_triton=bool(tr), use_gram_newton_schulz=bool(gram))

@@ -78,7 +78,10 @@ def optimizer_state_dict(rec, opt=None):
     if opt is not None:
         if len(opt.param_groups) != len(sd["param_groups"]):
             raise ValueError("%s has %d param groups, the file %d" % (type(opt).__name__, len(opt.param_groups), len(sd["param_groups"])))
-        for live, g in zip(opt.param_groups, sd["param_groups"]):
+        for gi, (live, g) in enumerate(zip(opt.param_groups, sd["param_groups"])):
+            if len(live["params"]) != len(g["params"]):
+                raise ValueError("%s param group %d holds %d parameters, the file's %d" % (
+                    type(opt).__name__, gi, len(live["params"]), len(g["params"])))
             for k in live:
                 if k not in g and k != "params":
                     g[k] = None

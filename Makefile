@@ -24,7 +24,9 @@ ifeq ($(CUDA),1)
   # --fmad=false: no contraction of a*b+c into FMA, so the shared element-wise math rounds as
   # on the CPU (C11 mode contracts nothing) and the backends agree bit for bit.
   NVFLAGS := -O2 -std=c++17 -Xcompiler -fPIC,-Wall,-Wextra -I. -arch=sm_90 --fmad=false -Werror all-warnings
-  LDLIBS  += -L$(CUDA_HOME)/lib64 -lcublas -lcusolver -lcurand -lcudart -lstdc++
+  # No cuRAND: random numbers come from the counter-based Philox shared with the CPU
+  # (framework/rng.h), so both backends draw identical numbers from the same seed.
+  LDLIBS  += -L$(CUDA_HOME)/lib64 -lcublas -lcusolver -lcudart -lstdc++
   CFLAGS  += -DEOPT_CUDA=1
 endif
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.cu.o)

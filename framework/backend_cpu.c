@@ -135,23 +135,37 @@ static void cpu_reduce(eopt_backend *be, eopt_reduce_op op, eopt_axis axis, int 
     }
 }
 
+/* Moves one selected element between `full` and `part`. */
+static inline void index_move(eopt_index_mode mode, float *f, float *p, float alpha)
+{
+    if (mode == EOPT_INDEX_GATHER)
+        *p = *f;
+    else if (mode == EOPT_INDEX_SCATTER)
+        *f = *p;
+    else
+        *f += alpha * *p;
+}
+
 static void cpu_index(eopt_backend *be, eopt_index_mode mode, eopt_axis axis, int rows, int cols,
                       const int32_t *idx, int k, float *full, float *part, float alpha)
 {
     (void)be;
-    /* element (j, t) of the selection: row idx[j] col t (rows), or row t col idx[j] (cols) */
-    const int len = axis == EOPT_AXIS_ROWS ? cols : rows;
-    for (int j = 0; j < k; j++)
-        for (int t = 0; t < len; t++) {
-            float *f = axis == EOPT_AXIS_ROWS ? &full[(size_t)idx[j] * cols + t] : &full[(size_t)t * cols + idx[j]];
-            float *p = axis == EOPT_AXIS_ROWS ? &part[(size_t)j * cols + t] : &part[(size_t)t * k + j];
-            if (mode == EOPT_INDEX_GATHER)
-                *p = *f;
-            else if (mode == EOPT_INDEX_SCATTER)
-                *f = *p;
-            else
-                *f += alpha * *p;
-        }
+    const int64_t work = (int64_t)k * (axis == EOPT_AXIS_ROWS ? cols : rows);
+    /* Threads split the dimension that is not indexed, so repeated indices in a scatter never
+     * race and each thread walks contiguous memory: element (j, t) is row idx[j], column t
+     * (rows) or row t, column idx[j] (cols). */
+    if (axis == EOPT_AXIS_ROWS) {
+#pragma omp parallel for schedule(static) if (work >= PAR_MIN)
+        for (int t0 = 0; t0 < cols; t0 += 64)
+            for (int j = 0; j < k; j++)
+                for (int t = t0; t < cols && t < t0 + 64; t++)
+                    index_move(mode, &full[(size_t)idx[j] * cols + t], &part[(size_t)j * cols + t], alpha);
+    } else {
+#pragma omp parallel for schedule(static) if (work >= PAR_MIN)
+        for (int t = 0; t < rows; t++)
+            for (int j = 0; j < k; j++)
+                index_move(mode, &full[(size_t)t * cols + idx[j]], &part[(size_t)t * k + j], alpha);
+    }
 }
 
 static const float *sort_keys;

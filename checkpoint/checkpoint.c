@@ -768,18 +768,37 @@ const eopt_tensor *eopt_ckpt_trainer_data(const eopt_ckpt *ck, const char *name)
 /* ------------------------------------------------------------------------------------------
  * Applying a checkpoint */
 
-eopt_status eopt_ckpt_load_model(const eopt_ckpt *ck, eopt_param *params, int nparams)
+/* The model must match the file exactly, as torch's strict load_state_dict: every parameter
+ * present with its shape, and no stored tensor (alias names aside) the model lacks. */
+static eopt_status check_model(const eopt_ckpt *ck, const eopt_param *params, int nparams)
 {
     char sa[64], sb[64];
     for (int i = 0; i < nparams; i++) {
         const eopt_tensor *t = eopt_ckpt_tensor(ck, params[i].name);
         if (!t)
             return eopt_fail(EOPT_ERR_FORMAT, "%s:/model/%s: parameter is missing", ck->path, params[i].name);
-        if (!eopt_tensor_same_shape(t, params[i].w) || params[i].w->dtype != EOPT_F32)
+        if (params[i].w->dtype != EOPT_F32)
+            return eopt_fail(EOPT_ERR_ARG, "%s:/model/%s: the model's tensor is %s, checkpoints hold float32",
+                             ck->path, params[i].name, eopt_dtype_name(params[i].w->dtype));
+        if (!eopt_tensor_same_shape(t, params[i].w))
             return eopt_fail(EOPT_ERR_SHAPE, "%s:/model/%s: shape %s in the file, %s in the model", ck->path,
                              params[i].name, eopt_shape_str(t->ndim, t->shape, sa, sizeof sa),
                              eopt_shape_str(params[i].w->ndim, params[i].w->shape, sb, sizeof sb));
     }
+    for (int k = 0; k < eopt_ckpt_num_tensors(ck); k++) {
+        const char *name = eopt_ckpt_tensor_name(ck, k);
+        int found = 0;
+        for (int i = 0; i < nparams && !found; i++)
+            found = strcmp(params[i].name, name) == 0 || eopt_ckpt_tensor(ck, params[i].name) == eopt_ckpt_tensor(ck, name);
+        if (!found)
+            return eopt_fail(EOPT_ERR_FORMAT, "%s:/model/%s: the model has no such parameter", ck->path, name);
+    }
+    return EOPT_OK;
+}
+
+eopt_status eopt_ckpt_load_model(const eopt_ckpt *ck, eopt_param *params, int nparams)
+{
+    EOPT_TRY(check_model(ck, params, nparams));
     for (int i = 0; i < nparams; i++)
         EOPT_TRY(eopt_tensor_copy(params[i].w, eopt_ckpt_tensor(ck, params[i].name)));
     return EOPT_OK;
@@ -1018,19 +1037,55 @@ static eopt_status same_structure(const eopt_optimizer *file, const eopt_optimiz
     return EOPT_OK;
 }
 
-eopt_status eopt_ckpt_load_optimizer(const eopt_ckpt *ck, const char *name, eopt_optimizer *opt)
+/* Replaces the running optimizer's contents by the one built from the file: the class's impl
+ * was built for the file's groups and state, so whole objects are exchanged. */
+static void swap_optimizers(eopt_optimizer *a, eopt_optimizer *b)
+{
+    eopt_optimizer tmp = *a;
+    *a = *b;
+    *b = tmp;
+}
+
+/* Builds the file's optimizer `name` for the running `opt` and checks they agree. */
+static eopt_status build_matching(const eopt_ckpt *ck, const char *name, const eopt_optimizer *opt,
+                                  eopt_optimizer **file)
 {
     char where[2048];
     snprintf(where, sizeof where, "%.1500s:/optimizers/%.300s", ck->path, name);
-    eopt_optimizer *file = NULL;
-    EOPT_TRY(eopt_ckpt_create_optimizer(ck, name, opt->be, opt->params, opt->nparams, &file));
-    eopt_status st = same_structure(file, opt, where);
-    if (st == EOPT_OK) {
-        /* Swap whole objects: the class's impl was built for the file's groups and state. */
-        eopt_optimizer tmp = *opt;
-        *opt = *file;
-        *file = tmp;
+    EOPT_TRY(eopt_ckpt_create_optimizer(ck, name, opt->be, opt->params, opt->nparams, file));
+    eopt_status st = same_structure(*file, opt, where);
+    if (st != EOPT_OK) {
+        eopt_optimizer_free(*file);
+        *file = NULL;
     }
+    return st;
+}
+
+eopt_status eopt_ckpt_load_optimizer(const eopt_ckpt *ck, const char *name, eopt_optimizer *opt)
+{
+    eopt_optimizer *file = NULL;
+    EOPT_TRY(build_matching(ck, name, opt, &file));
+    swap_optimizers(opt, file);
     eopt_optimizer_free(file);
+    return EOPT_OK;
+}
+
+eopt_status eopt_checkpoint_apply(const eopt_ckpt *ck, eopt_param *params, int nparams, int nopt,
+                                  const char *const *names, eopt_optimizer *const *opts)
+{
+    EOPT_TRY(check_model(ck, params, nparams));
+    eopt_optimizer **fresh = calloc((size_t)(nopt ? nopt : 1), sizeof *fresh);
+    if (!fresh)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    eopt_status st = EOPT_OK;
+    for (int k = 0; k < nopt && st == EOPT_OK; k++)
+        st = build_matching(ck, names[k], opts[k], &fresh[k]);
+    if (st == EOPT_OK)
+        st = eopt_ckpt_load_model(ck, params, nparams); /* validated above: only copies */
+    for (int k = 0; k < nopt && st == EOPT_OK; k++)
+        swap_optimizers(opts[k], fresh[k]);
+    for (int k = 0; k < nopt; k++)
+        eopt_optimizer_free(fresh[k]);
+    free(fresh);
     return st;
 }

@@ -81,6 +81,14 @@ eopt_status eopt_ckpt_create_optimizer(const eopt_ckpt *ck, const char *name, eo
  * the file. Nothing changes on error. */
 eopt_status eopt_ckpt_load_optimizer(const eopt_ckpt *ck, const char *name, eopt_optimizer *opt);
 
+/* Resumes a running model and its optimizers from an open checkpoint, all or nothing: the
+ * model must match the file exactly (every parameter present with its shape, no stored tensor
+ * the model lacks, as torch's strict load_state_dict), and every optimizer names[k] is rebuilt
+ * from the file, bound to its running parameters and checked against opts[k] (class,
+ * arguments, groups, parameter names) before the model or any optimizer changes. */
+eopt_status eopt_checkpoint_apply(const eopt_ckpt *ck, eopt_param *params, int nparams, int nopt,
+                                  const char *const *names, eopt_optimizer *const *opts);
+
 const eopt_dict *eopt_ckpt_schedule(const eopt_ckpt *ck, const char *name); /* NULL if absent */
 const eopt_dict *eopt_ckpt_trainer(const eopt_ckpt *ck);                   /* NULL if absent */
 const eopt_tensor *eopt_ckpt_trainer_data(const eopt_ckpt *ck, const char *name);

@@ -23,12 +23,4 @@ eopt_status eopt_checkpoint_prune(const char *dir, const char *prefix, int keep)
 eopt_status eopt_checkpoint_open_latest(const char *dir, const char *prefix, const eopt_ckpt_options *opt,
                                         eopt_ckpt **out);
 
-/* Resumes a running model and its optimizers from an open checkpoint, all or nothing: the
- * model must match the file exactly (every parameter present with its shape, no stored tensor
- * the model lacks, as torch's strict load_state_dict), and every optimizer names[k] is rebuilt
- * from the file, bound to its running parameters and checked against opts[k] (class,
- * arguments, groups, parameter names) before the model or any optimizer changes. */
-eopt_status eopt_checkpoint_apply(const eopt_ckpt *ck, eopt_param *params, int nparams, int nopt,
-                                  const char *const *names, eopt_optimizer *const *opts);
-
 #endif

@@ -12,6 +12,7 @@
 #include "eopt.h"
 #include "optimizers/dion.h"
 #include "optimizers/newton_schulz.h"
+#include "tests/testutil.h"
 
 static eopt_backend *be;
 
@@ -20,15 +21,7 @@ static void teardown(void) { eopt_backend_close(be); }
 
 /* ---- harness: parameters on the backend, host copies in and out ---- */
 
-#define MAXP 4
 #define MAXN 12000
-
-typedef struct {
-    int np;
-    eopt_tensor w[MAXP], g[MAXP];
-    eopt_param p[MAXP];
-    eopt_optimizer *opt;
-} rig;
 
 /* Deterministic test numbers in (-1, 1), never 0. */
 static float num(uint64_t seed, int64_t k)
@@ -36,16 +29,6 @@ static float num(uint64_t seed, int64_t k)
     uint64_t x = seed * 0x9E3779B97F4A7C15ull + (uint64_t)k * 0xBF58476D1CE4E5B9ull + 1;
     x ^= x >> 31, x *= 0x94D049BB133111EBull, x ^= x >> 29;
     return (float)(((double)(x >> 11) + 0.5) / 9007199254740992.0 * 2.0 - 1.0);
-}
-
-static void upload(eopt_tensor *t, const float *h)
-{
-    cr_assert_eq(eopt_tensor_from_host(t, h, (size_t)t->numel * sizeof(float)), EOPT_OK);
-}
-
-static void download(const eopt_tensor *t, float *h)
-{
-    cr_assert_eq(eopt_tensor_to_host(t, h, (size_t)t->numel * sizeof(float)), EOPT_OK);
 }
 
 /* Parameter i: shape (r, c) (c = 0: 1-D of r), weights from seed (scale 0: zeros). */
@@ -59,10 +42,11 @@ static void rig_param(rig *r, int i, int64_t rows, int64_t cols, uint64_t seed, 
     static float h[MAXN];
     for (int64_t k = 0; k < r->w[i].numel; k++)
         h[k] = scale * num(seed + 77 * (uint64_t)i, k);
-    upload(&r->w[i], h);
+    tu_upload(&r->w[i], h);
     snprintf(r->p[i].name, sizeof r->p[i].name, "p%d", i);
     r->p[i].w = &r->w[i];
     r->p[i].grad = &r->g[i];
+    r->be = be;
     if (i >= r->np)
         r->np = i + 1;
 }
@@ -73,39 +57,23 @@ static eopt_status rig_make(rig *r, const char *cls, const eopt_dict *args, int 
     return eopt_optimizer_create(cls, be, args, ngroups, hp, sizes, r->p, r->np, &r->opt);
 }
 
-static void rig_close(rig *r)
-{
-    eopt_optimizer_free(r->opt);
-    for (int i = 0; i < r->np; i++)
-        eopt_tensor_free(&r->w[i]), eopt_tensor_free(&r->g[i]);
-    memset(r, 0, sizeof *r);
-}
-
 /* Gradients of step t (the same for equal seeds), then one step. */
-static void rig_step(rig *r, uint64_t seed, int t)
+static void rig_num_step(rig *r, uint64_t seed, int t)
 {
     static float h[MAXN];
     for (int i = 0; i < r->np; i++) {
         for (int64_t k = 0; k < r->g[i].numel; k++)
             h[k] = num(seed * 1000 + (uint64_t)t * 10 + (uint64_t)i, k);
-        upload(&r->g[i], h);
+        tu_upload(&r->g[i], h);
     }
-    cr_assert_eq(eopt_optimizer_step(r->opt), EOPT_OK, "%s", eopt_last_error());
+    rig_step(r);
 }
 
 static void state_host(rig *r, int i, const char *key, float *h)
 {
     eopt_tensor *t = eopt_state_get(r->opt, i, key);
     cr_assert(t, "no state '%s' for parameter %d", key, i);
-    download(t, h);
-}
-
-static double max_abs_diff(const float *a, const float *b, int64_t n)
-{
-    double d = 0;
-    for (int64_t k = 0; k < n; k++)
-        d = fmax(d, fabs((double)a[k] - (double)b[k]));
-    return d;
+    tu_download(t, h);
 }
 
 static double max_abs(const float *a, int64_t n)
@@ -143,11 +111,11 @@ Test(dion_props, softening_endpoints)
     eopt_dict_set(&hp, "adjust_lr", (eopt_value){.kind = EOPT_VAL_NONE});
     int one = 1;
     cr_assert_eq(rig_make(&r, "dion.Muon", NULL, 1, &hp, &one), EOPT_OK, "%s", eopt_last_error());
-    rig_step(&r, 5, 1);
+    rig_num_step(&r, 5, 1);
     /* reference: O = polar_express(G) with the group epsilon, computed directly */
     static float G[MAXN], X[MAXN], O[MAXN];
-    download(&r.g[0], G);
-    download(&r.w[0], X);
+    tu_download(&r.g[0], G);
+    tu_download(&r.w[0], X);
     eopt_tensor ref;
     int64_t sh[2] = {m, n};
     cr_assert_eq(eopt_tensor_alloc(&ref, be, EOPT_F32, 2, sh), EOPT_OK);
@@ -156,7 +124,7 @@ Test(dion_props, softening_endpoints)
     eopt_workspace ws;
     eopt_ws_init(&ws, be);
     cr_assert_eq(eopt_ns_orthogonalize(be, &ws, &ns, m, n, eopt_f32(&r.g[0]), eopt_f32(&ref)), EOPT_OK);
-    download(&ref, O);
+    tu_download(&ref, O);
     for (int k = 0; k < m * n; k++)
         cr_assert_eq(X[k], -O[k], "s = 0: element %d is %.9g, -NS(G) is %.9g", k, X[k], -O[k]);
 
@@ -164,9 +132,9 @@ Test(dion_props, softening_endpoints)
     cr_assert_eq(eopt_dict_set(&r.opt->args, "softening", eopt_float(1.0)), EOPT_OK);
     static float X1[MAXN], M[MAXN], X2[MAXN];
     memcpy(X1, X, sizeof X1);
-    rig_step(&r, 5, 2);
+    rig_num_step(&r, 5, 2);
     state_host(&r, 0, "momentum", M);
-    download(&r.w[0], X2);
+    tu_download(&r.w[0], X2);
     double nrm = 0;
     for (int k = 0; k < m * n; k++)
         nrm += (double)M[k] * M[k];
@@ -211,8 +179,8 @@ Test(dion_props, momentum_sum)
         double want[60] = {0};
         static float G[MAXN], M[MAXN];
         for (int t = 1; t <= 4; t++) {
-            rig_step(&r, 11, t);
-            download(&r.g[0], G);
+            rig_num_step(&r, 11, t);
+            tu_download(&r.g[0], G);
             for (int k = 0; k < 60; k++)
                 want[k] = 0.8 * want[k] + G[k];
         }
@@ -238,29 +206,29 @@ static void compare_runs(const char *ca, const eopt_dict *ha, const char *cb, co
     cr_assert_eq(rig_make(&a, ca, NULL, 1, ha, &one), EOPT_OK, "%s", eopt_last_error());
     cr_assert_eq(rig_make(&b, cb, NULL, 1, hb, &one), EOPT_OK, "%s", eopt_last_error());
     static float x0[MAXN], xa[MAXN], xb[MAXN], ma[MAXN], mb[MAXN];
-    download(&a.w[0], x0);
+    tu_download(&a.w[0], x0);
     for (int t = 1; t <= 4; t++) {
-        rig_step(&a, 31, t);
-        rig_step(&b, 31, t);
+        rig_num_step(&a, 31, t);
+        rig_num_step(&b, 31, t);
     }
     const int64_t mn = m * n;
-    download(&a.w[0], xa);
-    download(&b.w[0], xb);
+    tu_download(&a.w[0], xa);
+    tu_download(&b.w[0], xb);
     double moved = 0;
     for (int64_t k = 0; k < mn; k++)
         moved = fmax(moved, fabs((double)xa[k] - x0[k]));
     cr_assert_gt(moved, 1e-3);
-    cr_assert_leq(max_abs_diff(xa, xb, mn) / moved, 1e-5, "%s vs %s (%lldx%lld): weights differ by %.3g of the movement",
-                  ca, cb, (long long)m, (long long)n, max_abs_diff(xa, xb, mn) / moved);
+    cr_assert_leq(tu_max_abs_diff(xa, xb, mn) / moved, 1e-5, "%s vs %s (%lldx%lld): weights differ by %.3g of the movement",
+                  ca, cb, (long long)m, (long long)n, tu_max_abs_diff(xa, xb, mn) / moved);
     state_host(&a, 0, "momentum", ma);
     state_host(&b, 0, "momentum", mb);
     for (int64_t k = 0; k < mn; k++)
         ma[k] *= factor;
-    cr_assert_leq(max_abs_diff(ma, mb, mn), 1e-5 * max_abs(ma, mn), "%s vs %s: momentum", ca, cb);
+    cr_assert_leq(tu_max_abs_diff(ma, mb, mn), 1e-5 * max_abs(ma, mn), "%s vs %s: momentum", ca, cb);
     if (with_variance) {
         state_host(&a, 0, "variance_neuron", ma);
         state_host(&b, 0, "variance_neuron", mb);
-        cr_assert_leq(max_abs_diff(ma, mb, m), 1e-5 * max_abs(ma, m), "%s vs %s: variance_neuron", ca, cb);
+        cr_assert_leq(tu_max_abs_diff(ma, mb, m), 1e-5 * max_abs(ma, m), "%s vs %s: variance_neuron", ca, cb);
     }
     rig_close(&a);
     rig_close(&b);
@@ -306,13 +274,13 @@ static void check_slices(const char *cls, int64_t m, int64_t n, double fraction,
     eopt_dict_set(&hp, "fraction", eopt_float(fraction));
     eopt_dict_set(&hp, cls[0] == 'D' ? "ef_decay" : "mu", eopt_float(0.7));
     cr_assert_eq(rig_make(&r, cls, NULL, 1, &hp, &one), EOPT_OK, "%s", eopt_last_error());
-    rig_step(&r, 43, 1);
+    rig_num_step(&r, 43, 1);
     static float x0[MAXN], m0[MAXN], g[MAXN], x1[MAXN], m1[MAXN];
-    download(&r.w[0], x0);
+    tu_download(&r.w[0], x0);
     state_host(&r, 0, "momentum", m0);
-    rig_step(&r, 43, 2);
-    download(&r.g[0], g);
-    download(&r.w[0], x1);
+    rig_num_step(&r, 43, 2);
+    tu_download(&r.g[0], g);
+    tu_download(&r.w[0], x1);
     state_host(&r, 0, "momentum", m1);
     const float decay = 1.0f - 0.05f * 0.2f;
     const int64_t K = want_rows ? m : n, L = want_rows ? n : m;
@@ -372,7 +340,7 @@ Test(dion_props, normuon_first_step)
     eopt_dict_set(&hp, "adjust_lr", (eopt_value){.kind = EOPT_VAL_NONE});
     eopt_dict_set(&hp, "muon_beta2", eopt_float(0.9));
     cr_assert_eq(rig_make(&r, "NorMuon", NULL, 1, &hp, &one), EOPT_OK, "%s", eopt_last_error());
-    rig_step(&r, 53, 1);
+    rig_num_step(&r, 53, 1);
     eopt_tensor ref;
     int64_t sh[2] = {m, n};
     cr_assert_eq(eopt_tensor_alloc(&ref, be, EOPT_F32, 2, sh), EOPT_OK);
@@ -382,8 +350,8 @@ Test(dion_props, normuon_first_step)
     eopt_ws_init(&ws, be);
     cr_assert_eq(eopt_ns_orthogonalize(be, &ws, &ns, m, n, eopt_f32(&r.g[0]), eopt_f32(&ref)), EOPT_OK);
     static float O[MAXN], X[MAXN], V[64];
-    download(&ref, O);
-    download(&r.w[0], X);
+    tu_download(&ref, O);
+    tu_download(&r.w[0], X);
     state_host(&r, 0, "variance_neuron", V);
     double no = 0, nx = 0;
     for (int k = 0; k < m * n; k++)
@@ -423,12 +391,12 @@ Test(dion_props, adamw_lion_first_step)
     cr_assert_eq(r.opt->state[2].n, 1);
     static float x0[3][64], x1[3][64], g[3][64];
     for (int i = 0; i < 3; i++)
-        download(&r.w[i], x0[i]);
+        tu_download(&r.w[i], x0[i]);
     r.opt->params[0].grad = NULL; /* the matrix group has no gradient this step */
-    rig_step(&r, 65, 1);
+    rig_num_step(&r, 65, 1);
     for (int i = 0; i < 3; i++)
-        download(&r.w[i], x1[i]), download(&r.g[i], g[i]);
-    cr_assert_eq(max_abs_diff(x0[0], x1[0], 64), 0.0, "a parameter without gradient must not move");
+        tu_download(&r.w[i], x1[i]), tu_download(&r.g[i], g[i]);
+    cr_assert_eq(tu_max_abs_diff(x0[0], x1[0], 64), 0.0, "a parameter without gradient must not move");
     for (int k = 0; k < 16; k++) {
         const double want = x0[1][k] * (1.0 - 0.003 * 0.1) - 0.003 * g[1][k] / (fabs(g[1][k]) + 1e-8);
         cr_assert_float_eq(x1[1][k], want, 1e-6, "adamw element %d: %.8g, want %.8g", k, x1[1][k], want);
@@ -458,11 +426,11 @@ Test(dion_props, adamw_group_step_and_cautious)
     eopt_tensor *g0 = r.opt->params[0].grad;
     r.opt->params[0].grad = NULL;
     static float x0[32], x1[32], g[32], l0[32], l1[32], lg[32];
-    download(&r.w[1], l0);
-    rig_step(&r, 103, 1); /* only lion moves */
-    download(&r.w[1], l1);
-    download(&r.g[1], lg);
-    download(&r.w[0], x0);
+    tu_download(&r.w[1], l0);
+    rig_num_step(&r, 103, 1); /* only lion moves */
+    tu_download(&r.w[1], l1);
+    tu_download(&r.g[1], lg);
+    tu_download(&r.w[0], x0);
     int kept = 0, masked = 0;
     for (int k = 0; k < 32; k++) {
         const float u = lg[k] > 0 ? 1.0f : -1.0f, keep = l0[k] * u >= 0 ? 1.0f : 0.0f;
@@ -470,9 +438,9 @@ Test(dion_props, adamw_group_step_and_cautious)
         cr_assert_float_eq(l1[k], l0[k] - 0.02 * 0.5 * l0[k] * keep - 0.02 * u, 1e-6, "lion element %d", k);
     }
     r.opt->params[0].grad = g0;
-    rig_step(&r, 103, 2);
-    download(&r.w[0], x1);
-    download(&r.g[0], g);
+    rig_num_step(&r, 103, 2);
+    tu_download(&r.w[0], x1);
+    tu_download(&r.g[0], g);
     const double bc1 = 1 - b1 * b1, bc2 = 1 - b2 * b2;
     for (int k = 0; k < 32; k++) {
         const double m = (1 - b1) * g[k], v = (1 - b2) * (double)g[k] * g[k];
@@ -496,7 +464,7 @@ Test(dion_props, ns5_when_polar_express_is_off)
     eopt_dict_set(&hp, "adjust_lr", (eopt_value){.kind = EOPT_VAL_NONE});
     eopt_dict_set(&args, "use_polar_express", eopt_bool(0));
     cr_assert_eq(rig_make(&r, "dion.Muon", &args, 1, &hp, (int[]){1}), EOPT_OK, "%s", eopt_last_error());
-    rig_step(&r, 113, 1);
+    rig_num_step(&r, 113, 1);
     eopt_tensor ref;
     int64_t sh[2] = {m, n};
     cr_assert_eq(eopt_tensor_alloc(&ref, be, EOPT_F32, 2, sh), EOPT_OK);
@@ -506,8 +474,8 @@ Test(dion_props, ns5_when_polar_express_is_off)
     eopt_ws_init(&ws, be);
     cr_assert_eq(eopt_ns_orthogonalize(be, &ws, &ns, m, n, eopt_f32(&r.g[0]), eopt_f32(&ref)), EOPT_OK);
     static float O[MAXN], X[MAXN];
-    download(&ref, O);
-    download(&r.w[0], X);
+    tu_download(&ref, O);
+    tu_download(&r.w[0], X);
     for (int k = 0; k < m * n; k++)
         cr_assert_eq(X[k], -O[k], "element %d", k);
     eopt_tensor_free(&ref);
@@ -524,10 +492,10 @@ Test(dion_props, lion_zero_gradient)
     int one = 1;
     cr_assert_eq(rig_make(&r, "Dion2", NULL, 1, &hp, &one), EOPT_OK, "%s", eopt_last_error());
     static float x0[16], x1[16], z[16];
-    download(&r.w[0], x0);
-    upload(&r.g[0], z);
+    tu_download(&r.w[0], x0);
+    tu_upload(&r.g[0], z);
     cr_assert_eq(eopt_optimizer_step(r.opt), EOPT_OK, "%s", eopt_last_error());
-    download(&r.w[0], x1);
+    tu_download(&r.w[0], x1);
     for (int k = 0; k < 16; k++)
         cr_assert_eq(x1[k], x0[k] * (1.0f - 0.01f * 0.5f));
     rig_close(&r);
@@ -547,10 +515,10 @@ Test(dion_props, cautious_weight_decay)
     int one = 1;
     cr_assert_eq(rig_make(&r, "dion.Muon", &args, 1, &hp, &one), EOPT_OK, "%s", eopt_last_error());
     static float x0[64], x1[64], g[64];
-    download(&r.w[0], x0);
-    rig_step(&r, 83, 1);
-    download(&r.w[0], x1);
-    download(&r.g[0], g);
+    tu_download(&r.w[0], x0);
+    rig_num_step(&r, 83, 1);
+    tu_download(&r.w[0], x1);
+    tu_download(&r.g[0], g);
     double nrm = 0;
     for (int k = 0; k < m * n; k++)
         nrm += (double)g[k] * g[k];
@@ -575,9 +543,9 @@ Test(dion_props, num_heads_split)
     rig_param(&b, 0, h, n, 91, 1.0f);
     rig_param(&b, 1, h, n, 91, 1.0f);
     static float w[MAXN], g[MAXN], x[MAXN], y[MAXN];
-    download(&a.w[0], w);
-    upload(&b.w[0], w);
-    upload(&b.w[1], w + h * n);
+    tu_download(&a.w[0], w);
+    tu_upload(&b.w[0], w);
+    tu_upload(&b.w[1], w + h * n);
     eopt_dict ha = group(NULL, 0.02, 0.1), hb = group(NULL, 0.02, 0.1);
     eopt_dict_set(&ha, "num_heads", eopt_int(2));
     int one = 1, two = 2;
@@ -586,16 +554,16 @@ Test(dion_props, num_heads_split)
     for (int t = 1; t <= 3; t++) {
         for (int k = 0; k < 2 * h * n; k++)
             g[k] = num(97 + t, k);
-        upload(&a.g[0], g);
-        upload(&b.g[0], g);
-        upload(&b.g[1], g + h * n);
+        tu_upload(&a.g[0], g);
+        tu_upload(&b.g[0], g);
+        tu_upload(&b.g[1], g + h * n);
         cr_assert_eq(eopt_optimizer_step(a.opt), EOPT_OK, "%s", eopt_last_error());
         cr_assert_eq(eopt_optimizer_step(b.opt), EOPT_OK, "%s", eopt_last_error());
     }
-    download(&a.w[0], x);
-    download(&b.w[0], y);
-    download(&b.w[1], y + h * n);
-    cr_assert_leq(max_abs_diff(x, y, 2 * h * n), 1e-6, "heads differ by %.3g", max_abs_diff(x, y, 2 * h * n));
+    tu_download(&a.w[0], x);
+    tu_download(&b.w[0], y);
+    tu_download(&b.w[1], y + h * n);
+    cr_assert_leq(tu_max_abs_diff(x, y, 2 * h * n), 1e-6, "heads differ by %.3g", tu_max_abs_diff(x, y, 2 * h * n));
     rig_close(&a);
     rig_close(&b);
 }
@@ -614,9 +582,9 @@ Test(dion_props, batched_3d_parameter)
     snprintf(a.p[0].name, sizeof a.p[0].name, "p0");
     a.p[0].w = &a.w[0], a.p[0].grad = &a.g[0], a.np = 1;
     static float w[MAXN], x[MAXN], y[MAXN];
-    download(&b.w[0], w);
-    download(&b.w[1], w + h * n);
-    upload(&a.w[0], w);
+    tu_download(&b.w[0], w);
+    tu_download(&b.w[1], w + h * n);
+    tu_upload(&a.w[0], w);
     eopt_dict hp = group(NULL, 0.02, 0.1);
     int one = 1, two = 2;
     cr_assert_eq(rig_make(&a, "NorMuon", NULL, 1, &hp, &one), EOPT_OK, "%s", eopt_last_error());
@@ -626,20 +594,20 @@ Test(dion_props, batched_3d_parameter)
     for (int t = 1; t <= 3; t++) {
         for (int k = 0; k < 2 * h * n; k++)
             x[k] = num(99 + t, k);
-        upload(&a.g[0], x);
-        upload(&b.g[0], x);
-        upload(&b.g[1], x + h * n);
+        tu_upload(&a.g[0], x);
+        tu_upload(&b.g[0], x);
+        tu_upload(&b.g[1], x + h * n);
         cr_assert_eq(eopt_optimizer_step(a.opt), EOPT_OK, "%s", eopt_last_error());
         cr_assert_eq(eopt_optimizer_step(b.opt), EOPT_OK, "%s", eopt_last_error());
     }
-    download(&a.w[0], x);
-    download(&b.w[0], y);
-    download(&b.w[1], y + h * n);
-    cr_assert_leq(max_abs_diff(x, y, 2 * h * n), 1e-6, "batch differs by %.3g", max_abs_diff(x, y, 2 * h * n));
+    tu_download(&a.w[0], x);
+    tu_download(&b.w[0], y);
+    tu_download(&b.w[1], y + h * n);
+    cr_assert_leq(tu_max_abs_diff(x, y, 2 * h * n), 1e-6, "batch differs by %.3g", tu_max_abs_diff(x, y, 2 * h * n));
     state_host(&a, 0, "variance_neuron", x);
     state_host(&b, 0, "variance_neuron", y);
     state_host(&b, 1, "variance_neuron", y + h);
-    cr_assert_leq(max_abs_diff(x, y, 2 * h), 1e-6 * max_abs(y, 2 * h));
+    cr_assert_leq(tu_max_abs_diff(x, y, 2 * h), 1e-6 * max_abs(y, 2 * h));
     rig_close(&a);
     rig_close(&b);
 }
@@ -778,12 +746,12 @@ Test(dion_construct, adjust_lr_none_survives_a_checkpoint)
     rig b = {0};
     rig_param(&b, 0, 6, 10, 5, 1.0f);
     cr_assert_eq(eopt_ckpt_create_optimizer(ck, "0", be, b.p, 1, &b.opt), EOPT_OK, "%s", eopt_last_error());
-    rig_step(&r, 7, 1);
-    rig_step(&b, 7, 1);
+    rig_num_step(&r, 7, 1);
+    rig_num_step(&b, 7, 1);
     static float x[60], y[60];
-    download(&r.w[0], x);
-    download(&b.w[0], y);
-    cr_assert_eq(max_abs_diff(x, y, 60), 0.0, "the loaded optimizer steps differently (adjust_lr %s)",
+    tu_download(&r.w[0], x);
+    tu_download(&b.w[0], y);
+    cr_assert_eq(tu_max_abs_diff(x, y, 60), 0.0, "the loaded optimizer steps differently (adjust_lr %s)",
                  eopt_value_repr(eopt_dict_get(&b.opt->groups[0].hp, "adjust_lr"), (char[64]){0}, 64));
     eopt_checkpoint_close(ck);
     unlink(path);

@@ -13,6 +13,7 @@
 
 #include "../checkpoint/h5.h"
 #include "../trainers/replay.h"
+#include "testutil.h"
 
 /* Comparisons count their mismatches rather than stop, so that the tests below can also show
  * that a wrong state or a damaged copy is caught. The first is kept for the failure message, all
@@ -52,17 +53,11 @@ static const char *const cases[] = {
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
-static void fixture(char *buf, size_t size, const char *c, const char *file)
-{
-    const char *root = getenv("EOPT_FIXTURES");
-    snprintf(buf, size, "%s/optimizers/%s/%s", root ? root : "../shared/fixtures", c, file);
-}
-
 /* The checkpoint `file` of case c, restored on the CPU. */
 static eopt_ckpt *restore(const char *c, const char *file, eopt_backend **be, eopt_restored *r)
 {
     char path[1024];
-    fixture(path, sizeof path, c, file);
+    tu_fixture(path, sizeof path, "optimizers/%s/%s", c, file);
     eopt_ckpt *ck = NULL;
     cr_assert_eq(eopt_backend_open("cpu", 2, be), EOPT_OK, "%s", eopt_last_error());
     cr_assert_eq(eopt_checkpoint_open(path, NULL, &ck), EOPT_OK, "%s", eopt_last_error());
@@ -73,7 +68,7 @@ static eopt_ckpt *restore(const char *c, const char *file, eopt_backend **be, eo
 static void replay(const char *c, eopt_restored *r, const eopt_ckpt *ck, int64_t first, const char *label)
 {
     char traj[1024];
-    fixture(traj, sizeof traj, c, "trajectory.h5");
+    tu_fixture(traj, sizeof traj, "optimizers/%s/trajectory.h5", c);
     eopt_replay_result res;
     cr_assert_eq(eopt_replay_run(r, ck, traj, NULL, &res), EOPT_OK, "%s", eopt_last_error());
     cr_assert_eq(res.first, first, "%s: replay starts at %lld", c, (long long)res.first);
@@ -248,7 +243,7 @@ static void compare_param_state(const char *c, const eopt_ckpt_opt_info *o, int6
 static double trajectory_tolerance(const char *c)
 {
     char traj[1024], where[1100];
-    fixture(traj, sizeof traj, c, "trajectory.h5");
+    tu_fixture(traj, sizeof traj, "optimizers/%s/trajectory.h5", c);
     snprintf(where, sizeof where, "%s:/", traj);
     hid_t f = H5Fopen(traj, H5F_ACC_RDONLY, H5P_DEFAULT);
     cr_assert_geq(f, 0, "cannot open %s", traj);
@@ -290,7 +285,7 @@ static void check_resume(const char *c)
     cr_assert_eq(eopt_ckpt_step(ck), 5);
     replay(c, &r, ck, 6, "resume");
     char path[1024];
-    fixture(path, sizeof path, c, "step_12.h5");
+    tu_fixture(path, sizeof path, "optimizers/%s/step_12.h5", c);
     eopt_ckpt *ref = NULL;
     cr_assert_eq(eopt_checkpoint_open(path, NULL, &ref), EOPT_OK, "%s", eopt_last_error());
     cr_assert_eq(eopt_ckpt_step(ref), r.step, "%s: replay ended at step %lld, reference at %lld", c, (long long)r.step,
@@ -483,7 +478,7 @@ static void check_roundtrip_file(const char *c, const char *file)
     snprintf(copy, sizeof copy, "%s/copy.h5", dir);
     cr_assert_eq(eopt_restored_save(&r, ck, eopt_ckpt_step(ck), eopt_ckpt_producer(ck), 1, copy), EOPT_OK, "%s",
                  eopt_last_error());
-    fixture(orig, sizeof orig, c, file);
+    tu_fixture(orig, sizeof orig, "optimizers/%s/%s", c, file);
     int bad = compare_files(orig, copy);
     cr_expect_eq(bad, 0, "%s/%s: %d differences in eopt's copy, first: %s", c, file, bad, first_mismatch);
     unlink(copy);
@@ -529,8 +524,7 @@ FIXTURE_CASE(torch_adamw)
 Test(fixtures, every_case_listed)
 {
     char dir[1024];
-    const char *root = getenv("EOPT_FIXTURES");
-    snprintf(dir, sizeof dir, "%s/optimizers", root ? root : "../shared/fixtures");
+    tu_fixture(dir, sizeof dir, "optimizers");
     DIR *d = opendir(dir);
     cr_assert(d, "cannot open %s", dir);
     int n = 0;
@@ -555,7 +549,7 @@ static const char *usable_case(const char *file, int (*want)(const eopt_ckpt *))
 {
     for (int k = 0; k < NCASES; k++) {
         char path[1024];
-        fixture(path, sizeof path, cases[k], file);
+        tu_fixture(path, sizeof path, "optimizers/%s/%s", cases[k], file);
         eopt_ckpt *ck = NULL;
         eopt_backend *be = NULL;
         eopt_restored r = {0};
@@ -644,7 +638,7 @@ Test(fixtures, replay_catches_errors)
 {
     const char *c = usable_case("step_5.h5", NULL);
     char traj[1024];
-    fixture(traj, sizeof traj, c, "trajectory.h5");
+    tu_fixture(traj, sizeof traj, "optimizers/%s/trajectory.h5", c);
     eopt_backend *be;
     eopt_restored r;
     eopt_ckpt *ck = restore(c, "step_5.h5", &be, &r);
@@ -668,7 +662,7 @@ Test(fixtures, roundtrip_catches_changes)
     char dir[] = "/tmp/eopt-roundtrip-XXXXXX", copy[128], orig[1024];
     cr_assert(mkdtemp(dir));
     snprintf(copy, sizeof copy, "%s/copy.h5", dir);
-    fixture(orig, sizeof orig, c, "step_5.h5");
+    tu_fixture(orig, sizeof orig, "optimizers/%s/step_5.h5", c);
     cr_assert_eq(eopt_restored_save(&r, ck, 6, eopt_ckpt_producer(ck), 1, copy), EOPT_OK, "%s", eopt_last_error());
     cr_expect_eq(compare_files(orig, copy), 1, "%s: a changed step must be the one difference", c);
     eopt_group *g = &r.opts[0]->groups[0];

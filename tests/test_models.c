@@ -10,6 +10,7 @@
 #include "eopt.h"
 #include "trainers/data.h"
 #include "trainers/model.h"
+#include "tests/testutil.h"
 
 static eopt_backend *open_cpu(void)
 {
@@ -18,17 +19,10 @@ static eopt_backend *open_cpu(void)
     return be;
 }
 
-static void fixture(char *buf, size_t size, const char *name)
-{
-    const char *dir = getenv("EOPT_FIXTURES");
-    cr_assert(dir, "EOPT_FIXTURES is not set");
-    snprintf(buf, size, "%s/models/%s", dir, name);
-}
-
 static void check_reference(const char *name)
 {
     char path[1024];
-    fixture(path, sizeof path, name);
+    tu_fixture(path, sizeof path, "models/%s", name);
     eopt_backend *be = open_cpu();
     eopt_verify_result r;
     cr_assert_eq(eopt_verify_model(path, be, &r), EOPT_OK, "%s", eopt_last_error());
@@ -48,7 +42,7 @@ Test(models_reference, verify_model_command)
     const char *bin = getenv("EOPT_BIN");
     cr_assert(bin, "EOPT_BIN is not set");
     char path[1024], cmd[2200], line[512], last[512] = "";
-    fixture(path, sizeof path, "gpt_tiny.h5");
+    tu_fixture(path, sizeof path, "models/gpt_tiny.h5");
     snprintf(cmd, sizeof cmd, "'%s' verify-model '%s' --device cpu", bin, path);
     FILE *p = popen(cmd, "r");
     cr_assert(p);

@@ -11,81 +11,12 @@
 #include "eopt.h"
 #include "optimizers/adamw.h"
 #include "optimizers/muon.h"
+#include "tests/testutil.h"
 
 static eopt_backend *be;
 
 static void setup(void) { cr_assert_eq(eopt_backend_open(NULL, 0, &be), EOPT_OK, "%s", eopt_last_error()); }
 static void teardown(void) { eopt_backend_close(be); }
-
-/* ---- harness: up to MAXP parameters on the backend in one group, host copies in and out ---- */
-
-#define MAXP 3
-
-typedef struct {
-    int np;
-    eopt_tensor w[MAXP], g[MAXP];
-    eopt_param p[MAXP];
-    eopt_optimizer *opt;
-} rig;
-
-/* Parameters of the given shapes (ndim 2; shape[1] == 0 makes a 1-D one), N(0, 1) weights from `seed`;
- * then the optimizer `cls` (NULL: none yet). */
-static eopt_status rig_open(rig *r, const char *cls, const eopt_dict *args, const eopt_dict *hp, int np,
-                            const int (*shape)[2], uint64_t seed)
-{
-    memset(r, 0, sizeof *r);
-    r->np = np;
-    for (int i = 0; i < np; i++) {
-        const int64_t sh[2] = {shape[i][0], shape[i][1]};
-        const int nd = shape[i][1] ? 2 : 1;
-        cr_assert_eq(eopt_tensor_alloc(&r->w[i], be, EOPT_F32, nd, sh), EOPT_OK);
-        cr_assert_eq(eopt_tensor_alloc(&r->g[i], be, EOPT_F32, nd, sh), EOPT_OK);
-        be->random(be, EOPT_RAND_NORMAL, seed, 1000000 * (uint64_t)i, r->w[i].numel, eopt_f32(&r->w[i]));
-        snprintf(r->p[i].name, sizeof r->p[i].name, "p%d", i);
-        r->p[i].w = &r->w[i];
-        r->p[i].grad = &r->g[i];
-    }
-    return cls ? eopt_optimizer_create(cls, be, args, 1, hp, &np, r->p, np, &r->opt) : EOPT_OK;
-}
-
-static void rig_close(rig *r)
-{
-    eopt_optimizer_free(r->opt);
-    for (int i = 0; i < r->np; i++)
-        eopt_tensor_free(&r->w[i]), eopt_tensor_free(&r->g[i]);
-}
-
-/* Gradients of step t: N(0, 1) times `scale`. */
-static void rig_grads(rig *r, uint64_t seed, int t, float scale)
-{
-    for (int i = 0; i < r->np; i++) {
-        float *g = eopt_f32(&r->g[i]);
-        be->random(be, EOPT_RAND_NORMAL, seed + 7919 * (uint64_t)t, 1000000 * (uint64_t)i, r->g[i].numel, g);
-        eopt_scale(be, r->g[i].numel, scale, g, g);
-    }
-}
-
-static void rig_step(rig *r) { cr_assert_eq(eopt_optimizer_step(r->opt), EOPT_OK, "%s", eopt_last_error()); }
-
-/* Host copy of a float tensor (caller frees). */
-static float *host(const eopt_tensor *t)
-{
-    float *h = malloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
-    cr_assert_eq(eopt_tensor_to_host(t, h, sizeof(float) * (size_t)t->numel), EOPT_OK);
-    return h;
-}
-
-static float *state(rig *r, int i, const char *key)
-{
-    eopt_tensor *t = eopt_state_get(r->opt, i, key);
-    cr_assert(t, "no state '%s'", key);
-    return host(t);
-}
-
-static void upload(eopt_tensor *t, const float *h)
-{
-    cr_assert_eq(eopt_tensor_from_host(t, h, sizeof(float) * (size_t)t->numel), EOPT_OK);
-}
 
 /* One-group hyperparameters. */
 static eopt_dict hp3(double lr, double momentum, double wd)
@@ -124,7 +55,7 @@ static void expect_ctor_error(const char *cls, eopt_dict args, eopt_dict hp, con
 {
     rig r;
     const int sh[1][2] = {{16, 16}};
-    eopt_status st = rig_open(&r, cls, &args, &hp, 1, sh, 1);
+    eopt_status st = rig_open(&r, be, cls, &args, &hp, 1, sh, 1);
     cr_expect_neq(st, EOPT_OK, "%s accepted arguments it should reject (%s)", cls, want);
     if (st != EOPT_OK)
         cr_expect(strstr(eopt_last_error(), want), "message '%s' lacks '%s'", eopt_last_error(), want);
@@ -227,7 +158,7 @@ Test(muon_state, keys_shapes_and_no_grad, .init = setup, .fini = teardown)
                                                           : k == 1 ? "moment2_method=normuon"
                                                                    : "moment2_method=namo"})
                             : (eopt_dict){0};
-        cr_assert_eq(rig_open(&r, k < 3 ? "AdaptiveMuon" : "Muon", &a, &hp, 3, sh, 3), EOPT_OK, "%s",
+        cr_assert_eq(rig_open(&r, be, k < 3 ? "AdaptiveMuon" : "Muon", &a, &hp, 3, sh, 3), EOPT_OK, "%s",
                      eopt_last_error());
         r.p[2].grad = NULL; /* no gradient: skipped, no state */
         r.opt->params[2].grad = NULL;
@@ -258,7 +189,7 @@ Test(muon_state, muown_and_adamw_layout, .init = setup, .fini = teardown)
     rig r;
     const int sh[2][2] = {{24, 16}, {16, 0}};
     eopt_dict hp = hp3(0.01, 0.9, 0.0);
-    cr_assert_eq(rig_open(&r, "Muown", NULL, &hp, 1, sh, 3), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_open(&r, be, "Muown", NULL, &hp, 1, sh, 3), EOPT_OK, "%s", eopt_last_error());
     rig_grads(&r, 5, 1, 1.0f);
     rig_step(&r);
     cr_expect(state_keys(&r, 0, (const char *const[]){"step", "g", "v_norm", "momentum_buffer", "m_g", "v_g", NULL}));
@@ -268,7 +199,7 @@ Test(muon_state, muown_and_adamw_layout, .init = setup, .fini = teardown)
     rig_close(&r);
 
     eopt_dict none = {0};
-    cr_assert_eq(rig_open(&r, "AdamW", NULL, &none, 2, sh, 3), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_open(&r, be, "AdamW", NULL, &none, 2, sh, 3), EOPT_OK, "%s", eopt_last_error());
     const eopt_dict *d = &r.opt->groups[0].hp;
     const char *const keys[] = {"lr",      "betas",      "eps",        "weight_decay",   "amsgrad",
                                 "maximize", "foreach", "capturable", "differentiable", "fused"};
@@ -291,12 +222,12 @@ Test(muon_state, non_2d_rejected_untouched, .init = setup, .fini = teardown)
     rig r;
     const int sh[2][2] = {{16, 16}, {16, 0}};
     eopt_dict hp = hp3(0.01, 0.9, 0.1);
-    cr_assert_eq(rig_open(&r, "Muon", NULL, &hp, 2, sh, 3), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_open(&r, be, "Muon", NULL, &hp, 2, sh, 3), EOPT_OK, "%s", eopt_last_error());
     rig_grads(&r, 5, 1, 1.0f);
-    float *w0 = host(&r.w[0]);
+    float *w0 = tu_host(&r.w[0]);
     cr_expect_neq(eopt_optimizer_step(r.opt), EOPT_OK);
     cr_expect(strstr(eopt_last_error(), "Only 2D parameters are supported."), "%s", eopt_last_error());
-    float *w1 = host(&r.w[0]);
+    float *w1 = tu_host(&r.w[0]);
     cr_expect(memcmp(w0, w1, sizeof(float) * 256) == 0, "a failed step changed a parameter");
     cr_expect_eq(r.opt->state[0].n, 0);
     r.opt->params[1].grad = NULL; /* without a gradient a 1-D parameter is simply skipped */
@@ -305,7 +236,7 @@ Test(muon_state, non_2d_rejected_untouched, .init = setup, .fini = teardown)
     rig_close(&r);
 
     /* AdaptiveMuon rejects a non-2-D parameter even without gradient */
-    cr_assert_eq(rig_open(&r, "AdaptiveMuon", NULL, &hp, 2, sh, 3), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_open(&r, be, "AdaptiveMuon", NULL, &hp, 2, sh, 3), EOPT_OK, "%s", eopt_last_error());
     r.opt->params[1].grad = NULL;
     cr_expect_neq(eopt_optimizer_step(r.opt), EOPT_OK);
     cr_expect(strstr(eopt_last_error(), "AdaptiveMuon only supports 2D parameters"), "%s", eopt_last_error());
@@ -322,11 +253,11 @@ Test(muon_decay, variants, .init = setup, .fini = teardown)
     /* independent, lr = 0, momentum = 0: exactly P (1 - wd) (as p + (-wd) p) */
     eopt_dict hp = hp3(0.0, 0.0, wd);
     eopt_dict a = ARGS("weight_decay_method=independent");
-    cr_assert_eq(rig_open(&r, "Muon", &a, &hp, 1, sh, 11), EOPT_OK, "%s", eopt_last_error());
-    float *p0 = host(&r.w[0]);
+    cr_assert_eq(rig_open(&r, be, "Muon", &a, &hp, 1, sh, 11), EOPT_OK, "%s", eopt_last_error());
+    float *p0 = tu_host(&r.w[0]);
     rig_grads(&r, 3, 1, 1.0f);
     rig_step(&r);
-    float *p1 = host(&r.w[0]), *m = state(&r, 0, "momentum_buffer"), *g = host(&r.g[0]);
+    float *p1 = tu_host(&r.w[0]), *m = rig_state(&r, 0, "momentum_buffer"), *g = tu_host(&r.g[0]);
     for (int i = 0; i < 16 * 24; i++) {
         cr_assert_eq(p1[i], p0[i] + (float)-wd * p0[i], "independent decay at %d", i);
         cr_assert_eq(m[i], g[i], "momentum 0 must copy the gradient exactly");
@@ -338,11 +269,11 @@ Test(muon_decay, variants, .init = setup, .fini = teardown)
     for (int palm = 0; palm < 2; palm++) {
         hp = hp3(lr, 0.9, wd);
         a = palm ? ARGS("weight_decay_method=palm") : (eopt_dict){0};
-        cr_assert_eq(rig_open(&r, "Muon", &a, &hp, 1, sh, 11), EOPT_OK, "%s", eopt_last_error());
-        p0 = host(&r.w[0]);
+        cr_assert_eq(rig_open(&r, be, "Muon", &a, &hp, 1, sh, 11), EOPT_OK, "%s", eopt_last_error());
+        p0 = tu_host(&r.w[0]);
         rig_grads(&r, 3, 1, 0.0f);
         rig_step(&r);
-        p1 = host(&r.w[0]);
+        p1 = tu_host(&r.w[0]);
         const float d = (float)(palm ? -(wd * lr * lr) : -wd * lr);
         for (int i = 0; i < 16 * 24; i++)
             cr_assert_eq(p1[i], p0[i] + d * p0[i], "%s decay at %d", palm ? "palm" : "decoupled", i);
@@ -353,13 +284,13 @@ Test(muon_decay, variants, .init = setup, .fini = teardown)
     /* l2: the gradient becomes G + wd P and feeds the momentum */
     hp = hp3(lr, 0.5, wd);
     a = ARGS("weight_decay_method=l2");
-    cr_assert_eq(rig_open(&r, "Muon", &a, &hp, 1, sh, 11), EOPT_OK, "%s", eopt_last_error());
-    p0 = host(&r.w[0]);
+    cr_assert_eq(rig_open(&r, be, "Muon", &a, &hp, 1, sh, 11), EOPT_OK, "%s", eopt_last_error());
+    p0 = tu_host(&r.w[0]);
     rig_grads(&r, 3, 1, 1.0f);
-    float *g0 = host(&r.g[0]);
+    float *g0 = tu_host(&r.g[0]);
     rig_step(&r);
-    g = host(&r.g[0]);
-    m = state(&r, 0, "momentum_buffer");
+    g = tu_host(&r.g[0]);
+    m = rig_state(&r, 0, "momentum_buffer");
     for (int i = 0; i < 16 * 24; i++) {
         const float gl2 = g0[i] + (float)wd * p0[i];
         cr_assert_eq(g[i], gl2, "l2 gradient at %d", i);
@@ -377,17 +308,17 @@ Test(muon_decay, ema_momentum, .init = setup, .fini = teardown)
     rig r;
     eopt_dict hp = hp3(0.02, mu, 0.01);
     eopt_dict a = ARGS("nesterov=True");
-    cr_assert_eq(rig_open(&r, "Muon", &a, &hp, 1, sh, 2), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_open(&r, be, "Muon", &a, &hp, 1, sh, 2), EOPT_OK, "%s", eopt_last_error());
     double *ref = calloc((size_t)n, sizeof *ref);
     for (int t = 1; t <= T; t++) {
         rig_grads(&r, 9, t, 1.0f);
-        float *g = host(&r.g[0]);
+        float *g = tu_host(&r.g[0]);
         for (int i = 0; i < n; i++)
             ref[i] = mu * ref[i] + (1 - mu) * g[i];
         free(g);
         rig_step(&r);
     }
-    float *m = state(&r, 0, "momentum_buffer");
+    float *m = rig_state(&r, 0, "momentum_buffer");
     for (int i = 0; i < n; i++)
         cr_assert(fabs(m[i] - ref[i]) <= 1e-6 * (1 + fabs(ref[i])), "M[%d] = %g, want %g", i, m[i], ref[i]);
     free(m), free(ref);
@@ -405,15 +336,15 @@ static float *one_update(const char *cls, eopt_dict args, double lr, double mu, 
     eopt_dict hp = hp3(lr, mu, 0.0);
     if (strcmp(cls, "AdaptiveMuon") == 0)
         eopt_dict_set(&hp, "beta2", eopt_float(0.95));
-    cr_assert_eq(rig_open(&r, cls, &args, &hp, 1, sh, 17), EOPT_OK, "%s", eopt_last_error());
-    float *p0 = host(&r.w[0]);
+    cr_assert_eq(rig_open(&r, be, cls, &args, &hp, 1, sh, 17), EOPT_OK, "%s", eopt_last_error());
+    float *p0 = tu_host(&r.w[0]);
     rig_grads(&r, 21, 1, 1.0f);
     rig_step(&r);
-    float *p1 = host(&r.w[0]);
+    float *p1 = tu_host(&r.w[0]);
     for (int i = 0; i < m * n; i++)
         p1[i] = (float)(((double)p0[i] - p1[i]) / lr);
     if (v2)
-        *v2 = state(&r, 0, "moment2_buffer");
+        *v2 = rig_state(&r, 0, "moment2_buffer");
     free(p0);
     rig_close(&r);
     return p1;
@@ -451,7 +382,7 @@ Test(muon_update, singular_values_and_scale, .init = setup, .fini = teardown)
         eopt_tensor G;
         const int64_t rr[2] = {r, r};
         cr_assert_eq(eopt_tensor_alloc(&G, be, EOPT_F32, 2, rr), EOPT_OK);
-        upload(&G, gram);
+        tu_upload(&G, gram);
         eopt_tensor W;
         const int64_t rv[1] = {r};
         cr_assert_eq(eopt_tensor_alloc(&W, be, EOPT_F32, 1, rv), EOPT_OK);
@@ -488,9 +419,9 @@ Test(muon_update, namo_first_step, .init = setup, .fini = teardown)
                   namo[i], alpha * muon[i]);
     rig r;
     const int sh[1][2] = {{24, 16}};
-    cr_assert_eq(rig_open(&r, NULL, NULL, NULL, 1, sh, 17), EOPT_OK);
+    cr_assert_eq(rig_open(&r, be, NULL, NULL, NULL, 1, sh, 17), EOPT_OK);
     rig_grads(&r, 21, 1, 1.0f);
-    float *g = host(&r.g[0]);
+    float *g = tu_host(&r.g[0]);
     const double q = fro(g, 24 * 16);
     cr_expect(fabs(v2[0] - 0.05 * q * q) <= 1e-5 * 0.05 * q * q, "moment2 %g, want %g", v2[0], 0.05 * q * q);
     free(g), free(v2), free(muon), free(namo);
@@ -511,12 +442,12 @@ Test(muon_update, normuon_norm_and_buffer, .init = setup, .fini = teardown)
         const int sh[1][2] = {{m, n}};
         eopt_dict hp = hp3(0.1, 0.9, 0.0), a = ARGS("moment2_method=normuon");
         eopt_dict_set(&hp, "beta2", eopt_float(0.0));
-        cr_assert_eq(rig_open(&r, "AdaptiveMuon", &a, &hp, 1, sh, 17), EOPT_OK, "%s", eopt_last_error());
-        float *p0 = host(&r.w[0]);
+        cr_assert_eq(rig_open(&r, be, "AdaptiveMuon", &a, &hp, 1, sh, 17), EOPT_OK, "%s", eopt_last_error());
+        float *p0 = tu_host(&r.w[0]);
         rig_grads(&r, 21, 1, 1.0f);
         rig_step(&r);
-        float *p1 = host(&r.w[0]);
-        v2 = state(&r, 0, "moment2_buffer");
+        float *p1 = tu_host(&r.w[0]);
+        v2 = rig_state(&r, 0, "moment2_buffer");
         for (int i = 0; i < m * n; i++)
             p1[i] = (float)(((double)p0[i] - p1[i]) / 0.1);
         const double nm = fro(muon, m * n), nn = fro(p1, m * n);
@@ -572,13 +503,13 @@ Test(muon_muown, invariants, .init = setup, .fini = teardown)
     const int m = 24, n = 16, sh[1][2] = {{m, n}};
     rig r;
     eopt_dict hp = hp3(0.05, 0.9, 0.01);
-    cr_assert_eq(rig_open(&r, "Muown", NULL, &hp, 1, sh, 4), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_open(&r, be, "Muown", NULL, &hp, 1, sh, 4), EOPT_OK, "%s", eopt_last_error());
     double rn[24];
     for (int t = 1; t <= 4; t++) {
-        float *w0 = host(&r.w[0]);
+        float *w0 = tu_host(&r.w[0]);
         rig_grads(&r, 13, t, 1.0f);
         rig_step(&r);
-        float *w = host(&r.w[0]), *g = state(&r, 0, "g"), *B = state(&r, 0, "momentum_buffer");
+        float *w = tu_host(&r.w[0]), *g = rig_state(&r, 0, "g"), *B = rig_state(&r, 0, "momentum_buffer");
         row_norms(w, m, n, rn);
         for (int i = 0; i < m; i++)
             cr_assert(fabs(rn[i] - fabs(g[i])) <= 1e-5 * fabs(g[i]), "step %d row %d: |W_i| %g, g %g", t, i, rn[i],
@@ -598,14 +529,14 @@ Test(muon_muown, invariants, .init = setup, .fini = teardown)
 
     /* lr = 0 leaves W, g and v_norm unchanged up to rounding */
     hp = hp3(0.0, 0.9, 0.01);
-    cr_assert_eq(rig_open(&r, "Muown", NULL, &hp, 1, sh, 4), EOPT_OK, "%s", eopt_last_error());
-    float *w0 = host(&r.w[0]);
+    cr_assert_eq(rig_open(&r, be, "Muown", NULL, &hp, 1, sh, 4), EOPT_OK, "%s", eopt_last_error());
+    float *w0 = tu_host(&r.w[0]);
     row_norms(w0, m, n, rn);
     for (int t = 1; t <= 2; t++) {
         rig_grads(&r, 13, t, 1.0f);
         rig_step(&r);
     }
-    float *w = host(&r.w[0]), *g = state(&r, 0, "g"), *vn = state(&r, 0, "v_norm");
+    float *w = tu_host(&r.w[0]), *g = rig_state(&r, 0, "g"), *vn = rig_state(&r, 0, "v_norm");
     for (int i = 0; i < m * n; i++)
         cr_assert(fabs(w[i] - w0[i]) <= 1e-6 * (1 + fabs(w0[i])), "lr = 0 moved W[%d]", i);
     for (int i = 0; i < m; i++) {
@@ -623,28 +554,28 @@ Test(muon_muown, zero_row_nan, .init = setup, .fini = teardown)
     const int m = 8, n = 12, sh[1][2] = {{m, n}};
     rig r;
     eopt_dict hp = hp3(0.05, 0.9, 0.0);
-    cr_assert_eq(rig_open(&r, "Muown", NULL, &hp, 1, sh, 4), EOPT_OK, "%s", eopt_last_error());
-    float *w = host(&r.w[0]);
+    cr_assert_eq(rig_open(&r, be, "Muown", NULL, &hp, 1, sh, 4), EOPT_OK, "%s", eopt_last_error());
+    float *w = tu_host(&r.w[0]);
     memset(w + 3 * n, 0, sizeof(float) * (size_t)n);
-    upload(&r.w[0], w);
+    tu_upload(&r.w[0], w);
     free(w);
     rig_grads(&r, 13, 1, 1.0f);
-    float *g = host(&r.g[0]);
+    float *g = tu_host(&r.g[0]);
     memset(g + 3 * n, 0, sizeof(float) * (size_t)n);
-    upload(&r.g[0], g);
+    tu_upload(&r.g[0], g);
     free(g);
     rig_step(&r);
-    float *gs = state(&r, 0, "g");
+    float *gs = rig_state(&r, 0, "g");
     cr_expect_eq(gs[3], 1e-12f, "the zero row's magnitude is the 1e-12 floor");
     free(gs);
-    w = host(&r.w[0]);
+    w = tu_host(&r.w[0]);
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++)
             cr_assert_eq(isnan(w[i * n + j]) != 0, i == 3, "step 1: W[%d][%d] = %g", i, j, w[i * n + j]);
     free(w);
     rig_grads(&r, 13, 2, 1.0f);
     rig_step(&r);
-    w = host(&r.w[0]);
+    w = tu_host(&r.w[0]);
     for (int i = 0; i < m * n; i++)
         cr_assert(isnan(w[i]), "step 2: W[%d] = %g is not NaN", i, w[i]);
     free(w);
@@ -665,12 +596,12 @@ Test(muon_adamw, first_step, .init = setup, .fini = teardown)
         eopt_dict_set(&hp, "lr", eopt_float(lr));
         eopt_dict_set(&hp, "weight_decay", eopt_float(wd));
         eopt_dict_set(&hp, "maximize", eopt_bool(maximize));
-        cr_assert_eq(rig_open(&r, "AdamW", NULL, &hp, 2, sh, 8), EOPT_OK, "%s", eopt_last_error());
-        float *p0[2] = {host(&r.w[0]), host(&r.w[1])};
+        cr_assert_eq(rig_open(&r, be, "AdamW", NULL, &hp, 2, sh, 8), EOPT_OK, "%s", eopt_last_error());
+        float *p0[2] = {tu_host(&r.w[0]), tu_host(&r.w[1])};
         rig_grads(&r, 6, 1, 1.0f);
         rig_step(&r);
         for (int k = 0; k < 2; k++) {
-            float *p1 = host(&r.w[k]), *g = host(&r.g[k]);
+            float *p1 = tu_host(&r.w[k]), *g = tu_host(&r.g[k]);
             for (int i = 0; i < r.w[k].numel; i++) {
                 const double gi = maximize ? -g[i] : g[i];
                 const double want = p0[k][i] * (1 - lr * wd) - lr * gi / (fabs(gi) + 1e-8);
@@ -695,13 +626,13 @@ Test(muon_adamw, inner_adam_direction, .init = setup, .fini = teardown)
     for (int k = 0; k < 4; k++)
         cr_assert_eq(eopt_tensor_alloc(ts[k], be, EOPT_F32, 1, sh), EOPT_OK);
     be->random(be, EOPT_RAND_NORMAL, 99, 0, n, eopt_f32(&g));
-    float *gh = host(&g);
+    float *gh = tu_host(&g);
     for (int mode = 0; mode < 3; mode++) {
         eopt_fill(be, n, 0.0f, eopt_f32(&m));
         eopt_fill(be, n, 0.0f, eopt_f32(&v));
         eopt_adam_update(be, n, eopt_f32(&g), eopt_f32(&m), eopt_f32(&v), betas, 1e-8, mode != 2, mode == 1, 1,
                          eopt_f32(&u));
-        float *uh = host(&u), *mh = host(&m), *vh = host(&v);
+        float *uh = tu_host(&u), *mh = tu_host(&m), *vh = tu_host(&v);
         for (int i = 0; i < n; i++) {
             const double gi = gh[i], sg = gi > 0 ? 1 : -1;
             const double want = mode == 0   ? gi / (fabs(gi) + 1e-8)

@@ -12,74 +12,12 @@
 #include "checkpoint/checkpoint.h"
 #include "eopt.h"
 #include "framework/rng.h"
+#include "tests/testutil.h"
 
 static eopt_backend *be;
 
 static void setup(void) { cr_assert_eq(eopt_backend_open(NULL, 0, &be), EOPT_OK, "%s", eopt_last_error()); }
 static void teardown(void) { eopt_backend_close(be); }
-
-/* ---- a small harness: parameters on the backend, host copies in and out ---- */
-
-#define MAXP 4
-
-typedef struct {
-    int np;
-    eopt_tensor w[MAXP], g[MAXP];
-    eopt_param p[MAXP];
-    eopt_optimizer *opt;
-} rig;
-
-/* Builds `cls` over parameters of the given shapes (one group `hp`), weights from `seed`. */
-static eopt_status rig_open(rig *r, const char *cls, const eopt_dict *args, const eopt_dict *hp, int np,
-                            const int (*shape)[2], uint64_t seed)
-{
-    memset(r, 0, sizeof *r);
-    r->np = np;
-    for (int i = 0; i < np; i++) {
-        int64_t sh[2] = {shape[i][0], shape[i][1]};
-        cr_assert_eq(eopt_tensor_alloc(&r->w[i], be, EOPT_F32, 2, sh), EOPT_OK);
-        cr_assert_eq(eopt_tensor_alloc(&r->g[i], be, EOPT_F32, 2, sh), EOPT_OK);
-        be->random(be, EOPT_RAND_NORMAL, seed, 1000000 * (uint64_t)i, r->w[i].numel, eopt_f32(&r->w[i]));
-        snprintf(r->p[i].name, sizeof r->p[i].name, "p%d", i);
-        r->p[i].w = &r->w[i];
-        r->p[i].grad = &r->g[i];
-    }
-    return eopt_optimizer_create(cls, be, args, 1, hp, &np, r->p, np, &r->opt);
-}
-
-static void rig_close(rig *r)
-{
-    eopt_optimizer_free(r->opt);
-    for (int i = 0; i < r->np; i++)
-        eopt_tensor_free(&r->w[i]), eopt_tensor_free(&r->g[i]);
-}
-
-/* Gradient of step t: standard normal (scale 1), or zeros with scale 0. */
-static void rig_grads(rig *r, uint64_t seed, int t, float scale)
-{
-    for (int i = 0; i < r->np; i++) {
-        float *g = eopt_f32(&r->g[i]);
-        be->random(be, EOPT_RAND_NORMAL, seed + 7919 * (uint64_t)t, 1000000 * (uint64_t)i, r->g[i].numel, g);
-        eopt_scale(be, r->g[i].numel, scale, g, g);
-    }
-}
-
-static void rig_step(rig *r) { cr_assert_eq(eopt_optimizer_step(r->opt), EOPT_OK, "%s", eopt_last_error()); }
-
-/* Host copy of a float tensor (caller frees). */
-static float *host(const eopt_tensor *t)
-{
-    float *h = malloc(sizeof(float) * (size_t)t->numel);
-    cr_assert_eq(eopt_tensor_to_host(t, h, sizeof(float) * (size_t)t->numel), EOPT_OK);
-    return h;
-}
-
-static float *state(rig *r, int i, const char *key)
-{
-    eopt_tensor *t = eopt_state_get(r->opt, i, key);
-    cr_assert(t, "no state '%s'", key);
-    return host(t);
-}
 
 static int64_t state_step(rig *r, int i) { return *(int64_t *)eopt_state_get(r->opt, i, "step")->data; }
 
@@ -105,18 +43,6 @@ static double orth_err(const float *Q, int d)
 }
 
 /* ---- golden fixtures ---- */
-
-static const char *fixture_dir(void)
-{
-    const char *d = getenv("EOPT_FIXTURES");
-    cr_assert(d, "EOPT_FIXTURES is not set (run through make test)");
-    return d;
-}
-
-static void fixture_path(char *path, size_t size, const char *cs, const char *file)
-{
-    snprintf(path, size, "%s/optimizers/%s/%s", fixture_dir(), cs, file);
-}
 
 static eopt_ckpt *ck_open(const char *path)
 {
@@ -154,23 +80,23 @@ typedef struct {
     rig r;
     double tol;
     int steps;
-    float *init[MAXP];
+    float *init[TU_MAXP];
 } fx;
 
 static void fx_open(fx *x, const char *cs, const char *file)
 {
     char path[1024];
     memset(x, 0, sizeof *x);
-    fixture_path(path, sizeof path, cs, "trajectory.h5");
+    tu_fixture(path, sizeof path, "optimizers/%s/trajectory.h5", cs);
     hid_t tr = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     cr_assert_geq(tr, 0, "cannot open %s", path);
     x->tol = h5attr_double(tr, "tolerance");
     x->steps = (int)h5attr_double(tr, "steps");
-    fixture_path(path, sizeof path, cs, file);
+    tu_fixture(path, sizeof path, "optimizers/%s/%s", cs, file);
     eopt_ckpt *ck = ck_open(path);
     rig *r = &x->r;
     r->np = eopt_ckpt_num_tensors(ck);
-    cr_assert_leq(r->np, MAXP);
+    cr_assert_leq(r->np, TU_MAXP);
     for (int i = 0; i < r->np; i++) {
         const eopt_tensor *t = eopt_ckpt_tensor(ck, eopt_ckpt_tensor_name(ck, i));
         cr_assert_eq(eopt_tensor_alloc(&r->w[i], be, EOPT_F32, t->ndim, t->shape), EOPT_OK);
@@ -211,7 +137,7 @@ static double fx_step(fx *x, hid_t tr, int t, const char *what)
     for (int i = 0; i < x->r.np; i++) {
         char path[256];
         const int64_t n = x->r.w[i].numel;
-        float *ref = malloc(sizeof(float) * (size_t)n), *p = host(&x->r.w[i]);
+        float *ref = malloc(sizeof(float) * (size_t)n), *p = tu_host(&x->r.w[i]);
         snprintf(path, sizeof path, "/params/%d/%s", t, x->r.p[i].name);
         cr_assert(h5read(tr, path, ref), "missing %s", path);
         double err = 0, scale = 0;
@@ -255,7 +181,7 @@ static double compare_state(const eopt_optimizer *opt, const eopt_optimizer *ref
                 if (basis != (pass == 0))
                     continue;
                 const int64_t cnt = s->t[e].numel;
-                float *v = host(&s->t[e]), *rv = host(&sr->t[e]);
+                float *v = tu_host(&s->t[e]), *rv = tu_host(&sr->t[e]);
                 if (basis && tol > 0) { /* sign of column j: sign(q_j . q_j^ref), applied to v */
                     const int d = (int)s->t[e].shape[0];
                     const int rows = strcmp(key, "Q_L") == 0 || (strcmp(key, "Q_M") == 0 && m <= n);
@@ -293,7 +219,7 @@ static double fx_check_state(fx *x, const char *cs, int N)
 {
     char path[1024], file[32];
     snprintf(file, sizeof file, "step_%d.h5", N);
-    fixture_path(path, sizeof path, cs, file);
+    tu_fixture(path, sizeof path, "optimizers/%s/%s", cs, file);
     eopt_ckpt *ck = ck_open(path);
     eopt_optimizer *ref;
     cr_assert_eq(eopt_ckpt_create_optimizer(ck, "0", be, x->r.p, x->r.np, &ref), EOPT_OK, "%s", eopt_last_error());
@@ -306,7 +232,7 @@ static double fx_check_state(fx *x, const char *cs, int N)
 static void run_fixture(const char *cs)
 {
     char path[1024];
-    fixture_path(path, sizeof path, cs, "trajectory.h5");
+    tu_fixture(path, sizeof path, "optimizers/%s/trajectory.h5", cs);
     hid_t tr = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     cr_assert_geq(tr, 0, "cannot open %s", path);
     fx x;
@@ -358,7 +284,7 @@ static void round_trip(const char *cs)
 {
     char path[1024], out[256], a1[2048], a2[2048];
     fx x, y;
-    fixture_path(path, sizeof path, cs, "step_5.h5");
+    tu_fixture(path, sizeof path, "optimizers/%s/step_5.h5", cs);
     fx_open(&x, cs, "step_5.h5");
     snprintf(out, sizeof out, "/tmp/eopt_test_soap_%d_%s.h5", (int)getpid(), cs);
     eopt_ckpt_optimizer o = {.name = "0", .opt = x.r.opt};
@@ -390,13 +316,13 @@ static void round_trip(const char *cs)
         cr_expect(eopt_value_equal(&q->groups[0].hp.items[k].v, &p->groups[0].hp.items[k].v));
     }
     compare_state(q, p, 0, cs);
-    fixture_path(path, sizeof path, cs, "trajectory.h5");
+    tu_fixture(path, sizeof path, "optimizers/%s/trajectory.h5", cs);
     hid_t tr = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     for (int t = 6; t <= 8; t++) {
         fx_step(&x, tr, t, "resumed (python file)");
         fx_step(&y, tr, t, "resumed (eopt file)");
         for (int i = 0; i < x.r.np; i++) {
-            float *a = host(&x.r.w[i]), *b = host(&y.r.w[i]);
+            float *a = tu_host(&x.r.w[i]), *b = tu_host(&y.r.w[i]);
             cr_expect(memcmp(a, b, sizeof(float) * (size_t)x.r.w[i].numel) == 0, "%s step %d: resumed runs differ", cs,
                       t);
             free(a), free(b);
@@ -426,7 +352,7 @@ static void expect_orthonormal(rig *r, int t, const char *what)
             eopt_tensor *q = eopt_state_get(r->opt, i, keys[k]);
             if (!q)
                 continue;
-            float *h = host(q);
+            float *h = tu_host(q);
             double e = orth_err(h, (int)q->shape[0]);
             cr_expect_lt(e, 2e-6, "%s step %d param %d %s: |Q^T Q - I| = %g", what, t, i, keys[k], e);
             free(h);
@@ -449,7 +375,7 @@ Test(soap_props, bases_stay_orthonormal)
             eopt_dict_set(&args, "use_kl_shampoo", eopt_bool(v[c].kl));
         }
         rig r;
-        cr_assert_eq(rig_open(&r, v[c].cls, &args, &hp, 2, shapes2, 3), EOPT_OK, "%s", eopt_last_error());
+        cr_assert_eq(rig_open(&r, be, v[c].cls, &args, &hp, 2, shapes2, 3), EOPT_OK, "%s", eopt_last_error());
         for (int t = 1; t <= 6; t++) {
             rig_grads(&r, 40, t, 1.0f);
             rig_step(&r);
@@ -490,15 +416,15 @@ Test(soap_props, factors_follow_the_bias_corrected_average)
     const int m = 12, n = 20, T = 4;
     const double bs = 0.95;
     rig r;
-    cr_assert_eq(rig_open(&r, "SOAP", &args, &hp, 1, shapes2, 5), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_open(&r, be, "SOAP", &args, &hp, 1, shapes2, 5), EOPT_OK, "%s", eopt_last_error());
     double *L = calloc(m * m, sizeof(double)), *R = calloc(n * n, sizeof(double));
     double *X = malloc(sizeof(double) * n * n);
     for (int t = 1; t <= T; t++) {
         rig_grads(&r, 60, t, 1.0f);
-        float *G = host(&r.g[0]);
+        float *G = tu_host(&r.g[0]);
         rig_step(&r);
         if (t == 1) { /* weight exactly 1: L is the backend's G G^T bit for bit */
-            float *Lf = state(&r, 0, "L"), *S = malloc(sizeof(float) * m * m);
+            float *Lf = rig_state(&r, 0, "L"), *S = malloc(sizeof(float) * m * m);
             float *Gd = be->alloc(be, sizeof(float) * m * n), *Sd = be->alloc(be, sizeof(float) * m * m);
             be->upload(be, Gd, G, sizeof(float) * m * n);
             be->syrk(be, EOPT_PREC_FP32, 0, m, n, 1.0f, Gd, n, 0.0f, Sd, m);
@@ -517,7 +443,7 @@ Test(soap_props, factors_follow_the_bias_corrected_average)
             R[k] += wgt * (X[k] - R[k]);
         free(G);
     }
-    float *Lf = state(&r, 0, "L"), *Rf = state(&r, 0, "R");
+    float *Lf = rig_state(&r, 0, "L"), *Rf = rig_state(&r, 0, "R");
     cr_expect_lt(rel_err(Lf, L, m * m), 1e-5, "L: %g", rel_err(Lf, L, m * m));
     cr_expect_lt(rel_err(Rf, R, n * n), 1e-5, "R: %g", rel_err(Rf, R, n * n));
     free(Lf), free(Rf), free(L), free(R), free(X);
@@ -533,14 +459,14 @@ Test(soap_props, moso_covariance_and_momentum)
         eopt_dict_set(&hp, "momentum", eopt_float(mu));
         eopt_dict_set(&hp, "shampoo_beta", eopt_float(bs));
         rig r;
-        cr_assert_eq(rig_open(&r, "MOSO", NULL, &hp, 1, &shapes2[s], 5), EOPT_OK, "%s", eopt_last_error());
+        cr_assert_eq(rig_open(&r, be, "MOSO", NULL, &hp, 1, &shapes2[s], 5), EOPT_OK, "%s", eopt_last_error());
         cr_assert_eq(r.opt->state[0].n, 0, "MOSO state is lazy");
         double *Mom = calloc(m * n, sizeof(double)), *C = calloc(d * d, sizeof(double));
         double *X = malloc(sizeof(double) * d * d);
         float *Mf = malloc(sizeof(float) * m * n);
         for (int t = 1; t <= T; t++) {
             rig_grads(&r, 70, t, 1.0f);
-            float *G = host(&r.g[0]);
+            float *G = tu_host(&r.g[0]);
             rig_step(&r);
             for (int k = 0; k < m * n; k++)
                 Mom[k] = mu * Mom[k] + (1 - mu) * G[k], Mf[k] = (float)Mom[k];
@@ -552,7 +478,7 @@ Test(soap_props, moso_covariance_and_momentum)
         }
         eopt_tensor *Mt = eopt_state_get(r.opt, 0, "M");
         cr_assert_eq(Mt->shape[0], d);
-        float *Mo = state(&r, 0, "momentum_buffer"), *Cf = state(&r, 0, "M");
+        float *Mo = rig_state(&r, 0, "momentum_buffer"), *Cf = rig_state(&r, 0, "M");
         cr_expect_lt(rel_err(Mo, Mom, m * n), 1e-6);
         cr_expect_lt(rel_err(Cf, C, d * d), 1e-5, "M (%s): %g", left ? "left" : "right", rel_err(Cf, C, d * d));
         cr_expect_eq(state_step(&r, 0), T);
@@ -569,11 +495,11 @@ Test(soap_props, warmup_equals_adamw)
     eopt_dict args = {0}, hp = hp_lr(lr);
     eopt_dict_set(&args, "adam_warmup_steps", eopt_int(100));
     rig r;
-    cr_assert_eq(rig_open(&r, "SOAP", &args, &hp, 1, shapes2, 9), EOPT_OK, "%s", eopt_last_error());
-    float *P = host(&r.w[0]), *mm = calloc(m * n, sizeof(float)), *vv = calloc(m * n, sizeof(float));
+    cr_assert_eq(rig_open(&r, be, "SOAP", &args, &hp, 1, shapes2, 9), EOPT_OK, "%s", eopt_last_error());
+    float *P = tu_host(&r.w[0]), *mm = calloc(m * n, sizeof(float)), *vv = calloc(m * n, sizeof(float));
     for (int t = 1; t <= T; t++) {
         rig_grads(&r, 80, t, 1.0f);
-        float *G = host(&r.g[0]);
+        float *G = tu_host(&r.g[0]);
         rig_step(&r);
         const float bc1 = (float)(1 - pow(b1, t)), sbc2 = (float)sqrt(1 - pow(b2, t));
         for (int k = 0; k < m * n; k++) {
@@ -584,12 +510,12 @@ Test(soap_props, warmup_equals_adamw)
         }
         free(G);
     }
-    float *Po = host(&r.w[0]);
+    float *Po = tu_host(&r.w[0]);
     double e = 0;
     for (int k = 0; k < m * n; k++)
         e = fmax(e, fabs(Po[k] - P[k]));
     cr_expect_lt(e, 1e-6, "SOAP warm-up vs AdamW after %d steps: %g", T, e);
-    float *QL = state(&r, 0, "Q_L");
+    float *QL = rig_state(&r, 0, "Q_L");
     for (int k = 0; k < m * m; k++)
         cr_expect_eq(QL[k], k / m == k % m ? 1.0f : 0.0f, "no refresh during warm-up");
     free(QL), free(P), free(Po), free(mm), free(vv);
@@ -621,16 +547,16 @@ Test(soap_props, refresh_and_projection_preserve_norms)
     eopt_dict_set(&args, "correct_bias", eopt_bool(0));
     eopt_dict_set(&hp, "weight_decay", eopt_float(0.0));
     rig r;
-    cr_assert_eq(rig_open(&r, "SOAP", &args, &hp, 1, shapes2, 11), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_open(&r, be, "SOAP", &args, &hp, 1, shapes2, 11), EOPT_OK, "%s", eopt_last_error());
     rig_grads(&r, 90, 1, 1.0f);
     rig_step(&r);
     const double frozen[2] = {1.0, 1.0};
     eopt_dict_set(&r.opt->groups[0].hp, "betas", eopt_floats(2, frozen));
     for (int t = 2; t <= 3; t++) { /* k = 1: eigh refresh; k = 2: QR refresh */
-        float *m0 = state(&r, 0, "exp_avg"), *v0 = state(&r, 0, "exp_avg_sq"), *P0 = host(&r.w[0]);
+        float *m0 = rig_state(&r, 0, "exp_avg"), *v0 = rig_state(&r, 0, "exp_avg_sq"), *P0 = tu_host(&r.w[0]);
         rig_grads(&r, 90, t, 1.0f);
         rig_step(&r);
-        float *m1 = state(&r, 0, "exp_avg"), *v1 = state(&r, 0, "exp_avg_sq"), *P1 = host(&r.w[0]);
+        float *m1 = rig_state(&r, 0, "exp_avg"), *v1 = rig_state(&r, 0, "exp_avg_sq"), *P1 = tu_host(&r.w[0]);
         double n0 = fnorm(m0, m * n), n1 = fnorm(m1, m * n);
         cr_expect_lt(fabs(n1 - n0) / n0, 1e-5, "step %d: |exp_avg| %g -> %g", t, n0, n1);
         qsort(v0, m * n, sizeof(float), cmp_float);
@@ -638,7 +564,7 @@ Test(soap_props, refresh_and_projection_preserve_norms)
         cr_expect(memcmp(v0, v1, sizeof(float) * m * n) == 0, "step %d: exp_avg_sq is not a permutation", t);
         /* |U| = |U'|: the applied step against the update in the eigenbasis */
         double du = 0, nu = 0;
-        float *vs = state(&r, 0, "exp_avg_sq");
+        float *vs = rig_state(&r, 0, "exp_avg_sq");
         for (int k = 0; k < m * n; k++) {
             double d = (P0[k] - (double)P1[k]) / lr, u = m1[k] / (sqrtf(vs[k]) + 1e-8);
             du += d * d, nu += u * u;
@@ -663,15 +589,15 @@ Test(soap_props, clipping_bounds_the_update_rms)
             eopt_dict_set(&args, "adam_warmup_steps", eopt_int(1)),
                 eopt_dict_set(&off, "adam_warmup_steps", eopt_int(1));
         rig r, r0, rbig;
-        cr_assert_eq(rig_open(&r, cls, &args, &hp, 1, shapes2, 13), EOPT_OK, "%s", eopt_last_error());
-        cr_assert_eq(rig_open(&rbig, cls, &off, &hp, 1, shapes2, 13), EOPT_OK, "%s", eopt_last_error());
+        cr_assert_eq(rig_open(&r, be, cls, &args, &hp, 1, shapes2, 13), EOPT_OK, "%s", eopt_last_error());
+        cr_assert_eq(rig_open(&rbig, be, cls, &off, &hp, 1, shapes2, 13), EOPT_OK, "%s", eopt_last_error());
         eopt_dict_set(&off, "max_update_rms", eopt_float(0.0));
-        cr_assert_eq(rig_open(&r0, cls, &off, &hp, 1, shapes2, 13), EOPT_OK, "%s", eopt_last_error());
+        cr_assert_eq(rig_open(&r0, be, cls, &off, &hp, 1, shapes2, 13), EOPT_OK, "%s", eopt_last_error());
         for (int t = 1; t <= 4; t++) {
-            float *P0 = host(&r.w[0]);
+            float *P0 = tu_host(&r.w[0]);
             rig_grads(&r, 100, t, 1.0f), rig_grads(&r0, 100, t, 1.0f), rig_grads(&rbig, 100, t, 1.0f);
             rig_step(&r), rig_step(&r0), rig_step(&rbig);
-            float *P1 = host(&r.w[0]), *Pa = host(&r0.w[0]), *Pb = host(&rbig.w[0]);
+            float *P1 = tu_host(&r.w[0]), *Pa = tu_host(&r0.w[0]), *Pb = tu_host(&rbig.w[0]);
             double s = 0;
             for (int k = 0; k < m * n; k++)
                 s += pow((P0[k] - (double)P1[k]) / lr, 2);
@@ -700,13 +626,13 @@ Test(soap_props, schedule_warmup4_frequency3)
     eopt_dict_set(&args, "adam_warmup_steps", eopt_int(4));
     eopt_dict_set(&args, "precondition_frequency", eopt_int(3));
     rig r;
-    cr_assert_eq(rig_open(&r, "SOAP", &args, &hp, 2, shapes2, 17), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_open(&r, be, "SOAP", &args, &hp, 2, shapes2, 17), EOPT_OK, "%s", eopt_last_error());
     for (int call = 1; call <= 7; call++) {
         rig_grads(&r, 110, call, 1.0f);
         r.p[1].grad = call == 2 ? NULL : &r.g[1]; /* param 1 has no gradient on call 2 */
         r.opt->params[1].grad = r.p[1].grad;
         rig_step(&r);
-        float *QL = state(&r, 0, "Q_L"), *QR = state(&r, 0, "Q_R");
+        float *QL = rig_state(&r, 0, "Q_L"), *QR = rig_state(&r, 0, "Q_R");
         const int k = call - 1;
         if (k <= 5)
             cr_expect(is_identity(QL, 12) && is_identity(QR, 20), "bases changed at k = %d", k);
@@ -730,11 +656,11 @@ Test(soap_props, moso_one_step_closed_form)
         eopt_dict_set(&hp, "shampoo_beta", eopt_float(0.0));
         eopt_dict_set(&hp, "weight_decay", eopt_float(0.0));
         rig r;
-        cr_assert_eq(rig_open(&r, "MOSO", NULL, &hp, 1, &shapes2[s], 19), EOPT_OK, "%s", eopt_last_error());
+        cr_assert_eq(rig_open(&r, be, "MOSO", NULL, &hp, 1, &shapes2[s], 19), EOPT_OK, "%s", eopt_last_error());
         rig_grads(&r, 120, 1, 1.0f);
-        float *P0 = host(&r.w[0]), *G = host(&r.g[0]);
+        float *P0 = tu_host(&r.w[0]), *G = tu_host(&r.g[0]);
         rig_step(&r);
-        float *P1 = host(&r.w[0]), *Q = state(&r, 0, "Q_M"), *M = state(&r, 0, "M");
+        float *P1 = tu_host(&r.w[0]), *Q = rig_state(&r, 0, "Q_M"), *M = rig_state(&r, 0, "M");
         double *Xt = malloc(sizeof(double) * m * n), *U = malloc(sizeof(double) * m * n),
                *GG = malloc(sizeof(double) * d * d);
         gram(G, m, n, !left, GG);
@@ -767,19 +693,19 @@ Test(soap_props, shampoo_beta_one_is_rejected_with_bias_correction)
     rig r;
     eopt_dict hp = hp_lr(0.01), args = {0};
     eopt_dict_set(&hp, "shampoo_beta", eopt_float(1.0));
-    cr_expect_eq(rig_open(&r, "SOAP", NULL, &hp, 1, shapes2, 1), EOPT_ERR_ARG);
+    cr_expect_eq(rig_open(&r, be, "SOAP", NULL, &hp, 1, shapes2, 1), EOPT_ERR_ARG);
     cr_expect(strstr(eopt_last_error(), "shampoo_beta = 1"), "message: %s", eopt_last_error());
     rig_close(&r);
-    cr_expect_eq(rig_open(&r, "MOSO", NULL, &hp, 1, shapes2, 1), EOPT_ERR_ARG);
+    cr_expect_eq(rig_open(&r, be, "MOSO", NULL, &hp, 1, shapes2, 1), EOPT_ERR_ARG);
     cr_expect(strstr(eopt_last_error(), "shampoo_beta = 1"), "message: %s", eopt_last_error());
     rig_close(&r);
     /* without the correction the factors stay zero: SOAP is Adam with identity bases */
     eopt_dict_set(&args, "correct_shampoo_beta_bias", eopt_bool(0));
     eopt_dict_set(&args, "adam_warmup_steps", eopt_int(1));
-    cr_assert_eq(rig_open(&r, "SOAP", &args, &hp, 1, shapes2, 1), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_open(&r, be, "SOAP", &args, &hp, 1, shapes2, 1), EOPT_OK, "%s", eopt_last_error());
     for (int t = 1; t <= 3; t++)
         rig_grads(&r, 130, t, 1.0f), rig_step(&r);
-    float *L = state(&r, 0, "L"), *QL = state(&r, 0, "Q_L"), *P = host(&r.w[0]);
+    float *L = rig_state(&r, 0, "L"), *QL = rig_state(&r, 0, "Q_L"), *P = tu_host(&r.w[0]);
     for (int k = 0; k < 144; k++)
         cr_expect_eq(L[k], 0.0f);
     cr_expect(is_identity(QL, 12), "a zero factor must give Q = I (diagonal shortcut)");
@@ -798,16 +724,16 @@ Test(soap_props, zero_gradients_move_only_by_decay)
         eopt_dict hp = hp_lr(lr);
         eopt_dict_set(&hp, "weight_decay", eopt_float(wd));
         rig r;
-        cr_assert_eq(rig_open(&r, cls, NULL, &hp, 2, shapes2, 23), EOPT_OK, "%s", eopt_last_error());
+        cr_assert_eq(rig_open(&r, be, cls, NULL, &hp, 2, shapes2, 23), EOPT_OK, "%s", eopt_last_error());
         for (int t = 1; t <= 3; t++) {
-            float *P0 = host(&r.w[0]);
+            float *P0 = tu_host(&r.w[0]);
             rig_grads(&r, 0, t, 0.0f);
             rig_step(&r);
-            float *P1 = host(&r.w[0]);
+            float *P1 = tu_host(&r.w[0]);
             for (int k = 0; k < 240; k++)
                 cr_expect_eq(P1[k], P0[k] + (float)(-wd * lr) * P0[k], "%s step %d", cls, t);
             const char *key = c ? "Q_M" : "Q_L";
-            float *Q = state(&r, 0, key);
+            float *Q = rig_state(&r, 0, key);
             if (c && t == 1) /* MOSO's eigh has no shortcut: LAPACK's identity, column-flipped */
                 for (int k = 0; k < 144; k++)
                     cr_expect_eq(Q[k], k / 12 + k % 12 == 11 ? 1.0f : 0.0f, "anti-diagonal Q_M at k = 0");
@@ -824,34 +750,34 @@ Test(soap_props, rejects_bad_parameters_and_arguments)
     eopt_dict hp = hp_lr(0.01), args = {0}, none = {0};
     rig r;
     eopt_dict_set(&args, "weight_decay_method", eopt_str("palm"));
-    cr_expect_eq(rig_open(&r, "SOAP", &args, &hp, 1, shapes2, 1), EOPT_ERR_ARG);
+    cr_expect_eq(rig_open(&r, be, "SOAP", &args, &hp, 1, shapes2, 1), EOPT_ERR_ARG);
     cr_expect(strstr(eopt_last_error(), "Invalid weight decay method: palm"), "%s", eopt_last_error());
     rig_close(&r);
     args = (eopt_dict){0};
     eopt_dict_set(&args, "precondition_frequency", eopt_int(0));
-    cr_expect_eq(rig_open(&r, "SOAP", &args, &hp, 1, shapes2, 1), EOPT_ERR_ARG);
+    cr_expect_eq(rig_open(&r, be, "SOAP", &args, &hp, 1, shapes2, 1), EOPT_ERR_ARG);
     cr_expect(strstr(eopt_last_error(), "precondition_frequency"), "%s", eopt_last_error());
     rig_close(&r);
-    cr_expect_eq(rig_open(&r, "SOAP", NULL, &none, 1, shapes2, 1), EOPT_ERR_ARG);
+    cr_expect_eq(rig_open(&r, be, "SOAP", NULL, &none, 1, shapes2, 1), EOPT_ERR_ARG);
     cr_expect(strstr(eopt_last_error(), "'lr'"), "%s", eopt_last_error());
     rig_close(&r);
     args = (eopt_dict){0};
     eopt_dict_set(&args, "nesterov", eopt_bool(1));
-    cr_expect_eq(rig_open(&r, "MOSO", &args, &hp, 1, shapes2, 1), EOPT_ERR_ARG, "MOSO has no nesterov");
+    cr_expect_eq(rig_open(&r, be, "MOSO", &args, &hp, 1, shapes2, 1), EOPT_ERR_ARG, "MOSO has no nesterov");
     rig_close(&r);
     /* a 1-D parameter fails at the first step it has a gradient, before any update */
     for (int c = 0; c < 2; c++) {
         const char *cls = c ? "MOSO" : "SOAP";
-        cr_assert_eq(rig_open(&r, cls, NULL, &hp, 2, shapes2, 1), EOPT_OK);
+        cr_assert_eq(rig_open(&r, be, cls, NULL, &hp, 2, shapes2, 1), EOPT_OK);
         r.w[1].ndim = 1, r.w[1].shape[0] = 240, r.g[1].ndim = 1, r.g[1].shape[0] = 240;
         r.opt->params[1].grad = NULL;
         rig_grads(&r, 1, 1, 1.0f);
         rig_step(&r); /* no gradient: never checked */
-        float *P0 = host(&r.w[0]);
+        float *P0 = tu_host(&r.w[0]);
         r.opt->params[1].grad = &r.g[1];
         cr_expect_eq(eopt_optimizer_step(r.opt), EOPT_ERR_SHAPE);
         cr_expect(strstr(eopt_last_error(), "only supported for 2D tensors"), "%s", eopt_last_error());
-        float *P1 = host(&r.w[0]);
+        float *P1 = tu_host(&r.w[0]);
         cr_expect(memcmp(P0, P1, sizeof(float) * 240) == 0, "%s: the group was updated before the check", cls);
         cr_expect_eq(state_step(&r, 0), 1);
         r.w[1].ndim = 2, r.w[1].shape[0] = 20, r.g[1].ndim = 2, r.g[1].shape[0] = 20;
@@ -866,12 +792,12 @@ Test(soap_props, eigh_diagonalises_the_factors)
     eopt_dict_set(&args, "use_eigh", eopt_bool(1));
     eopt_dict_set(&args, "adam_warmup_steps", eopt_int(1));
     rig r;
-    cr_assert_eq(rig_open(&r, "SOAP", &args, &hp, 1, shapes2, 29), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_open(&r, be, "SOAP", &args, &hp, 1, shapes2, 29), EOPT_OK, "%s", eopt_last_error());
     for (int t = 1; t <= 3; t++)
         rig_grads(&r, 140, t, 1.0f), rig_step(&r);
     const char *K[2] = {"L", "R"}, *Qk[2] = {"Q_L", "Q_R"};
     for (int f = 0; f < 2; f++) {
-        float *A = state(&r, 0, K[f]), *Q = state(&r, 0, Qk[f]);
+        float *A = rig_state(&r, 0, K[f]), *Q = rig_state(&r, 0, Qk[f]);
         const int d = f ? 20 : 12;
         double off = 0, big = 0, prev = INFINITY;
         for (int i = 0; i < d; i++)
@@ -921,12 +847,12 @@ Test(soap_props, kl_shampoo_first_step_scale)
     eopt_dict_set(&args, "use_kl_shampoo", eopt_bool(1));
     eopt_dict_set(&args, "adam_warmup_steps", eopt_int(1));
     rig r;
-    cr_assert_eq(rig_open(&r, "SOAP", &args, &hp, 1, shapes2, 37), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_open(&r, be, "SOAP", &args, &hp, 1, shapes2, 37), EOPT_OK, "%s", eopt_last_error());
     rig_grads(&r, 150, 1, 1.0f);
-    float *G = host(&r.g[0]);
+    float *G = tu_host(&r.g[0]);
     rig_step(&r);
     double *X = malloc(sizeof(double) * n * n);
-    float *L = state(&r, 0, "L"), *R = state(&r, 0, "R");
+    float *L = rig_state(&r, 0, "L"), *R = rig_state(&r, 0, "R");
     gram(G, m, n, 0, X);
     for (int k = 0; k < m * m; k++)
         X[k] /= n * 1e-8; /* L_1 = G G^T / (n eps) */
@@ -947,13 +873,13 @@ Test(soap_props, adaptive_criteria_skip_refreshes)
         eopt_dict_set(&args, "use_adaptive_criteria", eopt_bool(1));
         eopt_dict_set(&args, "adaptive_update_tolerance", eopt_float(c ? 0.0 : 2.0));
         rig r;
-        cr_assert_eq(rig_open(&r, "SOAP", &args, &hp, 1, shapes2, 41), EOPT_OK, "%s", eopt_last_error());
+        cr_assert_eq(rig_open(&r, be, "SOAP", &args, &hp, 1, shapes2, 41), EOPT_OK, "%s", eopt_last_error());
         rig_grads(&r, 160, 1, 1.0f), rig_step(&r);
         rig_grads(&r, 160, 2, 1.0f), rig_step(&r); /* k = W: eigh, never skipped */
-        float *Q1 = state(&r, 0, "Q_R"), *E1 = state(&r, 0, "exp_avg_sq");
+        float *Q1 = rig_state(&r, 0, "Q_R"), *E1 = rig_state(&r, 0, "exp_avg_sq");
         cr_expect(!is_identity(Q1, 20));
         rig_grads(&r, 160, 3, 1.0f), rig_step(&r);
-        float *Q2 = state(&r, 0, "Q_R");
+        float *Q2 = rig_state(&r, 0, "Q_R");
         int same = memcmp(Q1, Q2, sizeof(float) * 400) == 0;
         cr_expect_eq(same, !c, "tolerance %g: refresh %s", c ? 0.0 : 2.0, same ? "skipped" : "done");
         free(Q1), free(Q2), free(E1);
@@ -969,11 +895,11 @@ Test(soap_props, independent_and_l2_decay)
         eopt_dict_set(&hp, "weight_decay", eopt_float(wd));
         eopt_dict_set(&args, "weight_decay_method", eopt_str(c ? "l2" : "independent"));
         rig r;
-        cr_assert_eq(rig_open(&r, "SOAP", &args, &hp, 1, shapes2, 43), EOPT_OK, "%s", eopt_last_error());
+        cr_assert_eq(rig_open(&r, be, "SOAP", &args, &hp, 1, shapes2, 43), EOPT_OK, "%s", eopt_last_error());
         rig_grads(&r, 0, 1, 0.0f);
-        float *P0 = host(&r.w[0]);
+        float *P0 = tu_host(&r.w[0]);
         rig_step(&r);
-        float *P1 = host(&r.w[0]), *G = host(&r.g[0]);
+        float *P1 = tu_host(&r.w[0]), *G = tu_host(&r.g[0]);
         for (int k = 0; k < 240; k++) {
             if (c) /* l2: g += wd P lands in the caller's gradient, as upstream */
                 cr_expect_eq(G[k], 0.0f + (float)wd * P0[k]);
@@ -993,11 +919,11 @@ Test(soap_props, basis_signs_do_not_matter)
     eopt_dict args = {0}, hp = hp_lr(0.01);
     eopt_dict_set(&args, "adam_warmup_steps", eopt_int(1));
     rig a, b;
-    cr_assert_eq(rig_open(&a, "SOAP", &args, &hp, 1, shapes2, 47), EOPT_OK, "%s", eopt_last_error());
-    cr_assert_eq(rig_open(&b, "SOAP", &args, &hp, 1, shapes2, 47), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_open(&a, be, "SOAP", &args, &hp, 1, shapes2, 47), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_open(&b, be, "SOAP", &args, &hp, 1, shapes2, 47), EOPT_OK, "%s", eopt_last_error());
     for (int t = 1; t <= 3; t++)
         rig_grads(&a, 170, t, 1.0f), rig_grads(&b, 170, t, 1.0f), rig_step(&a), rig_step(&b);
-    float *QL = state(&b, 0, "Q_L"), *QR = state(&b, 0, "Q_R"), *E = state(&b, 0, "exp_avg");
+    float *QL = rig_state(&b, 0, "Q_L"), *QR = rig_state(&b, 0, "Q_R"), *E = rig_state(&b, 0, "exp_avg");
     for (int r = 0; r < m; r++)
         QL[r * m + 3] = -QL[r * m + 3];
     for (int r = 0; r < n; r++)
@@ -1009,7 +935,7 @@ Test(soap_props, basis_signs_do_not_matter)
     eopt_tensor_from_host(eopt_state_get(b.opt, 0, "exp_avg"), E, sizeof(float) * m * n);
     for (int t = 4; t <= 6; t++) {
         rig_grads(&a, 170, t, 1.0f), rig_grads(&b, 170, t, 1.0f), rig_step(&a), rig_step(&b);
-        float *Pa = host(&a.w[0]), *Pb = host(&b.w[0]);
+        float *Pa = tu_host(&a.w[0]), *Pb = tu_host(&b.w[0]);
         cr_expect(memcmp(Pa, Pb, sizeof(float) * m * n) == 0, "step %d: sign flips changed the parameters", t);
         free(Pa), free(Pb);
     }
@@ -1025,14 +951,14 @@ Test(soap_props, nan_gradient_fails_at_the_next_eigh)
         cr_skip_test("solver failure on NaN input is LAPACK's behaviour");
     eopt_dict hp = hp_lr(0.01);
     rig r;
-    cr_assert_eq(rig_open(&r, "SOAP", NULL, &hp, 1, shapes2, 53), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_open(&r, be, "SOAP", NULL, &hp, 1, shapes2, 53), EOPT_OK, "%s", eopt_last_error());
     rig_grads(&r, 180, 1, 1.0f);
     const float nan = NAN;
     be->upload(be, eopt_f32(&r.g[0]) + 7, &nan, sizeof nan);
     cr_expect_eq(eopt_optimizer_step(r.opt), EOPT_ERR_NUMERIC);
     cr_expect(strstr(eopt_last_error(), "SOAP parameter 'p0'"), "%s", eopt_last_error());
     cr_expect_eq(state_step(&r, 0), 0);
-    float *L = state(&r, 0, "L");
+    float *L = rig_state(&r, 0, "L");
     cr_expect(isnan(L[0]), "the factor update happens before the refresh");
     free(L);
     rig_close(&r);
@@ -1072,20 +998,20 @@ Test(soap_props, argument_and_group_key_order)
     eopt_dict_set(&hp, "weight_decay", eopt_float(0.0)); /* a user key stays first */
     eopt_dict_set(&hp, "lr", eopt_float(0.01));
     rig r;
-    cr_assert_eq(rig_open(&r, "SOAP", NULL, &hp, 1, shapes2, 1), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_open(&r, be, "SOAP", NULL, &hp, 1, shapes2, 1), EOPT_OK, "%s", eopt_last_error());
     expect_keys(&r.opt->args, soap_args, "SOAP args");
     cr_expect_eq(eopt_dict_get(&r.opt->args, "correct_shampoo_beta_bias")->kind, EOPT_VAL_NONE);
     static const char *const user_first[] = {"weight_decay", "lr", "betas", "shampoo_beta", "eps", NULL};
     expect_keys(&r.opt->groups[0].hp, user_first, "SOAP group with user keys");
     rig_close(&r);
     hp = hp_lr(0.01);
-    cr_assert_eq(rig_open(&r, "SOAP", NULL, &hp, 1, shapes2, 1), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_open(&r, be, "SOAP", NULL, &hp, 1, shapes2, 1), EOPT_OK, "%s", eopt_last_error());
     expect_keys(&r.opt->groups[0].hp, soap_group, "SOAP group");
     const char *const *opt_keys = r.opt->cls->optional_state_keys;
     cr_expect(opt_keys && strcmp(opt_keys[0], "eigvals_L") == 0 && strcmp(opt_keys[1], "eigvals_R") == 0 &&
               !opt_keys[2]);
     rig_close(&r);
-    cr_assert_eq(rig_open(&r, "MOSO", NULL, NULL, 1, shapes2, 1), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(rig_open(&r, be, "MOSO", NULL, NULL, 1, shapes2, 1), EOPT_OK, "%s", eopt_last_error());
     expect_keys(&r.opt->args, moso_args, "MOSO args");
     expect_keys(&r.opt->groups[0].hp, moso_group, "MOSO group");
     rig_close(&r);
@@ -1095,7 +1021,7 @@ Test(soap_fixtures, newer_state_keys_are_ignored)
 {
     /* a newer upstream SOAP stores eigvals_L / eigvals_R: copy step_5.h5, add them, load */
     char src[1024], dst[256];
-    fixture_path(src, sizeof src, "soap_default", "step_5.h5");
+    tu_fixture(src, sizeof src, "optimizers/soap_default/step_5.h5");
     snprintf(dst, sizeof dst, "/tmp/eopt_test_soap_eigvals_%d.h5", (int)getpid());
     FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
     cr_assert(in && out);

@@ -41,20 +41,22 @@ def main():
         fail("expected the fixture checkpoints under %s, found %d" % (FIXTURES, len(files)))
     out = tmp_path("roundtrip.h5")
     bad = 0
-    for path in files:
-        roundtrip(path, out)
-        d = [x for x in ec.diff(path, out) if not any("@%s: only in second" % k in x for k in TORCH2_ADDED)]
-        if d:
-            bad += 1
-            print("%s: %d differences, e.g.\n  %s" % (path, len(d), "\n  ".join(d[:8])))
-    os.unlink(out)
-    # the comparison itself must see a change
-    ck = ec.read(files[0])
-    ck.step += 1
-    ec.write(out, ck)
-    if not any("@step" in x for x in ec.diff(files[0], out)):
-        fail("diff does not notice a changed step")
-    os.unlink(out)
+    try:
+        for path in files:
+            roundtrip(path, out)
+            d = [x for x in ec.diff(path, out) if not any("@%s: only in second" % k in x for k in TORCH2_ADDED)]
+            if d:
+                bad += 1
+                print("%s: %d differences, e.g.\n  %s" % (path, len(d), "\n  ".join(d[:8])))
+        # the comparison itself must see a change
+        ck = ec.read(files[0])
+        ck.step += 1
+        ec.write(out, ck)
+        if not any("@step" in x for x in ec.diff(files[0], out)):
+            fail("diff does not notice a changed step")
+    finally:
+        if os.path.exists(out):
+            os.unlink(out)
     if bad:
         fail("%d of %d fixture files do not round-trip" % (bad, len(files)))
     print("%d fixture checkpoints round-trip through torch objects with identical content" % len(files))

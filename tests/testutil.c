@@ -1,0 +1,95 @@
+/* Test helpers (testutil.h). No Test() definitions here. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/testutil.h"
+
+const char *tu_fixture_dir(void)
+{
+    const char *dir = getenv("EOPT_FIXTURES");
+    return dir ? dir : "../shared/fixtures";
+}
+
+void tu_fixture(char *buf, size_t size, const char *fmt, ...)
+{
+    int off = snprintf(buf, size, "%s/", tu_fixture_dir());
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + off, size - (size_t)off, fmt, ap);
+    va_end(ap);
+}
+
+void tu_upload(eopt_tensor *t, const float *h)
+{
+    cr_assert_eq(eopt_tensor_from_host(t, h, sizeof(float) * (size_t)t->numel), EOPT_OK);
+}
+
+void tu_download(const eopt_tensor *t, float *h)
+{
+    cr_assert_eq(eopt_tensor_to_host(t, h, sizeof(float) * (size_t)t->numel), EOPT_OK);
+}
+
+float *tu_host(const eopt_tensor *t)
+{
+    float *h = malloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
+    tu_download(t, h);
+    return h;
+}
+
+double tu_max_abs_diff(const float *a, const float *b, int64_t n)
+{
+    double d = 0;
+    for (int64_t k = 0; k < n; k++)
+        d = fmax(d, fabs((double)a[k] - (double)b[k]));
+    return d;
+}
+
+eopt_status rig_open(rig *r, eopt_backend *be, const char *cls, const eopt_dict *args, const eopt_dict *hp, int np,
+                     const int (*shape)[2], uint64_t seed)
+{
+    memset(r, 0, sizeof *r);
+    cr_assert_leq(np, TU_MAXP);
+    r->be = be;
+    r->np = np;
+    for (int i = 0; i < np; i++) {
+        const int64_t sh[2] = {shape[i][0], shape[i][1]};
+        const int nd = shape[i][1] ? 2 : 1;
+        cr_assert_eq(eopt_tensor_alloc(&r->w[i], be, EOPT_F32, nd, sh), EOPT_OK);
+        cr_assert_eq(eopt_tensor_alloc(&r->g[i], be, EOPT_F32, nd, sh), EOPT_OK);
+        be->random(be, EOPT_RAND_NORMAL, seed, 1000000 * (uint64_t)i, r->w[i].numel, eopt_f32(&r->w[i]));
+        snprintf(r->p[i].name, sizeof r->p[i].name, "p%d", i);
+        r->p[i].w = &r->w[i];
+        r->p[i].grad = &r->g[i];
+    }
+    return cls ? eopt_optimizer_create(cls, be, args, 1, hp, &np, r->p, np, &r->opt) : EOPT_OK;
+}
+
+void rig_close(rig *r)
+{
+    eopt_optimizer_free(r->opt);
+    for (int i = 0; i < r->np; i++)
+        eopt_tensor_free(&r->w[i]), eopt_tensor_free(&r->g[i]);
+    memset(r, 0, sizeof *r);
+}
+
+void rig_grads(rig *r, uint64_t seed, int t, float scale)
+{
+    for (int i = 0; i < r->np; i++) {
+        float *g = eopt_f32(&r->g[i]);
+        r->be->random(r->be, EOPT_RAND_NORMAL, seed + 7919 * (uint64_t)t, 1000000 * (uint64_t)i, r->g[i].numel, g);
+        eopt_scale(r->be, r->g[i].numel, scale, g, g);
+    }
+}
+
+void rig_step(rig *r) { cr_assert_eq(eopt_optimizer_step(r->opt), EOPT_OK, "%s", eopt_last_error()); }
+
+float *rig_state(rig *r, int i, const char *key)
+{
+    eopt_tensor *t = eopt_state_get(r->opt, i, key);
+    cr_assert(t, "no state '%s' for parameter %d", key, i);
+    return tu_host(t);
+}

@@ -196,8 +196,14 @@ void *eopt_ws_bytes(eopt_workspace *ws, size_t bytes)
         ws->used += size;
         return p;
     }
-    if (ws->nextra == (int)(sizeof ws->extra / sizeof ws->extra[0]))
-        return NULL;
+    if (ws->nextra == ws->extra_cap) {
+        int cap = ws->extra_cap ? 2 * ws->extra_cap : 64;
+        void **grown = realloc(ws->extra, (size_t)cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        ws->extra = grown;
+        ws->extra_cap = cap;
+    }
     void *p = ws_raw_alloc(ws, size);
     if (!p)
         return NULL;
@@ -213,6 +219,7 @@ void eopt_ws_free(eopt_workspace *ws)
 {
     for (int k = 0; k < ws->nextra; k++)
         ws_raw_free(ws, ws->extra[k]);
+    free(ws->extra);
     if (ws->base)
         ws_raw_free(ws, ws->base);
     eopt_ws_init(ws, ws->be);

@@ -55,8 +55,8 @@ typedef struct {
     eopt_backend *be;
     char *base;
     size_t cap, used, peak;
-    int nextra;
-    void *extra[64];
+    int nextra, extra_cap;
+    void **extra; /* overflow blocks of this round, merged at the next reset */
     size_t extra_used;
 } eopt_workspace;
 

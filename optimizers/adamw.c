@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "optim_util.h"
+
 typedef struct {
     double lr, betas[2], eps, wd;
     int maximize;
@@ -57,9 +59,8 @@ static void adamw_defaults(eopt_dict *args, eopt_dict *group)
 /* An optional bool key: None (or absent) reads as False. */
 static eopt_status opt_bool(const eopt_dict *d, const char *what, const char *key, int *out)
 {
-    const eopt_value *v = eopt_dict_get(d, key);
     *out = 0;
-    return v && v->kind != EOPT_VAL_NONE ? eopt_dict_bool(d, what, key, out) : EOPT_OK;
+    return eopt_is_none(d, key) ? EOPT_OK : eopt_dict_bool(d, what, key, out);
 }
 
 /* One group's hyperparameters with torch's constructor checks. */
@@ -117,14 +118,6 @@ static eopt_status adamw_init_state(eopt_optimizer *opt, int i)
     return EOPT_OK;
 }
 
-static eopt_status adamw_check(const eopt_param *p)
-{
-    if (p->w->dtype != EOPT_F32 || p->grad->dtype != EOPT_F32 || !eopt_tensor_same_shape(p->w, p->grad))
-        return eopt_fail(EOPT_ERR_UNSUPPORTED, "AdamW: parameter '%s' and its gradient must be float32 of one shape",
-                         p->name);
-    return EOPT_OK;
-}
-
 static void adamw_param(eopt_optimizer *opt, const adamw_hp *h, int i)
 {
     const eopt_param *p = &opt->params[i];
@@ -151,7 +144,7 @@ static eopt_status adamw_step(eopt_optimizer *opt)
         for (int k = 0; k < opt->groups[g].n; k++) {
             const eopt_param *p = &opt->params[opt->groups[g].index[k]];
             if (p->grad)
-                EOPT_TRY(adamw_check(p));
+                EOPT_TRY(eopt_param_check_f32("AdamW", p));
         }
     }
     for (int g = 0; g < opt->ngroups; g++) {

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "newton_schulz.h"
+#include "optim_util.h"
 #include "softening.h"
 
 typedef enum { ALG_MUON = 0, ALG_NORMUON, ALG_DION2, ALG_NORDION2, ALG_ADAMW, ALG_LION } dion_algo;
@@ -135,12 +136,6 @@ static void nordion2_defaults(eopt_dict *args, eopt_dict *group)
 
 /* ---- validation ---- */
 
-static int is_none(const eopt_dict *d, const char *key)
-{
-    const eopt_value *v = eopt_dict_get(d, key);
-    return !v || v->kind == EOPT_VAL_NONE;
-}
-
 /* The constructor arguments (§1.1, §1.2); *polar and *soft receive use_polar_express and
  * softening. */
 static eopt_status read_args(const eopt_optimizer *opt, int *polar, double *soft)
@@ -149,10 +144,10 @@ static eopt_status read_args(const eopt_optimizer *opt, int *polar, double *soft
     const char *w = opt->cls->id;
     char buf[64];
     int flag;
-    if (!is_none(a, "distributed_mesh"))
+    if (!eopt_is_none(a, "distributed_mesh"))
         return eopt_fail(EOPT_ERR_ARG, "%s: distributed_mesh must be None (eopt runs one process), got %s", w,
                          eopt_value_repr(eopt_dict_get(a, "distributed_mesh"), buf, sizeof buf));
-    if (!is_none(a, "newton_schulz_func"))
+    if (!eopt_is_none(a, "newton_schulz_func"))
         return eopt_fail(EOPT_ERR_UNSUPPORTED, "%s: a custom newton_schulz_func is not supported, got %s", w,
                          eopt_value_repr(eopt_dict_get(a, "newton_schulz_func"), buf, sizeof buf));
     const eopt_value *betas = eopt_dict_get(a, "betas");
@@ -180,7 +175,7 @@ static eopt_status read_args(const eopt_optimizer *opt, int *polar, double *soft
 
 static eopt_status read_adjust(const eopt_dict *d, const char *what, dion_adjust *out)
 {
-    if (is_none(d, "adjust_lr")) {
+    if (eopt_is_none(d, "adjust_lr")) {
         *out = ADJ_NONE; /* None is an absent attribute in a checkpoint */
         return EOPT_OK;
     }
@@ -237,7 +232,7 @@ static eopt_status read_group(const eopt_optimizer *opt, int g, dion_hp *h)
     if (own == ALG_MUON || own == ALG_NORMUON) {
         EOPT_TRY(eopt_dict_bool(d, what, "nesterov", &h->nesterov));
         EOPT_TRY(eopt_dict_bool(d, what, "cautious_wd", &h->cautious));
-    } else if (!is_none(d, "cautious_wd")) { /* Dion2 / NorDion2: group.get("cautious_wd", False) */
+    } else if (!eopt_is_none(d, "cautious_wd")) { /* Dion2 / NorDion2: group.get("cautious_wd", False) */
         EOPT_TRY(eopt_dict_bool(d, what, "cautious_wd", &h->cautious));
     }
     if (own != ALG_DION2) {
@@ -331,9 +326,9 @@ static eopt_status dion_setup(eopt_optimizer *opt)
     const eopt_value *betas = eopt_dict_get(&opt->args, "betas");
     for (int g = 0; g < opt->ngroups; g++) {
         eopt_dict *d = &opt->groups[g].hp;
-        if (is_none(d, "beta1"))
+        if (eopt_is_none(d, "beta1"))
             EOPT_TRY(eopt_dict_set(d, "beta1", eopt_float(betas->fv[0])));
-        if (is_none(d, "beta2"))
+        if (eopt_is_none(d, "beta2"))
             EOPT_TRY(eopt_dict_set(d, "beta2", eopt_float(betas->fv[1])));
         dion_hp h;
         EOPT_TRY(read_group(opt, g, &h));

@@ -14,6 +14,7 @@
 
 #include "adamw.h"
 #include "eigenbasis.h"
+#include "optim_util.h"
 
 typedef struct {
     double lr, momentum, betas[2], shampoo_beta, eps, wd;
@@ -134,24 +135,6 @@ static eopt_status moso_param(eopt_optimizer *opt, double max_rms, const moso_hp
     return EOPT_OK;
 }
 
-static eopt_status moso_init_group(eopt_optimizer *opt, int g)
-{
-    for (int k = 0; k < opt->groups[g].n; k++) {
-        const int i = opt->groups[g].index[k];
-        const eopt_param *p = &opt->params[i];
-        if (!p->grad)
-            continue;
-        if (p->w->ndim != 2)
-            return eopt_fail(EOPT_ERR_SHAPE, "MOSO is only supported for 2D tensors (parameter '%s')", p->name);
-        if (p->w->dtype != EOPT_F32 || p->grad->dtype != EOPT_F32 || !eopt_tensor_same_shape(p->w, p->grad))
-            return eopt_fail(EOPT_ERR_UNSUPPORTED, "MOSO: parameter '%s' and its gradient must be float32 of one shape",
-                             p->name);
-        if (opt->state[i].n == 0)
-            EOPT_TRY(moso_init_state(opt, i));
-    }
-    return EOPT_OK;
-}
-
 static eopt_status moso_step(eopt_optimizer *opt)
 {
     double max_rms;
@@ -159,7 +142,7 @@ static eopt_status moso_step(eopt_optimizer *opt)
     for (int g = 0; g < opt->ngroups; g++) {
         moso_hp h;
         EOPT_TRY(moso_group(opt, g, &h));
-        EOPT_TRY(moso_init_group(opt, g));
+        EOPT_TRY(eopt_init_group_2d(opt, g, "tensors")); /* _init_group */
         for (int k = 0; k < opt->groups[g].n; k++) {
             const int i = opt->groups[g].index[k];
             if (!opt->params[i].grad)

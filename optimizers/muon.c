@@ -74,6 +74,16 @@ eopt_status eopt_muon_ns_config(const eopt_dict *args, const char *what, eopt_ns
     return EOPT_OK;
 }
 
+eopt_status eopt_muon_scale_args(const eopt_dict *args, const char *what, const char **scale_mode, double *extra)
+{
+    double s;
+    EOPT_TRY(eopt_dict_str(args, what, "scale_mode", scale_mode));
+    eopt_status st = eopt_muon_scale_factor(1, 1, *scale_mode, &s);
+    if (st != EOPT_OK)
+        return eopt_fail_context(st, "%s", what);
+    return eopt_dict_float(args, what, "extra_scale_factor", extra);
+}
+
 /* The index of `val` in `names`, or upstream's error `invalid` + val naming the argument. */
 static eopt_status pick(const char *what, const char *arg, const char *val, const char *const *names,
                         const char *invalid, int *out)
@@ -86,15 +96,26 @@ static eopt_status pick(const char *what, const char *arg, const char *val, cons
     return eopt_fail(EOPT_ERR_ARG, "%s: %s%s (argument %s)", what, invalid, val, arg);
 }
 
-static void muon_defaults(eopt_dict *args, eopt_dict *group)
+void eopt_muon_ns_defaults(eopt_dict *args)
 {
-    eopt_dict_set(args, "nesterov", eopt_bool(0));
-    eopt_dict_set(args, "weight_decay_method", eopt_str("decoupled"));
     eopt_dict_set(args, "fp32_matmul_prec", eopt_str("medium"));
     eopt_dict_set(args, "coefficient_type", eopt_str("quintic"));
     eopt_dict_set(args, "num_ns_steps", eopt_int(5));
     eopt_dict_set(args, "scale_mode", eopt_str("spectral"));
     eopt_dict_set(args, "extra_scale_factor", eopt_float(1.0));
+}
+
+/* The constructor arguments both classes share, in upstream order. */
+static void common_defaults(eopt_dict *args)
+{
+    eopt_dict_set(args, "nesterov", eopt_bool(0));
+    eopt_dict_set(args, "weight_decay_method", eopt_str("decoupled"));
+    eopt_muon_ns_defaults(args);
+}
+
+static void muon_defaults(eopt_dict *args, eopt_dict *group)
+{
+    common_defaults(args);
     eopt_dict_set(args, "use_syrk", eopt_bool(0)); /* stored; eopt uses syrk wherever it helps */
     eopt_dict_set(group, "lr", eopt_float(3e-4));
     eopt_dict_set(group, "momentum", eopt_float(0.95));
@@ -103,13 +124,7 @@ static void muon_defaults(eopt_dict *args, eopt_dict *group)
 
 static void adaptive_defaults(eopt_dict *args, eopt_dict *group)
 {
-    eopt_dict_set(args, "nesterov", eopt_bool(0));
-    eopt_dict_set(args, "weight_decay_method", eopt_str("decoupled"));
-    eopt_dict_set(args, "fp32_matmul_prec", eopt_str("medium"));
-    eopt_dict_set(args, "coefficient_type", eopt_str("quintic"));
-    eopt_dict_set(args, "num_ns_steps", eopt_int(5));
-    eopt_dict_set(args, "scale_mode", eopt_str("spectral"));
-    eopt_dict_set(args, "extra_scale_factor", eopt_float(1.0));
+    common_defaults(args);
     eopt_dict_set(args, "moment2_method", eopt_str("adamuon"));
     /* lr, momentum, weight_decay are required (None keeps their place in torch's key order);
      * beta2 and eps are upstream's set-if-absent group keys */
@@ -141,13 +156,7 @@ static eopt_status muon_config(const eopt_optimizer *opt, muon_cfg *c)
     EOPT_TRY(pick(w, "weight_decay_method", wd, wd_names, "Invalid weight decay method: ", &c->wd_method));
     if (m2)
         EOPT_TRY(pick(w, "moment2_method", m2, m2_names, "Invalid second moment method: ", &c->moment2));
-    EOPT_TRY(eopt_dict_str(a, w, "scale_mode", &c->scale_mode));
-    double s;
-    eopt_status st = eopt_muon_scale_factor(1, 1, c->scale_mode, &s);
-    if (st != EOPT_OK)
-        return eopt_fail_context(st, "%s", w);
-    EOPT_TRY(eopt_dict_float(a, w, "extra_scale_factor", &c->extra));
-    return EOPT_OK;
+    return eopt_muon_scale_args(a, w, &c->scale_mode, &c->extra);
 }
 
 /* A group value; None (AdaptiveMuon's required lr, momentum, weight_decay left unset) is an error. */

@@ -24,6 +24,14 @@ eopt_status eopt_muon_scale_factor(int64_t size_out, int64_t size_in, const char
  * messages. Shared by Muon, AdaptiveMuon and Muown. */
 eopt_status eopt_muon_ns_config(const eopt_dict *args, const char *what, eopt_ns_config *out);
 
+/* scale_mode (checked now, with eopt_muon_scale_factor's message, where upstream fails only at
+ * the first step) and extra_scale_factor of `args`. Shared by Muon, AdaptiveMuon and Muown. */
+eopt_status eopt_muon_scale_args(const eopt_dict *args, const char *what, const char **scale_mode, double *extra);
+
+/* The defaults of the arguments those two read, in upstream order: fp32_matmul_prec "medium",
+ * coefficient_type "quintic", num_ns_steps 5, scale_mode "spectral", extra_scale_factor 1. */
+void eopt_muon_ns_defaults(eopt_dict *args);
+
 /* Registry entries (see classes.h). */
 #define EOPT_CLASSES_MUON &eopt_class_muon, &eopt_class_adaptive_muon,
 

@@ -17,6 +17,7 @@
 
 #include "adamw.h"
 #include "muon.h"
+#include "optim_util.h"
 
 typedef struct {
     double betas[2], adam_eps, extra;
@@ -33,11 +34,7 @@ static void muown_defaults(eopt_dict *args, eopt_dict *group)
     const double betas[2] = {0.9, 0.95};
     eopt_dict_set(args, "betas", eopt_floats(2, betas));
     eopt_dict_set(args, "adam_eps", eopt_float(1e-8));
-    eopt_dict_set(args, "fp32_matmul_prec", eopt_str("medium"));
-    eopt_dict_set(args, "coefficient_type", eopt_str("quintic"));
-    eopt_dict_set(args, "num_ns_steps", eopt_int(5));
-    eopt_dict_set(args, "scale_mode", eopt_str("spectral"));
-    eopt_dict_set(args, "extra_scale_factor", eopt_float(1.0));
+    eopt_muon_ns_defaults(args);
     eopt_dict_set(args, "use_syrk", eopt_bool(0)); /* stored; eopt uses syrk wherever it helps */
     eopt_dict_set(group, "lr", eopt_float(3e-4));
     eopt_dict_set(group, "momentum", eopt_float(0.95));
@@ -49,16 +46,11 @@ static eopt_status muown_config(const eopt_optimizer *opt, muown_cfg *c)
     const eopt_dict *a = &opt->args;
     const char *w = "Muown";
     int use_syrk;
-    double s;
     EOPT_TRY(eopt_muon_ns_config(a, w, &c->ns));
     c->ns.eps = 1e-15; /* Muown's commit normalises with max(||X||_F, 1e-15) */
     EOPT_TRY(eopt_dict_floats(a, w, "betas", 2, c->betas));
     EOPT_TRY(eopt_dict_float(a, w, "adam_eps", &c->adam_eps));
-    EOPT_TRY(eopt_dict_str(a, w, "scale_mode", &c->scale_mode));
-    eopt_status st = eopt_muon_scale_factor(1, 1, c->scale_mode, &s);
-    if (st != EOPT_OK)
-        return eopt_fail_context(st, "%s", w);
-    EOPT_TRY(eopt_dict_float(a, w, "extra_scale_factor", &c->extra));
+    EOPT_TRY(eopt_muon_scale_args(a, w, &c->scale_mode, &c->extra));
     EOPT_TRY(eopt_dict_bool(a, w, "use_syrk", &use_syrk));
     return EOPT_OK;
 }
@@ -81,16 +73,6 @@ static eopt_status muown_setup(eopt_optimizer *opt)
     EOPT_TRY(muown_config(opt, &c));
     for (int g = 0; g < opt->ngroups; g++)
         EOPT_TRY(muown_group(opt, g, &h));
-    return EOPT_OK;
-}
-
-static eopt_status muown_check(const eopt_param *p)
-{
-    if (p->w->ndim != 2)
-        return eopt_fail(EOPT_ERR_SHAPE, "Muown is only supported for 2D parameters (parameter '%s')", p->name);
-    if (p->w->dtype != EOPT_F32 || p->grad->dtype != EOPT_F32 || !eopt_tensor_same_shape(p->w, p->grad))
-        return eopt_fail(EOPT_ERR_UNSUPPORTED, "Muown: parameter '%s' and its gradient must be float32 of one shape",
-                         p->name);
     return EOPT_OK;
 }
 
@@ -179,7 +161,7 @@ static eopt_status muown_step(eopt_optimizer *opt)
         for (int k = 0; k < opt->groups[g].n; k++) {
             const eopt_param *p = &opt->params[opt->groups[g].index[k]];
             if (p->grad)
-                EOPT_TRY(muown_check(p));
+                EOPT_TRY(eopt_param_check_2d("Muown", "parameters", p));
         }
     }
     for (int g = 0; g < opt->ngroups; g++) {

@@ -16,6 +16,7 @@
 
 #include "adamw.h"
 #include "eigenbasis.h"
+#include "optim_util.h"
 
 enum { WD_DECOUPLED = 0, WD_INDEPENDENT, WD_L2 };
 
@@ -99,8 +100,7 @@ static eopt_status soap_group(const eopt_optimizer *opt, int g, int correct_sham
     char what[48];
     snprintf(what, sizeof what, "SOAP param group %d", g);
     const eopt_dict *d = &opt->groups[g].hp;
-    const eopt_value *lr = eopt_dict_get(d, "lr");
-    if (!lr || lr->kind == EOPT_VAL_NONE)
+    if (eopt_is_none(d, "lr"))
         return eopt_fail(EOPT_ERR_ARG, "%s: missing required argument 'lr' (SOAP has no default learning rate)", what);
     EOPT_TRY(eopt_dict_float(d, what, "lr", &h->lr));
     EOPT_TRY(eopt_dict_floats(d, what, "betas", 2, h->betas));
@@ -327,25 +327,6 @@ static eopt_status soap_param(eopt_optimizer *opt, const soap_cfg *c, const soap
     return EOPT_OK;
 }
 
-/* _init_group: every parameter with a gradient must be 2-D; empty state is created. */
-static eopt_status soap_init_group(eopt_optimizer *opt, int g)
-{
-    for (int k = 0; k < opt->groups[g].n; k++) {
-        const int i = opt->groups[g].index[k];
-        const eopt_param *p = &opt->params[i];
-        if (!p->grad)
-            continue;
-        if (p->w->ndim != 2)
-            return eopt_fail(EOPT_ERR_SHAPE, "SOAP is only supported for 2D tensors (parameter '%s')", p->name);
-        if (p->w->dtype != EOPT_F32 || p->grad->dtype != EOPT_F32 || !eopt_tensor_same_shape(p->w, p->grad))
-            return eopt_fail(EOPT_ERR_UNSUPPORTED, "SOAP: parameter '%s' and its gradient must be float32 of one shape",
-                             p->name);
-        if (opt->state[i].n == 0)
-            EOPT_TRY(soap_init_state(opt, i));
-    }
-    return EOPT_OK;
-}
-
 static eopt_status soap_step(eopt_optimizer *opt)
 {
     soap_cfg c;
@@ -353,7 +334,7 @@ static eopt_status soap_step(eopt_optimizer *opt)
     for (int g = 0; g < opt->ngroups; g++) {
         soap_hp h;
         EOPT_TRY(soap_group(opt, g, c.correct_shampoo, &h));
-        EOPT_TRY(soap_init_group(opt, g));
+        EOPT_TRY(eopt_init_group_2d(opt, g, "tensors")); /* _init_group */
         for (int k = 0; k < opt->groups[g].n; k++) {
             const int i = opt->groups[g].index[k];
             if (!opt->params[i].grad)

@@ -9,10 +9,11 @@
 
 #include "eopt.h"
 #include "framework/rng.h"
+#include "tests/testutil.h"
 
 static eopt_backend *be;
 
-static void setup(void) { cr_assert_eq(eopt_backend_open(NULL, 0, &be), EOPT_OK, "%s", eopt_last_error()); }
+static void setup(void) { be = tu_backend(0); }
 static void teardown(void) { eopt_backend_close(be); }
 
 TestSuite(backend_gemm, .init = setup, .fini = teardown);

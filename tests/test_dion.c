@@ -16,7 +16,7 @@
 
 static eopt_backend *be;
 
-static void setup(void) { cr_assert_eq(eopt_backend_open(NULL, 2, &be), EOPT_OK, "%s", eopt_last_error()); }
+static void setup(void) { be = tu_backend(2); }
 static void teardown(void) { eopt_backend_close(be); }
 
 /* ---- harness: parameters on the backend, host copies in and out ---- */
@@ -76,6 +76,23 @@ static void state_host(rig *r, int i, const char *key, float *h)
     tu_download(t, h);
 }
 
+/* Host copy of dion's Newton-Schulz (polar_express pe, eps = float32 1e-8) of the m x n gradient
+ * of parameter 0, computed directly: the reference of an optimizer step. */
+static void grad_ns(rig *r, int pe, int m, int n, float *O)
+{
+    eopt_tensor ref;
+    const int64_t sh[2] = {m, n};
+    cr_assert_eq(eopt_tensor_alloc(&ref, be, EOPT_F32, 2, sh), EOPT_OK);
+    eopt_ns_config ns;
+    eopt_ns_dion(pe, (double)1e-8f, &ns);
+    eopt_workspace ws;
+    eopt_ws_init(&ws, be);
+    cr_assert_eq(eopt_ns_orthogonalize(be, &ws, &ns, m, n, eopt_f32(&r->g[0]), eopt_f32(&ref)), EOPT_OK);
+    tu_download(&ref, O);
+    eopt_tensor_free(&ref);
+    eopt_ws_free(&ws);
+}
+
 static double max_abs(const float *a, int64_t n)
 {
     double d = 0;
@@ -116,15 +133,7 @@ Test(dion_props, softening_endpoints)
     static float G[MAXN], X[MAXN], O[MAXN];
     tu_download(&r.g[0], G);
     tu_download(&r.w[0], X);
-    eopt_tensor ref;
-    int64_t sh[2] = {m, n};
-    cr_assert_eq(eopt_tensor_alloc(&ref, be, EOPT_F32, 2, sh), EOPT_OK);
-    eopt_ns_config ns;
-    eopt_ns_dion(1, (double)1e-8f, &ns);
-    eopt_workspace ws;
-    eopt_ws_init(&ws, be);
-    cr_assert_eq(eopt_ns_orthogonalize(be, &ws, &ns, m, n, eopt_f32(&r.g[0]), eopt_f32(&ref)), EOPT_OK);
-    tu_download(&ref, O);
+    grad_ns(&r, 1, m, n, O);
     for (int k = 0; k < m * n; k++)
         cr_assert_eq(X[k], -O[k], "s = 0: element %d is %.9g, -NS(G) is %.9g", k, X[k], -O[k]);
 
@@ -135,14 +144,9 @@ Test(dion_props, softening_endpoints)
     rig_num_step(&r, 5, 2);
     state_host(&r, 0, "momentum", M);
     tu_download(&r.w[0], X2);
-    double nrm = 0;
-    for (int k = 0; k < m * n; k++)
-        nrm += (double)M[k] * M[k];
-    nrm = sqrt(nrm);
+    const double nrm = tu_fro(M, m * n);
     for (int k = 0; k < m * n; k++)
         cr_assert_float_eq(X2[k], X1[k] - M[k] / (nrm + 1e-8), 2e-7, "s = 1: element %d", k);
-    eopt_tensor_free(&ref);
-    eopt_ws_free(&ws);
     rig_close(&r);
 }
 
@@ -341,22 +345,12 @@ Test(dion_props, normuon_first_step)
     eopt_dict_set(&hp, "muon_beta2", eopt_float(0.9));
     cr_assert_eq(rig_make(&r, "NorMuon", NULL, 1, &hp, &one), EOPT_OK, "%s", eopt_last_error());
     rig_num_step(&r, 53, 1);
-    eopt_tensor ref;
-    int64_t sh[2] = {m, n};
-    cr_assert_eq(eopt_tensor_alloc(&ref, be, EOPT_F32, 2, sh), EOPT_OK);
-    eopt_ns_config ns;
-    eopt_ns_dion(1, (double)1e-8f, &ns);
-    eopt_workspace ws;
-    eopt_ws_init(&ws, be);
-    cr_assert_eq(eopt_ns_orthogonalize(be, &ws, &ns, m, n, eopt_f32(&r.g[0]), eopt_f32(&ref)), EOPT_OK);
     static float O[MAXN], X[MAXN], V[64];
-    tu_download(&ref, O);
+    grad_ns(&r, 1, m, n, O);
     tu_download(&r.w[0], X);
     state_host(&r, 0, "variance_neuron", V);
-    double no = 0, nx = 0;
-    for (int k = 0; k < m * n; k++)
-        no += (double)O[k] * O[k], nx += (double)X[k] * X[k];
-    cr_assert_float_eq(sqrt(nx), sqrt(no), 1e-5 * sqrt(no), "||O'|| = %.8g, ||O|| = %.8g", sqrt(nx), sqrt(no));
+    const double no = tu_fro(O, m * n), nx = tu_fro(X, m * n);
+    cr_assert_float_eq(nx, no, 1e-5 * no, "||O'|| = %.8g, ||O|| = %.8g", nx, no);
     for (int i = 0; i < m; i++) {
         double ms = 0;
         for (int j = 0; j < n; j++)
@@ -367,8 +361,6 @@ Test(dion_props, normuon_first_step)
         const double f = -X[i * n] * (sqrt(V[i]) + 1e-8) / O[i * n], f0 = -X[0] * (sqrt(V[0]) + 1e-8) / O[0];
         cr_assert_float_eq(f, f0, 1e-4 * fabs(f0), "row %d scaled by %.8g, row 0 by %.8g", i, f, f0);
     }
-    eopt_tensor_free(&ref);
-    eopt_ws_free(&ws);
     rig_close(&r);
 }
 
@@ -465,21 +457,11 @@ Test(dion_props, ns5_when_polar_express_is_off)
     eopt_dict_set(&args, "use_polar_express", eopt_bool(0));
     cr_assert_eq(rig_make(&r, "dion.Muon", &args, 1, &hp, (int[]){1}), EOPT_OK, "%s", eopt_last_error());
     rig_num_step(&r, 113, 1);
-    eopt_tensor ref;
-    int64_t sh[2] = {m, n};
-    cr_assert_eq(eopt_tensor_alloc(&ref, be, EOPT_F32, 2, sh), EOPT_OK);
-    eopt_ns_config ns;
-    eopt_ns_dion(0, (double)1e-8f, &ns);
-    eopt_workspace ws;
-    eopt_ws_init(&ws, be);
-    cr_assert_eq(eopt_ns_orthogonalize(be, &ws, &ns, m, n, eopt_f32(&r.g[0]), eopt_f32(&ref)), EOPT_OK);
     static float O[MAXN], X[MAXN];
-    tu_download(&ref, O);
+    grad_ns(&r, 0, m, n, O);
     tu_download(&r.w[0], X);
     for (int k = 0; k < m * n; k++)
         cr_assert_eq(X[k], -O[k], "element %d", k);
-    eopt_tensor_free(&ref);
-    eopt_ws_free(&ws);
     rig_close(&r);
 }
 
@@ -519,10 +501,7 @@ Test(dion_props, cautious_weight_decay)
     rig_num_step(&r, 83, 1);
     tu_download(&r.w[0], x1);
     tu_download(&r.g[0], g);
-    double nrm = 0;
-    for (int k = 0; k < m * n; k++)
-        nrm += (double)g[k] * g[k];
-    nrm = sqrt(nrm);
+    const double nrm = tu_fro(g, m * n);
     const double adj = 0.1 * sqrt((double)m / n);
     int masked = 0;
     for (int k = 0; k < m * n; k++) {

@@ -15,7 +15,7 @@
 
 static eopt_backend *be;
 
-static void setup(void) { cr_assert_eq(eopt_backend_open(NULL, 0, &be), EOPT_OK, "%s", eopt_last_error()); }
+static void setup(void) { be = tu_backend(0); }
 static void teardown(void) { eopt_backend_close(be); }
 
 /* One-group hyperparameters. */
@@ -350,14 +350,6 @@ static float *one_update(const char *cls, eopt_dict args, double lr, double mu, 
     return p1;
 }
 
-static double fro(const float *a, int n)
-{
-    double s = 0;
-    for (int i = 0; i < n; i++)
-        s += (double)a[i] * a[i];
-    return sqrt(s);
-}
-
 /* Singular values of O = U / s lie in the quintic x5 range [0.4750, 1.1450] (well-conditioned
  * input), tall or wide; changing scale_mode only scales the update. */
 Test(muon_update, singular_values_and_scale, .init = setup, .fini = teardown)
@@ -387,7 +379,7 @@ Test(muon_update, singular_values_and_scale, .init = setup, .fini = teardown)
         const int64_t rv[1] = {r};
         cr_assert_eq(eopt_tensor_alloc(&W, be, EOPT_F32, 1, rv), EOPT_OK);
         cr_assert_eq(be->syevd(be, r, eopt_f32(&G), eopt_f32(&W)), EOPT_OK);
-        cr_assert_eq(eopt_tensor_to_host(&W, w, sizeof(float) * (size_t)r), EOPT_OK);
+        tu_download(&W, w);
         for (int j = 0; j < r; j++) {
             const double sv = sqrt(fmax(w[j], 0.0f));
             cr_expect(sv >= 0.4750 - 1e-3 && sv <= 1.1450 + 1e-3, "%dx%d: singular value %g outside f's range", m, n,
@@ -422,7 +414,7 @@ Test(muon_update, namo_first_step, .init = setup, .fini = teardown)
     cr_assert_eq(rig_open(&r, be, NULL, NULL, NULL, 1, sh, 17), EOPT_OK);
     rig_grads(&r, 21, 1, 1.0f);
     float *g = tu_host(&r.g[0]);
-    const double q = fro(g, 24 * 16);
+    const double q = tu_fro(g, 24 * 16);
     cr_expect(fabs(v2[0] - 0.05 * q * q) <= 1e-5 * 0.05 * q * q, "moment2 %g, want %g", v2[0], 0.05 * q * q);
     free(g), free(v2), free(muon), free(namo);
     rig_close(&r);
@@ -450,7 +442,7 @@ Test(muon_update, normuon_norm_and_buffer, .init = setup, .fini = teardown)
         v2 = rig_state(&r, 0, "moment2_buffer");
         for (int i = 0; i < m * n; i++)
             p1[i] = (float)(((double)p0[i] - p1[i]) / 0.1);
-        const double nm = fro(muon, m * n), nn = fro(p1, m * n);
+        const double nm = tu_fro(muon, m * n), nn = tu_fro(p1, m * n);
         cr_expect(fabs(nm - nn) <= 1e-5 * nm, "%dx%d: ||U|| %g vs Muon's %g", m, n, nn, nm);
         const double s = sqrt(m > n ? m : n);
         for (int j = 0; j < (rows ? m : n); j++) {
@@ -492,7 +484,7 @@ Test(muon_update, scale_after_moment2, .init = setup, .fini = teardown)
 static void row_norms(const float *w, int m, int n, double *out)
 {
     for (int i = 0; i < m; i++)
-        out[i] = fro(w + (size_t)i * n, n);
+        out[i] = tu_fro(w + (size_t)i * n, n);
 }
 
 /* Row norms of W equal g after every step; v_norm is the row norm of the new direction (so
@@ -519,7 +511,7 @@ Test(muon_muown, invariants, .init = setup, .fini = teardown)
                 double dot = 0;
                 for (int j = 0; j < n; j++)
                     dot += (double)B[i * n + j] * w0[i * n + j];
-                cr_assert(fabs(dot) <= 1e-5 * fro(B + i * n, n) * fro(w0 + i * n, n), "row %d: grad_v not orthogonal",
+                cr_assert(fabs(dot) <= 1e-5 * tu_fro(B + i * n, n) * tu_fro(w0 + i * n, n), "row %d: grad_v not orthogonal",
                           i);
             }
         }

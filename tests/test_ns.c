@@ -9,13 +9,14 @@
 #include "optimizers/newton_schulz.h"
 #include "optimizers/softening.h"
 #include "framework/rng.h"
+#include "tests/testutil.h"
 
 static eopt_backend *be;
 static eopt_workspace ws;
 
 static void setup(void)
 {
-    cr_assert_eq(eopt_backend_open(NULL, 0, &be), EOPT_OK, "%s", eopt_last_error());
+    be = tu_backend(0);
     eopt_ws_init(&ws, be);
 }
 static void teardown(void)
@@ -228,10 +229,7 @@ Test(ns, softening_endpoints)
     fill_normal(o, m * n, 22);
     size_t bytes = sizeof x;
     float *dx = be->alloc(be, bytes), *dout = be->alloc(be, bytes);
-    double nrm = 0;
-    for (int k = 0; k < m * n; k++)
-        nrm += (double)x[k] * x[k];
-    float den = (float)sqrt(nrm) + 1e-8f;
+    float den = (float)tu_fro(x, m * n) + 1e-8f;
     be->upload(be, dx, x, bytes);
     for (int pass = 0; pass < 2; pass++) {
         double s = pass ? 1.0 : 0.25;

@@ -16,7 +16,7 @@
 
 static eopt_backend *be;
 
-static void setup(void) { cr_assert_eq(eopt_backend_open(NULL, 0, &be), EOPT_OK, "%s", eopt_last_error()); }
+static void setup(void) { be = tu_backend(0); }
 static void teardown(void) { eopt_backend_close(be); }
 
 static int64_t state_step(rig *r, int i) { return *(int64_t *)eopt_state_get(r->opt, i, "step")->data; }
@@ -130,7 +130,7 @@ static double fx_step(fx *x, hid_t tr, int t, const char *what)
         float *g = malloc(sizeof(float) * (size_t)x->r.g[i].numel);
         snprintf(path, sizeof path, "/grads/%d/%s", t, x->r.p[i].name);
         cr_assert(h5read(tr, path, g), "missing %s", path);
-        eopt_tensor_from_host(&x->r.g[i], g, sizeof(float) * (size_t)x->r.g[i].numel);
+        tu_upload(&x->r.g[i], g);
         free(g);
     }
     rig_step(&x->r);
@@ -511,23 +511,13 @@ Test(soap_props, warmup_equals_adamw)
         free(G);
     }
     float *Po = tu_host(&r.w[0]);
-    double e = 0;
-    for (int k = 0; k < m * n; k++)
-        e = fmax(e, fabs(Po[k] - P[k]));
+    const double e = tu_max_abs_diff(Po, P, (int64_t)m * n);
     cr_expect_lt(e, 1e-6, "SOAP warm-up vs AdamW after %d steps: %g", T, e);
     float *QL = rig_state(&r, 0, "Q_L");
     for (int k = 0; k < m * m; k++)
         cr_expect_eq(QL[k], k / m == k % m ? 1.0f : 0.0f, "no refresh during warm-up");
     free(QL), free(P), free(Po), free(mm), free(vv);
     rig_close(&r);
-}
-
-static double fnorm(const float *a, int64_t n)
-{
-    double s = 0;
-    for (int64_t k = 0; k < n; k++)
-        s += (double)a[k] * a[k];
-    return sqrt(s);
 }
 
 static int cmp_float(const void *a, const void *b)
@@ -557,7 +547,7 @@ Test(soap_props, refresh_and_projection_preserve_norms)
         rig_grads(&r, 90, t, 1.0f);
         rig_step(&r);
         float *m1 = rig_state(&r, 0, "exp_avg"), *v1 = rig_state(&r, 0, "exp_avg_sq"), *P1 = tu_host(&r.w[0]);
-        double n0 = fnorm(m0, m * n), n1 = fnorm(m1, m * n);
+        double n0 = tu_fro(m0, m * n), n1 = tu_fro(m1, m * n);
         cr_expect_lt(fabs(n1 - n0) / n0, 1e-5, "step %d: |exp_avg| %g -> %g", t, n0, n1);
         qsort(v0, m * n, sizeof(float), cmp_float);
         qsort(v1, m * n, sizeof(float), cmp_float);
@@ -930,9 +920,9 @@ Test(soap_props, basis_signs_do_not_matter)
         QR[r * n + 5] = -QR[r * n + 5];
     for (int k = 0; k < m * n; k++)
         E[k] = (k / n == 3) != (k % n == 5) ? -E[k] : E[k];
-    eopt_tensor_from_host(eopt_state_get(b.opt, 0, "Q_L"), QL, sizeof(float) * m * m);
-    eopt_tensor_from_host(eopt_state_get(b.opt, 0, "Q_R"), QR, sizeof(float) * n * n);
-    eopt_tensor_from_host(eopt_state_get(b.opt, 0, "exp_avg"), E, sizeof(float) * m * n);
+    tu_upload(eopt_state_get(b.opt, 0, "Q_L"), QL);
+    tu_upload(eopt_state_get(b.opt, 0, "Q_R"), QR);
+    tu_upload(eopt_state_get(b.opt, 0, "exp_avg"), E);
     for (int t = 4; t <= 6; t++) {
         rig_grads(&a, 170, t, 1.0f), rig_grads(&b, 170, t, 1.0f), rig_step(&a), rig_step(&b);
         float *Pa = tu_host(&a.w[0]), *Pb = tu_host(&b.w[0]);

@@ -92,7 +92,7 @@ Test(schedule_dict, round_trip)
 /* ---- configuration files ---- */
 
 static const char *base_cfg =
-    "model = { kind = \"gpt\"; block_size = 16; n_layer = 1; n_head = 2; n_embd = 16; };\n" /* line 1 */
+    "model = { kind = \"gpt\"; block_size = 16; n_layer = 2; n_head = 2; n_embd = 16; };\n" /* line 1 */
     "data = { kind = \"text\"; path = \"%s\"; };\n"                                          /* line 2 */
     "run = { steps = 6; batch_size = 2; seq_len = 16; eval_interval = 3; eval_batches = 2;\n" /* line 3 */
     "        seed = 7; threads = 1; sample_tokens = 0; };\n"                                   /* line 4 */
@@ -109,13 +109,16 @@ static const char *base_cfg =
 
 static char text_path[256];
 
-/* A small text corpus (a few KB), written once per test process. */
+/* A small text corpus (a few KB, always the same bytes), shared by the test processes: written
+ * under a private name, then renamed into place. */
 static const char *corpus(void)
 {
-    if (text_path[0])
+    char tmp[300];
+    snprintf(text_path, sizeof text_path, "/tmp/eopt-trainer-text-v1.txt");
+    if (access(text_path, R_OK) == 0)
         return text_path;
-    snprintf(text_path, sizeof text_path, "/tmp/eopt-trainer-text-%d.txt", (int)getpid());
-    FILE *f = fopen(text_path, "w");
+    snprintf(tmp, sizeof tmp, "%s.%d", text_path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
     cr_assert(f);
     const char *words[] = {"the", "whale", "sea", "ship", "call", "me", "ishmael", "white", "captain", "ahab"};
     uint32_t x = 12345;
@@ -124,6 +127,7 @@ static const char *corpus(void)
         fprintf(f, "%s%s", words[(x >> 16) % 10], k % 12 == 11 ? ".\n" : " ");
     }
     fclose(f);
+    cr_assert_eq(rename(tmp, text_path), 0);
     return text_path;
 }
 
@@ -239,7 +243,7 @@ Test(config_set, overrides_and_adds)
 
 static void tiny_params(eopt_model **m, eopt_backend **be)
 {
-    eopt_model_config mc = {.kind = EOPT_MODEL_GPT, .vocab_size = 256, .block_size = 16, .n_layer = 1, .n_head = 2,
+    eopt_model_config mc = {.kind = EOPT_MODEL_GPT, .vocab_size = 256, .block_size = 16, .n_layer = 2, .n_head = 2,
                             .n_embd = 16};
     cr_assert_eq(eopt_backend_open("cpu", 1, be), EOPT_OK);
     cr_assert_eq(eopt_model_create(&mc, *be, 2, 16, m), EOPT_OK, "%s", eopt_last_error());

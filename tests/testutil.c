@@ -8,6 +8,13 @@
 
 #include "tests/testutil.h"
 
+eopt_backend *tu_backend(int threads)
+{
+    eopt_backend *be = NULL;
+    cr_assert_eq(eopt_backend_open(NULL, threads, &be), EOPT_OK, "%s", eopt_last_error());
+    return be;
+}
+
 const char *tu_fixture_dir(void)
 {
     const char *dir = getenv("EOPT_FIXTURES");
@@ -38,6 +45,14 @@ float *tu_host(const eopt_tensor *t)
     float *h = malloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
     tu_download(t, h);
     return h;
+}
+
+double tu_fro(const float *a, int64_t n)
+{
+    double s = 0;
+    for (int64_t k = 0; k < n; k++)
+        s += (double)a[k] * a[k];
+    return sqrt(s);
 }
 
 double tu_max_abs_diff(const float *a, const float *b, int64_t n)

@@ -6,6 +6,9 @@
 
 #include "eopt.h"
 
+/* The backend EOPT_DEVICE names (eopt_backend_open(NULL, threads)); asserts that it opens. */
+eopt_backend *tu_backend(int threads);
+
 /* The fixture directory: $EOPT_FIXTURES (make test sets it), else ../shared/fixtures. */
 const char *tu_fixture_dir(void);
 /* Path of a file in the fixture directory, the rest formatted like printf ("models/%s", name). */
@@ -17,6 +20,8 @@ void tu_download(const eopt_tensor *t, float *h);
 /* Host copy of a float32 tensor (caller frees). */
 float *tu_host(const eopt_tensor *t);
 
+/* Frobenius norm sqrt(sum_k a[k]^2), accumulated in double. */
+double tu_fro(const float *a, int64_t n);
 /* max_k |a[k] - b[k]| */
 double tu_max_abs_diff(const float *a, const float *b, int64_t n);
 

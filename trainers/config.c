@@ -360,13 +360,8 @@ static eopt_status parse_schedule(parser *p, const config_setting_t *g, eopt_lr_
     EOPT_TRY(get_int(p, g, "decay", 0, INT64_MAX / 2, s->kind == EOPT_LR_WSD ? (s->total - s->warmup) / 5 : 0,
                      &s->decay));
     EOPT_TRY(get_float(p, g, "floor", 0, 1, 0, &s->floor));
-    if (g) {
-        char w[EOPT_CFG_PATH_MAX + 64];
-        if (eopt_lr_schedule_check(s, where(p, g, w, sizeof w)) != EOPT_OK)
-            return EOPT_ERR_CONFIG;
-    } else if (s->kind == EOPT_LR_WARMUP && s->warmup == 0)
-        s->kind = EOPT_LR_CONSTANT;
-    return EOPT_OK;
+    char w[EOPT_CFG_PATH_MAX + 64];
+    return eopt_lr_schedule_check(s, where(p, g, w, sizeof w));
 }
 
 static eopt_status parse_softening(parser *p, const config_setting_t *g, eopt_ramp *r)
@@ -384,7 +379,7 @@ static eopt_status parse_softening(parser *p, const config_setting_t *g, eopt_ra
     EOPT_TRY(get_int(p, g, "start", 0, INT64_MAX / 2, 0, &r->start));
     EOPT_TRY(get_int(p, g, "end", 1, INT64_MAX / 2, p->cfg->run.steps, &r->end));
     char w[EOPT_CFG_PATH_MAX + 64];
-    return eopt_ramp_check(r, where(p, g, w, sizeof w)) == EOPT_OK ? EOPT_OK : EOPT_ERR_CONFIG;
+    return eopt_ramp_check(r, where(p, g, w, sizeof w));
 }
 
 /* A hyperparameter typed like the class default `def` (a float default accepts integers;

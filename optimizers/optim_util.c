@@ -1,0 +1,36 @@
+#include "optim_util.h"
+
+int eopt_is_none(const eopt_dict *d, const char *key)
+{
+    const eopt_value *v = eopt_dict_get(d, key);
+    return !v || v->kind == EOPT_VAL_NONE;
+}
+
+eopt_status eopt_param_check_f32(const char *cls, const eopt_param *p)
+{
+    if (p->w->dtype != EOPT_F32 || p->grad->dtype != EOPT_F32 || !eopt_tensor_same_shape(p->w, p->grad))
+        return eopt_fail(EOPT_ERR_UNSUPPORTED, "%s: parameter '%s' and its gradient must be float32 of one shape", cls,
+                         p->name);
+    return EOPT_OK;
+}
+
+eopt_status eopt_param_check_2d(const char *cls, const char *noun, const eopt_param *p)
+{
+    if (p->w->ndim != 2)
+        return eopt_fail(EOPT_ERR_SHAPE, "%s is only supported for 2D %s (parameter '%s')", cls, noun, p->name);
+    return eopt_param_check_f32(cls, p);
+}
+
+eopt_status eopt_init_group_2d(eopt_optimizer *opt, int g, const char *noun)
+{
+    for (int k = 0; k < opt->groups[g].n; k++) {
+        const int i = opt->groups[g].index[k];
+        const eopt_param *p = &opt->params[i];
+        if (!p->grad)
+            continue;
+        EOPT_TRY(eopt_param_check_2d(opt->cls->name, noun, p));
+        if (opt->state[i].n == 0)
+            EOPT_TRY(opt->cls->init_state(opt, i));
+    }
+    return EOPT_OK;
+}

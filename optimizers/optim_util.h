@@ -1,0 +1,22 @@
+/* Helpers shared by the optimizer classes: None-aware argument reads and parameter checks with
+ * their upstream messages. */
+#ifndef EOPT_OPT_UTIL_H
+#define EOPT_OPT_UTIL_H
+
+#include "optimizer.h"
+
+/* Whether `key` is absent from d or None (Python's d.get(key) is None). */
+int eopt_is_none(const eopt_dict *d, const char *key);
+
+/* A stepped parameter of a float32-only class: weight and gradient float32 of one shape, else
+ * "<cls>: parameter 'x' and its gradient must be float32 of one shape". */
+eopt_status eopt_param_check_f32(const char *cls, const eopt_param *p);
+
+/* The same for a 2-D-only class, 2-D first: "<cls> is only supported for 2D <noun> (parameter 'x')". */
+eopt_status eopt_param_check_2d(const char *cls, const char *noun, const eopt_param *p);
+
+/* _init_group of a 2-D-only class: every parameter of group g with a gradient is checked
+ * (eopt_param_check_2d) and its empty state created by the class's init_state. */
+eopt_status eopt_init_group_2d(eopt_optimizer *opt, int g, const char *noun);
+
+#endif

@@ -230,47 +230,70 @@ static eopt_status save(trainer *t, eopt_train_result *res)
                                          res->last_checkpoint, sizeof res->last_checkpoint);
 }
 
-static eopt_status load_optimizers(trainer *t, const eopt_ckpt *ck)
+/* The file must hold every optimizer of the config. */
+static eopt_status check_optimizers(const trainer *t, const eopt_ckpt *ck)
 {
     for (int o = 0; o < t->nopt; o++) {
         const char *name = t->cfg->opts[o].name;
-        if (!eopt_ckpt_optimizer_info(ck, name)) {
-            char have[512] = "";
-            for (int k = 0; k < eopt_ckpt_num_optimizers(ck); k++)
-                snprintf(have + strlen(have), sizeof have - strlen(have), "%s'%s'", k ? ", " : "",
-                         eopt_ckpt_optimizer_name(ck, k));
-            return eopt_fail(EOPT_ERR_CONFIG, "%s: no optimizer '%s' (the file has %s)", eopt_ckpt_path(ck), name,
-                             have[0] ? have : "none");
-        }
-        /* softening is an argument the schedule moves each step: take the file's, as the
-         * group's lr is taken from the file, so that the arguments compare equal */
-        const eopt_value *s = eopt_dict_get(&eopt_ckpt_optimizer_info(ck, name)->args, "softening");
-        if (s && eopt_dict_get(&t->opt[o]->args, "softening"))
-            EOPT_TRY(eopt_dict_set(&t->opt[o]->args, "softening", *s));
-        EOPT_TRY(eopt_ckpt_load_optimizer(ck, name, t->opt[o]));
+        if (eopt_ckpt_optimizer_info(ck, name))
+            continue;
+        char have[512] = "";
+        for (int k = 0; k < eopt_ckpt_num_optimizers(ck); k++)
+            snprintf(have + strlen(have), sizeof have - strlen(have), "%s'%s'", k ? ", " : "",
+                     eopt_ckpt_optimizer_name(ck, k));
+        return eopt_fail(EOPT_ERR_CONFIG, "%s: no optimizer '%s' (the file has %s)", eopt_ckpt_path(ck), name,
+                         have[0] ? have : "none");
     }
     return EOPT_OK;
 }
 
-static eopt_status restore_trainer(trainer *t, const eopt_ckpt *ck)
+/* Model and optimizers together, all or nothing. softening is an argument the schedule moves
+ * each step: take the file's (as the groups' lr come from the file) so that the arguments
+ * compare equal, and put the running values back if the load fails. */
+static eopt_status load_model_and_optimizers(trainer *t, const eopt_ckpt *ck)
+{
+    EOPT_TRY(check_optimizers(t, ck));
+    const char *names[EOPT_CFG_MAX_OPTS];
+    eopt_value kept[EOPT_CFG_MAX_OPTS];
+    for (int o = 0; o < t->nopt; o++) {
+        names[o] = t->cfg->opts[o].name;
+        const eopt_value *s = eopt_dict_get(&eopt_ckpt_optimizer_info(ck, names[o])->args, "softening");
+        const eopt_value *cur = eopt_dict_get(&t->opt[o]->args, "softening");
+        kept[o] = cur ? *cur : (eopt_value){0};
+        if (s && cur)
+            EOPT_TRY(eopt_dict_set(&t->opt[o]->args, "softening", *s));
+    }
+    eopt_status st = eopt_checkpoint_apply(ck, t->model->params, t->model->nparams, t->nopt, names, t->opt);
+    for (int o = 0; st != EOPT_OK && o < t->nopt; o++)
+        if (kept[o].kind != EOPT_VAL_NONE)
+            eopt_dict_set(&t->opt[o]->args, "softening", kept[o]);
+    return st;
+}
+
+typedef struct {
+    int64_t step;
+    double best_eval;
+    eopt_sampler sampler;
+} trainer_position;
+
+static eopt_status read_trainer(const eopt_ckpt *ck, trainer_position *p)
 {
     const eopt_dict *d = eopt_ckpt_trainer(ck);
     const eopt_tensor *s = eopt_ckpt_trainer_data(ck, "sampler");
     const char *what = eopt_ckpt_path(ck);
-    int64_t step;
     if (!d || !s || s->dtype != EOPT_I64 || s->numel != 2)
         return eopt_fail(EOPT_ERR_FORMAT, "%s: no /trainer state (step and sampler); use --init for an export",
                          what);
-    EOPT_TRY(eopt_dict_int(d, what, "step", &step));
-    EOPT_TRY(eopt_dict_float(d, what, "best_eval_loss", &t->best_eval));
+    EOPT_TRY(eopt_dict_int(d, what, "step", &p->step));
+    EOPT_TRY(eopt_dict_float(d, what, "best_eval_loss", &p->best_eval));
     const int64_t *v = s->data;
-    t->step = step;
-    t->sampler.seed = (uint64_t)v[0];
-    t->sampler.position = (uint64_t)v[1];
+    p->sampler.seed = (uint64_t)v[0];
+    p->sampler.position = (uint64_t)v[1];
     return EOPT_OK;
 }
 
-/* --init (weights, optionally optimizer state) or --resume (everything). */
+/* --init (weights, optionally optimizer state) or --resume (everything). Everything is
+ * validated before the running model, optimizers or trainer position change. */
 static eopt_status start_from(trainer *t)
 {
     const eopt_train_options *o = t->o;
@@ -285,11 +308,16 @@ static eopt_status start_from(trainer *t)
         EOPT_TRY(st);
     } else
         EOPT_TRY(eopt_checkpoint_open(path, NULL, &ck));
-    eopt_status st = eopt_ckpt_load_model(ck, t->model->params, t->model->nparams);
-    if (st == EOPT_OK && (o->resume || o->init_optimizer))
-        st = load_optimizers(t, ck);
-    if (st == EOPT_OK && o->resume)
-        st = restore_trainer(t, ck);
+    trainer_position pos = {0};
+    eopt_status st = o->resume ? read_trainer(ck, &pos) : EOPT_OK;
+    if (st == EOPT_OK)
+        st = o->resume || o->init_optimizer ? load_model_and_optimizers(t, ck)
+                                            : eopt_ckpt_load_model(ck, t->model->params, t->model->nparams);
+    if (st == EOPT_OK && o->resume) {
+        t->step = pos.step;
+        t->best_eval = pos.best_eval;
+        t->sampler = pos.sampler;
+    }
     if (st == EOPT_OK && !o->quiet)
         printf("%s %s (step %lld)\n", o->resume ? "resuming from" : "initialised from", eopt_ckpt_path(ck),
                (long long)eopt_ckpt_step(ck));

@@ -21,7 +21,7 @@ typedef enum {
 
 #define EOPT_KEY_MAX 40
 #define EOPT_STR_MAX 64
-#define EOPT_FLOATS_MAX 4
+#define EOPT_FLOATS_MAX 24 /* betas; or up to 8 custom Newton-Schulz (a, b, c) triples */
 #define EOPT_DICT_MAX 40
 
 typedef struct {

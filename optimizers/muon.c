@@ -66,7 +66,21 @@ eopt_status eopt_muon_ns_config(const eopt_dict *args, const char *what, eopt_ns
         return eopt_fail(EOPT_ERR_ARG, "%s: num_ns_steps must be at least 1, got %lld", what, (long long)steps);
     if (steps > INT_MAX)
         return eopt_fail(EOPT_ERR_ARG, "%s: num_ns_steps = %lld does not fit an int", what, (long long)steps);
-    eopt_status st = eopt_ns_emerging(type, (int)steps, NULL, 0, out);
+    /* eopt extension: coefficient_type "custom" takes custom_coefficient_sets, a flat list of
+     * (a, b, c) triples (upstream's Muon cannot pass them; absent from upstream files). */
+    const eopt_value *cv = eopt_dict_get(args, "custom_coefficient_sets");
+    eopt_ns_triple custom[EOPT_FLOATS_MAX / 3];
+    int ncustom = 0;
+    if (cv && cv->kind == EOPT_VAL_FLOATS) {
+        if (cv->nf % 3 != 0)
+            return eopt_fail(EOPT_ERR_ARG, "%s: custom_coefficient_sets needs (a, b, c) triples, got %d numbers",
+                             what, cv->nf);
+        for (ncustom = 0; ncustom < cv->nf / 3; ncustom++)
+            custom[ncustom] = (eopt_ns_triple){cv->fv[3 * ncustom], cv->fv[3 * ncustom + 1], cv->fv[3 * ncustom + 2]};
+    } else if (cv && cv->kind != EOPT_VAL_NONE) {
+        return eopt_fail(EOPT_ERR_ARG, "%s: custom_coefficient_sets must be a list of numbers", what);
+    }
+    eopt_status st = eopt_ns_emerging(type, (int)steps, ncustom ? custom : NULL, ncustom, out);
     if (st != EOPT_OK)
         return eopt_fail_context(st, "%s", what);
     if ((st = eopt_ns_precision(prec, &out->prec)) != EOPT_OK)
@@ -103,6 +117,7 @@ void eopt_muon_ns_defaults(eopt_dict *args)
     eopt_dict_set(args, "num_ns_steps", eopt_int(5));
     eopt_dict_set(args, "scale_mode", eopt_str("spectral"));
     eopt_dict_set(args, "extra_scale_factor", eopt_float(1.0));
+    eopt_dict_set(args, "custom_coefficient_sets", (eopt_value){.kind = EOPT_VAL_NONE});
 }
 
 /* The constructor arguments both classes share, in upstream order. */

@@ -85,8 +85,8 @@ Test(checkpoint, attribute_types)
     raw_attr(f, "i8", H5T_STD_I8LE, H5T_NATIVE_INT8, 0, &three);
     int64_t pair[2] = {1, 2};
     raw_attr(f, "ints", H5T_STD_I64LE, H5T_NATIVE_INT64, 2, pair);
-    double many[5] = {0};
-    raw_attr(f, "too_long", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 5, many);
+    double many[EOPT_FLOATS_MAX + 1] = {0}; /* one more than a value holds */
+    raw_attr(f, "too_long", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, EOPT_FLOATS_MAX + 1, many);
 
     eopt_dict back;
     static const char *const skip[] = {"too_long", NULL};

@@ -639,3 +639,27 @@ Test(muon_adamw, inner_adam_direction, .init = setup, .fini = teardown)
     for (int k = 0; k < 4; k++)
         eopt_tensor_free(ts[k]);
 }
+
+/* coefficient_type "custom" with custom_coefficient_sets (an eopt extension): the quintic
+ * triples given by hand reproduce "quintic" bit for bit, on Muon and Muown; malformed lists and
+ * a missing list are rejected with messages naming the argument. */
+Test(muon_update, custom_coefficients, .init = setup, .fini = teardown)
+{
+    const double q[15] = {4.0848, -6.8946, 2.9270, 3.9505, -6.3029, 2.6377, 3.7418, -5.5913,
+                          2.3037, 2.8769, -3.1427, 1.2046, 2.8366, -3.0525, 1.2012};
+    const char *classes[] = {"Muon", "Muown"};
+    for (int c = 0; c < 2; c++) {
+        eopt_dict custom = ARGS("coefficient_type=custom", "fp32_matmul_prec=highest");
+        eopt_dict_set(&custom, "custom_coefficient_sets", eopt_floats(15, q));
+        float *a = one_update(classes[c], ARGS("coefficient_type=quintic", "fp32_matmul_prec=highest"), 0.01, 0.9,
+                              24, 16, NULL);
+        float *b = one_update(classes[c], custom, 0.01, 0.9, 24, 16, NULL);
+        cr_expect_eq(memcmp(a, b, 24 * 16 * sizeof(float)), 0, "%s: custom quintic differs from quintic", classes[c]);
+        free(a), free(b);
+    }
+    eopt_dict bad = ARGS("coefficient_type=custom");
+    eopt_dict_set(&bad, "custom_coefficient_sets", eopt_floats(4, q));
+    expect_ctor_error("Muon", bad, hp3(0.01, 0.9, 0.0), "custom_coefficient_sets needs (a, b, c) triples, got 4");
+    expect_ctor_error("Muon", ARGS("coefficient_type=custom"), hp3(0.01, 0.9, 0.0),
+                      "custom_coefficient_sets must be provided when coefficient_type is 'custom'.");
+}

@@ -183,14 +183,19 @@ static eopt_status group_float(const eopt_dict *d, const char *what, const char 
     return eopt_dict_float(d, what, key, out);
 }
 
+eopt_status eopt_muon_group_hp(const eopt_dict *d, const char *what, double *lr, double *momentum, double *wd)
+{
+    EOPT_TRY(group_float(d, what, "lr", lr));
+    EOPT_TRY(group_float(d, what, "momentum", momentum));
+    return group_float(d, what, "weight_decay", wd);
+}
+
 static eopt_status muon_group(const eopt_optimizer *opt, int g, muon_hp *h)
 {
     char what[64];
     snprintf(what, sizeof what, "%s param group %d", opt->cls->name, g);
     const eopt_dict *d = &opt->groups[g].hp;
-    EOPT_TRY(group_float(d, what, "lr", &h->lr));
-    EOPT_TRY(group_float(d, what, "momentum", &h->momentum));
-    EOPT_TRY(group_float(d, what, "weight_decay", &h->wd));
+    EOPT_TRY(eopt_muon_group_hp(d, what, &h->lr, &h->momentum, &h->wd));
     h->beta2 = h->eps = 0.0;
     if (is_adaptive(opt)) {
         EOPT_TRY(group_float(d, what, "beta2", &h->beta2));

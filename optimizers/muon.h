@@ -31,6 +31,9 @@ eopt_status eopt_muon_scale_args(const eopt_dict *args, const char *what, const 
 /* The defaults of the arguments those two read, in upstream order: fp32_matmul_prec "medium",
  * coefficient_type "quintic", num_ns_steps 5, scale_mode "spectral", extra_scale_factor 1. */
 void eopt_muon_ns_defaults(eopt_dict *args);
+/* A param group's lr, momentum and weight_decay (Muon, AdaptiveMuon, Muown); None is an error
+ * naming the key. */
+eopt_status eopt_muon_group_hp(const eopt_dict *d, const char *what, double *lr, double *momentum, double *wd);
 
 /* Registry entries (see classes.h). */
 #define EOPT_CLASSES_MUON &eopt_class_muon, &eopt_class_adaptive_muon,

@@ -59,11 +59,7 @@ static eopt_status muown_group(const eopt_optimizer *opt, int g, muown_hp *h)
 {
     char what[48];
     snprintf(what, sizeof what, "Muown param group %d", g);
-    const eopt_dict *d = &opt->groups[g].hp;
-    EOPT_TRY(eopt_dict_float(d, what, "lr", &h->lr));
-    EOPT_TRY(eopt_dict_float(d, what, "momentum", &h->momentum));
-    EOPT_TRY(eopt_dict_float(d, what, "weight_decay", &h->wd));
-    return EOPT_OK;
+    return eopt_muon_group_hp(&opt->groups[g].hp, what, &h->lr, &h->momentum, &h->wd);
 }
 
 static eopt_status muown_setup(eopt_optimizer *opt)

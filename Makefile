@@ -15,8 +15,8 @@ OPT      ?= -O2 -g
 CFLAGS   := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -I. -I$(OPENBLAS_INC) $(HDF5_CFLAGS)
 LDLIBS   := $(HDF5_LIBS) -lconfig -llapacke -L$(OPENBLAS_DIR) -Wl,--disable-new-dtags,-rpath,$(OPENBLAS_DIR) -lopenblas -lz -lm -fopenmp
 
-LIB_SRC := $(wildcard framework/*.c optimizers/*.c checkpoint/*.c trainers/*.c)
-LIB_SRC := $(filter-out trainers/main.c,$(LIB_SRC))
+LIB_SRC := $(wildcard framework/*.c optimizers/*.c checkpoint/*.c models/*.c train/*.c cmd/*.c)
+LIB_SRC := $(filter-out cmd/main.c,$(LIB_SRC))
 ifeq ($(CUDA),1)
   CUDA_HOME ?= /usr/local/cuda
   LIB_SRC := $(filter-out framework/backend_nocuda.c,$(LIB_SRC))
@@ -51,7 +51,7 @@ $(BUILD)/libeopt.a: $(LIB_OBJ)
 $(BUILD)/libeopt.so: $(LIB_OBJ)
 	$(CC) -shared -o $@ $^ $(LDLIBS)
 
-$(BUILD)/eopt: $(BUILD)/trainers/main.o $(BUILD)/libeopt.a
+$(BUILD)/eopt: $(BUILD)/cmd/main.o $(BUILD)/libeopt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/eopt-tests: $(TEST_OBJ) $(BUILD)/libeopt.a

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "../checkpoint/h5.h"
-#include "../trainers/replay.h"
+#include "../cmd/replay.h"
 
 static char dir[64];
 

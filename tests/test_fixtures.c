@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "../checkpoint/h5.h"
-#include "../trainers/replay.h"
+#include "../cmd/replay.h"
 #include "testutil.h"
 
 /* Comparisons count their mismatches rather than stop, so that the tests below can also show

@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "eopt.h"
-#include "trainers/data.h"
-#include "trainers/model.h"
+#include "train/data.h"
+#include "models/model.h"
 #include "tests/testutil.h"
 
 static eopt_backend *open_cpu(void)

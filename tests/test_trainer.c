@@ -10,9 +10,9 @@
 
 #include "eopt.h"
 #include "checkpoint/checkpoint.h"
-#include "trainers/config.h"
-#include "trainers/schedule.h"
-#include "trainers/train.h"
+#include "train/config.h"
+#include "framework/schedule.h"
+#include "train/trainer.h"
 
 /* ---- schedules ---- */
 

@@ -1,5 +1,5 @@
 /* Element-wise kernels of the model family (see ew.h for the calling convention): the
- * per-element pieces of the MLP and GPT-2 forward and backward passes (../../trainers/).
+ * per-element pieces of the MLP and GPT-2 forward and backward passes (../../models/).
  * Row-major matrices: element i is at row r = i / cols, column c = i % cols. A few kernels
  * run one element per row (n = rows) and loop over that row's columns: each still writes
  * only its own output element, so they are race-free on a GPU. */

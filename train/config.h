@@ -25,8 +25,8 @@
 
 #include "../framework/value.h"
 #include "../optimizers/optimizer.h"
-#include "model.h"
-#include "schedule.h"
+#include "../models/model.h"
+#include "../framework/schedule.h"
 
 #define EOPT_CFG_PATH_MAX 512
 #define EOPT_CFG_MAX_OPTS 8

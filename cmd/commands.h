@@ -1,4 +1,4 @@
-/* The subcommands of the `eopt` program; each lives in its own file under trainers/. */
+/* The subcommands of the `eopt` program; each lives in its own file under cmd/. */
 #ifndef EOPT_COMMANDS_H
 #define EOPT_COMMANDS_H
 

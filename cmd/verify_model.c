@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "commands.h"
-#include "model.h"
+#include "../models/model.h"
 
 #define LOSS_TOL 1e-5
 #define GRAD_TOL 1e-4

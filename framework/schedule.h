@@ -13,7 +13,7 @@
 
 #include <stdint.h>
 
-#include "../framework/value.h"
+#include "value.h"
 
 typedef enum { EOPT_LR_CONSTANT = 0, EOPT_LR_WARMUP, EOPT_LR_COSINE, EOPT_LR_LINEAR, EOPT_LR_WSD } eopt_lr_kind;
 

@@ -1,5 +1,5 @@
 /* The training loop (train.h). */
-#include "train.h"
+#include "trainer.h"
 
 #include <errno.h>
 #include <math.h>

@@ -3,6 +3,7 @@
 #define EOPT_H
 
 #include "framework/error.h"
+#include "framework/log.h"
 #include "framework/value.h"
 #include "framework/backend.h"
 #include "framework/tensor.h"

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../framework/log.h"
 #include "commands.h"
 
 static const eopt_command commands[] = {
@@ -22,8 +23,22 @@ static void usage(FILE *f)
         fprintf(f, "  %s\n", commands[k].usage);
 }
 
+/* Library messages: progress overwrites itself on a terminal, warnings go to stderr, the rest to
+ * stdout. */
+static void print_log(eopt_log_level level, const char *msg, void *user)
+{
+    (void)user;
+    if (level == EOPT_LOG_PROGRESS)
+        fprintf(stderr, "\r%-100s", msg);
+    else if (level == EOPT_LOG_WARN)
+        fprintf(stderr, "eopt: warning: %s\n", msg);
+    else
+        printf("%s\n", msg);
+}
+
 int main(int argc, char **argv)
 {
+    eopt_log_set_handler(print_log, NULL);
     if (argc < 2) {
         usage(stderr);
         return 2;

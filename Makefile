@@ -1,9 +1,21 @@
-# eopt: `make` (CPU), `make CUDA=1` (adds the CUDA backend), `make test`, `make test-asan`,
+# eopt: `make` (CPU, into build/), `make CUDA=1` (adds the CUDA backend, into build-cuda/),
+# `make test`, `make test-asan` (into <build>-asan/), `make install PREFIX=...`, `make bench`,
 # `make deps` (Debian packages and data the build, tests and default run need).
 CC       ?= cc
 NVCC     ?= /usr/local/cuda/bin/nvcc
-BUILD    ?= build
+# One folder per configuration, so that a CPU and a CUDA build never share objects or libraries.
+ifeq ($(CUDA),1)
+  BUILD  ?= build-cuda
+else
+  BUILD  ?= build
+endif
 FIXTURES ?= $(abspath ../shared/fixtures)
+VERSION  := 0.1.0
+SOVERSION := $(firstword $(subst ., ,$(VERSION)))
+PREFIX   ?= /usr/local
+LIBDIR   ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR   ?= $(PREFIX)/bin
 HDF5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null)
 HDF5_LIBS   := $(shell pkg-config --libs hdf5 2>/dev/null)
 # OpenBLAS's OpenMP build: BLAS and eopt's own loops share one OpenMP thread pool. With the
@@ -15,12 +27,14 @@ OPT      ?= -O2 -g
 CFLAGS   := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -I. -I$(OPENBLAS_INC) $(HDF5_CFLAGS)
 LDLIBS   := $(HDF5_LIBS) -lconfig -llapacke -L$(OPENBLAS_DIR) -Wl,--disable-new-dtags,-rpath,$(OPENBLAS_DIR) -lopenblas -lz -lm -fopenmp
 
-LIB_SRC := $(wildcard framework/*.c optimizers/*.c checkpoint/*.c models/*.c train/*.c cmd/*.c)
-LIB_SRC := $(filter-out cmd/main.c,$(LIB_SRC))
+# The library's source folders (cmd/ minus main.c is in the library so that tests can drive
+# the commands). A new folder is added here and nowhere else.
+SRC_DIRS := framework optimizers checkpoint models train cmd
+LIB_SRC  := $(filter-out cmd/main.c,$(wildcard $(SRC_DIRS:%=%/*.c)))
 ifeq ($(CUDA),1)
   CUDA_HOME ?= /usr/local/cuda
   LIB_SRC := $(filter-out framework/backend_nocuda.c,$(LIB_SRC))
-  CU_SRC  := $(wildcard framework/*.cu)
+  CU_SRC  := $(wildcard $(SRC_DIRS:%=%/*.cu))
   # --fmad=false: no contraction of a*b+c into FMA, so the shared element-wise math rounds as
   # on the CPU (C11 mode contracts nothing) and the backends agree bit for bit.
   NVFLAGS := -O2 -std=c++17 -Xcompiler -fPIC,-Wall,-Wextra -I. -arch=sm_90 --fmad=false -Werror all-warnings
@@ -33,8 +47,10 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.cu.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 BENCH_SRC := $(wildcard bench/*.c)
+# Run by `make test` before the Criterion suites (whose summary line closes the output).
+TEST_SCRIPTS ?= tests/build_dirs.sh tests/install.sh
 
-.PHONY: all test test-asan deps clean bench
+.PHONY: all test test-asan install deps clean bench
 all: $(BUILD)/eopt $(BUILD)/libeopt.a $(BUILD)/libeopt.so
 
 $(BUILD)/%.o: %.c
@@ -48,8 +64,10 @@ $(BUILD)/%.cu.o: %.cu
 $(BUILD)/libeopt.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
+# --no-undefined: the shared library names every library it needs, so a program links with
+# -leopt alone. Its DT_RPATH finds OpenBLAS's OpenMP build for it and its dependencies.
 $(BUILD)/libeopt.so: $(LIB_OBJ)
-	$(CC) -shared -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) -shared -Wl,-soname,libeopt.so.$(SOVERSION),--no-undefined -o $@ $^ $(LDLIBS)
 
 $(BUILD)/eopt: $(BUILD)/cmd/main.o $(BUILD)/libeopt.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
@@ -64,16 +82,34 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libeopt.a
 bench: $(BENCH_SRC:%.c=$(BUILD)/%)
 
 # Tests read the fixtures in place; the eopt binary is used by the command-line tests.
-test: $(BUILD)/eopt-tests $(BUILD)/eopt
+test: $(BUILD)/eopt-tests $(BUILD)/eopt $(if $(TEST_SCRIPTS),$(BUILD)/libeopt.a $(BUILD)/libeopt.so)
+	@for t in $(TEST_SCRIPTS); do BUILD=$(BUILD) sh $$t || exit 1; done
 	EOPT_FIXTURES=$(FIXTURES) EOPT_BIN=$(abspath $(BUILD)/eopt) OMP_NUM_THREADS=2 $(BUILD)/eopt-tests $(TEST_ARGS)
 
+# The build and install scripts check the plain build only: a sanitized library cannot be
+# linked into a program built without the sanitizers.
 test-asan:
-	$(MAKE) BUILD=$(BUILD)-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+	$(MAKE) BUILD=$(BUILD)-asan TEST_SCRIPTS= OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+
+# The public headers are eopt.h and every header it includes (found by the compiler, kept in
+# their folders); eopt.pc gives the flags of a dynamic link (-leopt, with the rpath of LIBDIR so
+# that programs run without LD_LIBRARY_PATH) and, with --static, of a static one.
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/eopt
+	install -m 755 $(BUILD)/eopt $(DESTDIR)$(BINDIR)/eopt
+	install -m 644 $(BUILD)/libeopt.a $(DESTDIR)$(LIBDIR)/libeopt.a
+	install -m 755 $(BUILD)/libeopt.so $(DESTDIR)$(LIBDIR)/libeopt.so.$(VERSION)
+	ln -sf libeopt.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libeopt.so.$(SOVERSION)
+	ln -sf libeopt.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libeopt.so
+	for h in $$($(CC) -I. -MM -MT h eopt.h | sed 's/^h://; s/\\$$//' | xargs realpath --relative-to=. | sort -u); do \
+	  install -D -m 644 $$h $(DESTDIR)$(INCLUDEDIR)/eopt/$$h || exit 1; done
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|; s|@LIBS_PRIVATE@|$(strip $(LDLIBS))|' eopt.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/eopt.pc
 
 deps:
 	@sh .ci/deps.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-cuda build-cuda-asan
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -95,6 +95,7 @@ test-asan:
 # their folders); eopt.pc gives the flags of a dynamic link (-leopt, with the rpath of LIBDIR so
 # that programs run without LD_LIBRARY_PATH) and, with --static, of a static one.
 install: all
+	$(if $(filter-out /%,$(PREFIX) $(LIBDIR) $(INCLUDEDIR) $(BINDIR)),$(error make install: PREFIX (LIBDIR, INCLUDEDIR, BINDIR) must be absolute paths))
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/eopt
 	install -m 755 $(BUILD)/eopt $(DESTDIR)$(BINDIR)/eopt
 	install -m 644 $(BUILD)/libeopt.a $(DESTDIR)$(LIBDIR)/libeopt.a

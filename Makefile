@@ -83,7 +83,7 @@ bench: $(BENCH_SRC:%.c=$(BUILD)/%)
 
 # Tests read the fixtures in place; the eopt binary is used by the command-line tests.
 test: $(BUILD)/eopt-tests $(BUILD)/eopt $(if $(TEST_SCRIPTS),$(BUILD)/libeopt.a $(BUILD)/libeopt.so)
-	@for t in $(TEST_SCRIPTS); do BUILD=$(BUILD) sh $$t || exit 1; done
+	@for t in $(TEST_SCRIPTS); do BUILD=$(BUILD) CUDA=$(CUDA) sh $$t || exit 1; done
 	EOPT_FIXTURES=$(FIXTURES) EOPT_BIN=$(abspath $(BUILD)/eopt) OMP_NUM_THREADS=2 $(BUILD)/eopt-tests $(TEST_ARGS)
 
 # The build and install scripts check the plain build only: a sanitized library cannot be

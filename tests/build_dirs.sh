@@ -5,14 +5,13 @@
 set -eu
 cd "$(dirname "$0")/.."
 unset MAKEFLAGS MFLAGS MAKELEVEL BUILD CUDA # the caller's make settings must not leak in
-make="${MAKE:-make}"
 fail() { echo "build_dirs: $*" >&2; exit 1; }
 
 # Words of the printed commands that name a path in or under folder $2 (build/x, -o build/x).
 under() { printf '%s\n' "$1" | tr ' =' '\n\n' | grep -E "^(-o)?$2/" || true; }
 
-plain=$($make -n -B all test test-asan)
-cuda=$($make -n -B CUDA=1 all test test-asan)
+plain=$(make -n -B all test test-asan)
+cuda=$(make -n -B CUDA=1 all test test-asan)
 [ -n "$(under "$cuda" build-cuda)" ] || fail "make CUDA=1 builds nothing in build-cuda/"
 [ -n "$(under "$cuda" build-cuda-asan)" ] || fail "make CUDA=1 test-asan builds nothing in build-cuda-asan/"
 [ -z "$(under "$cuda" build)" ] || fail "make CUDA=1 writes into build/: $(under "$cuda" build | head -3)"

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 fail() { echo "install: $*" >&2; exit 1; }
 prefix=$(mktemp -d)
 trap 'rm -rf "$prefix"' EXIT
-${MAKE:-make} -s install BUILD="${BUILD:-build}" PREFIX="$prefix" >/dev/null || fail "make install failed"
+unset MAKEFLAGS MFLAGS MAKELEVEL # a plain make, told the configuration to install
+make -s install BUILD="${BUILD:-build}" CUDA="${CUDA:-}" PREFIX="$prefix" >/dev/null || fail "make install failed"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 unset LD_LIBRARY_PATH
 lib="$prefix/lib"

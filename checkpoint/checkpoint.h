@@ -126,4 +126,18 @@ typedef struct {
 
 const eopt_ckpt_opt_info *eopt_ckpt_optimizer_info(const eopt_ckpt *ck, const char *name); /* NULL if absent */
 
+/* Problems a check finds, handed over one by one (each message names the file and HDF5 path). */
+typedef struct {
+    void (*problem)(void *user, const char *msg); /* may be NULL: only count */
+    void *user;
+    int count;
+} eopt_ckpt_report;
+
+/* Holds a checkpoint (open it with allow_nonfinite = 1 so that the check sees them) to the letter
+ * of ../shared/spec/checkpoint.md: finite tensors, the stored types the spec fixes (the reader
+ * accepts more), every param_names entry in /model and owned by one optimizer, and every
+ * optimizer buildable from its class, arguments and state. Reports every problem, not just the
+ * first; returns their number (report->count). */
+int eopt_ckpt_check_layout(const eopt_ckpt *ck, eopt_ckpt_report *report);
+
 #endif

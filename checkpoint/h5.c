@@ -5,6 +5,12 @@
 
 void eopt_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
+hid_t eopt_h5_open_read(const char *path)
+{
+    eopt_h5_quiet();
+    return H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+}
+
 static hid_t vlen_str_type(void)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
@@ -275,7 +281,15 @@ eopt_status eopt_h5_dataset_write(hid_t loc, const char *name, const eopt_tensor
     return e < 0 ? eopt_fail(EOPT_ERR_IO, "cannot write dataset '%s'", name) : EOPT_OK;
 }
 
-eopt_status eopt_h5_dataset_read(hid_t loc, const char *name, const char *where, eopt_tensor *out)
+/* The dtype a numeric dataset reads into by default: floats -> float32, 64-bit integers -> int64,
+ * other integers -> int32. */
+static eopt_dtype natural_dtype(hid_t ft)
+{
+    return H5Tget_class(ft) == H5T_FLOAT ? EOPT_F32 : H5Tget_size(ft) == 8 ? EOPT_I64 : EOPT_I32;
+}
+
+/* want < 0: the dataset's natural dtype. */
+static eopt_status dataset_read(hid_t loc, const char *name, const char *where, int want, eopt_tensor *out)
 {
     *out = (eopt_tensor){0};
     hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
@@ -295,10 +309,11 @@ eopt_status eopt_h5_dataset_read(hid_t loc, const char *name, const char *where,
         H5Sget_simple_extent_dims(sp, dims, NULL);
         for (int k = 0; k < nd; k++)
             shape[k] = (int64_t)dims[k];
-        eopt_dtype dt = c == H5T_FLOAT ? EOPT_F32 : H5Tget_size(ft) == 8 ? EOPT_I64 : EOPT_I32;
+        eopt_dtype dt = want < 0 ? natural_dtype(ft) : (eopt_dtype)want;
         hid_t ftype, mt;
-        dtype_types(dt, &ftype, &mt);
-        st = eopt_tensor_alloc(out, NULL, dt, nd, shape);
+        st = dtype_types(dt, &ftype, &mt);
+        if (st == EOPT_OK)
+            st = eopt_tensor_alloc(out, NULL, dt, nd, shape);
         if (st == EOPT_OK && out->numel > 0 && H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, out->data) < 0) {
             eopt_tensor_free(out);
             st = eopt_fail(EOPT_ERR_FORMAT, "%s/%s: cannot read dataset", where, name);
@@ -308,6 +323,16 @@ eopt_status eopt_h5_dataset_read(hid_t loc, const char *name, const char *where,
     H5Tclose(ft);
     H5Dclose(d);
     return st;
+}
+
+eopt_status eopt_h5_dataset_read(hid_t loc, const char *name, const char *where, eopt_tensor *out)
+{
+    return dataset_read(loc, name, where, -1, out);
+}
+
+eopt_status eopt_h5_dataset_read_as(hid_t loc, const char *name, const char *where, eopt_dtype dt, eopt_tensor *out)
+{
+    return dataset_read(loc, name, where, (int)dt, out);
 }
 
 eopt_status eopt_h5_strings_write(hid_t loc, const char *name, int n, const char *const *s)
@@ -467,4 +492,21 @@ eopt_status eopt_h5_children(hid_t group, const char *where, int numeric, int *n
     *n = (int)info.nlinks;
     *names = v;
     return EOPT_OK;
+}
+
+char eopt_h5_stored_type(hid_t loc, const char *name, const char *attr, size_t *bytes)
+{
+    *bytes = 0;
+    hid_t obj = attr ? H5Aopen_by_name(loc, name, attr, H5P_DEFAULT, H5P_DEFAULT) : H5Dopen2(loc, name, H5P_DEFAULT);
+    if (obj < 0)
+        return 0;
+    hid_t t = attr ? H5Aget_type(obj) : H5Dget_type(obj);
+    H5T_class_t c = H5Tget_class(t);
+    *bytes = H5Tget_size(t);
+    H5Tclose(t);
+    if (attr)
+        H5Aclose(obj);
+    else
+        H5Dclose(obj);
+    return c == H5T_FLOAT ? 'f' : c == H5T_INTEGER ? 'i' : 0;
 }

@@ -11,6 +11,8 @@
 
 /* Turns off HDF5's own error printing: failures are reported through eopt_fail. */
 void eopt_h5_quiet(void);
+/* Opens an existing file read-only (quietly); < 0 if it is missing, unreadable or not HDF5. */
+hid_t eopt_h5_open_read(const char *path);
 
 /* Writes a value: BOOL -> int8, INT -> int64, FLOAT -> float64, STR -> variable-length UTF-8,
  * FLOATS -> float64 array; NONE writes nothing (Python's None is an absent attribute). */
@@ -35,6 +37,8 @@ eopt_status eopt_h5_dataset_write(hid_t loc, const char *name, const eopt_tensor
 /* Reads a numeric dataset into a new host tensor: floats -> float32, 64-bit integers -> int64,
  * other integers -> int32. */
 eopt_status eopt_h5_dataset_read(hid_t loc, const char *name, const char *where, eopt_tensor *out);
+/* The same, converted by HDF5 to dt (float32, int32 or int64) whatever the stored type. */
+eopt_status eopt_h5_dataset_read_as(hid_t loc, const char *name, const char *where, eopt_dtype dt, eopt_tensor *out);
 
 /* A 1-D dataset of variable-length UTF-8 strings. */
 eopt_status eopt_h5_strings_write(hid_t loc, const char *name, int n, const char *const *s);
@@ -56,5 +60,10 @@ eopt_status eopt_h5_children(hid_t group, const char *where, int numeric, int *n
 void eopt_h5_names_free(int n, char **names);
 /* Parses a decimal index name ("12"); -1 if it is not one. */
 long eopt_h5_index_name(const char *s);
+
+/* How attribute `attr` of the object at `name` (attr NULL: the dataset at `name`) is stored, for
+ * checks that hold a file to the exact types of the spec: 'f' float, 'i' integer, 0 anything
+ * else or absent; *bytes is the stored width. */
+char eopt_h5_stored_type(hid_t loc, const char *name, const char *attr, size_t *bytes);
 
 #endif

@@ -1,15 +1,11 @@
 /* `eopt inspect FILE [--check]`: a readable summary of a checkpoint and, with --check, its
  * validation against ../shared/spec/checkpoint.md (every problem listed, exit status 1). */
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../checkpoint/checkpoint.h"
-#include "../checkpoint/h5.h"
 #include "commands.h"
-#include "replay.h"
 
 /* The shortest decimal that reads back as x (0.95, not 0.94999999999999996). */
 static void print_number(double x)
@@ -122,131 +118,20 @@ static void print_summary(const eopt_ckpt *ck)
 /* ------------------------------------------------------------------------------------------
  * --check */
 
-/* Prints one problem and counts it. */
-static void problem(int *count, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void problem(int *count, const char *fmt, ...)
+static void print_problem(void *user, const char *msg)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("problem: ");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    (*count)++;
+    (void)user;
+    printf("problem: %s\n", msg);
 }
 
-static void check_finite(int *p, const char *path, const char *what, const eopt_tensor *t)
+static int run_check(const eopt_ckpt *ck)
 {
-    if (t->dtype != EOPT_F32)
-        return;
-    int64_t bad = 0, first = -1;
-    for (int64_t k = 0; k < t->numel; k++)
-        if (!isfinite(eopt_f32(t)[k])) {
-            bad++;
-            first = first < 0 ? k : first;
-        }
-    if (bad)
-        problem(p, "%s:%s: %lld non-finite values (first at flat index %lld)", path, what, (long long)bad,
-                (long long)first);
-}
-
-/* Dataset types the spec fixes: /model float32, param_groups/<g>/params int64, integer root
- * attributes int64. The reader accepts wider variety; --check holds files to the letter. */
-static void check_raw_types(int *p, const char *path, const eopt_ckpt *ck)
-{
-    hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (fid < 0)
-        return;
-    static const char *const int_attrs[] = {"format_version", "step"};
-    for (int k = 0; k < 2; k++) {
-        hid_t a = H5Aopen(fid, int_attrs[k], H5P_DEFAULT), t = H5Aget_type(a);
-        if (H5Tget_class(t) != H5T_INTEGER || H5Tget_size(t) != 8)
-            problem(p, "%s:/ attribute '%s' is not int64", path, int_attrs[k]);
-        H5Tclose(t);
-        H5Aclose(a);
-    }
-    char name[1024];
-    for (int k = 0; k < eopt_ckpt_num_tensors(ck); k++) {
-        snprintf(name, sizeof name, "/model/%s", eopt_ckpt_tensor_name(ck, k));
-        hid_t d = H5Dopen2(fid, name, H5P_DEFAULT), t = H5Dget_type(d);
-        if (H5Tget_class(t) != H5T_FLOAT || H5Tget_size(t) != 4)
-            problem(p, "%s:%s is not float32", path, name);
-        H5Tclose(t);
-        H5Dclose(d);
-    }
-    for (int k = 0; k < eopt_ckpt_num_optimizers(ck); k++) {
-        const eopt_ckpt_opt_info *o = eopt_ckpt_optimizer_info(ck, eopt_ckpt_optimizer_name(ck, k));
-        for (int g = 0; g < o->ngroups; g++) {
-            snprintf(name, sizeof name, "/optimizers/%s/param_groups/%d/params", o->name, g);
-            hid_t d = H5Dopen2(fid, name, H5P_DEFAULT), t = H5Dget_type(d);
-            if (H5Tget_class(t) != H5T_INTEGER || H5Tget_size(t) != 8)
-                problem(p, "%s:%s is not int64", path, name);
-            H5Tclose(t);
-            H5Dclose(d);
-        }
-    }
-    H5Fclose(fid);
-}
-
-static void check_optimizer(int *p, const eopt_ckpt *ck, const eopt_ckpt_opt_info *o, int *owner, int k,
-                            const eopt_restored *model)
-{
-    const char *path = eopt_ckpt_path(ck);
-    char what[512];
-    for (int i = 0; i < o->nparams; i++) {
-        const char *name = o->param_names[i];
-        int t = -1;
-        for (int j = 0; j < model->nparams; j++)
-            if (eopt_ckpt_tensor(ck, name) == eopt_ckpt_tensor(ck, model->params[j].name))
-                t = j;
-        if (t < 0) {
-            problem(p, "%s:/optimizers/%s/param_names[%d]: '%s' is not in /model", path, o->name, i, name);
-            continue;
-        }
-        if (owner[t] >= 0)
-            problem(p, "%s: parameter '%s' is owned by optimizers '%s' and '%s'", path, name,
-                    eopt_ckpt_optimizer_name(ck, owner[t]), o->name);
-        owner[t] = k;
-        for (int q = 0; q < o->nstate[i]; q++) {
-            snprintf(what, sizeof what, "/optimizers/%s/state/%d/%s", o->name, i, o->state[i][q].key);
-            check_finite(p, path, what, &o->state[i][q].t);
-        }
-    }
-    /* Building the optimizer checks the class, its arguments, and every state key, shape and dtype. */
-    eopt_optimizer *opt = NULL;
-    if (eopt_ckpt_create_optimizer(ck, o->name, model->be, model->params, model->nparams, &opt) != EOPT_OK)
-        problem(p, "%s", eopt_last_error());
-    eopt_optimizer_free(opt);
-}
-
-static int run_check(const char *path, const eopt_ckpt *ck)
-{
-    int p = 0;
-    char what[512];
-    for (int k = 0; k < eopt_ckpt_num_tensors(ck); k++) {
-        snprintf(what, sizeof what, "/model/%s", eopt_ckpt_tensor_name(ck, k));
-        check_finite(&p, path, what, eopt_ckpt_tensor(ck, eopt_ckpt_tensor_name(ck, k)));
-    }
-    check_raw_types(&p, path, ck);
-    eopt_backend *be = NULL;
-    eopt_restored model = {0};
-    int *owner = malloc(sizeof *owner * ((size_t)eopt_ckpt_num_tensors(ck) + 1));
-    /* The model alone: optimizers are built one by one, so each reports its own problems. */
-    if (!owner || eopt_backend_open("cpu", 1, &be) != EOPT_OK || eopt_restore_model(ck, be, &model) != EOPT_OK) {
-        problem(&p, "%s", owner ? eopt_last_error() : "out of memory");
-    } else {
-        for (int k = 0; k < model.nparams; k++)
-            owner[k] = -1;
-        for (int k = 0; k < eopt_ckpt_num_optimizers(ck); k++)
-            check_optimizer(&p, ck, eopt_ckpt_optimizer_info(ck, eopt_ckpt_optimizer_name(ck, k)), owner, k, &model);
-    }
-    eopt_restored_free(&model);
-    free(owner);
-    if (be)
-        eopt_backend_close(be);
-    printf("%s: %d problem%s\n", path, p, p == 1 ? "" : "s");
+    eopt_ckpt_report report = {.problem = print_problem};
+    int p = eopt_ckpt_check_layout(ck, &report);
+    printf("%s: %d problem%s\n", eopt_ckpt_path(ck), p, p == 1 ? "" : "s");
     return p ? 1 : 0;
 }
+
 int eopt_cmd_inspect(int argc, char **argv)
 {
     const char *path = NULL;
@@ -270,7 +155,7 @@ int eopt_cmd_inspect(int argc, char **argv)
         return check ? 1 : 2;
     }
     print_summary(ck);
-    int rc = check ? run_check(path, ck) : 0;
+    int rc = check ? run_check(ck) : 0;
     eopt_checkpoint_close(ck);
     return rc;
 }

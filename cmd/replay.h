@@ -7,27 +7,8 @@
 
 #include <stdio.h>
 
-#include "../checkpoint/checkpoint.h"
-
-/* A model and its optimizers as a checkpoint describes them. */
-typedef struct {
-    eopt_backend *be;
-    int64_t step;
-    int nparams;
-    eopt_param *params; /* the stored /model tensors on `be` (aliases excluded), with gradients */
-    int nopt;
-    char (*opt_names)[EOPT_NAME_MAX];
-    eopt_optimizer **opts; /* in the file's order of /optimizers */
-} eopt_restored;
-
-eopt_status eopt_restore(const eopt_ckpt *ck, eopt_backend *be, eopt_restored *out);
-/* The model alone (nopt = 0). */
-eopt_status eopt_restore_model(const eopt_ckpt *ck, eopt_backend *be, eopt_restored *out);
-void eopt_restored_free(eopt_restored *r);
-/* Writes r as a checkpoint at `step`: model (with ck's aliases), optimizers with ck's schedules,
- * and with_trainer = 1: ck's /trainer too. ck may be NULL (no aliases, schedules or trainer). */
-eopt_status eopt_restored_save(const eopt_restored *r, const eopt_ckpt *ck, int64_t step, const char *producer,
-                               int with_trainer, const char *path);
+#include "../checkpoint/restore.h"
+#include "../checkpoint/trajectory.h"
 
 typedef struct {
     int64_t save_at; /* write a checkpoint after this step (< 0: none) */

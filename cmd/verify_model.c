@@ -1,93 +1,47 @@
 /* `eopt verify-model FILE.h5 [--device cpu|cuda]`: runs a model's forward and backward on a
- * reference file made by PyTorch (shared/fixtures/models/) and compares loss, logits and
- * every gradient. The file is read with the plain HDF5 C API. */
-#include <hdf5.h>
+ * reference file made by PyTorch (shared/fixtures/models/, read through
+ * checkpoint/reference.h) and compares loss, logits and every gradient. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "commands.h"
+#include "../checkpoint/reference.h"
 #include "../models/model.h"
+#include "commands.h"
 
 #define LOSS_TOL 1e-5
 #define GRAD_TOL 1e-4
 
-static eopt_status attr_int(hid_t f, const char *path, const char *key, int64_t *out, int max, int *count)
+/* Reads tensor `name` of exactly `numel` elements as dt (float32 or int32) into buf. */
+static eopt_status read_data(const eopt_reference *f, const char *path, const char *name, eopt_dtype dt,
+                             int64_t numel, void *buf)
 {
-    if (H5Aexists(f, key) <= 0)
-        return eopt_fail(EOPT_ERR_FORMAT, "%s: root attribute '%s' is missing", path, key);
-    hid_t a = H5Aopen(f, key, H5P_DEFAULT), sp = H5Aget_space(a);
-    hssize_t n = H5Sget_simple_extent_npoints(sp);
-    herr_t rc = n >= 1 && n <= max ? H5Aread(a, H5T_NATIVE_INT64, out) : -1;
-    H5Sclose(sp);
-    H5Aclose(a);
-    if (rc < 0)
-        return eopt_fail(EOPT_ERR_FORMAT, "%s: attribute '%s' is not 1..%d integers", path, key, max);
-    if (count)
-        *count = (int)n;
-    return EOPT_OK;
+    eopt_tensor t;
+    EOPT_TRY(eopt_reference_tensor(f, name, dt, &t));
+    eopt_status st = EOPT_OK;
+    if (t.numel != numel)
+        st = eopt_fail(EOPT_ERR_SHAPE, "%s: dataset '%s' has %lld elements, expected %lld", path, name,
+                       (long long)t.numel, (long long)numel);
+    else
+        memcpy(buf, t.data, eopt_tensor_bytes(&t));
+    eopt_tensor_free(&t);
+    return st;
 }
 
-static eopt_status attr_str(hid_t f, const char *path, const char *key, char *out, size_t size)
-{
-    if (H5Aexists(f, key) <= 0)
-        return eopt_fail(EOPT_ERR_FORMAT, "%s: root attribute '%s' is missing", path, key);
-    hid_t a = H5Aopen(f, key, H5P_DEFAULT), ft = H5Aget_type(a), mt = H5Tcopy(H5T_C_S1);
-    herr_t rc = -1;
-    if (H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) > 0) {
-        char *s = NULL;
-        H5Tset_size(mt, H5T_VARIABLE);
-        H5Tset_cset(mt, H5Tget_cset(ft)); /* HDF5 does not convert between ASCII and UTF-8 */
-        if ((rc = H5Aread(a, mt, &s)) >= 0 && s) {
-            snprintf(out, size, "%s", s);
-            H5free_memory(s);
-        }
-    } else if (H5Tget_class(ft) == H5T_STRING && H5Tget_size(ft) < size) {
-        memset(out, 0, size);
-        H5Tset_size(mt, H5Tget_size(ft));
-        H5Tset_cset(mt, H5Tget_cset(ft));
-        rc = H5Aread(a, mt, out);
-    }
-    H5Tclose(mt);
-    H5Tclose(ft);
-    H5Aclose(a);
-    if (rc < 0)
-        return eopt_fail(EOPT_ERR_FORMAT, "%s: attribute '%s' is not a string", path, key);
-    return EOPT_OK;
-}
-
-/* Reads dataset `name` of exactly `numel` elements as `type` (native float or int32). */
-static eopt_status read_data(hid_t f, const char *path, const char *name, hid_t type, int64_t numel, void *buf)
-{
-    if (H5Lexists(f, name, H5P_DEFAULT) <= 0)
-        return eopt_fail(EOPT_ERR_FORMAT, "%s: dataset '%s' is missing", path, name);
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT), sp = H5Dget_space(d);
-    hssize_t n = H5Sget_simple_extent_npoints(sp);
-    herr_t rc = n == numel ? H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) : -1;
-    H5Sclose(sp);
-    H5Dclose(d);
-    if (n != numel)
-        return eopt_fail(EOPT_ERR_SHAPE, "%s: dataset '%s' has %lld elements, expected %lld", path, name,
-                         (long long)n, (long long)numel);
-    if (rc < 0)
-        return eopt_fail(EOPT_ERR_IO, "%s: cannot read dataset '%s'", path, name);
-    return EOPT_OK;
-}
-
-static eopt_status read_config(hid_t f, const char *path, eopt_model_config *cfg, int *B, int *T)
+static eopt_status read_config(const eopt_reference *f, const char *path, eopt_model_config *cfg, int *B, int *T)
 {
     char kind[32];
     int64_t v[EOPT_MLP_MAX_LAYERS + 1];
     int n;
     memset(cfg, 0, sizeof *cfg);
-    EOPT_TRY(attr_str(f, path, "model", kind, sizeof kind));
-    EOPT_TRY(attr_int(f, path, "batch_size", v, 1, NULL));
+    EOPT_TRY(eopt_reference_str(f, "model", kind, sizeof kind));
+    EOPT_TRY(eopt_reference_ints(f, "batch_size", v, 1, NULL));
     *B = (int)v[0];
     *T = 1;
     if (strcmp(kind, "mlp") == 0) {
         cfg->kind = EOPT_MODEL_MLP;
-        EOPT_TRY(attr_int(f, path, "dims", v, EOPT_MLP_MAX_LAYERS + 1, &n));
+        EOPT_TRY(eopt_reference_ints(f, "dims", v, EOPT_MLP_MAX_LAYERS + 1, &n));
         cfg->ndims = n;
         for (int i = 0; i < n; i++)
             cfg->dims[i] = (int)v[i];
@@ -99,42 +53,38 @@ static eopt_status read_config(hid_t f, const char *path, eopt_model_config *cfg
     int *dst[5] = {&cfg->vocab_size, &cfg->block_size, &cfg->n_layer, &cfg->n_head, &cfg->n_embd};
     cfg->kind = EOPT_MODEL_GPT;
     for (int k = 0; k < 5; k++) {
-        EOPT_TRY(attr_int(f, path, keys[k], v, 1, NULL));
+        EOPT_TRY(eopt_reference_ints(f, keys[k], v, 1, NULL));
         *dst[k] = (int)v[0];
     }
     /* the sequence length is the second dimension of /inputs/tokens */
-    if (H5Lexists(f, "/inputs", H5P_DEFAULT) <= 0 || H5Lexists(f, "/inputs/tokens", H5P_DEFAULT) <= 0)
-        return eopt_fail(EOPT_ERR_FORMAT, "%s: dataset '/inputs/tokens' is missing", path);
-    hid_t d = H5Dopen2(f, "/inputs/tokens", H5P_DEFAULT), sp = H5Dget_space(d);
-    hsize_t dims[2] = {0, 0};
-    int nd = H5Sget_simple_extent_ndims(sp);
-    if (nd == 2)
-        H5Sget_simple_extent_dims(sp, dims, NULL);
-    H5Sclose(sp);
-    H5Dclose(d);
-    if (nd != 2 || (int)dims[0] != *B)
+    eopt_tensor tokens;
+    EOPT_TRY(eopt_reference_tensor(f, "/inputs/tokens", EOPT_I32, &tokens));
+    int ok = tokens.ndim == 2 && tokens.shape[0] == *B;
+    *T = ok ? (int)tokens.shape[1] : 1;
+    eopt_tensor_free(&tokens);
+    if (!ok)
         return eopt_fail(EOPT_ERR_SHAPE, "%s: /inputs/tokens must be [batch_size, T]", path);
-    *T = (int)dims[1];
     return EOPT_OK;
 }
 
-/* The dataset's dimensions must be the parameter's shape exactly (not just its size). */
-static eopt_status check_shape(hid_t f, const char *path, const char *name, const eopt_tensor *t)
+/* Loads parameter w from the reference's `name`, whose dimensions must be w's shape exactly (not
+ * just its size). */
+static eopt_status load_param(const eopt_reference *f, const char *path, const char *name, eopt_tensor *w)
 {
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT), sp = H5Dget_space(d);
-    hsize_t dims[EOPT_MAX_DIMS] = {0};
-    int nd = H5Sget_simple_extent_ndims(sp), same = nd == t->ndim;
-    if (same)
-        H5Sget_simple_extent_dims(sp, dims, NULL);
-    for (int k = 0; same && k < nd; k++)
-        same = (int64_t)dims[k] == t->shape[k];
-    H5Sclose(sp);
-    H5Dclose(d);
+    eopt_tensor t;
     char want[64];
-    if (!same)
-        return eopt_fail(EOPT_ERR_SHAPE, "%s: dataset '%s' is not of shape %s", path, name,
-                         eopt_shape_str(t->ndim, t->shape, want, sizeof want));
-    return EOPT_OK;
+    EOPT_TRY(eopt_reference_tensor(f, name, EOPT_F32, &t));
+    eopt_status st;
+    if (t.numel != w->numel)
+        st = eopt_fail(EOPT_ERR_SHAPE, "%s: dataset '%s' has %lld elements, expected %lld", path, name,
+                       (long long)t.numel, (long long)w->numel);
+    else if (!eopt_tensor_same_shape(&t, w))
+        st = eopt_fail(EOPT_ERR_SHAPE, "%s: dataset '%s' is not of shape %s", path, name,
+                       eopt_shape_str(w->ndim, w->shape, want, sizeof want));
+    else
+        st = eopt_tensor_copy(w, &t);
+    eopt_tensor_free(&t);
+    return st;
 }
 
 static double max_abs(const float *a, int64_t n)
@@ -155,7 +105,7 @@ static double rel_err(const float *a, const float *ref, int64_t n)
 }
 
 typedef struct {
-    hid_t f;
+    const eopt_reference *f;
     const char *path;
     eopt_model *m;
     float *host, *ref;          /* host buffers of the largest tensor */
@@ -170,17 +120,15 @@ static eopt_status verify_run(verify_ctx *v, int B, int T, eopt_verify_result *r
     for (int i = 0; i < m->nparams; i++) {
         eopt_tensor *w = m->params[i].w;
         snprintf(name, sizeof name, "/model/%s", m->params[i].name);
-        EOPT_TRY(read_data(v->f, v->path, name, H5T_NATIVE_FLOAT, w->numel, v->host));
-        EOPT_TRY(check_shape(v->f, v->path, name, w));
-        EOPT_TRY(eopt_tensor_from_host(w, v->host, eopt_tensor_bytes(w)));
+        EOPT_TRY(load_param(v->f, v->path, name, w));
     }
     const int mlp = m->cfg.kind == EOPT_MODEL_MLP;
     const int64_t nin = mlp ? (int64_t)B * m->cfg.dims[0] : (int64_t)B * T, nlab = mlp ? B : (int64_t)B * T;
     const int64_t nlogits = mlp ? (int64_t)B * m->cfg.dims[m->cfg.ndims - 1] : (int64_t)B * T * m->cfg.vocab_size;
-    EOPT_TRY(read_data(v->f, v->path, mlp ? "/inputs/x" : "/inputs/tokens", mlp ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32,
+    EOPT_TRY(read_data(v->f, v->path, mlp ? "/inputs/x" : "/inputs/tokens", mlp ? EOPT_F32 : EOPT_I32,
                        nin, v->host));
     be->upload(be, v->in_a, v->host, (size_t)nin * 4);
-    EOPT_TRY(read_data(v->f, v->path, mlp ? "/inputs/labels" : "/inputs/targets", H5T_NATIVE_INT32, nlab, v->host));
+    EOPT_TRY(read_data(v->f, v->path, mlp ? "/inputs/labels" : "/inputs/targets", EOPT_I32, nlab, v->host));
     for (int64_t i = 0; i < nlab; i++) {
         int32_t t = ((const int32_t *)v->host)[i], V = mlp ? m->cfg.dims[m->cfg.ndims - 1] : m->cfg.vocab_size;
         if (t < 0 || t >= V)
@@ -198,17 +146,17 @@ static eopt_status verify_run(verify_ctx *v, int B, int T, eopt_verify_result *r
     EOPT_TRY(eopt_model_forward(m, &batch, 1, 1.0f, &loss, v->logits));
 
     float loss_ref;
-    EOPT_TRY(read_data(v->f, v->path, "/expected/loss", H5T_NATIVE_FLOAT, 1, &loss_ref));
+    EOPT_TRY(read_data(v->f, v->path, "/expected/loss", EOPT_F32, 1, &loss_ref));
     res->loss = loss;
     res->loss_ref = loss_ref;
     res->loss_rel_err = fabs((double)loss - loss_ref) / fabs((double)loss_ref);
-    EOPT_TRY(read_data(v->f, v->path, "/expected/logits", H5T_NATIVE_FLOAT, nlogits, v->ref));
+    EOPT_TRY(read_data(v->f, v->path, "/expected/logits", EOPT_F32, nlogits, v->ref));
     be->download(be, v->host, v->logits, (size_t)nlogits * 4);
     res->logits_rel_err = rel_err(v->host, v->ref, nlogits);
     for (int i = 0; i < m->nparams; i++) {
         eopt_tensor *g = m->params[i].grad;
         snprintf(name, sizeof name, "/expected/grads/%s", m->params[i].name);
-        EOPT_TRY(read_data(v->f, v->path, name, H5T_NATIVE_FLOAT, g->numel, v->ref));
+        EOPT_TRY(read_data(v->f, v->path, name, EOPT_F32, g->numel, v->ref));
         EOPT_TRY(eopt_tensor_to_host(g, v->host, eopt_tensor_bytes(g)));
         double e = rel_err(v->host, v->ref, g->numel);
         if (e >= res->grad_rel_err) {
@@ -223,10 +171,8 @@ static eopt_status verify_run(verify_ctx *v, int B, int T, eopt_verify_result *r
 eopt_status eopt_verify_model(const char *path, eopt_backend *be, eopt_verify_result *res)
 {
     memset(res, 0, sizeof *res);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* failures become eopt messages, not HDF5 stack dumps */
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0)
-        return eopt_fail(EOPT_ERR_IO, "cannot open '%s' as HDF5", path);
+    eopt_reference *f;
+    EOPT_TRY(eopt_reference_open(path, &f));
     eopt_model_config cfg;
     int B, T;
     verify_ctx v = {.f = f, .path = path};
@@ -258,7 +204,7 @@ eopt_status eopt_verify_model(const char *path, eopt_backend *be, eopt_verify_re
     if (v.logits)
         be->free(be, v.logits);
     eopt_model_free(v.m);
-    H5Fclose(f);
+    eopt_reference_close(f);
     return st;
 }
 

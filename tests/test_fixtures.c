@@ -242,15 +242,13 @@ static void compare_param_state(const char *c, const eopt_ckpt_opt_info *o, int6
 
 static double trajectory_tolerance(const char *c)
 {
-    char traj[1024], where[1100];
+    char traj[1024];
     tu_fixture(traj, sizeof traj, "optimizers/%s/trajectory.h5", c);
-    snprintf(where, sizeof where, "%s:/", traj);
-    hid_t f = H5Fopen(traj, H5F_ACC_RDONLY, H5P_DEFAULT);
-    cr_assert_geq(f, 0, "cannot open %s", traj);
-    eopt_value v;
-    cr_assert_eq(eopt_h5_attr_read(f, "tolerance", where, &v), EOPT_OK, "%s", eopt_last_error());
-    H5Fclose(f);
-    return v.f;
+    eopt_trajectory *tr;
+    cr_assert_eq(eopt_trajectory_open(traj, &tr), EOPT_OK, "%s", eopt_last_error());
+    double tol = eopt_trajectory_tolerance(tr);
+    eopt_trajectory_close(tr);
+    return tol;
 }
 
 static void compare_state(const char *c, const eopt_restored *r, const eopt_ckpt *ref)

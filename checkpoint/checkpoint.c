@@ -409,20 +409,31 @@ static eopt_status read_groups(hid_t og, const char *where, eopt_ckpt_opt_info *
     return st;
 }
 
+/* Opens the optional group `name` of loc: *g < 0 (and no error) if it is absent. */
+static eopt_status open_optional(hid_t loc, const char *name, const char *where, hid_t *g)
+{
+    *g = -1;
+    eopt_h5_kind kind = eopt_h5_kind_of(loc, name, NULL);
+    if (kind == EOPT_H5_NONE)
+        return EOPT_OK;
+    if (kind != EOPT_H5_GROUP)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: expected a group", where);
+    *g = H5Gopen2(loc, name, H5P_DEFAULT);
+    return EOPT_OK;
+}
+
 static eopt_status read_state(hid_t og, const char *where, int check, eopt_ckpt_opt_info *o)
 {
     o->nstate = calloc((size_t)(o->nparams ? o->nparams : 1), sizeof *o->nstate);
     o->state = calloc((size_t)(o->nparams ? o->nparams : 1), sizeof *o->state);
     if (!o->nstate || !o->state)
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
-    eopt_h5_kind kind = eopt_h5_kind_of(og, "state", NULL);
-    if (kind == EOPT_H5_NONE)
-        return EOPT_OK; /* no state yet: it starts lazily */
     char w[2048];
     snprintf(w, sizeof w, "%.1500s/state", where);
-    if (kind != EOPT_H5_GROUP)
-        return eopt_fail(EOPT_ERR_FORMAT, "%s: expected a group", w);
-    hid_t sg = H5Gopen2(og, "state", H5P_DEFAULT);
+    hid_t sg;
+    EOPT_TRY(open_optional(og, "state", w, &sg));
+    if (sg < 0)
+        return EOPT_OK; /* no state yet: it starts lazily */
     int n;
     char **names;
     eopt_status st = eopt_h5_children(sg, w, 1, &n, &names);
@@ -496,49 +507,51 @@ static eopt_status read_optimizer(hid_t top, const char *name, const char *path,
     return st;
 }
 
+/* Opens the optional root group /<group> (*top < 0 if absent) and lists its members (name
+ * order) into *n, *names; `where` gets "<path>:/<group>". */
+static eopt_status list_members(hid_t fid, const eopt_ckpt *ck, const char *group, char *where, size_t size,
+                                hid_t *top, int *n, char ***names)
+{
+    *n = 0;
+    *names = NULL;
+    snprintf(where, size, "%.1500s:/%s", ck->path, group);
+    EOPT_TRY(open_optional(fid, group, where, top));
+    eopt_status st = *top < 0 ? EOPT_OK : eopt_h5_children(*top, where, 0, n, names);
+    if (st != EOPT_OK) {
+        H5Gclose(*top);
+        *top = -1;
+    }
+    return st;
+}
+
 static eopt_status read_optimizers(hid_t fid, eopt_ckpt *ck, int check)
 {
-    eopt_h5_kind kind = eopt_h5_kind_of(fid, "optimizers", NULL);
-    if (kind == EOPT_H5_NONE)
-        return EOPT_OK;
     char where[2048];
-    snprintf(where, sizeof where, "%.1500s:/optimizers", ck->path);
-    if (kind != EOPT_H5_GROUP)
-        return eopt_fail(EOPT_ERR_FORMAT, "%s: expected a group", where);
-    hid_t top = H5Gopen2(fid, "optimizers", H5P_DEFAULT);
+    hid_t top;
     int n;
     char **names;
-    eopt_status st = eopt_h5_children(top, where, 0, &n, &names);
-    if (st == EOPT_OK) {
-        ck->opts = calloc((size_t)(n ? n : 1), sizeof *ck->opts);
-        st = ck->opts ? EOPT_OK : eopt_fail(EOPT_ERR_NOMEM, "out of memory");
-    }
+    EOPT_TRY(list_members(fid, ck, "optimizers", where, sizeof where, &top, &n, &names));
+    ck->opts = calloc((size_t)(n ? n : 1), sizeof *ck->opts);
+    eopt_status st = ck->opts ? EOPT_OK : eopt_fail(EOPT_ERR_NOMEM, "out of memory");
     for (int k = 0; k < n && st == EOPT_OK; k++) {
         ck->nopt = k + 1;
         st = read_optimizer(top, names[k], ck->path, check, &ck->opts[k]);
     }
     eopt_h5_names_free(n, names);
-    H5Gclose(top);
+    if (top >= 0)
+        H5Gclose(top);
     return st;
 }
 
 static eopt_status read_schedules(hid_t fid, eopt_ckpt *ck)
 {
     char where[2048];
-    snprintf(where, sizeof where, "%.1500s:/schedules", ck->path);
-    eopt_h5_kind kind = eopt_h5_kind_of(fid, "schedules", NULL);
-    if (kind == EOPT_H5_NONE)
-        return EOPT_OK;
-    if (kind != EOPT_H5_GROUP)
-        return eopt_fail(EOPT_ERR_FORMAT, "%s: expected a group", where);
-    hid_t top = H5Gopen2(fid, "schedules", H5P_DEFAULT);
+    hid_t top;
     int n;
     char **names;
-    eopt_status st = eopt_h5_children(top, where, 0, &n, &names);
-    if (st == EOPT_OK) {
-        ck->sched = calloc((size_t)(n ? n : 1), sizeof *ck->sched);
-        st = ck->sched ? EOPT_OK : eopt_fail(EOPT_ERR_NOMEM, "out of memory");
-    }
+    EOPT_TRY(list_members(fid, ck, "schedules", where, sizeof where, &top, &n, &names));
+    ck->sched = calloc((size_t)(n ? n : 1), sizeof *ck->sched);
+    eopt_status st = ck->sched ? EOPT_OK : eopt_fail(EOPT_ERR_NOMEM, "out of memory");
     for (int k = 0; k < n && st == EOPT_OK; k++) {
         char w[2048];
         snprintf(w, sizeof w, "%.1500s/%.300s", where, names[k]);
@@ -554,7 +567,8 @@ static eopt_status read_schedules(hid_t fid, eopt_ckpt *ck)
             H5Gclose(g);
     }
     eopt_h5_names_free(n, names);
-    H5Gclose(top);
+    if (top >= 0)
+        H5Gclose(top);
     return st;
 }
 
@@ -562,12 +576,10 @@ static eopt_status read_trainer(hid_t fid, eopt_ckpt *ck)
 {
     char where[2048];
     snprintf(where, sizeof where, "%.1500s:/trainer", ck->path);
-    eopt_h5_kind kind = eopt_h5_kind_of(fid, "trainer", NULL);
-    if (kind == EOPT_H5_NONE)
+    hid_t g;
+    EOPT_TRY(open_optional(fid, "trainer", where, &g));
+    if (g < 0)
         return EOPT_OK;
-    if (kind != EOPT_H5_GROUP)
-        return eopt_fail(EOPT_ERR_FORMAT, "%s: expected a group", where);
-    hid_t g = H5Gopen2(fid, "trainer", H5P_DEFAULT);
     ck->has_trainer = 1;
     eopt_status st = eopt_h5_attrs_read(g, where, NULL, &ck->trainer);
     if (st == EOPT_OK)

@@ -33,18 +33,18 @@ static eopt_status read_root(eopt_trajectory *tr)
 
 eopt_status eopt_trajectory_open(const char *path, eopt_trajectory **out)
 {
-    *out = NULL;
-    eopt_trajectory *tr = calloc(1, sizeof *tr);
-    if (!tr)
-        return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
-    snprintf(tr->path, sizeof tr->path, "%s", path);
-    tr->fid = eopt_h5_open_read(path);
-    eopt_status st = tr->fid < 0 ? eopt_fail(EOPT_ERR_IO, "cannot open trajectory '%s'", path) : read_root(tr);
+    eopt_trajectory tr = {.fid = eopt_h5_open_read(path)};
+    snprintf(tr.path, sizeof tr.path, "%s", path);
+    eopt_status st = tr.fid < 0 ? eopt_fail(EOPT_ERR_IO, "cannot open trajectory '%s'", path) : read_root(&tr);
+    if (st == EOPT_OK && !(*out = malloc(sizeof tr)))
+        st = eopt_fail(EOPT_ERR_NOMEM, "out of memory");
     if (st != EOPT_OK) {
-        eopt_trajectory_close(tr);
+        if (tr.fid >= 0)
+            H5Fclose(tr.fid);
+        *out = NULL;
         return st;
     }
-    *out = tr;
+    **out = tr;
     return EOPT_OK;
 }
 
@@ -52,8 +52,7 @@ void eopt_trajectory_close(eopt_trajectory *tr)
 {
     if (!tr)
         return;
-    if (tr->fid >= 0)
-        H5Fclose(tr->fid);
+    H5Fclose(tr->fid);
     free(tr);
 }
 

@@ -35,20 +35,17 @@ void eopt_backend_describe(const eopt_backend *be, char *buf, size_t size)
 
 void eopt_scale(eopt_backend *be, int64_t n, float alpha, const float *a, float *y)
 {
-    eopt_ew e = {.n = n, .y = y, .a = a, .s = {alpha}};
-    be->ew(be, EOPT_EW_scale, &e);
+    eopt_ew_run(be, EOPT_EW(scale, n, .y = y, .a = a, .alpha = alpha));
 }
 
 void eopt_axpby(eopt_backend *be, int64_t n, float alpha, const float *a, float beta, const float *b, float *y)
 {
-    eopt_ew e = {.n = n, .y = y, .a = a, .b = b, .s = {alpha, beta}};
-    be->ew(be, EOPT_EW_axpby, &e);
+    eopt_ew_run(be, EOPT_EW(axpby, n, .y = y, .a = a, .b = b, .alpha = alpha, .beta = beta));
 }
 
 void eopt_fill(eopt_backend *be, int64_t n, float value, float *y)
 {
-    eopt_ew e = {.n = n, .y = y, .s = {value}};
-    be->ew(be, EOPT_EW_fill, &e);
+    eopt_ew_run(be, EOPT_EW(fill, n, .y = y, .value = value));
 }
 
 void eopt_copy_f32(eopt_backend *be, int64_t n, const float *a, float *y) { be->copy(be, y, a, (size_t)n * sizeof(float)); }

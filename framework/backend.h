@@ -78,8 +78,8 @@ struct eopt_backend {
      * Q (m x n, orthonormal columns). */
     eopt_status (*qr)(eopt_backend *be, int m, int n, float *A);
 
-    /* Element-wise kernel `op` over e->n elements (framework/kernels). */
-    void (*ew)(eopt_backend *be, eopt_ew_op op, const eopt_ew *e);
+    /* Element-wise kernel e->op over e->n elements (framework/kernels; see eopt_ew_run). */
+    void (*ew)(eopt_backend *be, const eopt_ew *e);
     /* Reduction of a (and b for DOT), a rows x cols matrix with leading dimension ld, times
      * alpha, into out (device memory: 1, rows or cols floats). Accumulates in double on the CPU. */
     void (*reduce)(eopt_backend *be, eopt_reduce_op op, eopt_axis axis, int rows, int cols, const float *a,
@@ -111,7 +111,10 @@ void eopt_backend_describe(const eopt_backend *be, char *buf, size_t size);
 eopt_status eopt_backend_cpu_create(int threads, eopt_backend **out);
 eopt_status eopt_backend_cuda_create(eopt_backend **out); /* EOPT_ERR_DEVICE without a CUDA build */
 
-/* Convenience wrappers that fill an eopt_ew for the common core kernels. */
+/* Runs one element-wise launch: eopt_ew_run(be, EOPT_EW(lerp, n, .y = m, .a = m, .b = g, .w = w)). */
+static inline void eopt_ew_run(eopt_backend *be, eopt_ew e) { be->ew(be, &e); }
+
+/* Convenience wrappers for the common core kernels. */
 void eopt_scale(eopt_backend *be, int64_t n, float alpha, const float *a, float *y);
 void eopt_axpby(eopt_backend *be, int64_t n, float alpha, const float *a, float beta, const float *b, float *y);
 void eopt_fill(eopt_backend *be, int64_t n, float value, float *y);

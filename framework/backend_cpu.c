@@ -86,15 +86,15 @@ static eopt_status cpu_qr(eopt_backend *be, int m, int n, float *A)
     return EOPT_OK;
 }
 
-static void cpu_ew(eopt_backend *be, eopt_ew_op op, const eopt_ew *e)
+static void cpu_ew(eopt_backend *be, const eopt_ew *e)
 {
     const int64_t n = e->n;
     (void)be;
-    switch (op) {
+    switch (e->op) {
 #define CPU_EW_CASE(name)                                                                                             \
     case EOPT_EW_##name:                                                                                              \
         _Pragma("omp parallel for schedule(static) if (n >= PAR_MIN)") for (int64_t i = 0; i < n; i++)                \
-            eopt_ew_##name(e, i);                                                                                     \
+            eopt_ew_##name(&e->name, i);                                                                              \
         break;
         EOPT_EW_ALL(CPU_EW_CASE)
 #undef CPU_EW_CASE

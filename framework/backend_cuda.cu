@@ -317,21 +317,25 @@ static eopt_status cuda_qr(eopt_backend *be, int m, int n, float *A)
 }
 
 /* ---- element-wise kernels: one per entry of EOPT_EW_ALL, each calling the shared inline
- * function (the struct is passed by value, its pointers are device pointers) ---- */
+ * function (the kernel's argument struct is passed by value, its pointers are device
+ * pointers) ---- */
 
 #define CUDA_EW_KERNEL(name)                                                                                        \
-    static __global__ void ew_kernel_##name(eopt_ew e) { GRID_STRIDE(i, e.n) eopt_ew_##name(&e, i); }
+    static __global__ void ew_kernel_##name(eopt_ew_##name##_args k, int64_t n)                                    \
+    {                                                                                                               \
+        GRID_STRIDE(i, n) eopt_ew_##name(&k, i);                                                                    \
+    }
 EOPT_EW_ALL(CUDA_EW_KERNEL)
 #undef CUDA_EW_KERNEL
 
-static void cuda_ew(eopt_backend *be, eopt_ew_op op, const eopt_ew *e)
+static void cuda_ew(eopt_backend *be, const eopt_ew *e)
 {
     if (e->n <= 0)
         return;
-    switch (op) {
+    switch (e->op) {
 #define CUDA_EW_CASE(name)                                                                                          \
     case EOPT_EW_##name:                                                                                            \
-        ew_kernel_##name<<<blocks_for(e->n), THREADS>>>(*e);                                                        \
+        ew_kernel_##name<<<blocks_for(e->n), THREADS>>>(e->name, e->n);                                             \
         launched(be, "element-wise kernel " #name);                                                                 \
         break;
         EOPT_EW_ALL(CUDA_EW_CASE)

@@ -175,13 +175,11 @@ static void layernorm_forward(eopt_backend *be, int N, int C, const float *x, co
                               float *xhat, float *rstd, float *out, float *mean)
 {
     be->reduce(be, EOPT_RED_SUM, EOPT_AXIS_ROWS, N, C, x, NULL, C, 1.0f / (float)C, mean);
-    eopt_ew e = {.n = (int64_t)N * C, .cols = C, .y = xhat, .a = x, .b = mean};
-    be->ew(be, EOPT_EW_sub_row, &e);
+    eopt_ew_run(be, EOPT_EW(sub_row, (int64_t)N * C, .y = xhat, .a = x, .row = mean, .cols = C));
     be->reduce(be, EOPT_RED_SUMSQ, EOPT_AXIS_ROWS, N, C, xhat, NULL, C, 1.0f / (float)C, rstd);
-    e = (eopt_ew){.n = N, .y = rstd, .a = rstd, .s = {LN_EPS}};
-    be->ew(be, EOPT_EW_rsqrt_eps, &e);
-    e = (eopt_ew){.n = (int64_t)N * C, .cols = C, .y = xhat, .y2 = out, .a = xhat, .b = rstd, .c = w, .d = b};
-    be->ew(be, EOPT_EW_ln_affine, &e);
+    eopt_ew_run(be, EOPT_EW(rsqrt_eps, N, .y = rstd, .a = rstd, .eps = LN_EPS));
+    eopt_ew_run(be, EOPT_EW(ln_affine, (int64_t)N * C, .xhat = xhat, .out = out, .xc = xhat, .rstd = rstd, .weight = w,
+                            .bias = b, .cols = C));
 }
 
 /* dx += rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = dout w;
@@ -189,12 +187,11 @@ static void layernorm_forward(eopt_backend *be, int N, int C, const float *x, co
 static void layernorm_backward(eopt_backend *be, gpt_acts *a, int N, int C, const float *dout, const float *xhat,
                                const float *rstd, const float *w, float *dw, float *db, float *dx)
 {
-    eopt_ew e = {.n = (int64_t)N * C, .cols = C, .y = a->dxhat, .a = dout, .b = w};
-    be->ew(be, EOPT_EW_mul_col, &e);
+    eopt_ew_run(be, EOPT_EW(mul_col, (int64_t)N * C, .y = a->dxhat, .a = dout, .b = w, .cols = C));
     be->reduce(be, EOPT_RED_SUM, EOPT_AXIS_ROWS, N, C, a->dxhat, NULL, C, 1.0f / (float)C, a->means);
     be->reduce(be, EOPT_RED_DOT, EOPT_AXIS_ROWS, N, C, a->dxhat, xhat, C, 1.0f / (float)C, a->means + N);
-    e = (eopt_ew){.n = (int64_t)N * C, .cols = C, .y = dx, .a = a->dxhat, .b = xhat, .c = rstd, .d = a->means};
-    be->ew(be, EOPT_EW_ln_backward, &e);
+    eopt_ew_run(be, EOPT_EW(ln_backward, (int64_t)N * C, .dx = dx, .dxhat = a->dxhat, .xhat = xhat, .rstd = rstd,
+                            .mean_dxhat = a->means, .mean_dxhat_xhat = a->means + N, .cols = C));
     be->reduce(be, EOPT_RED_DOT, EOPT_AXIS_COLS, N, C, dout, xhat, C, 1.0f, a->colbuf);
     eopt_axpby(be, C, 1.0f, dw, 1.0f, a->colbuf, dw);
     be->gemm(be, EOPT_PREC_FP32, 0, 0, 1, C, N, 1.0f, a->ones, N, 0, dout, C, 0, 1.0f, db, C, 0, 1);
@@ -214,14 +211,11 @@ static void attention_forward(eopt_backend *be, gpt_acts *a, int B, int T, int C
         be->gemm(be, EOPT_PREC_FP32, 0, 1, T, T, hs, scale, q, 3 * C, hs, q + C, 3 * C, hs, 0.0f,
                  att + b * H * TT, T, TT, H);
     }
-    eopt_ew e = {.n = rows * T, .cols = T, .y = att, .a = att};
-    be->ew(be, EOPT_EW_causal_mask, &e);
+    eopt_ew_run(be, EOPT_EW(causal_mask, rows * T, .y = att, .a = att, .cols = T));
     be->reduce(be, EOPT_RED_MAX, EOPT_AXIS_ROWS, (int)rows, T, att, NULL, T, 1.0f, a->rows);
-    e = (eopt_ew){.n = rows * T, .cols = T, .y = att, .a = att, .b = a->rows};
-    be->ew(be, EOPT_EW_exp_row, &e);
+    eopt_ew_run(be, EOPT_EW(exp_row, rows * T, .y = att, .a = att, .max = a->rows, .cols = T));
     be->reduce(be, EOPT_RED_SUM, EOPT_AXIS_ROWS, (int)rows, T, att, NULL, T, 1.0f, a->rows);
-    e.b = a->rows;
-    be->ew(be, EOPT_EW_div_row, &e);
+    eopt_ew_run(be, EOPT_EW(div_row, rows * T, .y = att, .a = att, .b = a->rows, .cols = T));
     for (int b = 0; b < B; b++) {
         const float *v = qkv + (int64_t)b * T * 3 * C + 2 * C;
         be->gemm(be, EOPT_PREC_FP32, 0, 0, T, hs, T, 1.0f, att + b * H * TT, T, TT, v, 3 * C, hs, 0.0f,
@@ -244,8 +238,8 @@ static void attention_backward(eopt_backend *be, gpt_acts *a, int B, int T, int 
                  dqkv + (int64_t)b * T * 3 * C + 2 * C, 3 * C, hs, H);
     }
     be->reduce(be, EOPT_RED_DOT, EOPT_AXIS_ROWS, (int)rows, T, a->datt, att, T, 1.0f, a->rows);
-    eopt_ew e = {.n = rows * T, .cols = T, .y = a->datt, .a = a->datt, .b = att, .c = a->rows};
-    be->ew(be, EOPT_EW_softmax_backward, &e);
+    eopt_ew_run(be, EOPT_EW(softmax_backward, rows * T, .dscores = a->datt, .dprobs = a->datt, .probs = att,
+                            .row_dot = a->rows, .cols = T));
     for (int b = 0; b < B; b++) {
         const float *q = qkv + (int64_t)b * T * 3 * C, *ds = a->datt + b * H * TT;
         float *dq = dqkv + (int64_t)b * T * 3 * C;
@@ -260,9 +254,8 @@ static void gpt_logits(eopt_model *m, const int32_t *tokens, int B, int T)
     gpt_acts *a = m->impl;
     eopt_backend *be = m->be;
     const int C = m->cfg.n_embd, V = m->cfg.vocab_size, H = m->cfg.n_head, L = m->cfg.n_layer, N = B * T;
-    eopt_ew e = {.n = (int64_t)N * C, .cols = C, .y = a->x, .a = pw(m, WTE), .b = pw(m, WPE), .ia = tokens,
-                 .s = {(float)T}};
-    be->ew(be, EOPT_EW_embed, &e);
+    eopt_ew_run(be, EOPT_EW(embed, (int64_t)N * C, .x = a->x, .wte = pw(m, WTE), .wpe = pw(m, WPE), .tokens = tokens,
+                            .seq_len = T, .cols = C));
     for (int l = 0; l < L; l++) {
         gpt_layer_acts *y = &a->layer[l];
         layernorm_forward(be, N, C, a->x, pw(m, BLK(l, LN1_W)), pw(m, BLK(l, LN1_B)), y->ln1_xhat, y->ln1_rstd,
@@ -273,9 +266,8 @@ static void gpt_logits(eopt_model *m, const int32_t *tokens, int B, int T)
         layernorm_forward(be, N, C, a->x, pw(m, BLK(l, LN2_W)), pw(m, BLK(l, LN2_B)), y->ln2_xhat, y->ln2_rstd,
                           y->ln2_out, a->means);
         eopt_linear_forward(be, N, C, 4 * C, y->ln2_out, pw(m, BLK(l, FC_W)), NULL, 0.0f, y->fc_pre);
-        e = (eopt_ew){.n = (int64_t)N * 4 * C, .cols = 4 * C, .y = y->fc_pre, .y2 = y->fc_act, .a = y->fc_pre,
-                      .b = pw(m, BLK(l, FC_B))};
-        be->ew(be, EOPT_EW_bias_gelu, &e);
+        eopt_ew_run(be, EOPT_EW(bias_gelu, (int64_t)N * 4 * C, .pre = y->fc_pre, .act = y->fc_act, .a = y->fc_pre,
+                                .bias = pw(m, BLK(l, FC_B)), .cols = 4 * C));
         eopt_linear_forward(be, N, 4 * C, C, y->fc_act, pw(m, BLK(l, MPROJ_W)), pw(m, BLK(l, MPROJ_B)), 1.0f, a->x);
     }
     layernorm_forward(be, N, C, a->x, pw(m, LNF_W(L)), pw(m, LNF_B(L)), a->lnf_xhat, a->lnf_rstd, a->lnf_out,
@@ -298,8 +290,7 @@ static void gpt_backward(eopt_model *m, const int32_t *tokens, int B, int T)
         gpt_layer_acts *y = &a->layer[l];
         eopt_linear_backward(be, N, 4 * C, C, a->dx, y->fc_act, pw(m, BLK(l, MPROJ_W)), pg(m, BLK(l, MPROJ_W)),
                              pg(m, BLK(l, MPROJ_B)), a->ones, a->dfc);
-        eopt_ew e = {.n = (int64_t)N * 4 * C, .y = a->dfc, .a = a->dfc, .b = y->fc_pre};
-        be->ew(be, EOPT_EW_gelu_backward, &e);
+        eopt_ew_run(be, EOPT_EW(gelu_backward, (int64_t)N * 4 * C, .dx = a->dfc, .dout = a->dfc, .pre = y->fc_pre));
         eopt_linear_backward(be, N, C, 4 * C, a->dfc, y->ln2_out, pw(m, BLK(l, FC_W)), pg(m, BLK(l, FC_W)),
                              pg(m, BLK(l, FC_B)), a->ones, a->dln);
         layernorm_backward(be, a, N, C, a->dln, y->ln2_xhat, y->ln2_rstd, pw(m, BLK(l, LN2_W)), pg(m, BLK(l, LN2_W)),
@@ -314,8 +305,7 @@ static void gpt_backward(eopt_model *m, const int32_t *tokens, int B, int T)
     }
     /* embeddings: dwte += onehot(tokens)^T dx (the second half of the tied gradient);
      * dwpe[t] += sum over the batch of dx[b, t] */
-    eopt_ew e = {.n = (int64_t)N * V, .cols = V, .y = a->onehot, .ia = tokens};
-    be->ew(be, EOPT_EW_onehot, &e);
+    eopt_ew_run(be, EOPT_EW(onehot, (int64_t)N * V, .y = a->onehot, .labels = tokens, .cols = V));
     be->gemm(be, EOPT_PREC_FP32, 1, 0, V, C, N, 1.0f, a->onehot, V, 0, a->dx, C, 0, 1.0f, pg(m, WTE), C, 0, 1);
     be->gemm(be, EOPT_PREC_FP32, 0, 0, 1, T * C, B, 1.0f, a->ones, B, 0, a->dx, T * C, 0, 1.0f, pg(m, WPE), T * C, 0,
              1);

@@ -76,10 +76,8 @@ eopt_status eopt_mlp_init(eopt_model *m, uint64_t seed)
         eopt_tensor *w = m->params[i].w;
         float bound = 1.0f / sqrtf((float)m->cfg.dims[i / 2]);
         m->be->random(m->be, EOPT_RAND_UNIFORM, seed, (uint64_t)i << 40, w->numel, eopt_f32(w));
-        eopt_ew e = {.n = w->numel, .y = eopt_f32(w), .a = eopt_f32(w), .s = {2.0f * bound}};
-        m->be->ew(m->be, EOPT_EW_scale, &e);
-        e.s[0] = -bound;
-        m->be->ew(m->be, EOPT_EW_add_scalar, &e);
+        eopt_ew_run(m->be, EOPT_EW(scale, w->numel, .y = eopt_f32(w), .a = eopt_f32(w), .alpha = 2.0f * bound));
+        eopt_ew_run(m->be, EOPT_EW(add_scalar, w->numel, .y = eopt_f32(w), .a = eopt_f32(w), .alpha = -bound));
     }
     return EOPT_OK;
 }
@@ -97,9 +95,8 @@ static const float *mlp_logits(eopt_model *m, const eopt_batch *b)
         eopt_linear_forward(be, b->B, in, out, h, eopt_f32(m->params[2 * i].w), i == L - 1 ? bias : NULL, 0.0f,
                             a->pre[i]);
         if (i < L - 1) {
-            eopt_ew e = {.n = (int64_t)b->B * out, .cols = out, .y = a->pre[i], .y2 = a->act[i], .a = a->pre[i],
-                         .b = bias};
-            be->ew(be, EOPT_EW_bias_gelu, &e);
+            eopt_ew_run(be, EOPT_EW(bias_gelu, (int64_t)b->B * out, .pre = a->pre[i], .act = a->act[i], .a = a->pre[i],
+                                    .bias = bias, .cols = out));
             h = a->act[i];
         }
     }
@@ -124,8 +121,8 @@ eopt_status eopt_mlp_forward(eopt_model *m, const eopt_batch *b, int backward, f
             eopt_linear_backward(be, B, in, out, d, h, eopt_f32(m->params[2 * i].w), eopt_f32(m->params[2 * i].grad),
                                  eopt_f32(m->params[2 * i + 1].grad), a->ones, i ? next : NULL);
             if (i) {
-                eopt_ew e = {.n = (int64_t)B * in, .y = next, .a = next, .b = a->pre[i - 1]};
-                be->ew(be, EOPT_EW_gelu_backward, &e);
+                eopt_ew_run(be,
+                            EOPT_EW(gelu_backward, (int64_t)B * in, .dx = next, .dout = next, .pre = a->pre[i - 1]));
                 d = next;
                 next = next == a->d0 ? a->d1 : a->d0;
             }
@@ -140,8 +137,8 @@ eopt_status eopt_mlp_correct(eopt_model *m, const eopt_batch *b, int *correct)
     mlp_acts *a = m->impl;
     const int L = m->cfg.ndims - 1;
     const float *logits = mlp_logits(m, b);
-    eopt_ew e = {.n = b->B, .cols = m->cfg.dims[L], .y = a->rows, .a = logits, .ia = b->labels};
-    m->be->ew(m->be, EOPT_EW_argmax_hit, &e);
+    eopt_ew_run(m->be, EOPT_EW(argmax_hit, b->B, .hit = a->rows, .logits = logits, .labels = b->labels,
+                               .cols = m->cfg.dims[L]));
     m->be->reduce(m->be, EOPT_RED_SUM, EOPT_AXIS_ALL, 1, b->B, a->rows, NULL, b->B, 1.0f, a->loss);
     *correct = (int)lrintf(eopt_read_scalar(m->be, a->loss));
     return EOPT_OK;

@@ -177,10 +177,8 @@ void eopt_linear_forward(eopt_backend *be, int N, int in, int out, const float *
                          float beta, float *y)
 {
     be->gemm(be, EOPT_PREC_FP32, 0, 1, N, out, in, 1.0f, x, in, 0, W, in, 0, beta, y, out, 0, 1);
-    if (bias) {
-        eopt_ew e = {.n = (int64_t)N * out, .cols = out, .y = y, .a = y, .b = bias};
-        be->ew(be, EOPT_EW_add_bias, &e);
-    }
+    if (bias)
+        eopt_ew_run(be, EOPT_EW(add_bias, (int64_t)N * out, .y = y, .a = y, .bias = bias, .cols = out));
 }
 
 void eopt_linear_backward(eopt_backend *be, int N, int in, int out, const float *dy, const float *x, const float *W,
@@ -200,15 +198,12 @@ void eopt_cross_entropy(eopt_backend *be, int N, int V, const float *logits, con
 {
     float *mx = rows, *sum = rows + N, *row_loss = rows + 2 * N;
     be->reduce(be, EOPT_RED_MAX, EOPT_AXIS_ROWS, N, V, logits, NULL, V, 1.0f, mx);
-    eopt_ew e = {.n = (int64_t)N * V, .cols = V, .y = exps, .a = logits, .b = mx};
-    be->ew(be, EOPT_EW_exp_row, &e);
+    eopt_ew_run(be, EOPT_EW(exp_row, (int64_t)N * V, .y = exps, .a = logits, .max = mx, .cols = V));
     be->reduce(be, EOPT_RED_SUM, EOPT_AXIS_ROWS, N, V, exps, NULL, V, 1.0f, sum);
-    e = (eopt_ew){.n = N, .cols = V, .y = row_loss, .a = logits, .b = sum, .c = mx, .ia = targets};
-    be->ew(be, EOPT_EW_ce_loss, &e);
+    eopt_ew_run(be, EOPT_EW(ce_loss, N, .loss = row_loss, .logits = logits, .sum = sum, .max = mx, .targets = targets,
+                            .cols = V));
     be->reduce(be, EOPT_RED_SUM, EOPT_AXIS_ALL, 1, N, row_loss, NULL, N, 1.0f / (float)N, loss_dev);
-    if (backward) {
-        e = (eopt_ew){.n = (int64_t)N * V, .cols = V, .y = exps, .a = exps, .b = sum, .ia = targets,
-                      .s = {grad_scale / (float)N}};
-        be->ew(be, EOPT_EW_ce_backward, &e);
-    }
+    if (backward)
+        eopt_ew_run(be, EOPT_EW(ce_backward, (int64_t)N * V, .dlogits = exps, .exps = exps, .sum = sum,
+                                .targets = targets, .scale = grad_scale / (float)N, .cols = V));
 }

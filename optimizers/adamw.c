@@ -28,14 +28,10 @@ void eopt_adam_update(eopt_backend *be, int64_t n, const float *g, float *m, flo
     const double bc1 = correct_bias ? 1.0 - pow(betas[0], (double)t) : 1.0;
     const double bc2 = correct_bias ? 1.0 - pow(betas[1], (double)t) : 1.0;
     const double bcn = correct_bias ? 1.0 - pow(betas[0], (double)t + 1.0) : 1.0;
-    eopt_ew e = {.n = n,
-                 .y = U,
-                 .y2 = m,
-                 .y3 = v,
-                 .a = g,
-                 .s = {(float)(1.0 - betas[0]), (float)(1.0 - betas[1]), (float)bc1, (float)bc2, (float)eps,
-                       nesterov ? 1.0f : 0.0f, (float)betas[0], (float)bcn}};
-    be->ew(be, EOPT_EW_adam_update, &e);
+    eopt_ew_run(be, EOPT_EW(adam_update, n, .dir = U, .exp_avg = m, .exp_avg_sq = v, .grad = g,
+                            .one_minus_beta1 = (float)(1.0 - betas[0]), .one_minus_beta2 = (float)(1.0 - betas[1]),
+                            .bc1 = (float)bc1, .bc2 = (float)bc2, .eps = (float)eps, .beta1 = (float)betas[0],
+                            .bcn = (float)bcn, .nesterov = nesterov));
 }
 
 
@@ -125,15 +121,14 @@ static void adamw_param(eopt_optimizer *opt, const adamw_hp *h, int i)
     *step = *step + 1.0f; /* a float32 tensor, incremented before use */
     const double t = (double)*step;
     const double bc1 = 1.0 - pow(h->betas[0], t), bc2 = 1.0 - pow(h->betas[1], t);
-    eopt_ew e = {.n = p->w->numel,
-                 .y = eopt_f32(p->w),
-                 .y2 = eopt_f32(eopt_state_get(opt, i, "exp_avg")),
-                 .y3 = eopt_f32(eopt_state_get(opt, i, "exp_avg_sq")),
-                 .a = eopt_f32(p->grad),
-                 .s = {(float)(1.0 - h->lr * h->wd), (float)(1.0 - h->betas[0]), (float)h->betas[1],
-                       (float)(1.0 - h->betas[1]), (float)sqrt(bc2), (float)h->eps, (float)-(h->lr / bc1),
-                       h->maximize ? -1.0f : 1.0f}};
-    opt->be->ew(opt->be, EOPT_EW_adamw, &e);
+    eopt_ew_run(opt->be, EOPT_EW(adamw, p->w->numel, .param = eopt_f32(p->w),
+                                 .exp_avg = eopt_f32(eopt_state_get(opt, i, "exp_avg")),
+                                 .exp_avg_sq = eopt_f32(eopt_state_get(opt, i, "exp_avg_sq")),
+                                 .grad = eopt_f32(p->grad),
+                                 .decay = (float)(1.0 - h->lr * h->wd), .one_minus_beta1 = (float)(1.0 - h->betas[0]),
+                                 .beta2 = (float)h->betas[1], .one_minus_beta2 = (float)(1.0 - h->betas[1]),
+                                 .sqrt_bc2 = (float)sqrt(bc2), .eps = (float)h->eps,
+                                 .neg_step_size = (float)-(h->lr / bc1), .maximize = h->maximize));
 }
 
 static eopt_status adamw_step(eopt_optimizer *opt)

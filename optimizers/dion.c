@@ -390,11 +390,11 @@ static eopt_status normalize_neurons(const dion_ctx *c, int r, int cols, float *
     const int64_t rc = (int64_t)r * cols;
     be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ALL, r, cols, O, NULL, cols, 1.0f, norms);
     be->reduce(be, EOPT_RED_SUMSQ, EOPT_AXIS_ROWS, r, cols, O, NULL, cols, 1.0f / (float)cols, rms);
-    be->ew(be, EOPT_EW_dion_variance,
-           &(eopt_ew){.n = r, .y = V, .y2 = den, .a = rms, .s = {1.0f - (float)c->h->muon_beta2, 1e-8f}});
-    be->ew(be, EOPT_EW_div_row, &(eopt_ew){.n = rc, .cols = cols, .y = O, .a = O, .b = den});
+    eopt_ew_run(be, EOPT_EW(dion_variance, r, .variance = V, .den = den, .row_ms = rms,
+                            .one_minus_beta2 = 1.0f - (float)c->h->muon_beta2, .eps = 1e-8f));
+    eopt_ew_run(be, EOPT_EW(div_row, rc, .y = O, .a = O, .b = den, .cols = cols));
     be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ALL, r, cols, O, NULL, cols, 1.0f, norms + 1);
-    be->ew(be, EOPT_EW_scale_ds_ratio, &(eopt_ew){.n = rc, .y = O, .a = O, .ds = norms, .s = {1e-8f}});
+    eopt_ew_run(be, EOPT_EW(scale_ds_ratio, rc, .y = O, .a = O, .num = norms, .den = norms + 1, .min_den = 1e-8f));
     return EOPT_OK;
 }
 
@@ -407,14 +407,14 @@ static eopt_status muon_matrix(const dion_ctx *c, int m, int n, float *X, const 
     float *O = eopt_ws_floats(c->ws, mn), *U = h->nesterov ? eopt_ws_floats(c->ws, mn) : M;
     if (!O || !U)
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory in the Muon update (%dx%d)", m, n);
-    be->ew(be, EOPT_EW_dion_momentum,
-           &(eopt_ew){.n = mn, .y = M, .y2 = h->nesterov ? U : NULL, .a = G, .s = {(float)h->mu}});
+    eopt_ew_run(be, EOPT_EW(dion_momentum, mn, .momentum = M, .nesterov = h->nesterov ? U : NULL, .grad = G,
+                            .mu = (float)h->mu));
     EOPT_TRY(orthogonalize(c, m, n, U, O));
     if (V)
         EOPT_TRY(normalize_neurons(c, m, n, O, V));
     const float lr = (float)h->lr, wd = (float)h->wd;
-    be->ew(be, EOPT_EW_dion_apply,
-           &(eopt_ew){.n = mn, .y = X, .a = O, .s = {1.0f - lr * wd, c->adj_lr, lr * wd, (float)h->cautious}});
+    eopt_ew_run(be, EOPT_EW(dion_apply, mn, .param = X, .update = O, .decay = 1.0f - lr * wd, .adj_lr = c->adj_lr,
+                            .lr_wd = lr * wd, .cautious = h->cautious));
     return EOPT_OK;
 }
 
@@ -498,13 +498,14 @@ static eopt_status elementwise_param(eopt_optimizer *opt, int i, const dion_hp *
     if (h->algo == ALG_ADAMW) {
         const float bc1 = 1.0f - powf(b1, (float)h->step), bc2 = 1.0f - powf(b2, (float)h->step);
         const float kappa = h->cautious && h->wd > 0.0 ? lr * wd : 0.0f;
-        eopt_ew e = {.n = w->numel, .y = X, .y2 = M, .y3 = eopt_f32(vt), .a = G,
-                     .s = {1.0f - b1, b2, 1.0f - b2, sqrtf(bc2), (float)h->eps, lr / bc1, 1.0f - lr * wd, kappa}};
-        be->ew(be, EOPT_EW_dion_adamw, &e);
+        eopt_ew_run(be, EOPT_EW(dion_adamw, w->numel, .param = X, .exp_avg = M, .exp_avg_sq = eopt_f32(vt), .grad = G,
+                                .one_minus_beta1 = 1.0f - b1, .beta2 = b2, .one_minus_beta2 = 1.0f - b2,
+                                .sqrt_bc2 = sqrtf(bc2), .eps = (float)h->eps, .step_size = lr / bc1,
+                                .decay = 1.0f - lr * wd, .cautious_lr_wd = kappa));
     } else {
-        eopt_ew e = {.n = w->numel, .y = X, .y2 = M, .a = G,
-                     .s = {1.0f - b1, 1.0f - b2, lr, 1.0f - lr * wd, lr * wd, (float)h->cautious}};
-        be->ew(be, EOPT_EW_dion_lion, &e);
+        eopt_ew_run(be, EOPT_EW(dion_lion, w->numel, .param = X, .momentum = M, .grad = G, .one_minus_beta1 = 1.0f - b1,
+                                .one_minus_beta2 = 1.0f - b2, .lr = lr, .decay = 1.0f - lr * wd, .lr_wd = lr * wd,
+                                .cautious = h->cautious));
     }
     return EOPT_OK;
 }

@@ -22,18 +22,18 @@ eopt_status eopt_eig_eigh(eopt_backend *be, eopt_workspace *ws, eopt_eigh_kind k
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory in eigh (%dx%d)", n, n);
     if (kind == EOPT_EIGH_SOAP) {
         /* regularise: K + 1e-7 I (float32 eps = None => 1e-7) */
-        be->ew(be, EOPT_EW_soap_add_diag, &(eopt_ew){.n = nn, .cols = n, .y = A, .a = K, .s = {1e-7f}});
+        eopt_ew_run(be, EOPT_EW(soap_add_diag, nn, .y = A, .a = K, .eps = 1e-7f, .cols = n));
         /* the diagonal shortcut is decided on the device: max |off-diagonal| == 0 selects the
          * identity columns ordered by the diagonal (ties: ascending index) */
-        be->ew(be, EOPT_EW_soap_offdiag, &(eopt_ew){.n = nn, .cols = n, .y = off, .a = K});
+        eopt_ew_run(be, EOPT_EW(soap_offdiag, nn, .y = off, .a = K, .cols = n));
         be->reduce(be, EOPT_RED_MAXABS, EOPT_AXIS_ALL, n, n, off, NULL, n, 1.0f, maxoff);
-        be->ew(be, EOPT_EW_soap_diag, &(eopt_ew){.n = n, .cols = n, .y = d, .a = K});
+        eopt_ew_run(be, EOPT_EW(soap_diag, n, .y = d, .a = K, .cols = n));
         be->argsort_desc(be, n, d, order);
     } else {
         be->copy(be, A, K, (size_t)nn * sizeof(float));
     }
     EOPT_TRY(be->syevd(be, n, A, w));
-    be->ew(be, EOPT_EW_soap_eigh_desc, &(eopt_ew){.n = nn, .cols = n, .y = Q, .a = A, .ia = order, .ds = maxoff});
+    eopt_ew_run(be, EOPT_EW(soap_eigh_desc, nn, .q = Q, .vecs = A, .max_offdiag = maxoff, .order = order, .cols = n));
     return EOPT_OK;
 }
 
@@ -90,6 +90,6 @@ void eopt_soap_apply(eopt_backend *be, int rows, int cols, float *P, const float
     const int64_t n = (int64_t)rows * cols;
     if (max_rms != 0.0) /* rms = sqrt(mean(U^2)), the mean accumulated by the backend */
         be->reduce(be, EOPT_RED_SUMSQ, EOPT_AXIS_ALL, rows, cols, U, NULL, cols, (float)(1.0 / (double)n), ms);
-    eopt_ew e = {.n = n, .y = P, .a = U, .ds = ms, .s = {(float)-lr, (float)max_rms, 1e-7f, (float)decay}};
-    be->ew(be, EOPT_EW_soap_apply, &e);
+    eopt_ew_run(be, EOPT_EW(soap_apply, n, .param = P, .update = U, .mean_sq = ms, .neg_lr = (float)-lr,
+                            .max_rms = (float)max_rms, .rms_eps = 1e-7f, .decay = (float)decay));
 }

@@ -74,8 +74,7 @@ static eopt_status moso_init_state(eopt_optimizer *opt, int i)
     EOPT_TRY(eopt_state_add(opt, i, "exp_avg_sq", EOPT_F32, 2, mn, 0));
     EOPT_TRY(eopt_state_add(opt, i, "M", EOPT_F32, 2, ss, 0));
     EOPT_TRY(eopt_state_add(opt, i, "Q_M", EOPT_F32, 2, ss, 0));
-    opt->be->ew(opt->be, EOPT_EW_soap_eye,
-                &(eopt_ew){.n = s * s, .cols = s, .y = eopt_f32(eopt_state_get(opt, i, "Q_M"))});
+    eopt_ew_run(opt->be, EOPT_EW(soap_eye, s * s, .y = eopt_f32(eopt_state_get(opt, i, "Q_M")), .cols = s));
     return EOPT_OK;
 }
 
@@ -106,11 +105,11 @@ static eopt_status moso_param(eopt_optimizer *opt, double max_rms, const moso_hp
 
     /* Muon EMA momentum; decoupled decay comes first upstream and is applied with the update
      * below (nothing in between reads P) */
-    be->ew(be, EOPT_EW_lerp, &(eopt_ew){.n = mn, .y = mom, .a = mom, .b = G, .s = {(float)(1.0 - h->momentum)}});
+    eopt_ew_run(be, EOPT_EW(lerp, mn, .y = mom, .a = mom, .b = G, .w = (float)(1.0 - h->momentum)));
     /* one-sided covariance of the momentum, always bias-corrected (weight 1 at t = 1) */
     const double bs = 1.0 - (1.0 - h->shampoo_beta) / (1.0 - pow(h->shampoo_beta, (double)t));
     be->syrk(be, EOPT_PREC_FP32, !left, s, left ? n : m, 1.0f, mom, n, 0.0f, X, s);
-    be->ew(be, EOPT_EW_lerp, &(eopt_ew){.n = ss, .y = C, .a = C, .b = X, .s = {(float)(1.0 - bs)}});
+    eopt_ew_run(be, EOPT_EW(lerp, ss, .y = C, .a = C, .b = X, .w = (float)(1.0 - bs)));
 
     /* refresh: first moment out with the old basis, stable sort (permuting exp_avg_sq along the
      * preconditioned axis), eigh at k = 0 (sorted basis discarded) or one QR power iteration */

@@ -291,10 +291,10 @@ static void decay_terms(const muon_cfg *c, const muon_hp *h, double *decay, doub
     }
 }
 
-/* AdaptiveMuon's second-moment step, then the scaled update of P (§4.1-4.3). `up` holds P, O
- * and the decay / scale / -lr scalars; G is the raw gradient, X the input of NS. */
-static eopt_status moment2_apply(eopt_optimizer *opt, const muon_cfg *c, const muon_hp *h, int i, eopt_ew up,
-                                 const float *G, const float *X)
+/* AdaptiveMuon's second-moment step, then the scaled update `step` of P by O (§4.1-4.3); G is
+ * the raw gradient, X the input of NS. */
+static eopt_status moment2_apply(eopt_optimizer *opt, const muon_cfg *c, const muon_hp *h, int i, eopt_muon_step step,
+                                 float *P, const float *O, const float *G, const float *X)
 {
     eopt_backend *be = opt->be;
     const int m = (int)opt->params[i].w->shape[0], n = (int)opt->params[i].w->shape[1];
@@ -303,35 +303,37 @@ static eopt_status moment2_apply(eopt_optimizer *opt, const muon_cfg *c, const m
     float *sc = eopt_ws_floats(&opt->ws, 3);
     if (!sc)
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory in the AdaptiveMuon step (%dx%d)", m, n);
+    const int64_t mn = (int64_t)m * n;
     if (c->moment2 == M2_ADAMUON) {
-        up.y2 = V;
-        up.s[4] = w2;
-        up.s[5] = eps;
-        be->ew(be, EOPT_EW_adamuon_apply, &up);
+        eopt_ew_run(be, EOPT_EW(adamuon_apply, mn, .param = P, .moment2 = V, .update = O, .step = step,
+                                .one_minus_beta2 = w2, .eps = eps));
         return EOPT_OK;
     }
+    const float *U = O; /* the update direction, scaled by the device factor */
+    float *factor = &sc[2];
     if (c->moment2 == M2_NORMUON) {
         const int rows = m >= n; /* statistic per row of a tall/square matrix, per column of a wide one */
         const int k = rows ? m : n;
-        float *N = eopt_ws_floats(&opt->ws, up.n), *r = eopt_ws_floats(&opt->ws, k);
+        float *N = eopt_ws_floats(&opt->ws, mn), *r = eopt_ws_floats(&opt->ws, k);
         if (!N || !r)
             return eopt_fail(EOPT_ERR_NOMEM, "out of memory in the NorMuon step (%dx%d)", m, n);
-        be->reduce(be, EOPT_RED_SUMSQ, rows ? EOPT_AXIS_ROWS : EOPT_AXIS_COLS, m, n, up.a, NULL, n,
+        be->reduce(be, EOPT_RED_SUMSQ, rows ? EOPT_AXIS_ROWS : EOPT_AXIS_COLS, m, n, O, NULL, n,
                    (float)(1.0 / (rows ? n : m)), r);
-        be->ew(be, EOPT_EW_lerp, &(eopt_ew){.n = k, .y = V, .a = V, .b = r, .s = {w2}});
-        be->ew(be, EOPT_EW_normuon_scale,
-               &(eopt_ew){.n = up.n, .cols = n, .y = N, .a = up.a, .b = V, .s = {eps, rows ? 1.0f : 0.0f}});
-        be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ALL, m, n, up.a, NULL, n, 1.0f, &sc[0]);
+        eopt_ew_run(be, EOPT_EW(lerp, k, .y = V, .a = V, .b = r, .w = w2));
+        eopt_ew_run(be, EOPT_EW(normuon_scale, mn, .scaled = N, .update = O, .moment2 = V, .eps = eps, .per_row = rows,
+                                .cols = n));
+        be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ALL, m, n, O, NULL, n, 1.0f, &sc[0]);
         be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ALL, m, n, N, NULL, n, 1.0f, &sc[1]);
-        be->ew(be, EOPT_EW_normuon_ratio, &(eopt_ew){.n = 1, .y = &sc[2], .ds = sc, .s = {eps}});
-        up.a = N;
+        eopt_ew_run(be, EOPT_EW(normuon_ratio, 1, .ratio = factor, .norm_update = &sc[0], .norm_scaled = &sc[1],
+                                .eps = eps));
+        U = N;
     } else { /* NAMO: R = G after the decay, X = M or the Nesterov blend */
         be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ALL, m, n, G, NULL, n, 1.0f, &sc[0]);
         be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ALL, m, n, X, NULL, n, 1.0f, &sc[1]);
-        be->ew(be, EOPT_EW_namo_alpha, &(eopt_ew){.n = 1, .y = V, .y2 = &sc[2], .ds = sc, .s = {w2, eps}});
+        eopt_ew_run(be, EOPT_EW(namo_alpha, 1, .moment2 = V, .alpha = factor, .norm_grad = &sc[0], .norm_input = &sc[1],
+                                .one_minus_beta2 = w2, .eps = eps));
     }
-    up.ds = &sc[2];
-    be->ew(be, EOPT_EW_muon_apply, &up);
+    eopt_ew_run(be, EOPT_EW(muon_apply, mn, .param = P, .update = U, .factor = factor, .step = step));
     return EOPT_OK;
 }
 
@@ -353,21 +355,17 @@ static eopt_status muon_param(eopt_optimizer *opt, const muon_cfg *c, const muon
     double decay, l2, s;
     decay_terms(c, h, &decay, &l2);
     EOPT_TRY(eopt_muon_scale_factor(m, n, c->scale_mode, &s));
-    eopt_ew mom = {.n = mn,
-                   .y = M,
-                   .y2 = c->nesterov ? X : NULL,
-                   .y3 = l2 != 0.0 ? G : NULL,
-                   .a = G,
-                   .b = P,
-                   .s = {(float)(1.0 - h->momentum), (float)h->momentum, (float)l2}};
-    be->ew(be, EOPT_EW_muon_momentum, &mom);
+    eopt_ew_run(be, EOPT_EW(muon_momentum, mn, .momentum = M, .nesterov = c->nesterov ? X : NULL,
+                            .l2_grad = l2 != 0.0 ? G : NULL, .grad = G, .param = P,
+                            .one_minus_mu = (float)(1.0 - h->momentum), .mu = (float)h->momentum, .wd = (float)l2));
     EOPT_TRY(eopt_ns_orthogonalize(be, ws, &c->ns, m, n, X, O));
-    eopt_ew up = {.n = mn, .cols = n, .y = P, .a = O, .s = {(float)decay, (float)s, (float)c->extra, (float)-h->lr}};
+    const eopt_muon_step step = {.decay = (float)decay, .scale = (float)s, .extra = (float)c->extra,
+                                 .neg_lr = (float)-h->lr};
     if (c->moment2 == M2_NONE) {
-        be->ew(be, EOPT_EW_muon_apply, &up);
+        eopt_ew_run(be, EOPT_EW(muon_apply, mn, .param = P, .update = O, .step = step));
         return EOPT_OK;
     }
-    return moment2_apply(opt, c, h, i, up, G, X);
+    return moment2_apply(opt, c, h, i, step, P, O, G, X);
 }
 
 static eopt_status muon_step(eopt_optimizer *opt)

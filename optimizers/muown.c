@@ -98,7 +98,7 @@ static eopt_status muown_start(eopt_optimizer *opt, int i)
     const int m = (int)w->shape[0], n = (int)w->shape[1];
     float *g = eopt_f32(eopt_state_get(opt, i, "g")), *vn = eopt_f32(eopt_state_get(opt, i, "v_norm"));
     be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ROWS, m, n, eopt_f32(w), NULL, n, 1.0f, g);
-    be->ew(be, EOPT_EW_clamp, &(eopt_ew){.n = m, .y = g, .a = g, .s = {1e-12f, INFINITY}});
+    eopt_ew_run(be, EOPT_EW(clamp, m, .y = g, .a = g, .lo = 1e-12f, .hi = INFINITY));
     eopt_copy_f32(be, m, g, vn);
     return EOPT_OK;
 }
@@ -126,15 +126,14 @@ static eopt_status muown_param(eopt_optimizer *opt, const muown_cfg *c, const mu
 
     /* decompose: u = W / g (into V), grad_g = rowsum(G u), then grad_v into the momentum and
      * V = u v_norm in one pass */
-    be->ew(be, EOPT_EW_div_row, &(eopt_ew){.n = mn, .cols = n, .y = V, .a = W, .b = g});
+    eopt_ew_run(be, EOPT_EW(div_row, mn, .y = V, .a = W, .b = g, .cols = n));
     be->reduce(be, EOPT_RED_DOT, EOPT_AXIS_ROWS, m, n, G, V, n, 1.0f, gg);
-    be->ew(be, EOPT_EW_muown_split,
-           &(eopt_ew){.n = mn, .cols = n, .y = B, .y2 = V, .a = G, .b = gg, .c = g, .d = vn,
-                      .s = {(float)(1.0 - h->momentum)}});
-    /* direction: v_new = v - lr (NS(B) s) extra */
+    eopt_ew_run(be, EOPT_EW(muown_split, mn, .momentum = B, .dir = V, .grad = G, .grad_g = gg, .g = g, .v_norm = vn,
+                            .one_minus_mu = (float)(1.0 - h->momentum), .cols = n));
+    /* direction: v_new = v - lr (NS(B) s) extra (decay 0: only g decays) */
     EOPT_TRY(eopt_ns_orthogonalize(be, ws, &c->ns, m, n, B, O));
-    be->ew(be, EOPT_EW_muon_apply,
-           &(eopt_ew){.n = mn, .y = V, .a = O, .s = {0.0f, (float)s, (float)c->extra, (float)-h->lr}});
+    eopt_ew_run(be, EOPT_EW(muon_apply, mn, .param = V, .update = O,
+                            .step = {.scale = (float)s, .extra = (float)c->extra, .neg_lr = (float)-h->lr}));
     /* magnitude: Adam on g, then decoupled decay of g alone */
     eopt_adam_update(be, m, gg, mg, vg, c->betas, c->adam_eps, 1, 0, *step + 1, dg);
     eopt_axpby(be, m, 1.0f, g, (float)-h->lr, dg, g);
@@ -142,7 +141,7 @@ static eopt_status muown_param(eopt_optimizer *opt, const muown_cfg *c, const mu
         eopt_axpby(be, m, 1.0f, g, (float)(-h->wd * h->lr), g, g);
     /* recompose (the old v_norm is dead after the split pass) */
     be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ROWS, m, n, V, NULL, n, 1.0f, vn);
-    be->ew(be, EOPT_EW_muown_recompose, &(eopt_ew){.n = mn, .cols = n, .y = W, .a = V, .b = g, .c = vn});
+    eopt_ew_run(be, EOPT_EW(muown_recompose, mn, .weight = W, .dir = V, .g = g, .dir_norm = vn, .cols = n));
     *step += 1;
     return EOPT_OK;
 }

@@ -134,8 +134,10 @@ static void normalise(eopt_backend *be, const eopt_ns_config *cfg, int64_t count
                       float *norm, float *Y)
 {
     be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ALL, m, n, X, NULL, n, (float)cfg->norm_scale, norm);
-    eopt_ew e = {.n = count, .y = Y, .a = X, .ds = norm, .s = {(float)cfg->eps}};
-    be->ew(be, cfg->eps_add ? EOPT_EW_div_ds_add : EOPT_EW_div_ds_clamp, &e);
+    if (cfg->eps_add)
+        eopt_ew_run(be, EOPT_EW(div_ds_add, count, .y = Y, .a = X, .norm = norm, .eps = (float)cfg->eps));
+    else
+        eopt_ew_run(be, EOPT_EW(div_ds_clamp, count, .y = Y, .a = X, .norm = norm, .min = (float)cfg->eps));
 }
 
 /* One polynomial step on the working matrix X (m x n, element size esz), result into Xn.

@@ -140,8 +140,8 @@ static eopt_status soap_init_state(eopt_optimizer *opt, int i)
     EOPT_TRY(eopt_state_add(opt, i, "Q_L", EOPT_F32, 2, mm, 0));
     EOPT_TRY(eopt_state_add(opt, i, "Q_R", EOPT_F32, 2, nn, 0));
     eopt_backend *be = opt->be;
-    be->ew(be, EOPT_EW_soap_eye, &(eopt_ew){.n = m * m, .cols = m, .y = eopt_f32(eopt_state_get(opt, i, "Q_L"))});
-    be->ew(be, EOPT_EW_soap_eye, &(eopt_ew){.n = n * n, .cols = n, .y = eopt_f32(eopt_state_get(opt, i, "Q_R"))});
+    eopt_ew_run(be, EOPT_EW(soap_eye, m * m, .y = eopt_f32(eopt_state_get(opt, i, "Q_L")), .cols = m));
+    eopt_ew_run(be, EOPT_EW(soap_eye, n * n, .y = eopt_f32(eopt_state_get(opt, i, "Q_R")), .cols = n));
     return EOPT_OK;
 }
 
@@ -188,8 +188,8 @@ static eopt_status kl_factors(eopt_backend *be, eopt_workspace *ws, const soap_v
         /* UL/UR serve as scratch for K Q and Q diag(s) before they receive the updates */
         float *scratch = side ? UR : UL;
         eopt_eig_approx(be, d, Ks[side], Qs[side], scratch, lam);
-        be->ew(be, EOPT_EW_soap_kl_scale, &(eopt_ew){.n = d, .y = lam, .a = lam, .s = {(float)(1.0 / d), (float)eps}});
-        be->ew(be, EOPT_EW_mul_col, &(eopt_ew){.n = (int64_t)d * d, .cols = d, .y = scratch, .a = Qs[side], .b = lam});
+        eopt_ew_run(be, EOPT_EW(soap_kl_scale, d, .y = lam, .a = lam, .inv_dim = (float)(1.0 / d), .eps = (float)eps));
+        eopt_ew_run(be, EOPT_EW(mul_col, (int64_t)d * d, .y = scratch, .a = Qs[side], .b = lam, .cols = d));
         be->gemm(be, EOPT_PREC_FP32, 0, 1, d, d, d, 1.0f, scratch, d, 0, Qs[side], d, 0, 0.0f, Cs[side], d, 0, 1);
     }
     /* L's increment through R's statistics: (G C_R) G^T */
@@ -198,8 +198,8 @@ static eopt_status kl_factors(eopt_backend *be, eopt_workspace *ws, const soap_v
     /* R's increment through L's: (G^T C_L) G, with T reused as n x m */
     be->gemm(be, EOPT_PREC_FP32, 1, 0, n, m, m, 1.0f, G, n, 0, CL, m, 0, 0.0f, T, m, 0, 1);
     be->gemm(be, EOPT_PREC_FP32, 0, 0, n, n, m, 1.0f, T, m, 0, G, n, 0, 0.0f, UR, n, 0, 1);
-    be->ew(be, EOPT_EW_lerp, &(eopt_ew){.n = (int64_t)m * m, .y = s->L, .a = s->L, .b = UL, .s = {w}});
-    be->ew(be, EOPT_EW_lerp, &(eopt_ew){.n = (int64_t)n * n, .y = s->R, .a = s->R, .b = UR, .s = {w}});
+    eopt_ew_run(be, EOPT_EW(lerp, (int64_t)m * m, .y = s->L, .a = s->L, .b = UL, .w = w));
+    eopt_ew_run(be, EOPT_EW(lerp, (int64_t)n * n, .y = s->R, .a = s->R, .b = UR, .w = w));
     return EOPT_OK;
 }
 
@@ -211,9 +211,9 @@ static eopt_status std_factors(eopt_backend *be, eopt_workspace *ws, const soap_
     if (!X)
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory in the Kronecker factor update (%dx%d)", m, n);
     be->syrk(be, EOPT_PREC_FP32, 0, m, n, 1.0f, G, n, 0.0f, X, m);
-    be->ew(be, EOPT_EW_lerp, &(eopt_ew){.n = (int64_t)m * m, .y = s->L, .a = s->L, .b = X, .s = {w}});
+    eopt_ew_run(be, EOPT_EW(lerp, (int64_t)m * m, .y = s->L, .a = s->L, .b = X, .w = w));
     be->syrk(be, EOPT_PREC_FP32, 1, n, m, 1.0f, G, n, 0.0f, X, n);
-    be->ew(be, EOPT_EW_lerp, &(eopt_ew){.n = (int64_t)n * n, .y = s->R, .a = s->R, .b = X, .s = {w}});
+    eopt_ew_run(be, EOPT_EW(lerp, (int64_t)n * n, .y = s->R, .a = s->R, .b = X, .w = w));
     return EOPT_OK;
 }
 
@@ -224,7 +224,7 @@ static void commit(eopt_backend *be, int64_t n, float *dst, const float *src, co
     if (!crit)
         be->copy(be, dst, src, (size_t)n * sizeof(float));
     else
-        be->ew(be, EOPT_EW_soap_keep_or_take, &(eopt_ew){.n = n, .y = dst, .a = src, .ds = crit, .s = {(float)tol}});
+        eopt_ew_run(be, EOPT_EW(soap_keep_or_take, n, .y = dst, .a = src, .norms = crit, .tol = (float)tol));
 }
 
 /* One factor's new basis: eigh, or the QR path (sort by approx(K, Q) permuting V along `axis`

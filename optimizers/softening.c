@@ -17,7 +17,7 @@ eopt_status eopt_soften(eopt_backend *be, eopt_workspace *ws, int m, int n, cons
         return eopt_fail(EOPT_ERR_NOMEM, "softening workspace");
     /* N = X / (||X||_F + eps);  O <- lerp(O, N, s) = (1 - s) O + s N (exactly N at s = 1) */
     be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ALL, m, n, X, NULL, n, 1.0f, norm);
-    eopt_ew e = {.n = (int64_t)m * n, .y = O, .a = O, .b = X, .ds = norm, .s = {(float)s, (float)eps}};
-    be->ew(be, EOPT_EW_lerp_normalized, &e);
+    eopt_ew_run(be, EOPT_EW(lerp_normalized, (int64_t)m * n, .y = O, .a = O, .b = X, .norm = norm, .w = (float)s,
+                            .eps = (float)eps));
     return EOPT_OK;
 }

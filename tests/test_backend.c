@@ -342,6 +342,133 @@ Test(backend_qr, rejects_wide)
 
 static double finite_abs(double x) { return isfinite(x) ? fabs(x) : 0; }
 
+/* Generic test buffers (device pointers) and scalars, dealt out to the named fields of any
+ * kernel by ew_launch. */
+typedef struct {
+    float *y[3];
+    const float *a, *b, *c, *d;
+    const int32_t *ia;
+    const float *ds; /* at least 4 device scalars */
+    float s[8];
+    int64_t cols;
+} ew_bufs;
+
+/* The launch of kernel `op` over n elements on the buffers of u. The core kernels take a, b, c,
+ * ds and s in the order their references (core_ref) read them. */
+static eopt_ew ew_launch(eopt_ew_op op, int64_t n, const ew_bufs *u)
+{
+    float *y = u->y[0], *y2 = u->y[1], *y3 = u->y[2];
+    const float *a = u->a, *b = u->b, *c = u->c, *d = u->d, *ds = u->ds, *s = u->s;
+    const int64_t cols = u->cols;
+    const eopt_muon_step step = {.decay = s[0], .scale = s[1], .extra = s[2], .neg_lr = s[3]};
+    switch (op) {
+    case EOPT_EW_copy: return EOPT_EW(copy, n, .y = y, .a = a);
+    case EOPT_EW_fill: return EOPT_EW(fill, n, .y = y, .value = s[0]);
+    case EOPT_EW_scale: return EOPT_EW(scale, n, .y = y, .a = a, .alpha = s[0]);
+    case EOPT_EW_add_scalar: return EOPT_EW(add_scalar, n, .y = y, .a = a, .alpha = s[0]);
+    case EOPT_EW_axpby: return EOPT_EW(axpby, n, .y = y, .a = a, .b = b, .alpha = s[0], .beta = s[1]);
+    case EOPT_EW_axpbyz:
+        return EOPT_EW(axpbyz, n, .y = y, .a = a, .b = b, .c = c, .alpha = s[0], .beta = s[1], .gamma = s[2]);
+    case EOPT_EW_lerp: return EOPT_EW(lerp, n, .y = y, .a = a, .b = b, .w = s[0]);
+    case EOPT_EW_mul: return EOPT_EW(mul, n, .y = y, .a = a, .b = b);
+    case EOPT_EW_div: return EOPT_EW(div, n, .y = y, .a = a, .b = b);
+    case EOPT_EW_sqrt: return EOPT_EW(sqrt, n, .y = y, .a = a);
+    case EOPT_EW_rsqrt: return EOPT_EW(rsqrt, n, .y = y, .a = a);
+    case EOPT_EW_clamp: return EOPT_EW(clamp, n, .y = y, .a = a, .lo = s[0], .hi = s[1]);
+    case EOPT_EW_abs: return EOPT_EW(abs, n, .y = y, .a = a);
+    case EOPT_EW_sign: return EOPT_EW(sign, n, .y = y, .a = a);
+    case EOPT_EW_scale_ds: return EOPT_EW(scale_ds, n, .y = y, .a = a, .factor = ds, .alpha = s[0]);
+    case EOPT_EW_scale_ds_ratio:
+        return EOPT_EW(scale_ds_ratio, n, .y = y, .a = a, .num = ds, .den = ds + 1, .min_den = s[0]);
+    case EOPT_EW_div_ds_clamp: return EOPT_EW(div_ds_clamp, n, .y = y, .a = a, .norm = ds, .min = s[0]);
+    case EOPT_EW_div_ds_add: return EOPT_EW(div_ds_add, n, .y = y, .a = a, .norm = ds, .eps = s[0]);
+    case EOPT_EW_lerp_normalized:
+        return EOPT_EW(lerp_normalized, n, .y = y, .a = a, .b = b, .norm = ds, .w = s[0], .eps = s[1]);
+    case EOPT_EW_mul_row: return EOPT_EW(mul_row, n, .y = y, .a = a, .b = b, .cols = cols);
+    case EOPT_EW_mul_col: return EOPT_EW(mul_col, n, .y = y, .a = a, .b = b, .cols = cols);
+    case EOPT_EW_div_row: return EOPT_EW(div_row, n, .y = y, .a = a, .b = b, .cols = cols);
+    case EOPT_EW_div_col: return EOPT_EW(div_col, n, .y = y, .a = a, .b = b, .cols = cols);
+    case EOPT_EW_muon_momentum:
+        return EOPT_EW(muon_momentum, n, .momentum = y, .nesterov = y2, .l2_grad = y3, .grad = a, .param = b,
+                       .one_minus_mu = s[0], .mu = s[1], .wd = s[2]);
+    case EOPT_EW_muon_apply: return EOPT_EW(muon_apply, n, .param = y, .update = a, .factor = ds, .step = step);
+    case EOPT_EW_adamuon_apply:
+        return EOPT_EW(adamuon_apply, n, .param = y, .moment2 = y2, .update = a, .step = step,
+                       .one_minus_beta2 = s[4], .eps = s[5]);
+    case EOPT_EW_normuon_scale:
+        return EOPT_EW(normuon_scale, n, .scaled = y, .update = a, .moment2 = b, .eps = s[0], .per_row = s[1] != 0.0f,
+                       .cols = cols);
+    case EOPT_EW_normuon_ratio:
+        return EOPT_EW(normuon_ratio, n, .ratio = y, .norm_update = ds, .norm_scaled = ds + 1, .eps = s[0]);
+    case EOPT_EW_namo_alpha:
+        return EOPT_EW(namo_alpha, n, .moment2 = y, .alpha = y2, .norm_grad = ds, .norm_input = ds + 1,
+                       .one_minus_beta2 = s[0], .eps = s[1]);
+    case EOPT_EW_muown_split:
+        return EOPT_EW(muown_split, n, .momentum = y, .dir = y2, .grad = a, .grad_g = b, .g = c, .v_norm = d,
+                       .one_minus_mu = s[0], .cols = cols);
+    case EOPT_EW_muown_recompose:
+        return EOPT_EW(muown_recompose, n, .weight = y, .dir = a, .g = b, .dir_norm = c, .cols = cols);
+    case EOPT_EW_dion_momentum: return EOPT_EW(dion_momentum, n, .momentum = y, .nesterov = y2, .grad = a, .mu = s[0]);
+    case EOPT_EW_dion_variance:
+        return EOPT_EW(dion_variance, n, .variance = y, .den = y2, .row_ms = a, .one_minus_beta2 = s[0], .eps = s[1]);
+    case EOPT_EW_dion_apply:
+        return EOPT_EW(dion_apply, n, .param = y, .update = a, .decay = s[0], .adj_lr = s[1], .lr_wd = s[2],
+                       .cautious = s[3] != 0.0f);
+    case EOPT_EW_dion_adamw:
+        return EOPT_EW(dion_adamw, n, .param = y, .exp_avg = y2, .exp_avg_sq = y3, .grad = a, .one_minus_beta1 = s[0],
+                       .beta2 = s[1], .one_minus_beta2 = s[2], .sqrt_bc2 = s[3], .eps = s[4], .step_size = s[5],
+                       .decay = s[6], .cautious_lr_wd = s[7]);
+    case EOPT_EW_dion_lion:
+        return EOPT_EW(dion_lion, n, .param = y, .momentum = y2, .grad = a, .one_minus_beta1 = s[0],
+                       .one_minus_beta2 = s[1], .lr = s[2], .decay = s[3], .lr_wd = s[4], .cautious = s[5] != 0.0f);
+    case EOPT_EW_soap_eye: return EOPT_EW(soap_eye, n, .y = y, .cols = cols);
+    case EOPT_EW_soap_offdiag: return EOPT_EW(soap_offdiag, n, .y = y, .a = a, .cols = cols);
+    case EOPT_EW_soap_diag: return EOPT_EW(soap_diag, n, .y = y, .a = a, .cols = cols);
+    case EOPT_EW_soap_add_diag: return EOPT_EW(soap_add_diag, n, .y = y, .a = a, .eps = s[0], .cols = cols);
+    case EOPT_EW_soap_eigh_desc:
+        return EOPT_EW(soap_eigh_desc, n, .q = y, .vecs = a, .max_offdiag = ds, .order = u->ia, .cols = cols);
+    case EOPT_EW_soap_kl_scale: return EOPT_EW(soap_kl_scale, n, .y = y, .a = a, .inv_dim = s[0], .eps = s[1]);
+    case EOPT_EW_soap_keep_or_take: return EOPT_EW(soap_keep_or_take, n, .y = y, .a = a, .norms = ds, .tol = s[0]);
+    case EOPT_EW_soap_apply:
+        return EOPT_EW(soap_apply, n, .param = y, .update = a, .mean_sq = ds, .neg_lr = s[0], .max_rms = s[1],
+                       .rms_eps = s[2], .decay = s[3]);
+    case EOPT_EW_adam_update:
+        return EOPT_EW(adam_update, n, .dir = y, .exp_avg = y2, .exp_avg_sq = y3, .grad = a, .one_minus_beta1 = s[0],
+                       .one_minus_beta2 = s[1], .bc1 = s[2], .bc2 = s[3], .eps = s[4], .beta1 = s[6], .bcn = s[7],
+                       .nesterov = s[5] != 0.0f);
+    case EOPT_EW_adamw:
+        return EOPT_EW(adamw, n, .param = y, .exp_avg = y2, .exp_avg_sq = y3, .grad = a, .decay = s[0],
+                       .one_minus_beta1 = s[1], .beta2 = s[2], .one_minus_beta2 = s[3], .sqrt_bc2 = s[4], .eps = s[5],
+                       .neg_step_size = s[6], .maximize = s[7] < 0.0f);
+    case EOPT_EW_add_bias: return EOPT_EW(add_bias, n, .y = y, .a = a, .bias = b, .cols = cols);
+    case EOPT_EW_bias_gelu: return EOPT_EW(bias_gelu, n, .pre = y, .act = y2, .a = a, .bias = b, .cols = cols);
+    case EOPT_EW_gelu_backward: return EOPT_EW(gelu_backward, n, .dx = y, .dout = a, .pre = b);
+    case EOPT_EW_sub_row: return EOPT_EW(sub_row, n, .y = y, .a = a, .row = b, .cols = cols);
+    case EOPT_EW_rsqrt_eps: return EOPT_EW(rsqrt_eps, n, .y = y, .a = a, .eps = s[0]);
+    case EOPT_EW_ln_affine:
+        return EOPT_EW(ln_affine, n, .xhat = y, .out = y2, .xc = a, .rstd = b, .weight = c, .bias = d, .cols = cols);
+    case EOPT_EW_ln_backward:
+        return EOPT_EW(ln_backward, n, .dx = y, .dxhat = a, .xhat = b, .rstd = c, .mean_dxhat = d,
+                       .mean_dxhat_xhat = d + n / cols, .cols = cols);
+    case EOPT_EW_embed:
+        return EOPT_EW(embed, n, .x = y, .wte = a, .wpe = b, .tokens = u->ia, .seq_len = (int64_t)s[0], .cols = cols);
+    case EOPT_EW_onehot: return EOPT_EW(onehot, n, .y = y, .labels = u->ia, .cols = cols);
+    case EOPT_EW_exp_row: return EOPT_EW(exp_row, n, .y = y, .a = a, .max = b, .cols = cols);
+    case EOPT_EW_ce_loss:
+        return EOPT_EW(ce_loss, n, .loss = y, .logits = a, .sum = b, .max = c, .targets = u->ia, .cols = cols);
+    case EOPT_EW_ce_backward:
+        return EOPT_EW(ce_backward, n, .dlogits = y, .exps = a, .sum = b, .targets = u->ia, .scale = s[0],
+                       .cols = cols);
+    case EOPT_EW_causal_mask: return EOPT_EW(causal_mask, n, .y = y, .a = a, .cols = cols);
+    case EOPT_EW_softmax_backward:
+        return EOPT_EW(softmax_backward, n, .dscores = y, .dprobs = a, .probs = b, .row_dot = c, .cols = cols);
+    case EOPT_EW_argmax_hit: return EOPT_EW(argmax_hit, n, .hit = y, .logits = a, .labels = u->ia, .cols = cols);
+    case EOPT_EW_COUNT: break;
+    }
+    cr_assert_fail("no test launch for element-wise kernel %d", (int)op);
+    return (eopt_ew){.op = EOPT_EW_COUNT};
+}
+
 /* The reference of core kernel `op` at element i, in double; 0 when the op has none. */
 static int core_ref(eopt_ew_op op, const float *a, const float *b, const float *c, const float *ds, const float *s,
                     int i, double *y)
@@ -398,10 +525,10 @@ Test(backend_ew, every_core_kernel)
     float *dy = dev_alloc(EW_N * sizeof(float));
     for (size_t o = 0; o < sizeof core_ops / sizeof *core_ops; o++)
         for (int set = 0; set < 3; set++) {
-            eopt_ew e = {.n = EW_N, .cols = EW_COLS, .y = dy, .a = da, .b = db, .c = dc, .ds = dds};
-            memcpy(e.s, sets[set], sizeof e.s);
+            ew_bufs u = {.y = {dy}, .a = da, .b = db, .c = dc, .ds = dds, .cols = EW_COLS};
+            memcpy(u.s, sets[set], sizeof u.s);
             eopt_fill(be, EW_N, -99.0f, dy);
-            be->ew(be, core_ops[o], &e);
+            eopt_ew_run(be, ew_launch(core_ops[o], EW_N, &u));
             float *y = host_from(dy, EW_N);
             char what[64];
             snprintf(what, sizeof what, "ew %s (scalars %d)", core_names[o], set);
@@ -424,8 +551,7 @@ Test(backend_ew, lerp_exact_at_one)
     const int n = 1000;
     float *a = host_uniform(n, 71, -100, 100), *b = host_uniform(n, 72, -1e-3f, 1e-3f);
     float *da = dev_from(a, n), *db = dev_from(b, n), *dy = dev_alloc(n * sizeof(float));
-    eopt_ew e = {.n = n, .y = dy, .a = da, .b = db, .s = {1.0f}};
-    be->ew(be, EOPT_EW_lerp, &e);
+    eopt_ew_run(be, EOPT_EW(lerp, n, .y = dy, .a = da, .b = db, .w = 1.0f));
     float *y = host_from(dy, n);
     for (int i = 0; i < n; i++)
         cr_assert(memcmp(&y[i], &b[i], 4) == 0, "lerp(a, b, 1)[%d] = %.9g, not b = %.9g", i, y[i], b[i]);
@@ -468,13 +594,13 @@ Test(backend_ew, device_matches_cpu_every_kernel)
             y[k] = malloc(len * sizeof(float)), memcpy(y[k], in[4 + k], len * sizeof(float));
             dy[k] = dev_from(y[k], len);
         }
-        eopt_ew h = {.n = n, .cols = EW_COLS, .y = y[0], .y2 = y[1], .y3 = y[2], .a = in[0], .b = in[1],
-                     .c = in[2], .d = in[3], .ia = ia, .ds = in[4], .s = {2, 1.25f, 1.5f, 1.75f, 1, 2.5f, 3, 1.125f}};
-        eopt_ew d = h;
-        d.y = dy[0], d.y2 = dy[1], d.y3 = dy[2], d.a = din[0], d.b = din[1], d.c = din[2], d.d = din[3];
+        ew_bufs h = {.y = {y[0], y[1], y[2]}, .a = in[0], .b = in[1], .c = in[2], .d = in[3], .ia = ia, .ds = in[4],
+                     .s = {2, 1.25f, 1.5f, 1.75f, 1, 2.5f, 3, 1.125f}, .cols = EW_COLS};
+        ew_bufs d = h;
+        d.y[0] = dy[0], d.y[1] = dy[1], d.y[2] = dy[2], d.a = din[0], d.b = din[1], d.c = din[2], d.d = din[3];
         d.ia = dia, d.ds = din[4];
-        cpu->ew(cpu, all_ops[o], &h);
-        be->ew(be, all_ops[o], &d);
+        eopt_ew_run(cpu, ew_launch(all_ops[o], n, &h));
+        eopt_ew_run(be, ew_launch(all_ops[o], n, &d));
         for (int k = 0; k < 3; k++) {
             float *got = host_from(dy[k], len);
             char what[64];

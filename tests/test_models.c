@@ -80,8 +80,7 @@ static void randomize(tiny *t, uint64_t seed, float std)
         t->be->random(t->be, EOPT_RAND_NORMAL, seed, (uint64_t)i << 32, w->numel, eopt_f32(w));
         eopt_scale(t->be, w->numel, std, eopt_f32(w), eopt_f32(w));
         if (strstr(t->m->params[i].name, "ln_") && strstr(t->m->params[i].name, ".weight")) {
-            eopt_ew e = {.n = w->numel, .y = eopt_f32(w), .a = eopt_f32(w), .s = {1.0f}};
-            t->be->ew(t->be, EOPT_EW_add_scalar, &e);
+            eopt_ew_run(t->be, EOPT_EW(add_scalar, w->numel, .y = eopt_f32(w), .a = eopt_f32(w), .alpha = 1.0f));
         }
     }
 }

@@ -1,50 +1,60 @@
-/* Element-wise kernels of the Adam family (see ew.h for the calling convention): the inner
- * Adam direction of Emerging-Optimizers (calculate_adam_update, muon.md §5), shared by SOAP,
- * MOSO and Muown, and torch's AdamW step (muon.md §6). */
+/* Element-wise kernels of the Adam family (see ew.h for the conventions): the inner Adam
+ * direction of Emerging-Optimizers (calculate_adam_update, muon.md §5), shared by SOAP, MOSO
+ * and Muown, and torch's AdamW step (muon.md §6). */
 #ifndef EOPT_KERNELS_ADAM_H
 #define EOPT_KERNELS_ADAM_H
 
 #define EOPT_EW_ADAM(X) X(adam_update) X(adamw)
 
-/* calculate_adam_update for one element: m, v updated in place, the direction returned.
- * h[0] = 1 - b1, h[1] = 1 - b2, h[2] = bc1, h[3] = bc2, h[4] = eps, h[5] = nesterov (0/1),
- * h[6] = b1, h[7] = bcn (bias corrections 1 when correct_bias is off):
+/* calculate_adam_update (bias corrections bc1, bc2, bcn are 1 when correct_bias is off):
  *   m = lerp(m, g, 1 - b1);  v = lerp(v, g^2, 1 - b2)
- *   mom = nesterov ? b1 m / bcn + (1 - b1) g / bc1 : m / bc1;   return mom / (sqrt(v / bc2) + eps) */
-EOPT_HD float eopt_adam_direction(const float *h, float g, float *m, float *v)
+ *   mom = nesterov ? b1 m / bcn + (1 - b1) g / bc1 : m / bc1;   dir = mom / (sqrt(v / bc2) + eps) */
+typedef struct {
+    float *dir;                  /* may alias grad */
+    float *exp_avg, *exp_avg_sq; /* m, v */
+    const float *grad;
+    float one_minus_beta1, one_minus_beta2;
+    float bc1, bc2; /* 1 - b1^t, 1 - b2^t */
+    float eps;
+    float beta1;
+    float bcn; /* 1 - b1^(t+1) */
+    int nesterov;
+} eopt_ew_adam_update_args;
+
+EOPT_HD void eopt_ew_adam_update(const eopt_ew_adam_update_args *k, int64_t i)
 {
-    float mn = eopt_lerp(*m, g, h[0]);
-    float vn = eopt_lerp(*v, g * g, h[1]);
-    *m = mn;
-    *v = vn;
-    float mom = h[5] != 0.0f ? h[6] * mn / h[7] + h[0] * g / h[2] : mn / h[2];
-    return mom / (sqrtf(vn / h[3]) + h[4]);
+    float g = k->grad[i];
+    float m = eopt_lerp(k->exp_avg[i], g, k->one_minus_beta1);
+    float v = eopt_lerp(k->exp_avg_sq[i], g * g, k->one_minus_beta2);
+    k->exp_avg[i] = m;
+    k->exp_avg_sq[i] = v;
+    float mom = k->nesterov ? k->beta1 * m / k->bcn + k->one_minus_beta1 * g / k->bc1 : m / k->bc1;
+    k->dir[i] = mom / (sqrtf(v / k->bc2) + k->eps);
 }
 
-/* y = eopt_adam_direction(s, a, &y2, &y3): a = g, y2 = exp_avg, y3 = exp_avg_sq (y may alias a). */
-EOPT_HD void eopt_ew_adam_update(const eopt_ew *e, int64_t i)
-{
-    float m = e->y2[i], v = e->y3[i];
-    float u = eopt_adam_direction(e->s, e->a[i], &m, &v);
-    e->y2[i] = m;
-    e->y3[i] = v;
-    e->y[i] = u;
-}
+/* torch.optim.AdamW, one element (g = -grad when maximizing):
+ *   P = P (1 - lr wd);  m = lerp(m, g, 1 - b1);  v = b2 v + (1 - b2) g^2
+ *   P = P - (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps),  bc1 = 1 - b1^t, bc2 = 1 - b2^t */
+typedef struct {
+    float *param, *exp_avg, *exp_avg_sq;
+    const float *grad;
+    float decay; /* 1 - lr wd */
+    float one_minus_beta1, beta2, one_minus_beta2;
+    float sqrt_bc2;
+    float eps;
+    float neg_step_size; /* -lr / bc1 */
+    int maximize;
+} eopt_ew_adamw_args;
 
-/* torch.optim.AdamW, one element: y = P, y2 = exp_avg, y3 = exp_avg_sq, a = grad.
- * s0 = 1 - lr wd, s1 = 1 - b1, s2 = b2, s3 = 1 - b2, s4 = sqrt(bc2), s5 = eps, s6 = -lr / bc1,
- * s7 = -1 (maximize) or 1:
- *   P = P s0;  m = lerp(m, g, 1 - b1);  v = b2 v + (1 - b2) g^2
- *   P = P + s6 m / (sqrt(v) / sqrt(bc2) + eps) */
-EOPT_HD void eopt_ew_adamw(const eopt_ew *e, int64_t i)
+EOPT_HD void eopt_ew_adamw(const eopt_ew_adamw_args *k, int64_t i)
 {
-    float g = e->s[7] < 0.0f ? -e->a[i] : e->a[i];
-    float p = e->y[i] * e->s[0];
-    float m = eopt_lerp(e->y2[i], g, e->s[1]);
-    float v = e->y3[i] * e->s[2] + e->s[3] * (g * g);
-    e->y2[i] = m;
-    e->y3[i] = v;
-    e->y[i] = p + e->s[6] * (m / (sqrtf(v) / e->s[4] + e->s[5]));
+    float g = k->maximize ? -k->grad[i] : k->grad[i];
+    float p = k->param[i] * k->decay;
+    float m = eopt_lerp(k->exp_avg[i], g, k->one_minus_beta1);
+    float v = k->exp_avg_sq[i] * k->beta2 + k->one_minus_beta2 * (g * g);
+    k->exp_avg[i] = m;
+    k->exp_avg_sq[i] = v;
+    k->param[i] = p + k->neg_step_size * (m / (sqrtf(v) / k->sqrt_bc2 + k->eps));
 }
 
 #endif

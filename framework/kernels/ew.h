@@ -1,16 +1,22 @@
 /* Element-wise kernels: the per-element math of every fused pass, written once.
  *
- * Each kernel is an inline function `eopt_ew_<name>(const eopt_ew *e, int64_t i)` that
- * computes element i. The CPU backend calls it in a (parallel) loop, the CUDA backend from a
- * one-thread-per-element kernel, so the CPU tests check the GPU math too. A family of kernels
- * lives in its own header (core.h, muon.h, ...), each with an X-macro list of names;
- * EOPT_EW_ALL below joins the lists and is expanded by both backends.
+ * Kernel `name` is an argument struct eopt_ew_<name>_args with named fields and an inline
+ * function eopt_ew_<name>(const eopt_ew_<name>_args *k, int64_t i) that computes element i;
+ * both live in the header of its family (core.h, muon.h, ...), the math in a comment next to
+ * them. The CPU backend calls the function in a (parallel) loop, the CUDA backend from a
+ * one-thread-per-element kernel, so the CPU tests check the GPU math too. Each family header
+ * has an X-macro list of its names; EOPT_EW_ALL below joins the lists and is expanded by both
+ * backends.
  *
- * Arguments of one launch: n elements; up to three outputs y, y2, y3 (state updated in
- * place) and four inputs a..d; host scalars s[0..7] (hyperparameters, already rounded to
- * float32 as torch does); `ia` an integer input (labels, token ids); device scalars ds (results of reductions, so that no value goes
- * through the host during a step); `cols` gives the (row, col) of element i of a row-major
- * matrix for kernels that broadcast a per-row (i / cols) or per-column (i % cols) vector. */
+ * Field conventions: pointers are device memory, outputs non-const (state is updated in
+ * place); float fields are host scalars, hyperparameters already rounded to float32 as torch
+ * does; a `const float *` documented as a device scalar is the result of a reduction, so that
+ * no value goes through the host during a step; `cols` is the row length of a row-major matrix
+ * for kernels that broadcast a per-row (i / cols) or per-column (i % cols) vector.
+ *
+ * A launch is an eopt_ew: the op, the element count n and that op's arguments, built with
+ *   EOPT_EW(adamw, n, .param = P, .grad = G, ...)
+ * and run with eopt_ew_run (backend.h). */
 #ifndef EOPT_KERNELS_EW_H
 #define EOPT_KERNELS_EW_H
 
@@ -22,16 +28,6 @@
 #else
 #define EOPT_HD static inline
 #endif
-
-typedef struct {
-    int64_t n;
-    int64_t cols;
-    float *y, *y2, *y3;
-    const float *a, *b, *c, *d;
-    const int32_t *ia;          /* integer input (labels, token ids) */
-    const float *ds;
-    float s[8];
-} eopt_ew;
 
 /* torch.lerp: a + w (b - a) for |w| < 0.5, else b - (b - a)(1 - w); exact at w = 1. */
 EOPT_HD float eopt_lerp(float a, float b, float w)
@@ -54,5 +50,20 @@ typedef enum {
 #undef EOPT_EW_ENUM
     EOPT_EW_COUNT
 } eopt_ew_op;
+
+/* One launch: kernel `op` over elements 0 .. n-1 with the arguments in the member named
+ * after it (e.adamw for EOPT_EW_adamw). */
+typedef struct {
+    eopt_ew_op op;
+    int64_t n;
+    union {
+#define EOPT_EW_MEMBER(name) eopt_ew_##name##_args name;
+        EOPT_EW_ALL(EOPT_EW_MEMBER)
+#undef EOPT_EW_MEMBER
+    };
+} eopt_ew;
+
+/* EOPT_EW(name, n, .field = value, ...): the launch of kernel `name` over n elements. */
+#define EOPT_EW(name, n_, ...) ((eopt_ew){.op = EOPT_EW_##name, .n = (n_), .name = {__VA_ARGS__}})
 
 #endif

@@ -1,4 +1,4 @@
-/* Element-wise kernels of the model family (see ew.h for the calling convention): the
+/* Element-wise kernels of the model family (see ew.h for the conventions): the
  * per-element pieces of the MLP and GPT-2 forward and backward passes (../../models/).
  * Row-major matrices: element i is at row r = i / cols, column c = i % cols. A few kernels
  * run one element per row (n = rows) and loop over that row's columns: each still writes
@@ -38,90 +38,189 @@ EOPT_HD float eopt_gelu_grad(float x)
     return s + 2.0f * x * s * (1.0f - s) * EOPT_GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
 }
 
-/* y = a + b[col]: a bias broadcast over rows (in place allowed) */
-EOPT_HD void eopt_ew_add_bias(const eopt_ew *e, int64_t i) { e->y[i] = e->a[i] + e->b[eopt_col_of(i, e->cols)]; }
-/* y = a + b[col] (the pre-activation, kept for the backward pass), y2 = gelu(y) */
-EOPT_HD void eopt_ew_bias_gelu(const eopt_ew *e, int64_t i)
+/* y = a + bias[col]: a bias broadcast over rows (in place allowed) */
+typedef struct {
+    float *y;
+    const float *a, *bias;
+    int64_t cols;
+} eopt_ew_add_bias_args;
+EOPT_HD void eopt_ew_add_bias(const eopt_ew_add_bias_args *k, int64_t i)
 {
-    float x = e->a[i] + e->b[eopt_col_of(i, e->cols)];
-    e->y[i] = x;
-    e->y2[i] = eopt_gelu(x);
+    k->y[i] = k->a[i] + k->bias[eopt_col_of(i, k->cols)];
 }
-/* y = a gelu'(b): upstream gradient a, pre-activation b */
-EOPT_HD void eopt_ew_gelu_backward(const eopt_ew *e, int64_t i) { e->y[i] = e->a[i] * eopt_gelu_grad(e->b[i]); }
+
+/* pre = a + bias[col] (the pre-activation, kept for the backward pass), act = gelu(pre) */
+typedef struct {
+    float *pre, *act;
+    const float *a, *bias;
+    int64_t cols;
+} eopt_ew_bias_gelu_args;
+EOPT_HD void eopt_ew_bias_gelu(const eopt_ew_bias_gelu_args *k, int64_t i)
+{
+    float x = k->a[i] + k->bias[eopt_col_of(i, k->cols)];
+    k->pre[i] = x;
+    k->act[i] = eopt_gelu(x);
+}
+
+/* dx = dout gelu'(pre) (dx may alias dout) */
+typedef struct {
+    float *dx;
+    const float *dout, *pre;
+} eopt_ew_gelu_backward_args;
+EOPT_HD void eopt_ew_gelu_backward(const eopt_ew_gelu_backward_args *k, int64_t i)
+{
+    k->dx[i] = k->dout[i] * eopt_gelu_grad(k->pre[i]);
+}
 
 /* LayerNorm, forward: xc = x - mean[row]; rstd = 1 / sqrt(var + eps); xhat = xc rstd; out = xhat w + b. */
-EOPT_HD void eopt_ew_sub_row(const eopt_ew *e, int64_t i) { e->y[i] = e->a[i] - e->b[eopt_row_of(i, e->cols)]; }
-/* y = 1 / sqrt(a + s0) */
-EOPT_HD void eopt_ew_rsqrt_eps(const eopt_ew *e, int64_t i) { e->y[i] = 1.0f / sqrtf(e->a[i] + e->s[0]); }
-/* y = a b[row] (xhat), y2 = y c[col] + d[col] (the affine output); y may alias a */
-EOPT_HD void eopt_ew_ln_affine(const eopt_ew *e, int64_t i)
+typedef struct {
+    float *y;
+    const float *a, *row; /* y = a - row[r] */
+    int64_t cols;
+} eopt_ew_sub_row_args;
+EOPT_HD void eopt_ew_sub_row(const eopt_ew_sub_row_args *k, int64_t i)
 {
-    int64_t c = eopt_col_of(i, e->cols);
-    float xhat = e->a[i] * e->b[eopt_row_of(i, e->cols)];
-    e->y[i] = xhat;
-    e->y2[i] = xhat * e->c[c] + e->d[c];
+    k->y[i] = k->a[i] - k->row[eopt_row_of(i, k->cols)];
 }
+
+/* y = 1 / sqrt(a + eps) */
+typedef struct {
+    float *y;
+    const float *a;
+    float eps;
+} eopt_ew_rsqrt_eps_args;
+EOPT_HD void eopt_ew_rsqrt_eps(const eopt_ew_rsqrt_eps_args *k, int64_t i) { k->y[i] = 1.0f / sqrtf(k->a[i] + k->eps); }
+
+/* xhat = xc rstd[row], out = xhat weight[col] + bias[col] (the affine output); xhat may alias xc */
+typedef struct {
+    float *xhat, *out;
+    const float *xc, *rstd, *weight, *bias;
+    int64_t cols;
+} eopt_ew_ln_affine_args;
+EOPT_HD void eopt_ew_ln_affine(const eopt_ew_ln_affine_args *k, int64_t i)
+{
+    int64_t c = eopt_col_of(i, k->cols);
+    float xhat = k->xc[i] * k->rstd[eopt_row_of(i, k->cols)];
+    k->xhat[i] = xhat;
+    k->out[i] = xhat * k->weight[c] + k->bias[c];
+}
+
 /* LayerNorm, backward into the residual stream (accumulates):
- *   dx += rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)),  dxhat = dout w
- * a = dxhat, b = xhat, c = rstd[rows], d = the two row means [2, rows]. */
-EOPT_HD void eopt_ew_ln_backward(const eopt_ew *e, int64_t i)
+ *   dx += rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)),  dxhat = dout w,  means per row */
+typedef struct {
+    float *dx;
+    const float *dxhat, *xhat, *rstd, *mean_dxhat, *mean_dxhat_xhat;
+    int64_t cols;
+} eopt_ew_ln_backward_args;
+EOPT_HD void eopt_ew_ln_backward(const eopt_ew_ln_backward_args *k, int64_t i)
 {
-    int64_t r = eopt_row_of(i, e->cols), rows = eopt_row_of(e->n, e->cols);
-    e->y[i] += e->c[r] * (e->a[i] - e->d[r] - e->b[i] * e->d[rows + r]);
+    int64_t r = eopt_row_of(i, k->cols);
+    k->dx[i] += k->rstd[r] * (k->dxhat[i] - k->mean_dxhat[r] - k->xhat[i] * k->mean_dxhat_xhat[r]);
 }
 
-/* GPT input: y[r, c] = wte[tok[r], c] + wpe[r % T, c]; a = wte, b = wpe, ia = tokens, s0 = T. */
-EOPT_HD void eopt_ew_embed(const eopt_ew *e, int64_t i)
+/* GPT input: x[r, c] = wte[tokens[r], c] + wpe[r % seq_len, c] */
+typedef struct {
+    float *x;
+    const float *wte, *wpe;
+    const int32_t *tokens;
+    int64_t seq_len, cols;
+} eopt_ew_embed_args;
+EOPT_HD void eopt_ew_embed(const eopt_ew_embed_args *k, int64_t i)
 {
-    int64_t r = eopt_row_of(i, e->cols), c = eopt_col_of(i, e->cols), t = eopt_col_of(r, (int64_t)e->s[0]);
-    e->y[i] = e->a[(int64_t)e->ia[r] * e->cols + c] + e->b[t * e->cols + c];
+    int64_t r = eopt_row_of(i, k->cols), c = eopt_col_of(i, k->cols), t = eopt_col_of(r, k->seq_len);
+    k->x[i] = k->wte[(int64_t)k->tokens[r] * k->cols + c] + k->wpe[t * k->cols + c];
 }
-/* y[r, j] = (j == ia[r]): the one-hot matrix [N, V] whose transpose, multiplied into the
+
+/* y[r, j] = (j == labels[r]): the one-hot matrix [N, V] whose transpose, multiplied into the
  * output gradient, accumulates the embedding gradient without atomics */
-EOPT_HD void eopt_ew_onehot(const eopt_ew *e, int64_t i)
+typedef struct {
+    float *y;
+    const int32_t *labels;
+    int64_t cols;
+} eopt_ew_onehot_args;
+EOPT_HD void eopt_ew_onehot(const eopt_ew_onehot_args *k, int64_t i)
 {
-    e->y[i] = (eopt_col_of(i, e->cols) == e->ia[eopt_row_of(i, e->cols)]) ? 1.0f : 0.0f;
+    k->y[i] = (eopt_col_of(i, k->cols) == k->labels[eopt_row_of(i, k->cols)]) ? 1.0f : 0.0f;
 }
 
-/* y = exp(a - b[row]): a softmax numerator after subtracting the row maximum */
-EOPT_HD void eopt_ew_exp_row(const eopt_ew *e, int64_t i) { e->y[i] = expf(e->a[i] - e->b[eopt_row_of(i, e->cols)]); }
-/* One element per row (n = rows): y[r] = log(sum[r]) + max[r] - logits[r, target[r]], the
- * cross-entropy of the row; a = logits (cols = V), b = sum of exp, c = row max, ia = targets. */
-EOPT_HD void eopt_ew_ce_loss(const eopt_ew *e, int64_t r)
+/* y = exp(a - max[row]): a softmax numerator after subtracting the row maximum */
+typedef struct {
+    float *y;
+    const float *a, *max;
+    int64_t cols;
+} eopt_ew_exp_row_args;
+EOPT_HD void eopt_ew_exp_row(const eopt_ew_exp_row_args *k, int64_t i)
 {
-    e->y[r] = logf(e->b[r]) + e->c[r] - e->a[r * e->cols + e->ia[r]];
+    k->y[i] = expf(k->a[i] - k->max[eopt_row_of(i, k->cols)]);
 }
-/* d loss / d logits = s0 (softmax - onehot(target)); a = exp(logits - max), b = row sums,
- * s0 = grad_scale / rows (the mean over positions) */
-EOPT_HD void eopt_ew_ce_backward(const eopt_ew *e, int64_t i)
+
+/* One element per row (n = rows): loss[r] = log(sum[r]) + max[r] - logits[r, targets[r]], the
+ * cross-entropy of the row (cols = V, sum = the row sums of exp(logits - max)). */
+typedef struct {
+    float *loss;
+    const float *logits, *sum, *max;
+    const int32_t *targets;
+    int64_t cols;
+} eopt_ew_ce_loss_args;
+EOPT_HD void eopt_ew_ce_loss(const eopt_ew_ce_loss_args *k, int64_t r)
 {
-    int64_t r = eopt_row_of(i, e->cols);
-    float hit = (eopt_col_of(i, e->cols) == e->ia[r]) ? 1.0f : 0.0f;
-    e->y[i] = e->s[0] * (e->a[i] / e->b[r] - hit);
+    k->loss[r] = logf(k->sum[r]) + k->max[r] - k->logits[r * k->cols + k->targets[r]];
+}
+
+/* d loss / d logits = scale (softmax - onehot(target)), softmax = exps / sum[row],
+ * scale = grad_scale / rows (the mean over positions); dlogits may alias exps */
+typedef struct {
+    float *dlogits;
+    const float *exps, *sum;
+    const int32_t *targets;
+    float scale;
+    int64_t cols;
+} eopt_ew_ce_backward_args;
+EOPT_HD void eopt_ew_ce_backward(const eopt_ew_ce_backward_args *k, int64_t i)
+{
+    int64_t r = eopt_row_of(i, k->cols);
+    float hit = (eopt_col_of(i, k->cols) == k->targets[r]) ? 1.0f : 0.0f;
+    k->dlogits[i] = k->scale * (k->exps[i] / k->sum[r] - hit);
 }
 
 /* Causal mask on square T x T score blocks (cols = T): key j > query t gets -inf. */
-EOPT_HD void eopt_ew_causal_mask(const eopt_ew *e, int64_t i)
+typedef struct {
+    float *y;
+    const float *a;
+    int64_t cols;
+} eopt_ew_causal_mask_args;
+EOPT_HD void eopt_ew_causal_mask(const eopt_ew_causal_mask_args *k, int64_t i)
 {
-    int64_t j = eopt_col_of(i, e->cols), t = eopt_col_of(eopt_row_of(i, e->cols), e->cols);
-    e->y[i] = j > t ? -INFINITY : e->a[i];
-}
-/* Softmax backward: dS = P (dP - sum_j dP P); a = dP, b = P, c = the row sums of dP P */
-EOPT_HD void eopt_ew_softmax_backward(const eopt_ew *e, int64_t i)
-{
-    e->y[i] = e->b[i] * (e->a[i] - e->c[eopt_row_of(i, e->cols)]);
+    int64_t j = eopt_col_of(i, k->cols), t = eopt_col_of(eopt_row_of(i, k->cols), k->cols);
+    k->y[i] = j > t ? -INFINITY : k->a[i];
 }
 
-/* One element per row (n = rows): y[r] = 1 if the first maximum of row r of a is at ia[r]. */
-EOPT_HD void eopt_ew_argmax_hit(const eopt_ew *e, int64_t r)
+/* Softmax backward: dS = P (dP - sum_j dP P), the sums per row */
+typedef struct {
+    float *dscores;
+    const float *dprobs, *probs, *row_dot;
+    int64_t cols;
+} eopt_ew_softmax_backward_args;
+EOPT_HD void eopt_ew_softmax_backward(const eopt_ew_softmax_backward_args *k, int64_t i)
 {
-    const float *row = e->a + r * e->cols;
+    k->dscores[i] = k->probs[i] * (k->dprobs[i] - k->row_dot[eopt_row_of(i, k->cols)]);
+}
+
+/* One element per row (n = rows): hit[r] = 1 if the first maximum of row r of logits is at labels[r]. */
+typedef struct {
+    float *hit;
+    const float *logits;
+    const int32_t *labels;
+    int64_t cols;
+} eopt_ew_argmax_hit_args;
+EOPT_HD void eopt_ew_argmax_hit(const eopt_ew_argmax_hit_args *k, int64_t r)
+{
+    const float *row = k->logits + r * k->cols;
     int64_t best = 0;
-    for (int64_t j = 1; j < e->cols; j++)
+    for (int64_t j = 1; j < k->cols; j++)
         if (row[j] > row[best])
             best = j;
-    e->y[r] = best == e->ia[r] ? 1.0f : 0.0f;
+    k->hit[r] = best == k->labels[r] ? 1.0f : 0.0f;
 }
 
 #endif

@@ -1,5 +1,5 @@
 /* Element-wise kernels of the Muon family: NVIDIA Muon, AdaptiveMuon (AdaMuon / NorMuon / NAMO)
- * and Muown (see ew.h for the calling convention; muon.md §3-4, dion-muown.md §9). */
+ * and Muown (see ew.h for the conventions; muon.md §3-4, dion-muown.md §9). */
 #ifndef EOPT_KERNELS_MUON_H
 #define EOPT_KERNELS_MUON_H
 
@@ -8,95 +8,155 @@
     X(muown_split) X(muown_recompose)
 
 /* Weight decay, EMA momentum and the Nesterov blend in one pass (muon.md §3 steps 1-3):
- * y = M (in place), a = G, b = P; s0 = 1 - mu, s1 = mu, s2 = wd.
- * y3 != NULL ("l2" decay): G = G + wd P, written back into the gradient as upstream does.
- * y2 != NULL (Nesterov): X = lerp(G, M, mu), the input of the orthogonalisation. */
-EOPT_HD void eopt_ew_muon_momentum(const eopt_ew *e, int64_t i)
+ *   l2_grad != NULL ("l2" decay): G = G + wd P, written back into the gradient as upstream does
+ *   M = lerp(M, G, 1 - mu)
+ *   nesterov != NULL: X = lerp(G, M, mu), the input of the orthogonalisation */
+typedef struct {
+    float *momentum;    /* M, in place */
+    float *nesterov;    /* X, or NULL */
+    float *l2_grad;     /* G + wd P (the gradient itself), or NULL */
+    const float *grad;  /* G */
+    const float *param; /* P */
+    float one_minus_mu, mu, wd;
+} eopt_ew_muon_momentum_args;
+
+EOPT_HD void eopt_ew_muon_momentum(const eopt_ew_muon_momentum_args *k, int64_t i)
 {
-    float g = e->a[i];
-    if (e->y3) {
-        g = g + e->s[2] * e->b[i];
-        e->y3[i] = g;
+    float g = k->grad[i];
+    if (k->l2_grad) {
+        g = g + k->wd * k->param[i];
+        k->l2_grad[i] = g;
     }
-    float m = eopt_lerp(e->y[i], g, e->s[0]);
-    e->y[i] = m;
-    if (e->y2)
-        e->y2[i] = eopt_lerp(g, m, e->s[1]);
+    float m = eopt_lerp(k->momentum[i], g, k->one_minus_mu);
+    k->momentum[i] = m;
+    if (k->nesterov)
+        k->nesterov[i] = eopt_lerp(g, m, k->mu);
 }
 
-/* The parameter update shared by the Muon family: P = P + s0 P (decoupled / independent / palm
- * decay with the pre-step P; skipped when s0 == 0), then P = P + s3 ((u s1) s2), s1 = the Muon
- * scale factor, s2 = extra_scale_factor, s3 = -lr. */
-EOPT_HD void eopt_muon_update(const eopt_ew *e, int64_t i, float u)
+/* The parameter update shared by the Muon family:
+ *   P = P + decay P  (decoupled / independent / palm decay with the pre-step P; skipped at 0)
+ *   P = P + neg_lr ((u scale) extra)  (scale = the Muon scale factor, extra = extra_scale_factor) */
+typedef struct {
+    float decay, scale, extra, neg_lr;
+} eopt_muon_step;
+
+EOPT_HD void eopt_muon_update(const eopt_muon_step *s, float *param, int64_t i, float u)
 {
-    float p = e->y[i];
-    if (e->s[0] != 0.0f)
-        p = p + e->s[0] * p;
-    e->y[i] = p + e->s[3] * ((u * e->s[1]) * e->s[2]);
+    float p = param[i];
+    if (s->decay != 0.0f)
+        p = p + s->decay * p;
+    param[i] = p + s->neg_lr * ((u * s->scale) * s->extra);
 }
 
-/* y = P, a = the orthogonalised update; ds (optional) = one device factor (NorMuon's norm ratio,
- * NAMO's alpha) applied first: u = a ds[0]. */
-EOPT_HD void eopt_ew_muon_apply(const eopt_ew *e, int64_t i)
+/* u = O factor (the factor, if any, is applied first), then the update of P */
+typedef struct {
+    float *param;
+    const float *update; /* O, the orthogonalised update */
+    const float *factor; /* device scalar (NorMuon's norm ratio, NAMO's alpha), or NULL */
+    eopt_muon_step step;
+} eopt_ew_muon_apply_args;
+
+EOPT_HD void eopt_ew_muon_apply(const eopt_ew_muon_apply_args *k, int64_t i)
 {
-    eopt_muon_update(e, i, e->ds ? e->a[i] * e->ds[0] : e->a[i]);
+    eopt_muon_update(&k->step, k->param, i, k->factor ? k->update[i] * k->factor[0] : k->update[i]);
 }
 
-/* AdaMuon (§4.1): y = P, y2 = V, a = O; s0..s3 as muon_apply, s4 = 1 - b2, s5 = eps:
- *   V = lerp(V, O^2, 1 - b2);  u = O / (sqrt(V) + eps) */
-EOPT_HD void eopt_ew_adamuon_apply(const eopt_ew *e, int64_t i)
+/* AdaMuon (§4.1): V = lerp(V, O^2, 1 - b2);  u = O / (sqrt(V) + eps), then the update of P */
+typedef struct {
+    float *param;
+    float *moment2; /* V, in place */
+    const float *update;
+    eopt_muon_step step;
+    float one_minus_beta2, eps;
+} eopt_ew_adamuon_apply_args;
+
+EOPT_HD void eopt_ew_adamuon_apply(const eopt_ew_adamuon_apply_args *k, int64_t i)
 {
-    float o = e->a[i];
-    float v = eopt_lerp(e->y2[i], o * o, e->s[4]);
-    e->y2[i] = v;
-    eopt_muon_update(e, i, o / (sqrtf(v) + e->s[5]));
+    float o = k->update[i];
+    float v = eopt_lerp(k->moment2[i], o * o, k->one_minus_beta2);
+    k->moment2[i] = v;
+    eopt_muon_update(&k->step, k->param, i, o / (sqrtf(v) + k->eps));
 }
 
-/* NorMuon (§4.2): y = N = O / sqrt(max(V, eps)), a = O, b = V (per row when s1 != 0, per
- * column otherwise), s0 = eps. NaN in V propagates, as torch.clamp_min. */
-EOPT_HD void eopt_ew_normuon_scale(const eopt_ew *e, int64_t i)
+/* NorMuon (§4.2): N = O / sqrt(max(V, eps)), V per row (per_row) or per column of the m x n
+ * matrix. NaN in V propagates, as torch.clamp_min. */
+typedef struct {
+    float *scaled; /* N */
+    const float *update, *moment2;
+    float eps;
+    int per_row;
+    int64_t cols;
+} eopt_ew_normuon_scale_args;
+
+EOPT_HD void eopt_ew_normuon_scale(const eopt_ew_normuon_scale_args *k, int64_t i)
 {
-    float v = e->b[e->s[1] != 0.0f ? i / e->cols : i % e->cols];
-    v = v < e->s[0] ? e->s[0] : v;
-    e->y[i] = e->a[i] * (1.0f / sqrtf(v));
+    float v = k->moment2[k->per_row ? i / k->cols : i % k->cols];
+    v = v < k->eps ? k->eps : v;
+    k->scaled[i] = k->update[i] * (1.0f / sqrtf(v));
 }
 
-/* n = 1: y = ds[0] / max(ds[1], s0), NorMuon's Frobenius-norm matching ||O||_F / ||N||_F. */
-EOPT_HD void eopt_ew_normuon_ratio(const eopt_ew *e, int64_t i)
+/* n = 1: ratio = ||O||_F / max(||N||_F, eps), NorMuon's Frobenius-norm matching. */
+typedef struct {
+    float *ratio;
+    const float *norm_update, *norm_scaled; /* device scalars */
+    float eps;
+} eopt_ew_normuon_ratio_args;
+
+EOPT_HD void eopt_ew_normuon_ratio(const eopt_ew_normuon_ratio_args *k, int64_t i)
 {
-    float den = e->ds[1] < e->s[0] ? e->s[0] : e->ds[1];
-    e->y[i] = e->ds[0] / den;
+    float den = k->norm_scaled[0] < k->eps ? k->eps : k->norm_scaled[0];
+    k->ratio[i] = k->norm_update[0] / den;
 }
 
-/* NAMO (§4.3), n = 1: y = V (shape (1,)), y2 = alpha, ds = {||R||_F, ||X||_F}, s0 = 1 - b2,
- * s1 = eps:  V = lerp(V, ||R||^2, 1 - b2);  alpha = ||X||_F / (sqrt(V) + eps) */
-EOPT_HD void eopt_ew_namo_alpha(const eopt_ew *e, int64_t i)
+/* NAMO (§4.3), n = 1: V = lerp(V, ||R||^2, 1 - b2);  alpha = ||X||_F / (sqrt(V) + eps) */
+typedef struct {
+    float *moment2; /* V, shape (1,) */
+    float *alpha;
+    const float *norm_grad, *norm_input; /* device scalars ||R||_F, ||X||_F */
+    float one_minus_beta2, eps;
+} eopt_ew_namo_alpha_args;
+
+EOPT_HD void eopt_ew_namo_alpha(const eopt_ew_namo_alpha_args *k, int64_t i)
 {
-    float q = e->ds[0] * e->ds[0];
-    float v = eopt_lerp(e->y[i], q, e->s[0]);
-    e->y[i] = v;
-    e->y2[i] = e->ds[1] / (sqrtf(v) + e->s[1]);
+    float q = k->norm_grad[0] * k->norm_grad[0];
+    float v = eopt_lerp(k->moment2[i], q, k->one_minus_beta2);
+    k->moment2[i] = v;
+    k->alpha[i] = k->norm_input[0] / (sqrtf(v) + k->eps);
 }
 
-/* Muown's weight-norm split and momentum (dion-muown.md §9.3 steps 1-2), per element with
- * row vectors b = grad_g, c = g, d = v_norm: y = B (momentum, in place), y2 = u = W / g on input
- * and v = u v_norm on output, a = G, s0 = 1 - momentum:
- *   grad_v = (g / v_norm) (G - u grad_g);   B = lerp(B, grad_v, 1 - momentum) */
-EOPT_HD void eopt_ew_muown_split(const eopt_ew *e, int64_t i)
+/* Muown's weight-norm split and momentum (dion-muown.md §9.3 steps 1-2), per element of row r:
+ *   grad_v = (g / v_norm) (G - u grad_g);   B = lerp(B, grad_v, 1 - momentum);   dir = u v_norm */
+typedef struct {
+    float *momentum;             /* B, in place */
+    float *dir;                  /* u = W / g on input, v = u v_norm on output */
+    const float *grad;           /* G */
+    const float *grad_g, *g, *v_norm; /* per row */
+    float one_minus_mu;
+    int64_t cols;
+} eopt_ew_muown_split_args;
+
+EOPT_HD void eopt_ew_muown_split(const eopt_ew_muown_split_args *k, int64_t i)
 {
-    const int64_t r = i / e->cols;
-    float u = e->y2[i];
-    float gv = (e->c[r] / e->d[r]) * (e->a[i] - u * e->b[r]);
-    e->y[i] = eopt_lerp(e->y[i], gv, e->s[0]);
-    e->y2[i] = u * e->d[r];
+    const int64_t r = i / k->cols;
+    float u = k->dir[i];
+    float gv = (k->g[r] / k->v_norm[r]) * (k->grad[i] - u * k->grad_g[r]);
+    k->momentum[i] = eopt_lerp(k->momentum[i], gv, k->one_minus_mu);
+    k->dir[i] = u * k->v_norm[r];
 }
 
-/* Muown's recomposition (§9.3 step 7): y = W = g (v_new / ||v_new||_row), a = v_new, b = g,
- * c = the row norms of v_new (no clamp: a zero row becomes NaN, as upstream). */
-EOPT_HD void eopt_ew_muown_recompose(const eopt_ew *e, int64_t i)
+/* Muown's recomposition (§9.3 step 7): W = g (v_new / ||v_new||_row) (no clamp: a zero row
+ * becomes NaN, as upstream). */
+typedef struct {
+    float *weight;
+    const float *dir;                /* v_new */
+    const float *g, *dir_norm;       /* per row */
+    int64_t cols;
+} eopt_ew_muown_recompose_args;
+
+EOPT_HD void eopt_ew_muown_recompose(const eopt_ew_muown_recompose_args *k, int64_t i)
 {
-    const int64_t r = i / e->cols;
-    e->y[i] = e->b[r] * (e->a[i] / e->c[r]);
+    const int64_t r = i / k->cols;
+    k->weight[i] = k->g[r] * (k->dir[i] / k->dir_norm[r]);
 }
 
 #endif

@@ -1021,7 +1021,9 @@ static int same_value(const eopt_value *a, const eopt_value *b)
     return eopt_value_equal(a, b);
 }
 
-/* The file's optimizer must be the caller's: class, arguments, groups, parameter names. */
+/* The file's optimizer must be the caller's: class, arguments, groups, parameter names. An
+ * argument the class declares schedulable is, like a group hyperparameter, a value a schedule
+ * moves: the file's is taken with its state, not compared. */
 static eopt_status same_structure(const eopt_optimizer *file, const eopt_optimizer *opt, const char *where)
 {
     char va[128], vb[128];
@@ -1031,6 +1033,8 @@ static eopt_status same_structure(const eopt_optimizer *file, const eopt_optimiz
     for (int k = 0; k < opt->args.n; k++) {
         const eopt_item *it = &opt->args.items[k];
         const eopt_value *v = eopt_dict_get(&file->args, it->key);
+        if (eopt_optimizer_schedulable(opt->cls, it->key))
+            continue;
         if (!v || !same_value(v, &it->v))
             return eopt_fail(EOPT_ERR_ARG, "%s: argument '%s' is %s in the file, %s in the optimizer", where, it->key,
                              v ? eopt_value_repr(v, va, sizeof va) : "absent", eopt_value_repr(&it->v, vb, sizeof vb));

@@ -77,8 +77,8 @@ const char *eopt_ckpt_optimizer_name(const eopt_ckpt *ck, int k);
 eopt_status eopt_ckpt_create_optimizer(const eopt_ckpt *ck, const char *name, eopt_backend *be,
                                        const eopt_param *params, int nparams, eopt_optimizer **out);
 /* Loads into an optimizer the caller built: class, arguments, group structure and parameter
- * names must agree (messages name what differs); group hyperparameters and state come from
- * the file. Nothing changes on error. */
+ * names must agree (messages name what differs); group hyperparameters, the arguments the class
+ * declares schedulable, and state come from the file. Nothing changes on error. */
 eopt_status eopt_ckpt_load_optimizer(const eopt_ckpt *ck, const char *name, eopt_optimizer *opt);
 
 /* Resumes a running model and its optimizers from an open checkpoint, all or nothing: the

@@ -23,14 +23,19 @@ static void usage(FILE *f)
         fprintf(f, "  %s\n", commands[k].usage);
 }
 
-/* Library messages: progress overwrites itself on a terminal, warnings go to stderr, the rest to
- * stdout. */
+/* Library messages: progress overwrites itself on a terminal (and is cleared before any other
+ * message), warnings go to stderr, the rest to stdout. */
 static void print_log(eopt_log_level level, const char *msg, void *user)
 {
+    static int progress_shown;
     (void)user;
-    if (level == EOPT_LOG_PROGRESS)
+    if (level != EOPT_LOG_PROGRESS && progress_shown)
+        fprintf(stderr, "\r%-100s\r", "");
+    progress_shown = level == EOPT_LOG_PROGRESS;
+    if (level == EOPT_LOG_PROGRESS) {
         fprintf(stderr, "\r%-100s", msg);
-    else if (level == EOPT_LOG_WARN)
+        fflush(stderr);
+    } else if (level == EOPT_LOG_WARN)
         fprintf(stderr, "eopt: warning: %s\n", msg);
     else
         printf("%s\n", msg);

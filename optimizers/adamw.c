@@ -165,4 +165,5 @@ const eopt_optimizer_class eopt_class_adamw = {
     .setup = adamw_setup,
     .init_state = adamw_init_state,
     .step = adamw_step,
+    .schedulable = (const char *const[]){"lr", "eps", "weight_decay", NULL},
 };

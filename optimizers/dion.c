@@ -543,7 +543,7 @@ static eopt_status dion_step(eopt_optimizer *opt)
     return EOPT_OK;
 }
 
-#define DION_CLASS(var, id_, name_, defaults_)                                                                        \
+#define DION_CLASS(var, id_, name_, defaults_, ...)                                                                  \
     const eopt_optimizer_class var = {                                                                               \
         .id = id_,                                                                                                   \
         .name = name_,                                                                                               \
@@ -553,9 +553,11 @@ static eopt_status dion_step(eopt_optimizer *opt)
         .setup = dion_setup,                                                                                         \
         .init_state = dion_init_state,                                                                               \
         .step = dion_step,                                                                                           \
+        .schedulable = (const char *const[]){__VA_ARGS__, "beta1", "beta2", "weight_decay", "epsilon",               \
+                                             "softening", NULL},                                                     \
     }
 
-DION_CLASS(eopt_class_dion_muon, "dion.Muon", "Muon", muon_defaults);
-DION_CLASS(eopt_class_normuon, "NorMuon", "NorMuon", normuon_defaults);
-DION_CLASS(eopt_class_dion2, "Dion2", "Dion2", dion2_defaults);
-DION_CLASS(eopt_class_nordion2, "NorDion2", "NorDion2", nordion2_defaults);
+DION_CLASS(eopt_class_dion_muon, "dion.Muon", "Muon", muon_defaults, "lr", "mu");
+DION_CLASS(eopt_class_normuon, "NorMuon", "NorMuon", normuon_defaults, "lr", "mu", "muon_beta2");
+DION_CLASS(eopt_class_dion2, "Dion2", "Dion2", dion2_defaults, "lr", "ef_decay");
+DION_CLASS(eopt_class_nordion2, "NorDion2", "NorDion2", nordion2_defaults, "lr", "mu", "muon_beta2");

@@ -163,4 +163,5 @@ const eopt_optimizer_class eopt_class_moso = {
     .setup = moso_setup,
     .init_state = moso_init_state,
     .step = moso_step,
+    .schedulable = (const char *const[]){"lr", "momentum", "shampoo_beta", "eps", "weight_decay", NULL},
 };

@@ -405,6 +405,7 @@ const eopt_optimizer_class eopt_class_muon = {
     .setup = muon_setup,
     .init_state = muon_init_state,
     .step = muon_step,
+    .schedulable = (const char *const[]){"lr", "momentum", "weight_decay", NULL},
 };
 
 const eopt_optimizer_class eopt_class_adaptive_muon = {
@@ -416,4 +417,5 @@ const eopt_optimizer_class eopt_class_adaptive_muon = {
     .setup = muon_setup,
     .init_state = muon_init_state,
     .step = muon_step,
+    .schedulable = (const char *const[]){"lr", "momentum", "weight_decay", "beta2", "eps", NULL},
 };

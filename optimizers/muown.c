@@ -187,4 +187,5 @@ const eopt_optimizer_class eopt_class_muown = {
     .setup = muown_setup,
     .init_state = muown_init_state,
     .step = muown_step,
+    .schedulable = (const char *const[]){"lr", "momentum", "weight_decay", NULL},
 };

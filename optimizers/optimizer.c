@@ -176,3 +176,34 @@ int eopt_optimizer_group_of(const eopt_optimizer *opt, int i)
                 return g;
     return -1;
 }
+
+int eopt_optimizer_schedulable(const eopt_optimizer_class *cls, const char *key)
+{
+    for (int k = 0; cls->schedulable && cls->schedulable[k]; k++)
+        if (strcmp(cls->schedulable[k], key) == 0)
+            return 1;
+    return 0;
+}
+
+const char *eopt_optimizer_schedulable_names(const eopt_optimizer_class *cls, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s", cls->schedulable && cls->schedulable[0] ? "" : "none");
+    for (int k = 0; cls->schedulable && cls->schedulable[k]; k++)
+        snprintf(buf + strlen(buf), size - strlen(buf), "%s%s", k ? ", " : "", cls->schedulable[k]);
+    return buf;
+}
+
+eopt_status eopt_optimizer_set_hparam(eopt_optimizer *opt, int g, const char *key, double value)
+{
+    char names[256];
+    if (!eopt_optimizer_schedulable(opt->cls, key))
+        return eopt_fail(EOPT_ERR_ARG, "%s: hyperparameter '%s' cannot be scheduled (schedulable: %s)", opt->cls->id,
+                         key, eopt_optimizer_schedulable_names(opt->cls, names, sizeof names));
+    if (g >= opt->ngroups)
+        return eopt_fail(EOPT_ERR_ARG, "%s: no param group %d (it has %d)", opt->cls->id, g, opt->ngroups);
+    if (eopt_dict_get(&opt->args, key))
+        return eopt_dict_set(&opt->args, key, eopt_float(value));
+    for (int k = g < 0 ? 0 : g; k < (g < 0 ? opt->ngroups : g + 1); k++)
+        EOPT_TRY(eopt_dict_set(&opt->groups[k].hp, key, eopt_float(value))); /* keys exist: never fails */
+    return EOPT_OK;
+}

@@ -7,19 +7,11 @@
 #define EOPT_OPTIMIZER_H
 
 #include "../framework/backend.h"
+#include "../framework/params.h"
 #include "../framework/tensor.h"
 #include "../framework/value.h"
 
-#define EOPT_NAME_MAX 128
 #define EOPT_STATE_MAX 8
-
-/* One model parameter as an optimizer sees it. `grad` NULL means "no gradient this step"
- * (torch's p.grad is None): the parameter is skipped, and lazy state is not created. */
-typedef struct {
-    char name[EOPT_NAME_MAX];
-    eopt_tensor *w;
-    eopt_tensor *grad;
-} eopt_param;
 
 /* torch's state[i]: named tensors in insertion order. Float tensors live on the optimizer's
  * backend; 0-d counters (SOAP's int64 `step`, AdamW's float32 `step`) live on the host
@@ -59,6 +51,9 @@ typedef struct {
     void (*teardown)(eopt_optimizer *opt);
     /* State keys a newer upstream may add and this class ignores (SOAP's eigvals_L/R). */
     const char *const *optional_state_keys;
+    /* Float hyperparameters a schedule may move between steps (group keys, or constructor
+     * arguments such as dion's softening), NULL-terminated; the class reads them at every step. */
+    const char *const *schedulable;
 } eopt_optimizer_class;
 
 struct eopt_optimizer {
@@ -93,6 +88,16 @@ eopt_status eopt_optimizer_create(const char *class_name, eopt_backend *be, cons
                                   int nparams, eopt_optimizer **out);
 void eopt_optimizer_free(eopt_optimizer *opt);
 eopt_status eopt_optimizer_step(eopt_optimizer *opt);
+
+/* Whether the class declares `key` schedulable; its schedulable keys as "lr, momentum, ...". */
+int eopt_optimizer_schedulable(const eopt_optimizer_class *cls, const char *key);
+const char *eopt_optimizer_schedulable_names(const eopt_optimizer_class *cls, char *buf, size_t size);
+/* Sets a schedulable hyperparameter for the coming steps: the group key `key` of group g (g < 0:
+ * every group), or the constructor argument `key` (one value for all groups; g is ignored).
+ * The value is what torch's state_dict would then hold. A key the class does not declare
+ * schedulable is refused with the allowed ones named; the class checks the value's range when
+ * it steps. */
+eopt_status eopt_optimizer_set_hparam(eopt_optimizer *opt, int g, const char *key, double value);
 
 /* State helpers for the classes. */
 eopt_status eopt_state_add(eopt_optimizer *opt, int i, const char *key, eopt_dtype dt, int ndim, const int64_t *shape,

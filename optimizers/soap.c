@@ -357,4 +357,5 @@ const eopt_optimizer_class eopt_class_soap = {
     .init_state = soap_init_state,
     .step = soap_step,
     .optional_state_keys = (const char *const[]){"eigvals_L", "eigvals_R", NULL},
+    .schedulable = (const char *const[]){"lr", "shampoo_beta", "eps", "weight_decay", NULL},
 };

@@ -11,6 +11,7 @@
 #include "eopt.h"
 #include "checkpoint/checkpoint.h"
 #include "train/config.h"
+#include "framework/log.h"
 #include "framework/schedule.h"
 #include "train/trainer.h"
 
@@ -18,75 +19,167 @@
 
 Test(schedule_lr, shapes)
 {
-    eopt_lr_schedule c = {EOPT_LR_CONSTANT, 0, 100, 0, 0};
+    eopt_lr_schedule c = {.kind = EOPT_LR_CONSTANT, .total = 100};
     cr_expect_eq(eopt_lr_factor(&c, 0), 1.0);
     cr_expect_eq(eopt_lr_factor(&c, 99), 1.0);
 
-    eopt_lr_schedule w = {EOPT_LR_WARMUP, 10, 100, 0, 0};
+    eopt_lr_schedule w = {.kind = EOPT_LR_WARMUP, .warmup = 10, .total = 100};
     cr_expect_float_eq(eopt_lr_factor(&w, 0), 0.1, 1e-12);
     cr_expect_float_eq(eopt_lr_factor(&w, 4), 0.5, 1e-12);
     cr_expect_eq(eopt_lr_factor(&w, 9), 1.0);
     cr_expect_eq(eopt_lr_factor(&w, 50), 1.0);
 
-    eopt_lr_schedule cos = {EOPT_LR_COSINE, 10, 110, 0, 0.1};
+    eopt_lr_schedule cos = {.kind = EOPT_LR_COSINE, .warmup = 10, .total = 110, .floor = 0.1};
     cr_expect_eq(eopt_lr_factor(&cos, 10), 1.0);
     cr_expect_float_eq(eopt_lr_factor(&cos, 60), 0.1 + 0.9 * 0.5, 1e-12);
     cr_expect_float_eq(eopt_lr_factor(&cos, 110), 0.1, 1e-12);
     cr_expect_float_eq(eopt_lr_factor(&cos, 500), 0.1, 1e-12); /* past the end: the floor */
 
-    eopt_lr_schedule lin = {EOPT_LR_LINEAR, 0, 100, 0, 0};
+    eopt_lr_schedule lin = {.kind = EOPT_LR_LINEAR, .total = 100};
     cr_expect_float_eq(eopt_lr_factor(&lin, 25), 0.75, 1e-12);
     cr_expect_float_eq(eopt_lr_factor(&lin, 100), 0.0, 1e-12);
 
-    eopt_lr_schedule wsd = {EOPT_LR_WSD, 10, 100, 20, 0.2};
+    eopt_lr_schedule wsd = {.kind = EOPT_LR_WSD, .warmup = 10, .total = 100, .decay = 20, .floor = 0.2};
     cr_expect_eq(eopt_lr_factor(&wsd, 79), 1.0);
     cr_expect_eq(eopt_lr_factor(&wsd, 80), 1.0);
     cr_expect_float_eq(eopt_lr_factor(&wsd, 90), 0.6, 1e-12);
     cr_expect_float_eq(eopt_lr_factor(&wsd, 100), 0.2, 1e-12);
+
+    /* (0, 0) -> (10, 1) -> (110, 0.1): warm-up then a linear decay, held at both ends */
+    eopt_lr_schedule pw = {.kind = EOPT_LR_PIECEWISE, .points = {3, {0, 10, 110}, {0.0, 1.0, 0.1}}};
+    cr_expect_eq(eopt_lr_schedule_check(&pw, "x"), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_eq(eopt_lr_factor(&pw, 0), 0.0);
+    cr_expect_float_eq(eopt_lr_factor(&pw, 5), 0.5, 1e-12);
+    cr_expect_eq(eopt_lr_factor(&pw, 10), 1.0);
+    cr_expect_float_eq(eopt_lr_factor(&pw, 60), 0.55, 1e-12);
+    cr_expect_float_eq(eopt_lr_factor(&pw, 110), 0.1, 1e-12);
+    cr_expect_float_eq(eopt_lr_factor(&pw, 1000), 0.1, 1e-12);
 }
 
 Test(schedule_lr, checks)
 {
-    eopt_lr_schedule bad_floor = {EOPT_LR_COSINE, 0, 100, 0, 1.5};
+    eopt_lr_schedule bad_floor = {.kind = EOPT_LR_COSINE, .total = 100, .floor = 1.5};
     cr_expect_eq(eopt_lr_schedule_check(&bad_floor, "x"), EOPT_ERR_CONFIG);
     cr_expect(strstr(eopt_last_error(), "floor"), "%s", eopt_last_error());
-    eopt_lr_schedule bad_total = {EOPT_LR_LINEAR, 100, 50, 0, 0};
+    eopt_lr_schedule bad_total = {.kind = EOPT_LR_LINEAR, .warmup = 100, .total = 50};
     cr_expect_eq(eopt_lr_schedule_check(&bad_total, "x"), EOPT_ERR_CONFIG);
-    eopt_lr_schedule bad_decay = {EOPT_LR_WSD, 0, 100, 0, 0};
+    eopt_lr_schedule bad_decay = {.kind = EOPT_LR_WSD, .total = 100};
     cr_expect_eq(eopt_lr_schedule_check(&bad_decay, "x"), EOPT_ERR_CONFIG);
-    eopt_lr_schedule ok = {EOPT_LR_WSD, 0, 100, 10, 0};
+    eopt_lr_schedule ok = {.kind = EOPT_LR_WSD, .total = 100, .decay = 10};
     cr_expect_eq(eopt_lr_schedule_check(&ok, "x"), EOPT_OK);
+    eopt_lr_schedule back = {.kind = EOPT_LR_PIECEWISE, .points = {2, {10, 10}, {1.0, 0.5}}};
+    cr_expect_eq(eopt_lr_schedule_check(&back, "x"), EOPT_ERR_CONFIG);
+    cr_expect(strstr(eopt_last_error(), "strictly increasing"), "%s", eopt_last_error());
+    eopt_lr_schedule none = {.kind = EOPT_LR_PIECEWISE};
+    cr_expect_eq(eopt_lr_schedule_check(&none, "x"), EOPT_ERR_CONFIG);
 }
 
-Test(schedule_ramp, values_stay_in_range)
+Test(schedule_ramp, values)
 {
-    eopt_ramp lin = {EOPT_RAMP_LINEAR, 0.0, 0.5, 10, 20};
+    eopt_ramp lin = {.kind = EOPT_RAMP_LINEAR, .from = 0.0, .to = 0.5, .start = 10, .end = 20};
     cr_expect_eq(eopt_ramp_value(&lin, 0), 0.0);
     cr_expect_float_eq(eopt_ramp_value(&lin, 15), 0.25, 1e-12);
     cr_expect_eq(eopt_ramp_value(&lin, 20), 0.5);
     cr_expect_eq(eopt_ramp_value(&lin, 1000), 0.5);
-    eopt_ramp cos = {EOPT_RAMP_COSINE, 1.0, 0.0, 0, 10};
+    eopt_ramp cos = {.kind = EOPT_RAMP_COSINE, .from = 1.0, .to = 0.0, .end = 10};
     cr_expect_float_eq(eopt_ramp_value(&cos, 5), 0.5, 1e-12);
     cr_expect_float_eq(eopt_ramp_value(&cos, 10), 0.0, 1e-12);
-    eopt_ramp con = {EOPT_RAMP_CONSTANT, 0.3, 0.3, 0, 0};
+    eopt_ramp con = {.kind = EOPT_RAMP_CONSTANT, .from = 0.3, .to = 0.3};
     cr_expect_eq(eopt_ramp_value(&con, 7), 0.3);
-    eopt_ramp out = {EOPT_RAMP_LINEAR, 0.0, 1.5, 0, 10};
-    cr_expect_eq(eopt_ramp_check(&out, "x"), EOPT_ERR_CONFIG);
+    /* momentum 0.85 -> 0.95 over 300 steps, then held: any value, not only [0, 1] */
+    eopt_ramp pw = {.kind = EOPT_RAMP_PIECEWISE, .points = {2, {0, 300}, {0.85, 0.95}}};
+    cr_expect_float_eq(eopt_ramp_value(&pw, 150), 0.90, 1e-12);
+    cr_expect_float_eq(eopt_ramp_value(&pw, 301), 0.95, 1e-12);
+    eopt_ramp wd = {.kind = EOPT_RAMP_LINEAR, .from = 0.0, .to = 2.5, .end = 10};
+    cr_expect_eq(eopt_ramp_check(&wd, "x"), EOPT_OK);
+    cr_expect_float_eq(eopt_ramp_value(&wd, 4), 1.0, 1e-12);
+    eopt_ramp nan = {.kind = EOPT_RAMP_LINEAR, .from = 0.0, .to = NAN, .end = 10};
+    cr_expect_eq(eopt_ramp_check(&nan, "x"), EOPT_ERR_CONFIG);
+    eopt_ramp steps = {.kind = EOPT_RAMP_LINEAR, .from = 0.0, .to = 1.0, .start = 5, .end = 5};
+    cr_expect_eq(eopt_ramp_check(&steps, "x"), EOPT_ERR_CONFIG);
 }
 
-Test(schedule_dict, round_trip)
+/* An optimizer's schedules: an lr schedule, group 1's own (piecewise), base lrs, an every-group
+ * ramp and a group's own. */
+static eopt_schedules sample_schedules(void)
 {
-    eopt_lr_schedule s = {EOPT_LR_WSD, 5, 100, 30, 0.25}, back;
-    eopt_ramp r = {EOPT_RAMP_COSINE, 0.1, 0.9, 3, 40}, rback;
+    eopt_schedules s = {.lr = {.kind = EOPT_LR_WSD, .warmup = 5, .total = 100, .decay = 30, .floor = 0.25},
+                        .ngroups = 2,
+                        .base_lr = {0.02, 0.5},
+                        .has_group_lr = {0, 1},
+                        .group_lr = {{0}, {.kind = EOPT_LR_PIECEWISE, .points = {2, {0, 50}, {1.0, 0.1}}}},
+                        .nramps = 2};
+    s.ramps[0] = (eopt_named_ramp){"softening", -1, {.kind = EOPT_RAMP_COSINE, .from = 0.1, .to = 0.9, .start = 3,
+                                                      .end = 40}};
+    s.ramps[1] = (eopt_named_ramp){"weight_decay", 1, {.kind = EOPT_RAMP_PIECEWISE,
+                                                         .points = {2, {0, 10}, {0.1, 0.0}}}};
+    return s;
+}
+
+Test(schedule_dict, round_trip_and_diff)
+{
+    eopt_schedules s = sample_schedules(), back;
     eopt_dict d = {0};
-    cr_assert_eq(eopt_lr_schedule_to_dict(&s, "", &d), EOPT_OK);
-    cr_assert_eq(eopt_ramp_to_dict(&r, "softening.", &d), EOPT_OK);
-    cr_assert_eq(eopt_lr_schedule_from_dict(&d, "", "t", &back), EOPT_OK, "%s", eopt_last_error());
-    cr_assert_eq(eopt_ramp_from_dict(&d, "softening.", "t", &rback), EOPT_OK, "%s", eopt_last_error());
-    cr_expect(memcmp(&s, &back, sizeof s) == 0);
-    cr_expect(r.kind == rback.kind && r.from == rback.from && r.to == rback.to && r.end == rback.end);
+    cr_assert_eq(eopt_schedules_to_dict(&s, &d), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_str_eq(eopt_dict_get(&d, "softening.kind")->s, "cosine");
+    cr_expect_str_eq(eopt_dict_get(&d, "group1.weight_decay.kind")->s, "piecewise");
+    cr_expect_eq(eopt_dict_get(&d, "group1.base_lr")->f, 0.5);
+    eopt_dict_set(&d, "position", eopt_int(17)); /* the trainer's; ignored */
+    cr_assert_eq(eopt_schedules_from_dict(&d, "t", &back), EOPT_OK, "%s", eopt_last_error());
+    cr_expect(memcmp(&s.lr, &back.lr, sizeof s.lr) == 0);
+    cr_expect_eq(back.ngroups, 2);
+    cr_expect_eq(back.base_lr[1], 0.5);
+    cr_expect(back.has_group_lr[1] && !back.has_group_lr[0]);
+    cr_expect(memcmp(&s.group_lr[1], &back.group_lr[1], sizeof s.group_lr[1]) == 0);
+    cr_assert_eq(back.nramps, 2);
+    const eopt_named_ramp *soft = eopt_schedules_ramp(&back, 0, "softening"),
+                          *wd1 = eopt_schedules_ramp(&back, 1, "weight_decay");
+    cr_assert(soft && wd1 && !eopt_schedules_ramp(&back, 0, "weight_decay"));
+    cr_expect(soft->group == -1 && memcmp(&soft->ramp, &s.ramps[0].ramp, sizeof soft->ramp) == 0);
+    cr_expect(wd1->group == 1 && memcmp(&wd1->ramp, &s.ramps[1].ramp, sizeof wd1->ramp) == 0);
+
+    char diff[1024];
+    cr_expect_eq(eopt_schedules_diff(&d, &s, diff, sizeof diff), 0, "%s", diff);
+    eopt_schedules c = s;
+    c.lr.total = 200;
+    c.base_lr[0] = 0.03;
+    c.ramps[0].ramp.to = 0.5;
+    cr_expect_eq(eopt_schedules_diff(&d, &c, diff, sizeof diff), 3, "%s", diff);
+    cr_expect(strstr(diff, "total: 100 -> 200") && strstr(diff, "group0.base_lr: 0.02 -> 0.03") &&
+                  strstr(diff, "softening.to: 0.9 -> 0.5"),
+              "%s", diff);
+    c = s;
+    c.nramps = 1; /* the group's weight-decay ramp dropped */
+    cr_expect_eq(eopt_schedules_diff(&d, &c, diff, sizeof diff), 6, "%s", diff);
+    cr_expect(strstr(diff, "group1.weight_decay.kind: piecewise -> absent"), "%s", diff);
+
     eopt_dict_set(&d, "kind", eopt_str("sawtooth"));
-    cr_expect_eq(eopt_lr_schedule_from_dict(&d, "", "t", &back), EOPT_ERR_FORMAT);
+    cr_expect_eq(eopt_schedules_from_dict(&d, "t", &back), EOPT_ERR_FORMAT);
+}
+
+/* /schedules as eopt wrote it before piecewise kinds, base lrs and named ramps. */
+Test(schedule_dict, reads_older_files)
+{
+    eopt_dict d = {0};
+    eopt_dict_set(&d, "kind", eopt_str("cosine"));
+    eopt_dict_set(&d, "warmup", eopt_int(30));
+    eopt_dict_set(&d, "total", eopt_int(500));
+    eopt_dict_set(&d, "decay", eopt_int(0));
+    eopt_dict_set(&d, "floor", eopt_float(0.1));
+    eopt_dict_set(&d, "softening.kind", eopt_str("linear"));
+    eopt_dict_set(&d, "softening.from", eopt_float(0.2));
+    eopt_dict_set(&d, "softening.to", eopt_float(0.0));
+    eopt_dict_set(&d, "softening.start", eopt_int(0));
+    eopt_dict_set(&d, "softening.end", eopt_int(250));
+    eopt_dict_set(&d, "position", eopt_int(100));
+    eopt_schedules s;
+    cr_assert_eq(eopt_schedules_from_dict(&d, "t", &s), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_eq(s.lr.kind, EOPT_LR_COSINE);
+    cr_expect_eq(s.lr.total, 500);
+    cr_assert_eq(s.nramps, 1);
+    cr_expect_str_eq(s.ramps[0].key, "softening");
+    cr_expect_eq(s.ramps[0].group, -1);
+    cr_expect_float_eq(eopt_ramp_value(&s.ramps[0].ramp, 125), 0.1, 1e-12);
 }
 
 /* ---- configuration files ---- */
@@ -159,12 +252,12 @@ Test(config_parse, reads_every_section)
     cr_expect_eq(eopt_dict_get(&c->opts[0].args, "nesterov")->i, 1);
     cr_expect_eq(eopt_dict_get(&c->opts[0].hp, "lr")->f, 0.02);
     cr_expect_eq(eopt_dict_get(&c->opts[0].hp, "momentum")->kind, EOPT_VAL_FLOAT);
-    cr_expect_eq(c->opts[0].schedule.kind, EOPT_LR_COSINE);
-    cr_expect_eq(c->opts[0].schedule.total, 6); /* defaults to run.steps */
+    cr_expect_eq(c->opts[0].sched.lr.kind, EOPT_LR_COSINE);
+    cr_expect_eq(c->opts[0].sched.lr.total, 6); /* defaults to run.steps */
     cr_expect_eq(c->opts[1].ngroups, 2);
-    cr_expect_eq(c->opts[1].groups[0].npatterns, 1);
-    cr_expect_eq(c->opts[1].groups[1].npatterns, 2);
-    cr_expect_eq(c->opts[0].groups[0].ndim_mask, 1u << 2);
+    cr_expect_eq(c->opts[1].groups[0].sel.npatterns, 1);
+    cr_expect_eq(c->opts[1].groups[1].sel.npatterns, 2);
+    cr_expect_eq(c->opts[0].groups[0].sel.ndim_mask, 1u << 2);
     cr_expect_str_eq(c->log.metrics, "/tmp/x/metrics.jsonl");
 }
 
@@ -214,12 +307,67 @@ Test(config_errors, wrong_types_and_ranges)
     expect_error(text, 1, kind, "did you mean 'cosine'", NULL);
 }
 
-Test(config_errors, softening_needs_a_dion_class)
+Test(config_errors, ramps_only_for_schedulable_keys)
 {
     char text[4096];
-    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "softening = { kind = \"linear\"; from = 0.0; to = 0.5; };",
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;",
+             "ramps = { softening = { kind = \"linear\"; from = 0.0; to = 0.5; }; };", "/tmp/x");
+    expect_error(text, 0, NULL, "t.cfg:7: optimizers.[0].ramps.softening: Muon cannot schedule 'softening'",
+                 "(schedulable: lr, momentum, weight_decay)");
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "ramps = { momentun = { kind = \"constant\"; value = 0.9; }; };",
              "/tmp/x");
-    expect_error(text, 0, NULL, "t.cfg:7: optimizers.[0].softening", "no softening argument");
+    expect_error(text, 0, NULL, "ramps.momentun", "did you mean 'momentum'");
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "ramps = { lr = { kind = \"constant\"; value = 0.1; }; };",
+             "/tmp/x");
+    expect_error(text, 0, NULL, "t.cfg:7: optimizers.[0].ramps.lr", "lr follows `schedule`");
+    make_cfg(text, sizeof text, "dion.Muon", "lr = 0.02;",
+             "softening = { kind = \"linear\"; from = 0.0; to = 0.5; };", "/tmp/x");
+    expect_error(text, 0, NULL, "t.cfg:7: optimizers.[0].softening", "ramps = { softening = { ... }; }");
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "ramps = { momentum = { kind = \"linear\"; from = 0.8; }; };",
+             "/tmp/x");
+    expect_error(text, 0, NULL, "t.cfg:7: optimizers.[0].ramps.momentum", "missing key 'to'");
+    make_cfg(text, sizeof text, "dion.Muon", "lr = 0.02;", "", "/tmp/x");
+    const char *group_arg[] = {"optimizers.matrix.groups.[0].ramps.softening.kind=constant",
+                               "optimizers.matrix.groups.[0].ramps.softening.value=0.5"};
+    expect_error(text, 2, group_arg, "groups.[0].ramps.softening", "constructor argument");
+}
+
+Test(config_errors, piecewise_points)
+{
+    char text[4096];
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", "/tmp/x");
+    const char *unsorted[] = {"optimizers.matrix.schedule={kind=\"piecewise\"; points=((0, 1.0), (5, 0.5), (5, 0.1));}"};
+    expect_error(text, 1, unsorted, "optimizers.[0].schedule", "strictly increasing");
+    const char *missing[] = {"optimizers.matrix.schedule={kind=\"piecewise\";}"};
+    expect_error(text, 1, missing, "missing key 'points'", NULL);
+    const char *extra[] = {"optimizers.matrix.schedule.kind=piecewise", "optimizers.matrix.schedule.points=((0, 1.0))"};
+    expect_error(text, 2, extra, "schedule.warmup: unknown key", NULL); /* the file's warmup has no meaning now */
+    const char *pair[] = {"optimizers.matrix.schedule={kind=\"piecewise\"; points=((0, 1.0, 2.0));}"};
+    expect_error(text, 1, pair, "point 0: expected (step, value)", NULL);
+}
+
+Test(config_parse, schedules_and_ramps)
+{
+    char text[4096];
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;",
+             "ramps = { momentum = { kind = \"piecewise\"; points = ((0, 0.85), (4, 0.95)); }; };", "/tmp/x");
+    const char *sets[] = {"optimizers.matrix.schedule={kind=\"piecewise\"; points=((0, 0.0), (2, 1.0), (6, 0.1));}",
+                          "optimizers.adamw.groups.[0].ramps.weight_decay.kind=linear",
+                          "optimizers.adamw.groups.[0].ramps.weight_decay.from=0.1",
+                          "optimizers.adamw.groups.[0].ramps.weight_decay.to=0.0"};
+    cr_assert_eq(parse(text, 4, sets, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
+    const eopt_schedules *m = &cfg_buf.opts[0].sched, *a = &cfg_buf.opts[1].sched;
+    cr_expect_eq(m->lr.kind, EOPT_LR_PIECEWISE);
+    cr_expect_eq(m->lr.points.n, 3);
+    cr_expect_float_eq(eopt_schedules_lr(m, 0, 1), 0.01, 1e-15);
+    cr_expect_float_eq(eopt_ramp_value(&eopt_schedules_ramp(m, 0, "momentum")->ramp, 2), 0.90, 1e-12);
+    cr_expect_eq(a->ngroups, 2);
+    cr_expect_eq(a->base_lr[1], 0.003);
+    const eopt_named_ramp *wd = eopt_schedules_ramp(a, 0, "weight_decay");
+    cr_assert(wd);
+    cr_expect_eq(wd->group, 0);
+    cr_expect_eq(wd->ramp.end, 6); /* defaults to run.steps */
+    cr_expect_null(eopt_schedules_ramp(a, 1, "weight_decay"));
 }
 
 Test(config_set, overrides_and_adds)
@@ -230,7 +378,7 @@ Test(config_set, overrides_and_adds)
                           "run.device=cpu", "checkpoint.keep=5", "optimizers.matrix.groups.[0].lr=0.5"};
     cr_assert_eq(parse(text, 6, sets, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
     cr_expect_eq(cfg_buf.run.steps, 50);
-    cr_expect_eq(cfg_buf.opts[0].schedule.total, 50);
+    cr_expect_eq(cfg_buf.opts[0].sched.lr.total, 50);
     cr_expect_eq(eopt_dict_get(&cfg_buf.opts[1].hp, "lr")->f, 1e-4);
     cr_expect_eq(eopt_dict_get(&cfg_buf.opts[0].args, "nesterov")->i, 1);
     cr_expect_eq(cfg_buf.checkpoint.keep, 5);
@@ -365,7 +513,8 @@ Test(trainer_resume, bit_exact_for_every_class, .timeout = 240)
         eopt_dict dargs = {0}, dgroup = {0};
         all[k]->defaults(&dargs, &dgroup);
         if (eopt_dict_get(&dargs, "softening")) /* dion's: exercise the ramp as well */
-            snprintf(extra, sizeof extra, "softening = { kind = \"linear\"; from = 0.0; to = 0.4; end = 5; };");
+            snprintf(extra, sizeof extra,
+                     "ramps = { softening = { kind = \"linear\"; from = 0.0; to = 0.4; end = 5; }; };");
         class_args(all[k], args, sizeof args);
         tmpdir(da, sizeof da, "a");
         tmpdir(db, sizeof db, "b");
@@ -418,10 +567,12 @@ Test(trainer_checkpoint, schedules_trainer_state_and_metrics)
     cr_assert_eq(eopt_checkpoint_open(r.last_checkpoint, NULL, &ck), EOPT_OK, "%s", eopt_last_error());
     const eopt_dict *s = eopt_ckpt_schedule(ck, "matrix");
     cr_assert(s);
-    eopt_lr_schedule back;
-    cr_expect_eq(eopt_lr_schedule_from_dict(s, "", "t", &back), EOPT_OK, "%s", eopt_last_error());
+    eopt_schedules sched;
+    cr_expect_eq(eopt_schedules_from_dict(s, "t", &sched), EOPT_OK, "%s", eopt_last_error());
+    eopt_lr_schedule back = sched.lr;
     cr_expect_eq(back.kind, EOPT_LR_COSINE);
     cr_expect_eq(back.warmup, 2);
+    cr_expect_eq(sched.base_lr[0], 0.02);
     cr_expect_eq(eopt_dict_get(s, "position")->i, 6);
     const eopt_dict *tr = eopt_ckpt_trainer(ck);
     cr_assert(tr);
@@ -457,6 +608,83 @@ Test(trainer_checkpoint, schedules_trainer_state_and_metrics)
     cr_expect_eq(n, 6);
     cr_expect_eq(evals, 2);
     cr_expect_eq(stats, 3);
+    rmdir_all(dir);
+}
+
+/* Warnings the library logs, collected for the tests. */
+static char warnings[8192];
+
+static void collect_warnings(eopt_log_level level, const char *msg, void *user)
+{
+    (void)user;
+    if (level == EOPT_LOG_WARN)
+        snprintf(warnings + strlen(warnings), sizeof warnings - strlen(warnings), "%s\n", msg);
+}
+
+/* Resume reads /schedules: the same config resumes without a word; a changed total, base lr and
+ * ramp are each named in one warning, and the run continues with the config's schedules. */
+Test(trainer_resume, changed_schedules_apply_with_a_notice, .timeout = 120)
+{
+    char text[4096], dir[300];
+    tmpdir(dir, sizeof dir, "s");
+    make_cfg(text, sizeof text, "dion.Muon", "lr = 0.02;",
+             "ramps = { softening = { kind = \"linear\"; from = 0.0; to = 0.4; end = 5; }; };", dir);
+    cr_assert_eq(parse(text, 0, NULL, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
+    eopt_train_options first = {.quiet = 1, .stop_at = 2}, resume = {.quiet = 1, .resume = "auto"};
+    eopt_train_result r;
+    eopt_log_set_handler(collect_warnings, NULL);
+    warnings[0] = 0;
+    train_ok(&cfg_buf, &first, &r);
+    train_ok(&cfg_buf, &(eopt_train_options){.quiet = 1, .resume = "auto", .stop_at = 3}, &r);
+    cr_expect_eq(r.start_step, 2);
+    cr_expect_str_eq(warnings, "", "unchanged schedules: %s", warnings);
+
+    const char *sets[] = {"optimizers.matrix.schedule.total=12", "optimizers.matrix.args.lr=0.03",
+                          "optimizers.matrix.ramps.softening.to=0.2"};
+    cr_assert_eq(parse(text, 3, sets, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
+    train_ok(&cfg_buf, &resume, &r);
+    eopt_log_set_handler(NULL, NULL);
+    cr_expect_eq(r.start_step, 3);
+    cr_expect(strstr(warnings, "optimizer 'matrix'") && strstr(warnings, "applies from step 3"), "%s", warnings);
+    cr_expect(strstr(warnings, "total: 6 -> 12"), "%s", warnings);
+    cr_expect(strstr(warnings, "group0.base_lr: 0.02 -> 0.03"), "%s", warnings);
+    cr_expect(strstr(warnings, "softening.to: 0.4 -> 0.2"), "%s", warnings);
+    cr_expect_null(strstr(warnings, "'adamw'"), "%s", warnings);
+
+    /* the last step (5, 0-based) ran with the config's schedules */
+    eopt_ckpt *ck;
+    cr_assert_eq(eopt_checkpoint_open(r.last_checkpoint, NULL, &ck), EOPT_OK, "%s", eopt_last_error());
+    const eopt_ckpt_opt_info *info = eopt_ckpt_optimizer_info(ck, "matrix");
+    eopt_lr_schedule cos = {.kind = EOPT_LR_COSINE, .warmup = 2, .total = 12, .floor = 0.1};
+    eopt_ramp soft = {.kind = EOPT_RAMP_LINEAR, .from = 0.0, .to = 0.2, .end = 5};
+    cr_expect_float_eq(eopt_dict_get(&info->group_hp[0], "lr")->f, 0.03 * eopt_lr_factor(&cos, 5), 1e-15);
+    cr_expect_float_eq(eopt_dict_get(&info->args, "softening")->f, eopt_ramp_value(&soft, 5), 1e-15);
+    cr_expect_eq(eopt_dict_get(eopt_ckpt_schedule(ck, "matrix"), "total")->i, 12);
+    eopt_checkpoint_close(ck);
+    rmdir_all(dir);
+}
+
+/* A schedulable argument no ramp moves is not compared by the checkpoint: the config's value
+ * applies after a resume, and the change is named. */
+Test(trainer_resume, changed_fixed_softening_applies_with_a_notice, .timeout = 120)
+{
+    char text[4096], dir[300];
+    tmpdir(dir, sizeof dir, "f");
+    make_cfg(text, sizeof text, "Dion2", "lr = 0.02; softening = 0.1;", "", dir);
+    cr_assert_eq(parse(text, 0, NULL, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
+    eopt_train_result r;
+    train_ok(&cfg_buf, &(eopt_train_options){.quiet = 1, .stop_at = 2}, &r);
+    const char *sets[] = {"optimizers.matrix.args.softening=0.3"};
+    cr_assert_eq(parse(text, 1, sets, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
+    eopt_log_set_handler(collect_warnings, NULL);
+    warnings[0] = 0;
+    train_ok(&cfg_buf, &(eopt_train_options){.quiet = 1, .resume = "auto"}, &r);
+    eopt_log_set_handler(NULL, NULL);
+    cr_expect(strstr(warnings, "softening: 0.1 -> 0.3"), "%s", warnings);
+    eopt_ckpt *ck;
+    cr_assert_eq(eopt_checkpoint_open(r.last_checkpoint, NULL, &ck), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_eq(eopt_dict_get(&eopt_ckpt_optimizer_info(ck, "matrix")->args, "softening")->f, 0.3);
+    eopt_checkpoint_close(ck);
     rmdir_all(dir);
 }
 

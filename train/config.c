@@ -3,7 +3,6 @@
 #include "config.h"
 #include "data.h"
 
-#include <fnmatch.h>
 #include <libconfig.h>
 #include <math.h>
 #include <stdarg.h>
@@ -347,39 +346,126 @@ static eopt_status parse_run(parser *p, const config_setting_t *g)
     return get_i(p, g, "top_k", 0, 1 << 20, 40, &c->run.top_k);
 }
 
+/* points = ((step, value), ...): steps strictly increasing (checked with the schedule). */
+static eopt_status get_points(const parser *p, const config_setting_t *g, eopt_points *out)
+{
+    const config_setting_t *s = member(g, "points");
+    if (!s)
+        return bad(p, g, "missing key 'points' (e.g. points = ((0, 1.0), (100, 0.1)))");
+    int t = config_setting_type(s), n = config_setting_length(s);
+    if ((t != CONFIG_TYPE_LIST && t != CONFIG_TYPE_ARRAY) || n < 1 || n > EOPT_SCHEDULE_MAX_POINTS)
+        return bad(p, s, "expected a list of 1 to %d (step, value) pairs", EOPT_SCHEDULE_MAX_POINTS);
+    out->n = n;
+    for (int k = 0; k < n; k++) {
+        const config_setting_t *e = config_setting_get_elem(s, k);
+        int te = config_setting_type(e);
+        if ((te != CONFIG_TYPE_LIST && te != CONFIG_TYPE_ARRAY) || config_setting_length(e) != 2 ||
+            !is_int(config_setting_get_elem(e, 0)) || !is_number(config_setting_get_elem(e, 1)))
+            return bad(p, s, "point %d: expected (step, value) with an integer step", k);
+        out->step[k] = config_setting_get_int64(config_setting_get_elem(e, 0));
+        out->value[k] = number(config_setting_get_elem(e, 1));
+    }
+    return EOPT_OK;
+}
+
 static eopt_status parse_schedule(parser *p, const config_setting_t *g, eopt_lr_schedule *s)
 {
     static const char *const keys[] = {"kind", "warmup", "total", "decay", "floor", NULL};
-    static const char *const kinds[] = {"constant", "warmup", "cosine", "linear", "wsd", NULL};
+    static const char *const piecewise_keys[] = {"kind", "points", NULL};
+    static const char *const kinds[] = {"constant", "warmup", "cosine", "linear", "wsd", "piecewise", NULL};
     int kind;
-    EOPT_TRY(check_keys(p, g, keys));
+    char w[EOPT_CFG_PATH_MAX + 64];
+    memset(s, 0, sizeof *s);
     EOPT_TRY(get_choice(p, g, "kind", kinds, 0, &kind));
     s->kind = (eopt_lr_kind)kind;
+    if (s->kind == EOPT_LR_PIECEWISE) {
+        EOPT_TRY(check_keys(p, g, piecewise_keys));
+        EOPT_TRY(get_points(p, g, &s->points));
+        return eopt_lr_schedule_check(s, where(p, g, w, sizeof w));
+    }
+    EOPT_TRY(check_keys(p, g, keys));
     EOPT_TRY(get_int(p, g, "warmup", 0, INT64_MAX / 2, 0, &s->warmup));
     EOPT_TRY(get_int(p, g, "total", 1, INT64_MAX / 2, p->cfg->run.steps, &s->total));
     EOPT_TRY(get_int(p, g, "decay", 0, INT64_MAX / 2, s->kind == EOPT_LR_WSD ? (s->total - s->warmup) / 5 : 0,
                      &s->decay));
     EOPT_TRY(get_float(p, g, "floor", 0, 1, 0, &s->floor));
-    char w[EOPT_CFG_PATH_MAX + 64];
     return eopt_lr_schedule_check(s, where(p, g, w, sizeof w));
 }
 
-static eopt_status parse_softening(parser *p, const config_setting_t *g, eopt_ramp *r)
+/* A number that must be given. */
+static eopt_status need_float(const parser *p, const config_setting_t *g, const char *key, double *out)
 {
-    static const char *const keys[] = {"kind", "value", "from", "to", "start", "end", NULL};
-    static const char *const kinds[] = {"constant", "linear", "cosine", NULL};
+    if (!member(g, key))
+        return bad(p, g, "missing key '%s'", key);
+    return get_float(p, g, key, -HUGE_VAL, HUGE_VAL, 0, out);
+}
+
+static eopt_status parse_ramp(parser *p, const config_setting_t *g, eopt_ramp *r)
+{
+    static const char *const kinds[] = {"constant", "linear", "cosine", "piecewise", NULL};
+    static const char *const constant_keys[] = {"kind", "value", NULL};
+    static const char *const shaped_keys[] = {"kind", "from", "to", "start", "end", NULL};
+    static const char *const piecewise_keys[] = {"kind", "points", NULL};
     int kind;
-    double value;
-    EOPT_TRY(check_keys(p, g, keys));
-    EOPT_TRY(get_choice(p, g, "kind", kinds, 0, &kind));
-    r->kind = (eopt_ramp_kind)kind;
-    EOPT_TRY(get_float(p, g, "value", 0, 1, 0, &value));
-    EOPT_TRY(get_float(p, g, "from", 0, 1, value, &r->from));
-    EOPT_TRY(get_float(p, g, "to", 0, 1, r->kind == EOPT_RAMP_CONSTANT ? r->from : 1, &r->to));
-    EOPT_TRY(get_int(p, g, "start", 0, INT64_MAX / 2, 0, &r->start));
-    EOPT_TRY(get_int(p, g, "end", 1, INT64_MAX / 2, p->cfg->run.steps, &r->end));
     char w[EOPT_CFG_PATH_MAX + 64];
+    memset(r, 0, sizeof *r);
+    if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+        return bad(p, g, "expected a ramp { kind = ...; ... }, got %s", type_name(config_setting_type(g)));
+    EOPT_TRY(get_choice(p, g, "kind", kinds, -1, &kind));
+    r->kind = (eopt_ramp_kind)kind;
+    if (r->kind == EOPT_RAMP_CONSTANT) {
+        EOPT_TRY(check_keys(p, g, constant_keys));
+        EOPT_TRY(need_float(p, g, "value", &r->from));
+        r->to = r->from;
+    } else if (r->kind == EOPT_RAMP_PIECEWISE) {
+        EOPT_TRY(check_keys(p, g, piecewise_keys));
+        EOPT_TRY(get_points(p, g, &r->points));
+    } else {
+        EOPT_TRY(check_keys(p, g, shaped_keys));
+        EOPT_TRY(need_float(p, g, "from", &r->from));
+        EOPT_TRY(need_float(p, g, "to", &r->to));
+        EOPT_TRY(get_int(p, g, "start", 0, INT64_MAX / 2, 0, &r->start));
+        EOPT_TRY(get_int(p, g, "end", 1, INT64_MAX / 2, p->cfg->run.steps, &r->end));
+    }
     return eopt_ramp_check(r, where(p, g, w, sizeof w));
+}
+
+/* ramps = { <key> = {...}; ... } of an optimizer (group -1) or of its group g. Only keys the
+ * class declares schedulable; lr has `schedule`; a constructor argument is one value for all
+ * groups. */
+static eopt_status parse_ramps(parser *p, const config_setting_t *g, const eopt_optimizer_class *cls,
+                               const eopt_dict *dargs, int group, eopt_schedules *s)
+{
+    if (!g)
+        return EOPT_OK;
+    if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+        return bad(p, g, "expected a group { <hyperparameter> = { kind = ...; ... }; ... }, got %s",
+                   type_name(config_setting_type(g)));
+    for (int k = 0; k < config_setting_length(g); k++) {
+        const config_setting_t *m = config_setting_get_elem(g, k);
+        const char *key = config_setting_name(m);
+        char names[256], hint[EOPT_NAME_MAX + 32];
+        int n = 0;
+        while (cls->schedulable && cls->schedulable[n])
+            n++;
+        if (strcmp(key, "lr") == 0)
+            return bad(p, m, "lr follows `schedule`; ramps move the other schedulable hyperparameters");
+        if (!eopt_optimizer_schedulable(cls, key))
+            return bad(p, m, "%s cannot schedule '%s'%s (schedulable: %s)", cls->id, key,
+                       suggest(key, cls->schedulable, n, hint, sizeof hint),
+                       eopt_optimizer_schedulable_names(cls, names, sizeof names));
+        if (group >= 0 && eopt_dict_get(dargs, key))
+            return bad(p, m, "'%s' is a constructor argument, one value for every group: ramp it in the "
+                       "optimizer's ramps", key);
+        if (s->nramps == EOPT_SCHEDULE_MAX_RAMPS)
+            return bad(p, m, "at most %d ramps per optimizer", EOPT_SCHEDULE_MAX_RAMPS);
+        eopt_named_ramp *r = &s->ramps[s->nramps];
+        r->group = group;
+        snprintf(r->key, sizeof r->key, "%s", key);
+        EOPT_TRY(parse_ramp(p, m, &r->ramp));
+        s->nramps++;
+    }
+    return EOPT_OK;
 }
 
 /* A hyperparameter typed like the class default `def` (a float default accepts integers;
@@ -444,8 +530,8 @@ static eopt_status get_patterns(const parser *p, const config_setting_t *g, cons
     if (!single && t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
         return bad(p, s, "expected a name pattern or an array of them, got %s", type_name(t));
     int len = single ? 1 : config_setting_length(s);
-    if (len > EOPT_CFG_MAX_PATTERNS)
-        return bad(p, s, "at most %d patterns", EOPT_CFG_MAX_PATTERNS);
+    if (len > EOPT_SELECT_MAX_PATTERNS)
+        return bad(p, s, "at most %d patterns", EOPT_SELECT_MAX_PATTERNS);
     for (int k = 0; k < len; k++) {
         const config_setting_t *e = single ? s : config_setting_get_elem(s, k);
         if (config_setting_type(e) != CONFIG_TYPE_STRING || strlen(config_setting_get_string(e)) >= EOPT_NAME_MAX)
@@ -483,28 +569,31 @@ static int dict_keys(const eopt_dict *d, const char **out, int n)
     return n;
 }
 
-static eopt_status parse_group(parser *p, const config_setting_t *g, const eopt_dict *dgroup, eopt_cfg_group *out)
+static eopt_status parse_group(parser *p, const config_setting_t *g, const eopt_optimizer_class *cls,
+                               const eopt_dict *dargs, const eopt_dict *dgroup, eopt_cfg_optimizer *o, int index)
 {
-    static const char *const own[] = {"name", "params", "exclude", "ndim", "schedule"};
+    static const char *const own[] = {"name", "params", "exclude", "ndim", "schedule", "ramps"};
+    eopt_cfg_group *out = &o->groups[index];
     if (config_setting_type(g) != CONFIG_TYPE_GROUP)
         return bad(p, g, "expected a group { params = ...; }, got %s", type_name(config_setting_type(g)));
     memset(out, 0, sizeof *out);
-    where(p, g, out->where, sizeof out->where);
+    where(p, g, out->sel.where, sizeof out->sel.where);
     const char *keys[EOPT_DICT_MAX + 8];
     int nkeys = 0;
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; k < 6; k++)
         keys[nkeys++] = own[k];
     nkeys = dict_keys(dgroup, keys, nkeys);
     keys[nkeys] = NULL;
     EOPT_TRY(check_keys(p, g, keys));
-    EOPT_TRY(get_patterns(p, g, "params", out->patterns, &out->npatterns));
-    EOPT_TRY(get_patterns(p, g, "exclude", out->exclude, &out->nexclude));
-    EOPT_TRY(get_ndim(p, g, &out->ndim_mask));
+    EOPT_TRY(get_patterns(p, g, "params", out->sel.patterns, &out->sel.npatterns));
+    EOPT_TRY(get_patterns(p, g, "exclude", out->sel.exclude, &out->sel.nexclude));
+    EOPT_TRY(get_ndim(p, g, &out->sel.ndim_mask));
     const config_setting_t *sch = member(g, "schedule");
     if (sch) {
-        out->has_schedule = 1;
-        EOPT_TRY(parse_schedule(p, sch, &out->schedule));
+        o->sched.has_group_lr[index] = 1;
+        EOPT_TRY(parse_schedule(p, sch, &o->sched.group_lr[index]));
     }
+    EOPT_TRY(parse_ramps(p, member(g, "ramps"), cls, dargs, index, &o->sched));
     for (int k = 0; k < config_setting_length(g); k++) {
         const config_setting_t *m = config_setting_get_elem(g, k);
         const eopt_value *def = eopt_dict_get(dgroup, config_setting_name(m));
@@ -538,11 +627,13 @@ static eopt_status parse_class(parser *p, const config_setting_t *g, eopt_cfg_op
 
 static eopt_status parse_optimizer(parser *p, const config_setting_t *g, eopt_cfg_optimizer *o)
 {
-    static const char *const keys[] = {"name", "class", "args", "schedule", "softening", "groups", NULL};
+    static const char *const keys[] = {"name", "class", "args", "schedule", "ramps", "groups", NULL};
     const eopt_optimizer_class *cls;
     eopt_dict dargs = {0}, dgroup = {0};
     memset(o, 0, sizeof *o);
     where(p, g, o->where, sizeof o->where);
+    if (member(g, "softening"))
+        return bad(p, member(g, "softening"), "a softening schedule is a ramp now: ramps = { softening = { ... }; }");
     EOPT_TRY(check_keys(p, g, keys));
     EOPT_TRY(get_str(p, g, "name", NULL, o->name, sizeof o->name));
     if (!o->name[0] || strchr(o->name, '/'))
@@ -570,15 +661,8 @@ static eopt_status parse_optimizer(parser *p, const config_setting_t *g, eopt_cf
             }
         }
     }
-    EOPT_TRY(parse_schedule(p, member(g, "schedule"), &o->schedule));
-    const config_setting_t *soft = member(g, "softening");
-    if (soft) {
-        if (!eopt_dict_get(&dargs, "softening"))
-            return bad(p, soft, "class %s has no softening argument (dion.Muon, NorMuon, Dion2, NorDion2 have)",
-                       o->cls);
-        o->has_softening = 1;
-        EOPT_TRY(parse_softening(p, soft, &o->softening));
-    }
+    EOPT_TRY(parse_schedule(p, member(g, "schedule"), &o->sched.lr));
+    EOPT_TRY(parse_ramps(p, member(g, "ramps"), cls, &dargs, -1, &o->sched));
 
     const config_setting_t *groups = member(g, "groups");
     if (!groups)
@@ -586,9 +670,9 @@ static eopt_status parse_optimizer(parser *p, const config_setting_t *g, eopt_cf
     int t = config_setting_type(groups), n = config_setting_length(groups);
     if (t != CONFIG_TYPE_LIST || n < 1 || n > EOPT_CFG_MAX_GROUPS)
         return bad(p, groups, "expected a list ( {...}, ... ) of 1 to %d groups", EOPT_CFG_MAX_GROUPS);
-    o->ngroups = n;
+    o->ngroups = o->sched.ngroups = n;
     for (int k = 0; k < n; k++) {
-        EOPT_TRY(parse_group(p, config_setting_get_elem(groups, k), &dgroup, &o->groups[k]));
+        EOPT_TRY(parse_group(p, config_setting_get_elem(groups, k), cls, &dargs, &dgroup, o, k));
         eopt_dict hp = o->groups[k].hp;
         EOPT_TRY(eopt_dict_merge_defaults(&hp, &o->hp));
         EOPT_TRY(eopt_dict_merge_defaults(&hp, &dgroup));
@@ -596,6 +680,7 @@ static eopt_status parse_optimizer(parser *p, const config_setting_t *g, eopt_cf
         if (!lr || (lr->kind != EOPT_VAL_FLOAT && lr->kind != EOPT_VAL_INT))
             return bad(p, config_setting_get_elem(groups, k),
                        "no learning rate: set 'lr' in the group or in the optimizer's args");
+        o->sched.base_lr[k] = lr->kind == EOPT_VAL_FLOAT ? lr->f : (double)lr->i;
     }
     return EOPT_OK;
 }
@@ -794,66 +879,17 @@ eopt_status eopt_config_parse(const char *text, const char *name, int nset, cons
 
 /* ---- parameter ownership ---- */
 
-static int group_matches(const eopt_cfg_group *g, const eopt_param *prm)
-{
-    int hit = g->npatterns == 0;
-    for (int k = 0; k < g->npatterns && !hit; k++)
-        hit = fnmatch(g->patterns[k], prm->name, 0) == 0;
-    for (int k = 0; k < g->nexclude && hit; k++)
-        hit = fnmatch(g->exclude[k], prm->name, 0) != 0;
-    return hit && (g->ndim_mask == 0 || (g->ndim_mask >> prm->w->ndim) & 1u);
-}
-
-static void append(char *buf, size_t size, const char *fmt, const char *a, const char *b)
-{
-    size_t len = strlen(buf);
-    if (len + 8 < size)
-        snprintf(buf + len, size - len, fmt, a, b);
-}
-
 eopt_status eopt_config_assign(const eopt_config *cfg, const eopt_param *params, int nparams, int *opt_of,
                                int *group_of)
 {
-    char unowned[2048] = "", twice[2048] = "";
-    for (int i = 0; i < nparams; i++) {
-        opt_of[i] = group_of[i] = -1;
-        for (int o = 0; o < cfg->nopt; o++)
-            for (int g = 0; g < cfg->opts[o].ngroups; g++) {
-                if (!group_matches(&cfg->opts[o].groups[g], &params[i]))
-                    continue;
-                if (opt_of[i] >= 0) {
-                    char pair[2 * EOPT_CFG_PATH_MAX + 64];
-                    snprintf(pair, sizeof pair, "%s and %s", cfg->opts[opt_of[i]].groups[group_of[i]].where,
-                             cfg->opts[o].groups[g].where);
-                    append(twice, sizeof twice, "\n  %s (claimed by %s)", params[i].name, pair);
-                    continue;
-                }
-                opt_of[i] = o, group_of[i] = g;
-            }
-        if (opt_of[i] < 0)
-            append(unowned, sizeof unowned, "%s%s", unowned[0] ? ", " : "", params[i].name);
-    }
-    if (unowned[0] || twice[0])
-        return eopt_fail(EOPT_ERR_CONFIG, "%s: %s%s%s%s", cfg->path, unowned[0] ? "parameters in no group: " : "",
-                         unowned, twice[0] ? (unowned[0] ? "; parameters in two groups:" : "parameters in two groups:")
-                                           : "",
-                         twice);
+    const eopt_param_select *sel[EOPT_CFG_MAX_OPTS * EOPT_CFG_MAX_GROUPS];
+    int nsel = 0;
     for (int o = 0; o < cfg->nopt; o++)
-        for (int g = 0; g < cfg->opts[o].ngroups; g++) {
-            const eopt_cfg_group *grp = &cfg->opts[o].groups[g];
-            for (int k = 0; k < grp->npatterns; k++) {
-                int any = 0;
-                for (int i = 0; i < nparams && !any; i++)
-                    any = fnmatch(grp->patterns[k], params[i].name, 0) == 0;
-                if (!any)
-                    return eopt_fail(EOPT_ERR_CONFIG, "%s: pattern '%s' matches no parameter", grp->where,
-                                     grp->patterns[k]);
-            }
-            int n = 0;
-            for (int i = 0; i < nparams; i++)
-                n += opt_of[i] == o && group_of[i] == g;
-            if (n == 0)
-                return eopt_fail(EOPT_ERR_CONFIG, "%s: this group owns no parameter", grp->where);
-        }
+        for (int g = 0; g < cfg->opts[o].ngroups; g++)
+            sel[nsel++] = &cfg->opts[o].groups[g].sel;
+    EOPT_TRY(eopt_params_assign(sel, nsel, params, nparams, cfg->path, group_of));
+    for (int i = 0; i < nparams; i++) /* selector k -> (optimizer, group) */
+        for (opt_of[i] = 0; group_of[i] >= cfg->opts[opt_of[i]].ngroups; opt_of[i]++)
+            group_of[i] -= cfg->opts[opt_of[i]].ngroups;
     return EOPT_OK;
 }

@@ -6,14 +6,24 @@
  *   run        = { steps; batch_size; seq_len; grad_accum; eval_interval; eval_batches; seed;
  *                  device; threads; on_nonfinite = "stop" | "skip"; sample_tokens; sample_prompt;
  *                  temperature; top_k; }
- *   optimizers = ( { name; class; args = {...}; schedule = {...}; softening = {...};
+ *   optimizers = ( { name; class; args = {...}; schedule = {...}; ramps = { <key> = {...}; ... };
  *                    groups = ( { params = ["glob", ...]; exclude = [...]; ndim = 2 | [0, 1];
- *                                 schedule = {...}; <hyperparameter> = value; ... } ); } )
+ *                                 schedule = {...}; ramps = {...}; <hyperparameter> = value; ... } ); } )
  *   checkpoint = { dir; interval; keep; }
  *   log        = { metrics; interval; progress = "auto" | "bar" | "lines" | "none"; }
  *
  * `args` holds constructor arguments and default group hyperparameters (as torch's
- * constructor does); a group's own keys override them. Every problem is reported as
+ * constructor does); a group's own keys override them. A parameter belongs to the one group
+ * whose params/exclude/ndim select it (none or two: an error).
+ *
+ * Schedules (framework/schedule.h): `schedule` moves every group's lr (a group's own replaces
+ * it): { kind = "constant" | "warmup" | "cosine" | "linear" | "wsd"; warmup; total (default
+ * run.steps); decay (wsd); floor; } or { kind = "piecewise"; points = ((step, factor), ...); }.
+ * `ramps` move any hyperparameter the class declares schedulable (dion's softening, momentum,
+ * weight_decay, beta2, ...): <key> = { kind = "constant"; value; } | { kind = "linear" |
+ * "cosine"; from; to; start (default 0); end (default run.steps); } | { kind = "piecewise";
+ * points = ((step, value), ...); }. An optimizer's ramps set every group; a group's own
+ * replace them there; a constructor argument (softening) is ramped only at the optimizer. Every problem is reported as
  * "FILE:LINE: key.path: what is wrong" (unknown keys with the nearest valid one). Settings
  * given with --set PATH=VALUE replace or add to the file's before validation; a path is
  * libconfig's ("run.steps", "optimizers.[0].args.lr") and a list element may also be named by
@@ -26,26 +36,20 @@
 #include "../framework/value.h"
 #include "../optimizers/optimizer.h"
 #include "../models/model.h"
+#include "../framework/params.h"
 #include "../framework/schedule.h"
 
 #define EOPT_CFG_PATH_MAX 512
 #define EOPT_CFG_MAX_OPTS 8
-#define EOPT_CFG_MAX_GROUPS 8
-#define EOPT_CFG_MAX_PATTERNS 16
+#define EOPT_CFG_MAX_GROUPS EOPT_SCHEDULE_MAX_GROUPS
 
 typedef enum { EOPT_DATA_TEXT = 0, EOPT_DATA_FASHION_MNIST } eopt_data_kind;
 typedef enum { EOPT_NONFINITE_STOP = 0, EOPT_NONFINITE_SKIP } eopt_nonfinite_policy;
 typedef enum { EOPT_PROGRESS_AUTO = 0, EOPT_PROGRESS_BAR, EOPT_PROGRESS_LINES, EOPT_PROGRESS_NONE } eopt_progress;
 
 typedef struct {
-    char where[EOPT_CFG_PATH_MAX + 16]; /* "file:line: optimizers.[0].groups.[1]" for messages */
-    int npatterns, nexclude;
-    char patterns[EOPT_CFG_MAX_PATTERNS][EOPT_NAME_MAX];
-    char exclude[EOPT_CFG_MAX_PATTERNS][EOPT_NAME_MAX];
-    unsigned ndim_mask; /* bit d: d-dimensional parameters; 0: any */
-    eopt_dict hp;       /* this group's overrides (typed as the class's defaults) */
-    int has_schedule;
-    eopt_lr_schedule schedule;
+    eopt_param_select sel; /* where: "file:line: optimizers.[0].groups.[1]" for messages */
+    eopt_dict hp;          /* this group's overrides (typed as the class's defaults) */
 } eopt_cfg_group;
 
 typedef struct {
@@ -54,9 +58,7 @@ typedef struct {
     char cls[EOPT_NAME_MAX]; /* eopt class id */
     eopt_dict args;          /* constructor arguments given in `args` */
     eopt_dict hp;            /* group hyperparameters given in `args` (defaults of every group) */
-    eopt_lr_schedule schedule;
-    int has_softening;
-    eopt_ramp softening;
+    eopt_schedules sched;    /* lr schedules, each group's base lr, ramps */
     int ngroups;
     eopt_cfg_group groups[EOPT_CFG_MAX_GROUPS];
 } eopt_cfg_optimizer;
@@ -100,9 +102,8 @@ eopt_status eopt_config_load(const char *path, int nset, const char *const *sets
 eopt_status eopt_config_parse(const char *text, const char *name, int nset, const char *const *sets,
                               eopt_config *cfg);
 
-/* Assigns each parameter to one (optimizer, group): opt_of[i], group_of[i]. Errors name the
- * parameters that no group owns or that two groups claim, and the patterns (with their
- * lines) that match no parameter. */
+/* Assigns each parameter to one (optimizer, group): opt_of[i], group_of[i] (eopt_params_assign
+ * over every group of every optimizer, in order). */
 eopt_status eopt_config_assign(const eopt_config *cfg, const eopt_param *params, int nparams, int *opt_of,
                                int *group_of);
 

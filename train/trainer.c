@@ -13,6 +13,7 @@
 
 #include "../checkpoint/checkpoint.h"
 #include "../checkpoint/rotate.h"
+#include "../framework/log.h"
 #include "data.h"
 
 #define CKPT_PREFIX "step_"
@@ -34,7 +35,6 @@ typedef struct {
     eopt_optimizer *opt[EOPT_CFG_MAX_OPTS];
     eopt_param *oparams[EOPT_CFG_MAX_OPTS];    /* each optimizer's parameters, in state-index order */
     int *model_index[EOPT_CFG_MAX_OPTS];       /* model param index of each optimizer param */
-    double base_lr[EOPT_CFG_MAX_OPTS][EOPT_CFG_MAX_GROUPS];
     float *norms_dev, *norms;                  /* [3 nparams]: grad, param, update sums of squares */
     eopt_tensor *before;                       /* weights before the step (update RMS) */
     int64_t step;
@@ -117,8 +117,6 @@ static eopt_status build_optimizer(trainer *t, int o, const int *opt_of, const i
                                            &t->opt[o]);
     if (st != EOPT_OK)
         return eopt_fail_context(st, "%s: optimizer '%s'", co->where, co->name);
-    for (int g = 0; g < co->ngroups; g++)
-        EOPT_TRY(eopt_dict_float(&t->opt[o]->groups[g].hp, co->name, "lr", &t->base_lr[o][g]));
     return EOPT_OK;
 }
 
@@ -177,20 +175,11 @@ static void teardown(trainer *t)
 
 /* ---- checkpoints ---- */
 
-/* /schedules/<name>: the lr schedule (group overrides as "group<g>."), softening, position. */
+/* /schedules/<name>: the optimizer's schedules and the position they were taken to. */
 static eopt_status schedule_dict(const trainer *t, int o, eopt_dict *d)
 {
-    const eopt_cfg_optimizer *co = &t->cfg->opts[o];
     memset(d, 0, sizeof *d);
-    EOPT_TRY(eopt_lr_schedule_to_dict(&co->schedule, "", d));
-    for (int g = 0; g < co->ngroups; g++)
-        if (co->groups[g].has_schedule) {
-            char prefix[24];
-            snprintf(prefix, sizeof prefix, "group%d.", g);
-            EOPT_TRY(eopt_lr_schedule_to_dict(&co->groups[g].schedule, prefix, d));
-        }
-    if (co->has_softening)
-        EOPT_TRY(eopt_ramp_to_dict(&co->softening, "softening.", d));
+    EOPT_TRY(eopt_schedules_to_dict(&t->cfg->opts[o].sched, d));
     return eopt_dict_set(d, "position", eopt_int(t->step));
 }
 
@@ -247,26 +236,95 @@ static eopt_status check_optimizers(const trainer *t, const eopt_ckpt *ck)
     return EOPT_OK;
 }
 
-/* Model and optimizers together, all or nothing. softening is an argument the schedule moves
- * each step: take the file's (as the groups' lr come from the file) so that the arguments
- * compare equal, and put the running values back if the load fails. */
-static eopt_status load_model_and_optimizers(trainer *t, const eopt_ckpt *ck)
+/* The config's value of constructor argument `key` (given, or the class default). */
+static const eopt_value *config_arg(const eopt_cfg_optimizer *co, const char *key, eopt_dict *defaults)
 {
-    EOPT_TRY(check_optimizers(t, ck));
-    const char *names[EOPT_CFG_MAX_OPTS];
-    eopt_value kept[EOPT_CFG_MAX_OPTS];
-    for (int o = 0; o < t->nopt; o++) {
-        names[o] = t->cfg->opts[o].name;
-        const eopt_value *s = eopt_dict_get(&eopt_ckpt_optimizer_info(ck, names[o])->args, "softening");
-        const eopt_value *cur = eopt_dict_get(&t->opt[o]->args, "softening");
-        kept[o] = cur ? *cur : (eopt_value){0};
-        if (s && cur)
-            EOPT_TRY(eopt_dict_set(&t->opt[o]->args, "softening", *s));
+    eopt_dict group = {0};
+    const eopt_value *v = eopt_dict_get(&co->args, key);
+    if (v)
+        return v;
+    *defaults = (eopt_dict){0};
+    eopt_optimizer_find(co->cls)->defaults(defaults, &group);
+    return eopt_dict_get(defaults, key);
+}
+
+/* A schedulable constructor argument that no ramp moves keeps the config's value: the file's
+ * comes in with the optimizer (the checkpoint compares no schedulable argument). */
+static int fixed_arg(const eopt_cfg_optimizer *co, const eopt_optimizer *opt, const char *key)
+{
+    return eopt_dict_get(&opt->args, key) && !eopt_schedules_ramp(&co->sched, -1, key);
+}
+
+/* What the config changes when optimizer o continues from the file, as "key: file -> config, ...":
+ * on resume, every difference between the file's /schedules/<name> and the config's schedules;
+ * then the schedulable constructor arguments no ramp moves. Fails on an unreadable
+ * /schedules (nothing has changed then). */
+static eopt_status config_changes(const trainer *t, const eopt_ckpt *ck, int o, char *buf, size_t size)
+{
+    const eopt_cfg_optimizer *co = &t->cfg->opts[o];
+    const eopt_dict *file = eopt_ckpt_schedule(ck, co->name);
+    const eopt_dict *file_args = &eopt_ckpt_optimizer_info(ck, co->name)->args;
+    const char *const *keys = t->opt[o]->cls->schedulable;
+    char what[EOPT_CFG_PATH_MAX + 2 * EOPT_NAME_MAX], va[128], vb[128];
+    buf[0] = 0;
+    if (t->o->resume && !file)
+        snprintf(buf, size, "the file has no /schedules/%s", co->name);
+    if (t->o->resume && file) {
+        eopt_schedules check;
+        snprintf(what, sizeof what, "%s:/schedules/%s", eopt_ckpt_path(ck), co->name);
+        EOPT_TRY(eopt_schedules_from_dict(file, what, &check));
+        eopt_schedules_diff(file, &co->sched, buf, size);
     }
-    eopt_status st = eopt_checkpoint_apply(ck, t->model->params, t->model->nparams, t->nopt, names, t->opt);
-    for (int o = 0; st != EOPT_OK && o < t->nopt; o++)
-        if (kept[o].kind != EOPT_VAL_NONE)
-            eopt_dict_set(&t->opt[o]->args, "softening", kept[o]);
+    for (int k = 0; keys && keys[k]; k++) {
+        eopt_dict defaults;
+        const eopt_value *fv = eopt_dict_get(file_args, keys[k]), *cv = config_arg(co, keys[k], &defaults);
+        if (!fixed_arg(co, t->opt[o], keys[k]) || (fv && eopt_value_equal(fv, cv)))
+            continue;
+        size_t len = strlen(buf);
+        snprintf(buf + len, size - len, "%s%s: %s -> %s", len ? ", " : "", keys[k],
+                 fv ? eopt_value_repr(fv, va, sizeof va) : "absent", eopt_value_repr(cv, vb, sizeof vb));
+    }
+    return EOPT_OK;
+}
+
+/* Model and optimizers together, all or nothing; then the config's values of the schedulable
+ * arguments no ramp moves (ramped ones and every group's lr are set before each step). */
+static eopt_status apply_checkpoint(trainer *t, const eopt_ckpt *ck)
+{
+    const char *names[EOPT_CFG_MAX_OPTS];
+    for (int o = 0; o < t->nopt; o++)
+        names[o] = t->cfg->opts[o].name;
+    EOPT_TRY(eopt_checkpoint_apply(ck, t->model->params, t->model->nparams, t->nopt, names, t->opt));
+    for (int o = 0; o < t->nopt; o++) {
+        const char *const *keys = t->opt[o]->cls->schedulable;
+        for (int k = 0; keys && keys[k]; k++) {
+            eopt_dict defaults;
+            const eopt_value *v = config_arg(&t->cfg->opts[o], keys[k], &defaults);
+            if (fixed_arg(&t->cfg->opts[o], t->opt[o], keys[k]))
+                EOPT_TRY(eopt_optimizer_set_hparam(t->opt[o], -1, keys[k],
+                                                   v->kind == EOPT_VAL_INT ? (double)v->i : v->f));
+        }
+    }
+    return EOPT_OK;
+}
+
+/* apply_checkpoint, with what the config changes logged as a warning (never applied silently):
+ * the run continues with the config's schedules from `step` on. */
+static eopt_status load_model_and_optimizers(trainer *t, const eopt_ckpt *ck, int64_t step)
+{
+    char(*changes)[2048] = calloc((size_t)t->nopt, sizeof *changes);
+    if (!changes)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    eopt_status st = check_optimizers(t, ck);
+    for (int o = 0; o < t->nopt && st == EOPT_OK; o++)
+        st = config_changes(t, ck, o, changes[o], sizeof changes[o]);
+    if (st == EOPT_OK)
+        st = apply_checkpoint(t, ck);
+    for (int o = 0; o < t->nopt && st == EOPT_OK; o++)
+        if (changes[o][0])
+            eopt_log(EOPT_LOG_WARN, "%s: optimizer '%s': the config differs from the file and applies from step %lld "
+                     "on: %s", eopt_ckpt_path(ck), t->cfg->opts[o].name, (long long)step, changes[o]);
+    free(changes);
     return st;
 }
 
@@ -311,7 +369,7 @@ static eopt_status start_from(trainer *t)
     trainer_position pos = {0};
     eopt_status st = o->resume ? read_trainer(ck, &pos) : EOPT_OK;
     if (st == EOPT_OK)
-        st = o->resume || o->init_optimizer ? load_model_and_optimizers(t, ck)
+        st = o->resume || o->init_optimizer ? load_model_and_optimizers(t, ck, pos.step)
                                             : eopt_ckpt_load_model(ck, t->model->params, t->model->nparams);
     if (st == EOPT_OK && o->resume) {
         t->step = pos.step;
@@ -319,8 +377,8 @@ static eopt_status start_from(trainer *t)
         t->sampler = pos.sampler;
     }
     if (st == EOPT_OK && !o->quiet)
-        printf("%s %s (step %lld)\n", o->resume ? "resuming from" : "initialised from", eopt_ckpt_path(ck),
-               (long long)eopt_ckpt_step(ck));
+        eopt_log(EOPT_LOG_INFO, "%s %s (step %lld)", o->resume ? "resuming from" : "initialised from",
+                 eopt_ckpt_path(ck), (long long)eopt_ckpt_step(ck));
     eopt_checkpoint_close(ck);
     return st;
 }
@@ -372,17 +430,21 @@ static void param_stats(trainer *t)
     sumsq(t, 2, ts);
 }
 
-static void set_schedules(trainer *t)
+/* Every group's lr and every ramped hyperparameter at this step (every-group ramps first, then
+ * a group's own), through the class's declared schedulable keys. */
+static eopt_status set_schedules(trainer *t)
 {
     for (int o = 0; o < t->nopt; o++) {
-        const eopt_cfg_optimizer *co = &t->cfg->opts[o];
-        for (int g = 0; g < co->ngroups; g++) {
-            const eopt_lr_schedule *s = co->groups[g].has_schedule ? &co->groups[g].schedule : &co->schedule;
-            eopt_dict_set(&t->opt[o]->groups[g].hp, "lr", eopt_float(t->base_lr[o][g] * eopt_lr_factor(s, t->step)));
-        }
-        if (co->has_softening)
-            eopt_dict_set(&t->opt[o]->args, "softening", eopt_float(eopt_ramp_value(&co->softening, t->step)));
+        const eopt_schedules *s = &t->cfg->opts[o].sched;
+        for (int g = 0; g < s->ngroups; g++)
+            EOPT_TRY(eopt_optimizer_set_hparam(t->opt[o], g, "lr", eopt_schedules_lr(s, g, t->step)));
+        for (int pass = 0; pass < 2; pass++)
+            for (int k = 0; k < s->nramps; k++)
+                if ((s->ramps[k].group >= 0) == pass)
+                    EOPT_TRY(eopt_optimizer_set_hparam(t->opt[o], s->ramps[k].group, s->ramps[k].key,
+                                                       eopt_ramp_value(&s->ramps[k].ramp, t->step)));
     }
+    return EOPT_OK;
 }
 
 /* Mean loss over the held-out batches (text) or test images; MLP accuracy into *acc. */
@@ -466,7 +528,7 @@ static void write_metrics(trainer *t, const step_info *si)
             }
             fprintf(f, "%s\"%s\": {\"lr\": %.9g", o ? ", " : "", t->cfg->opts[o].name,
                     eopt_dict_get(&op->groups[0].hp, "lr")->f);
-            if (t->cfg->opts[o].has_softening)
+            if (eopt_schedules_ramp(&t->cfg->opts[o].sched, -1, "softening"))
                 json_num(f, "softening", eopt_dict_get(&op->args, "softening")->f);
             json_num(f, "grad_norm", sqrt(g2));
             json_num(f, "update_rms", sqrt(u2 / numel));
@@ -502,15 +564,10 @@ static void progress(trainer *t, const step_info *si)
     if (si->evaluated && !is_gpt(t))
         n += snprintf(line + n, sizeof line - n, " (acc %.2f%%)", 100 * si->accuracy);
     snprintf(line + n, sizeof line - n, " | %.0f %s/s | ETA %s", si->rate, is_gpt(t) ? "tok" : "samples", eta);
-    if (t->bar) {
-        fprintf(stderr, "\r%-100s", line);
-        if (si->evaluated || t->step == c->run.steps)
-            fputc('\n', stderr);
-        fflush(stderr);
-    } else if (si->logged || si->evaluated || si->nonfinite) {
-        printf("%s%s\n", line, si->nonfinite ? " | non-finite loss or gradient" : "");
-        fflush(stdout);
-    }
+    if (t->bar) /* a line in place; evaluations (and the last step) stay */
+        eopt_log(si->evaluated || t->step == c->run.steps ? EOPT_LOG_INFO : EOPT_LOG_PROGRESS, "%s", line);
+    else if (si->logged || si->evaluated || si->nonfinite)
+        eopt_log(EOPT_LOG_INFO, "%s%s", line, si->nonfinite ? " | non-finite loss or gradient" : "");
 }
 
 static eopt_status open_metrics(trainer *t)
@@ -544,12 +601,17 @@ static eopt_status print_sample(trainer *t)
         tok[k] = (uint8_t)c->run.sample_prompt[k];
     eopt_status st = eopt_model_generate(t->model, tok, np, n, (float)c->run.temperature, c->run.top_k,
                                          c->run.seed + (uint64_t)t->step, tok);
+    char *text = malloc((size_t)(np + n) + 1);
+    if (st == EOPT_OK && !text)
+        st = eopt_fail(EOPT_ERR_NOMEM, "sample: out of memory");
     if (st == EOPT_OK) {
-        printf("--- sample (%d bytes, temperature %g, top-k %d) ---\n", n, c->run.temperature, c->run.top_k);
         for (int k = 0; k < np + n; k++)
-            putchar(tok[k]);
-        printf("\n---\n");
+            text[k] = (char)tok[k];
+        text[np + n] = 0;
+        eopt_log(EOPT_LOG_INFO, "--- sample (%d bytes, temperature %g, top-k %d) ---\n%s\n---", n,
+                 c->run.temperature, c->run.top_k, text);
     }
+    free(text);
     free(tok);
     return st;
 }
@@ -598,7 +660,7 @@ static eopt_status train_step(trainer *t, step_info *si, eopt_train_result *res)
         }
         si->logged = 0;
     } else {
-        set_schedules(t);
+        EOPT_TRY(set_schedules(t));
         if (si->logged)
             for (int i = 0; i < m->nparams; i++)
                 EOPT_TRY(eopt_tensor_copy(&t->before[i], m->params[i].w));
@@ -642,12 +704,10 @@ static eopt_status run(trainer *t, eopt_train_result *res)
     res->step = t->step;
     res->interrupted = t->step < c->run.steps;
     res->throughput = t->t_train > 0 ? (double)t->items_done / t->t_train : 0;
-    if (t->bar && res->interrupted)
-        fputc('\n', stderr);
     EOPT_TRY(save(t, res));
     if (!t->o->quiet)
-        printf("%s at step %lld: checkpoint %s\n", res->interrupted ? "stopped" : "finished", (long long)t->step,
-               res->last_checkpoint);
+        eopt_log(EOPT_LOG_INFO, "%s at step %lld: checkpoint %s", res->interrupted ? "stopped" : "finished",
+                 (long long)t->step, res->last_checkpoint);
     return res->interrupted ? EOPT_OK : print_sample(t);
 }
 

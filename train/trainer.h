@@ -2,11 +2,15 @@
  *
  * Each step: grad_accum forward/backward passes (gradients scaled by 1/grad_accum), the
  * gradient norm (non-finite loss or gradients: stop or skip, as configured), the schedules
- * (every group's lr = base lr x factor, dion's `softening` argument), each optimizer's step;
+ * (every group's lr = base lr x factor, every ramped hyperparameter, through
+ * eopt_optimizer_set_hparam), each optimizer's step;
  * then evaluation, metrics (JSON lines), progress, and checkpoints as configured. A checkpoint
  * holds the model, the optimizers, /schedules/<name> and /trainer (step and data sampler), so
  * that a resumed run continues bit for bit: on the CPU, N steps in one go equal k steps, a
- * resume, and N - k steps.
+ * resume, and N - k steps. On resume the config's schedules apply from the resume step on; where
+ * they differ from the file's /schedules (or a schedulable argument no ramp moves differs from the
+ * file's), a warning through eopt_log lists each change as "key: file -> config".
+ * Progress, log lines and the sample go through eopt_log (PROGRESS, INFO).
  *
  * Metrics (log.metrics, JSON lines), one line per step: {"step", "train_loss", "grad_norm"}, plus
  * "eval_loss" (and "eval_accuracy" for the MLP) on evaluation steps, plus on every log.interval-th
@@ -23,7 +27,7 @@ typedef struct {
     const char *init;     /* NULL or a checkpoint (e.g. exported by PyTorch): weights to start from */
     int init_optimizer;   /* with init: also the optimizers' state (matched by optimizer name) */
     int64_t stop_at;      /* > 0: checkpoint and return after this step (as an interruption would) */
-    int quiet;            /* no progress, log lines or sample on stdout/stderr */
+    int quiet;            /* no progress, log lines or sample (warnings still go to eopt_log) */
 } eopt_train_options;
 
 typedef struct {

@@ -19,6 +19,8 @@ extern "C" {
 
 #include "framework/error.h"
 #include "framework/log.h"
+#include "framework/params.h"
+#include "framework/schedule.h"
 #include "framework/value.h"
 #include "framework/backend.h"
 #include "framework/tensor.h"

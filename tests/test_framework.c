@@ -95,3 +95,105 @@ Test(framework, tensors_and_devices)
     cr_assert_eq(eopt_backend_open("cuda", 1, &none), EOPT_ERR_DEVICE, "no silent fallback to the CPU");
 #endif
 }
+
+/* ---- parameters and groups (framework/params.h) ---- */
+
+static eopt_tensor shaped[4] = {{.ndim = 2}, {.ndim = 1}, {.ndim = 2}, {.ndim = 1}};
+static const eopt_param named[4] = {
+    {"h.0.weight", &shaped[0], NULL}, {"h.0.bias", &shaped[1], NULL}, {"wte.weight", &shaped[2], NULL},
+    {"ln_f.weight", &shaped[3], NULL}};
+
+Test(params_assign, globs_exclusions_and_dimensions)
+{
+    eopt_param_select matrices = {.where = "matrices", .npatterns = 1, .patterns = {"*.weight"},
+                                  .nexclude = 1, .exclude = {"wte.*"}, .ndim_mask = 1u << 2};
+    eopt_param_select rest = {.where = "rest", .npatterns = 3, .patterns = {"*.bias", "ln_*", "wte.*"}};
+    const eopt_param_select *sel[] = {&matrices, &rest};
+    int owner[4];
+    cr_assert_eq(eopt_params_assign(sel, 2, named, 4, "t", owner), EOPT_OK, "%s", eopt_last_error());
+    cr_expect(owner[0] == 0 && owner[1] == 1 && owner[2] == 1 && owner[3] == 1);
+    eopt_param_select any = {.where = "any"}; /* no patterns: every name */
+    const eopt_param_select *all[] = {&any};
+    cr_assert_eq(eopt_params_assign(all, 1, named, 4, "t", owner), EOPT_OK, "%s", eopt_last_error());
+}
+
+Test(params_assign, every_parameter_in_exactly_one_group)
+{
+    int owner[4];
+    eopt_param_select weights = {.where = "t.cfg:8: weights", .npatterns = 1, .patterns = {"*.weight"}};
+    const eopt_param_select *one[] = {&weights};
+    cr_expect_eq(eopt_params_assign(one, 1, named, 4, "t.cfg", owner), EOPT_ERR_CONFIG);
+    cr_expect(strstr(eopt_last_error(), "t.cfg: parameters in no group: h.0.bias"), "%s", eopt_last_error());
+
+    eopt_param_select all = {.where = "t.cfg:9: all"};
+    const eopt_param_select *two[] = {&weights, &all};
+    cr_expect_eq(eopt_params_assign(two, 2, named, 4, "t.cfg", owner), EOPT_ERR_CONFIG);
+    cr_expect(strstr(eopt_last_error(), "wte.weight (claimed by t.cfg:8: weights and t.cfg:9: all)"), "%s",
+              eopt_last_error());
+
+    eopt_param_select typo = {.where = "t.cfg:10: typo", .npatterns = 2, .patterns = {"*", "h.*.wieght"}};
+    const eopt_param_select *bad[] = {&typo};
+    cr_expect_eq(eopt_params_assign(bad, 1, named, 4, "t.cfg", owner), EOPT_ERR_CONFIG);
+    cr_expect(strstr(eopt_last_error(), "t.cfg:10: typo: pattern 'h.*.wieght' matches no parameter"), "%s",
+              eopt_last_error());
+
+    eopt_param_select cubes = {.where = "t.cfg:11: cubes", .ndim_mask = 1u << 3};
+    const eopt_param_select *empty[] = {&all, &cubes};
+    cr_expect_eq(eopt_params_assign(empty, 2, named, 4, "t.cfg", owner), EOPT_ERR_CONFIG);
+    cr_expect(strstr(eopt_last_error(), "t.cfg:11: cubes: this group owns no parameter"), "%s", eopt_last_error());
+}
+
+/* ---- scheduled hyperparameters (eopt_optimizer_set_hparam) ---- */
+
+static eopt_optimizer *one_param_optimizer(const char *cls, eopt_backend *be, eopt_tensor *w)
+{
+    int64_t shape[2] = {4, 3};
+    cr_assert_eq(eopt_tensor_alloc(w, be, EOPT_F32, 2, shape), EOPT_OK);
+    eopt_param p = {"w", w, NULL};
+    eopt_dict hp[2] = {{0}, {0}};
+    int size[2] = {1, 0};
+    eopt_dict_set(&hp[0], "lr", eopt_float(0.01));
+    eopt_dict_set(&hp[1], "lr", eopt_float(0.02));
+    eopt_optimizer *opt;
+    cr_assert_eq(eopt_optimizer_create(cls, be, NULL, 2, hp, size, &p, 1, &opt), EOPT_OK, "%s", eopt_last_error());
+    return opt;
+}
+
+Test(optimizer_hparam, only_declared_keys)
+{
+    eopt_backend *be;
+    eopt_tensor w;
+    cr_assert_eq(eopt_backend_open("cpu", 1, &be), EOPT_OK);
+    eopt_optimizer *opt = one_param_optimizer("AdamW", be, &w);
+    cr_expect_eq(eopt_optimizer_set_hparam(opt, 1, "lr", 0.5), EOPT_OK);
+    cr_expect_eq(eopt_dict_get(&opt->groups[1].hp, "lr")->f, 0.5);
+    cr_expect_eq(eopt_dict_get(&opt->groups[0].hp, "lr")->f, 0.01);
+    cr_expect_eq(eopt_optimizer_set_hparam(opt, -1, "weight_decay", 0.25), EOPT_OK);
+    cr_expect(eopt_dict_get(&opt->groups[0].hp, "weight_decay")->f == 0.25 &&
+              eopt_dict_get(&opt->groups[1].hp, "weight_decay")->f == 0.25);
+    cr_expect_eq(eopt_optimizer_set_hparam(opt, 0, "amsgrad", 1), EOPT_ERR_ARG);
+    cr_expect(strstr(eopt_last_error(), "AdamW: hyperparameter 'amsgrad' cannot be scheduled (schedulable: lr, eps, "
+                                        "weight_decay)"),
+              "%s", eopt_last_error());
+    cr_expect_eq(eopt_optimizer_set_hparam(opt, 2, "lr", 0.1), EOPT_ERR_ARG);
+    eopt_optimizer_free(opt);
+    eopt_tensor_free(&w);
+
+    /* dion's softening is a constructor argument: one value whatever the group */
+    opt = one_param_optimizer("dion.Muon", be, &w);
+    cr_expect_eq(eopt_optimizer_set_hparam(opt, 0, "softening", 0.3), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_eq(eopt_dict_get(&opt->args, "softening")->f, 0.3);
+    cr_expect_null(eopt_dict_get(&opt->groups[0].hp, "softening"));
+    cr_expect_eq(eopt_optimizer_set_hparam(opt, 0, "nesterov", 1), EOPT_ERR_ARG);
+    for (const eopt_optimizer_class *const *c = eopt_optimizer_classes(); *c; c++) {
+        eopt_dict args = {0}, group = {0};
+        (*c)->defaults(&args, &group);
+        cr_expect(eopt_optimizer_schedulable(*c, "lr"), "%s: lr is not schedulable", (*c)->id);
+        for (int k = 0; (*c)->schedulable[k]; k++) /* every declared key is an argument or a group key */
+            cr_expect(eopt_dict_get(&args, (*c)->schedulable[k]) || eopt_dict_get(&group, (*c)->schedulable[k]),
+                      "%s: no hyperparameter '%s'", (*c)->id, (*c)->schedulable[k]);
+    }
+    eopt_optimizer_free(opt);
+    eopt_tensor_free(&w);
+    eopt_backend_close(be);
+}

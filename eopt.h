@@ -20,7 +20,6 @@ extern "C" {
 #include "framework/error.h"
 #include "framework/log.h"
 #include "framework/params.h"
-#include "framework/schedule.h"
 #include "framework/value.h"
 #include "framework/backend.h"
 #include "framework/tensor.h"

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../framework/log.h"
 #include "h5.h"
 
 typedef struct {
@@ -43,7 +44,7 @@ struct eopt_ckpt {
     ck_tensor *trainer_data;
 };
 
-static void warn(const char *where, const char *what) { fprintf(stderr, "eopt: warning: %s: %s\n", where, what); }
+static void warn(const char *where, const char *what) { eopt_log(EOPT_LOG_WARN, "%s: %s", where, what); }
 
 /* ------------------------------------------------------------------------------------------
  * Writing */
@@ -212,6 +213,21 @@ static eopt_status write_file(hid_t fid, const eopt_ckpt_write *w)
     return write_trainer(fid, w);
 }
 
+/* A backend that recorded a failure (backend.h) may hold anything: nothing is written from it.
+ * Checked before writing and again after the downloads, which can be where a failure shows. */
+static eopt_status devices_ok(const eopt_ckpt_write *w)
+{
+    for (int i = 0; i < w->nparams; i++)
+        if (w->params[i].w->be)
+            EOPT_TRY(eopt_backend_check(w->params[i].w->be, "backend"));
+    for (int k = 0; k < w->nopt; k++)
+        EOPT_TRY(eopt_backend_check(w->opts[k].opt->be, "backend"));
+    for (int k = 0; k < w->ntrainer_data; k++)
+        if (w->trainer_data[k].t->be)
+            EOPT_TRY(eopt_backend_check(w->trainer_data[k].t->be, "backend"));
+    return EOPT_OK;
+}
+
 /* Makes the rename itself durable. */
 static void fsync_dir(const char *path)
 {
@@ -232,10 +248,15 @@ eopt_status eopt_checkpoint_save(const char *path, const eopt_ckpt_write *w)
     char tmp[1100];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return eopt_fail(EOPT_ERR_ARG, "checkpoint path too long: '%s'", path);
+    eopt_status st = devices_ok(w);
+    if (st != EOPT_OK)
+        return eopt_fail_context(st, "writing checkpoint '%s'", path);
     hid_t fid = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (fid < 0)
         return eopt_fail(EOPT_ERR_IO, "cannot create '%s'", tmp);
-    eopt_status st = write_file(fid, w);
+    st = write_file(fid, w);
+    if (st == EOPT_OK)
+        st = devices_ok(w);
     if (st == EOPT_OK && H5Fflush(fid, H5F_SCOPE_GLOBAL) < 0)
         st = eopt_fail(EOPT_ERR_IO, "cannot flush '%s'", tmp);
     int *fd = NULL;

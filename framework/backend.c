@@ -1,4 +1,6 @@
 /* Backend selection and the small wrappers every algorithm uses. */
+#include <omp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +30,40 @@ void eopt_backend_close(eopt_backend *be)
 void eopt_backend_describe(const eopt_backend *be, char *buf, size_t size)
 {
     if (be->device == EOPT_DEV_CPU)
-        snprintf(buf, size, "cpu: OpenBLAS + LAPACKE, %d threads", be->threads);
+        snprintf(buf, size, "cpu: OpenBLAS + LAPACKE, %d threads",
+                 be->threads > 0 ? be->threads : omp_get_max_threads());
     else
         snprintf(buf, size, "%s", be->name);
+}
+
+void eopt_backend_fail(eopt_backend *be, eopt_status st, const char *fmt, ...)
+{
+    if (be->status != EOPT_OK)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(be->status_msg, sizeof be->status_msg, fmt, ap);
+    va_end(ap);
+    be->status = st;
+}
+
+eopt_status eopt_backend_check(const eopt_backend *be, const char *what)
+{
+    if (be->status == EOPT_OK)
+        return EOPT_OK;
+    return eopt_fail(be->status, "%s: %s: %s", what, be->device == EOPT_DEV_CPU ? "cpu" : "cuda", be->status_msg);
+}
+
+void eopt_backend_clear(eopt_backend *be)
+{
+    be->status = EOPT_OK;
+    be->status_msg[0] = '\0';
+}
+
+eopt_status eopt_backend_sync(eopt_backend *be)
+{
+    be->sync(be);
+    return eopt_backend_check(be, "sync");
 }
 
 void eopt_scale(eopt_backend *be, int64_t n, float alpha, const float *a, float *y)

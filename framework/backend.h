@@ -5,7 +5,14 @@
  * Conventions: matrices are row-major float32 with a leading dimension (row stride);
  * pointers are device pointers of this backend (host memory for the CPU backend). Calls are
  * ordered like a single CUDA stream: an operation sees the results of every earlier one.
- * Only upload / download / read_scalar move data between host and device. */
+ * Only upload / download / read_scalar move data between host and device.
+ *
+ * Failures: syevd and qr return theirs; alloc returns NULL. Every other operation returns
+ * nothing and records a failure (a bad argument, a failed cuBLAS / cuSOLVER / CUDA runtime call
+ * or kernel launch, and any device error inside syevd / qr) in the backend's sticky status: the
+ * first one is kept, with its message, until eopt_backend_clear. The entry points that run
+ * operations (optimizer step, model forward / backward, eopt_backend_sync, checkpoint save)
+ * return it through eopt_backend_check, so a failed device never reports success. */
 #ifndef EOPT_BACKEND_H
 #define EOPT_BACKEND_H
 
@@ -51,7 +58,9 @@ struct eopt_backend {
     const char *name;
     eopt_device device;
     void *ctx;
-    int threads;
+    int threads; /* CPU: the OpenMP threads of each operation; 0 = the caller's OpenMP setting */
+    eopt_status status; /* the first recorded failure (sticky), EOPT_OK if none */
+    char status_msg[512];
 
     void *(*alloc)(eopt_backend *be, size_t bytes); /* zero-filled; NULL on failure */
     void (*free)(eopt_backend *be, void *p);
@@ -100,13 +109,29 @@ struct eopt_backend {
     void (*from_bf16)(eopt_backend *be, int64_t n, const uint16_t *src, float *dst);
 };
 
-/* Opens "cpu" or "cuda"; NULL or "" reads EOPT_DEVICE (default "cpu"). threads <= 0: all
- * cores (CPU), ignored on CUDA. A CUDA request without a GPU or without a CUDA build is an
- * error, never a silent fallback. */
+/* Opens "cpu" or "cuda"; NULL or "" reads EOPT_DEVICE (default "cpu"). A CUDA request without
+ * a GPU or without a CUDA build is an error, never a silent fallback. threads (ignored on
+ * CUDA): > 0 runs each CPU operation, BLAS and LAPACK included, on that many OpenMP threads;
+ * <= 0 follows the caller's OpenMP setting (omp_set_num_threads, OMP_NUM_THREADS: by default
+ * all cores). Opening a backend changes no process-wide setting: the count is set on the
+ * calling thread only while one of the backend's operations runs, and restored after it
+ * (OpenBLAS's OpenMP build takes its thread count from the calling thread's OpenMP setting). */
 eopt_status eopt_backend_open(const char *device, int threads, eopt_backend **out);
 void eopt_backend_close(eopt_backend *be);
 /* A one-line description of the backend (device, library versions, threads). */
 void eopt_backend_describe(const eopt_backend *be, char *buf, size_t size);
+
+/* Records a failure (printf-style message naming the operation) unless one is already recorded:
+ * the first is the cause, the later ones usually follow from it. Called by the backends. */
+void eopt_backend_fail(eopt_backend *be, eopt_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* EOPT_OK, or the recorded failure as an eopt_status with the message
+ * "<what>: <device>: <message>" ("optimizer step: cuda: cublasGemmEx failed: ..."). Reads a
+ * field: it does not wait for the device (eopt_backend_sync does). */
+eopt_status eopt_backend_check(const eopt_backend *be, const char *what);
+/* Forgets the recorded failure (a failed CUDA context stays failed: this only resets the record). */
+void eopt_backend_clear(eopt_backend *be);
+/* Waits for every issued operation, then returns eopt_backend_check(be, "sync"). */
+eopt_status eopt_backend_sync(eopt_backend *be);
 
 eopt_status eopt_backend_cpu_create(int threads, eopt_backend **out);
 eopt_status eopt_backend_cuda_create(eopt_backend **out); /* EOPT_ERR_DEVICE without a CUDA build */

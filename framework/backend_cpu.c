@@ -15,6 +15,37 @@
 /* Loops shorter than this run on one thread: spawning costs more than it saves. */
 #define PAR_MIN 32768
 
+/* The backend's thread count holds only while one of its operations runs: the calling thread's
+ * OpenMP count, which the loops here and OpenBLAS's OpenMP build both follow, is set for the
+ * operation and restored after it. Nothing is called when the count is the caller's already
+ * (threads = 0, or equal), so small operations pay one integer read. */
+static int threads_enter(const eopt_backend *be)
+{
+    int caller = be->threads > 0 ? omp_get_max_threads() : 0;
+    if (caller && caller != be->threads)
+        omp_set_num_threads(be->threads);
+    return caller;
+}
+
+static void threads_leave(const eopt_backend *be, int caller)
+{
+    if (caller && caller != be->threads)
+        omp_set_num_threads(caller);
+}
+
+/* BLAS checks its arguments too, but reports a bad one by printing (xerbla) and returning:
+ * the same check here records it in the backend's status instead. */
+static int blas_args_ok(eopt_backend *be, const char *what, int m, int n, int k, int lda, int lda_min, int ldb,
+                        int ldb_min, int ldc, int ldc_min)
+{
+    if (m >= 0 && n >= 0 && k >= 0 && lda >= lda_min && lda >= 1 && ldb >= ldb_min && ldb >= 1 && ldc >= ldc_min &&
+        ldc >= 1)
+        return 1;
+    eopt_backend_fail(be, EOPT_ERR_ARG, "%s: bad arguments m=%d n=%d k=%d lda=%d ldb=%d ldc=%d", what, m, n, k, lda,
+                      ldb, ldc);
+    return 0;
+}
+
 /* calloc: large blocks come zeroed from the kernel (mmap) without touching every page, which
  * matters when a checkpoint load allocates gigabytes of state only to overwrite it. glibc's
  * 16-byte alignment is all OpenBLAS and the loops need. */
@@ -38,17 +69,25 @@ static void cpu_gemm(eopt_backend *be, eopt_prec prec, int ta, int tb, int m, in
                      const void *A, int lda, int64_t sa, const void *B, int ldb, int64_t sb, float beta, void *C,
                      int ldc, int64_t sc, int batch)
 {
-    (void)be, (void)prec; /* the CPU always computes in float32 */
+    (void)prec; /* the CPU always computes in float32 */
+    if (!blas_args_ok(be, "cblas_sgemm", m, n, k, lda, ta ? m : k, ldb, tb ? k : n, ldc, n))
+        return;
+    int caller = threads_enter(be);
     for (int b = 0; b < batch; b++)
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha,
                     (const float *)A + b * sa, lda, (const float *)B + b * sb, ldb, beta, (float *)C + b * sc, ldc);
+    threads_leave(be, caller);
 }
 
 static void cpu_syrk(eopt_backend *be, eopt_prec prec, int trans, int n, int k, float alpha, const float *A, int lda,
                      float beta, float *C, int ldc)
 {
-    (void)be, (void)prec;
+    (void)prec;
+    if (!blas_args_ok(be, "cblas_ssyrk", n, n, k, lda, trans ? n : k, 1, 1, ldc, n))
+        return;
+    int caller = threads_enter(be);
     cblas_ssyrk(CblasRowMajor, CblasLower, trans ? CblasTrans : CblasNoTrans, n, k, alpha, A, lda, beta, C, ldc);
+    threads_leave(be, caller);
     for (int i = 0; i < n; i++) /* mirror the lower triangle: callers get a full matrix */
         for (int j = i + 1; j < n; j++)
             C[(size_t)i * ldc + j] = C[(size_t)j * ldc + i];
@@ -56,12 +95,13 @@ static void cpu_syrk(eopt_backend *be, eopt_prec prec, int trans, int n, int k, 
 
 static eopt_status cpu_syevd(eopt_backend *be, int n, float *A, float *w)
 {
-    (void)be;
     if (n == 0)
         return EOPT_OK;
     /* Row-major lower = column-major upper of the same symmetric matrix; the vectors come back
      * as columns of the row-major result. */
+    int caller = threads_enter(be);
     lapack_int info = LAPACKE_ssyevd(LAPACK_ROW_MAJOR, 'V', 'L', n, A, n, w);
+    threads_leave(be, caller);
     if (info != 0)
         return eopt_fail(EOPT_ERR_NUMERIC, "ssyevd failed on a %dx%d matrix (info %d)", n, n, (int)info);
     return EOPT_OK;
@@ -69,7 +109,6 @@ static eopt_status cpu_syevd(eopt_backend *be, int n, float *A, float *w)
 
 static eopt_status cpu_qr(eopt_backend *be, int m, int n, float *A)
 {
-    (void)be;
     if (m < n)
         return eopt_fail(EOPT_ERR_SHAPE, "qr needs rows >= cols, got %dx%d", m, n);
     if (n == 0)
@@ -77,9 +116,11 @@ static eopt_status cpu_qr(eopt_backend *be, int m, int n, float *A)
     float *tau = malloc((size_t)n * sizeof *tau);
     if (!tau)
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory in qr");
+    int caller = threads_enter(be);
     lapack_int info = LAPACKE_sgeqrf(LAPACK_ROW_MAJOR, m, n, A, n, tau);
     if (info == 0)
         info = LAPACKE_sorgqr(LAPACK_ROW_MAJOR, m, n, n, A, n, tau);
+    threads_leave(be, caller);
     free(tau);
     if (info != 0)
         return eopt_fail(EOPT_ERR_NUMERIC, "sgeqrf/sorgqr failed on a %dx%d matrix (info %d)", m, n, (int)info);
@@ -102,6 +143,13 @@ static void cpu_ew(eopt_backend *be, const eopt_ew *e)
     }
 }
 
+static void cpu_ew_threads(eopt_backend *be, eopt_ew_op op, const eopt_ew *e)
+{
+    int caller = threads_enter(be);
+    cpu_ew(be, op, e);
+    threads_leave(be, caller);
+}
+
 /* Reduces the strided vector a[0], a[step], ... (n values). */
 static double red_line(eopt_reduce_op op, const float *a, const float *b, int64_t n, int64_t step)
 {
@@ -114,8 +162,8 @@ static double red_line(eopt_reduce_op op, const float *a, const float *b, int64_
 static void cpu_reduce(eopt_backend *be, eopt_reduce_op op, eopt_axis axis, int rows, int cols, const float *a,
                        const float *b, int ld, float alpha, float *out)
 {
-    (void)be;
     const int64_t work = (int64_t)rows * cols;
+    int caller = threads_enter(be);
     if (axis == EOPT_AXIS_ROWS) {
 #pragma omp parallel for schedule(static) if (work >= PAR_MIN)
         for (int i = 0; i < rows; i++)
@@ -132,6 +180,7 @@ static void cpu_reduce(eopt_backend *be, eopt_reduce_op op, eopt_axis axis, int 
                                    red_line(op, a + (size_t)i * ld, b ? b + (size_t)i * ld : NULL, cols, 1));
         out[0] = eopt_red_finish(op, acc, alpha);
     }
+    threads_leave(be, caller);
 }
 
 /* Moves one selected element between `full` and `part`. */
@@ -148,8 +197,8 @@ static inline void index_move(eopt_index_mode mode, float *f, float *p, float al
 static void cpu_index(eopt_backend *be, eopt_index_mode mode, eopt_axis axis, int rows, int cols,
                       const int32_t *idx, int k, float *full, float *part, float alpha)
 {
-    (void)be;
     const int64_t work = (int64_t)k * (axis == EOPT_AXIS_ROWS ? cols : rows);
+    int caller = threads_enter(be);
     /* Threads split the dimension that is not indexed, so repeated indices in a scatter never
      * race and each thread walks contiguous memory: element (j, t) is row idx[j], column t
      * (rows) or row t, column idx[j] (cols). */
@@ -165,13 +214,14 @@ static void cpu_index(eopt_backend *be, eopt_index_mode mode, eopt_axis axis, in
             for (int j = 0; j < k; j++)
                 index_move(mode, &full[(size_t)t * cols + idx[j]], &part[(size_t)t * k + j], alpha);
     }
+    threads_leave(be, caller);
 }
 
-static const float *sort_keys;
-static int desc_stable(const void *x, const void *y)
+/* The keys come through qsort_r's argument, not a global: backends on several threads sort at once. */
+static int desc_stable(const void *x, const void *y, void *keys)
 {
     int32_t i = *(const int32_t *)x, j = *(const int32_t *)y;
-    float a = sort_keys[i], b = sort_keys[j];
+    float a = ((const float *)keys)[i], b = ((const float *)keys)[j];
     int a_nan = a != a, b_nan = b != b; /* NaN ranks highest, as torch.topk does */
     if (a_nan != b_nan)
         return b_nan - a_nan;
@@ -185,17 +235,18 @@ static void cpu_argsort_desc(eopt_backend *be, int n, const float *v, int32_t *i
     (void)be;
     for (int i = 0; i < n; i++)
         idx[i] = i;
-    sort_keys = v; /* the index tie-break makes qsort's instability irrelevant */
-    qsort(idx, (size_t)n, sizeof *idx, desc_stable);
+    /* the index tie-break makes qsort's instability irrelevant */
+    qsort_r(idx, (size_t)n, sizeof *idx, desc_stable, (void *)v);
 }
 
 static void cpu_random(eopt_backend *be, eopt_rand_kind kind, uint64_t seed, uint64_t offset, int64_t n, float *out)
 {
-    (void)be;
+    int caller = threads_enter(be);
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (int64_t j = 0; j < n; j++)
         out[j] = kind == EOPT_RAND_NORMAL ? eopt_rand_normal(seed, offset + (uint64_t)j)
                                           : eopt_rand_uniform(seed, offset + (uint64_t)j);
+    threads_leave(be, caller);
 }
 
 static void cpu_to_bf16(eopt_backend *be, int64_t n, const float *src, uint16_t *dst)
@@ -217,14 +268,10 @@ eopt_status eopt_backend_cpu_create(int threads, eopt_backend **out)
     eopt_backend *be = calloc(1, sizeof *be);
     if (!be)
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
-    if (threads <= 0)
-        threads = omp_get_num_procs();
-    omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
     *be = (eopt_backend){
         .name = "cpu",
         .device = EOPT_DEV_CPU,
-        .threads = threads,
+        .threads = threads > 0 ? threads : 0,
         .alloc = cpu_alloc,
         .free = cpu_free,
         .upload = cpu_memcpy,
@@ -236,7 +283,7 @@ eopt_status eopt_backend_cpu_create(int threads, eopt_backend **out)
         .syrk = cpu_syrk,
         .syevd = cpu_syevd,
         .qr = cpu_qr,
-        .ew = cpu_ew,
+        .ew = cpu_ew_threads,
         .reduce = cpu_reduce,
         .index = cpu_index,
         .argsort_desc = cpu_argsort_desc,

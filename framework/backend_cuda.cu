@@ -8,8 +8,9 @@
  * ld is, read column-major, its transpose (c x r) with the same ld. So C = op(A) op(B) is
  * computed as C^T = op(B)^T op(A)^T, the operands swapped and no data moved.
  *
- * Operations that return nothing report a failed CUDA call through eopt_last_error and print
- * the first one to stderr (a silent wrong result would be worse); syevd and qr return it. */
+ * Every failed CUDA runtime, cuBLAS or cuSOLVER call and kernel launch is recorded in the
+ * backend's sticky status (backend.h), which the entry points return; syevd and qr also return
+ * it. Nothing is printed. */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
@@ -43,7 +44,6 @@ typedef struct {
     size_t work_bytes;
     void *scratch; /* column-major copies and tau for syevd / qr, grown as needed and kept */
     size_t scratch_bytes;
-    int reported; /* the first failure was printed */
     char name[320];
 } cuda_ctx;
 
@@ -57,12 +57,11 @@ static unsigned blocks_for(int64_t n)
 
 /* ---- errors ---- */
 
+/* Records the failure in the backend's status and in the thread's message (for syevd / qr,
+ * which return it). */
 static int failed(eopt_backend *be, const char *what, const char *why)
 {
-    cuda_ctx *c = ctx(be);
-    if (!c->reported)
-        fprintf(stderr, "eopt cuda: %s failed: %s\n", what, why);
-    c->reported = 1;
+    eopt_backend_fail(be, EOPT_ERR_DEVICE, "%s failed: %s", what, why);
     eopt_fail(EOPT_ERR_DEVICE, "cuda: %s failed: %s", what, why);
     return 0;
 }
@@ -79,9 +78,11 @@ static int blas_ok(eopt_backend *be, cublasStatus_t st, const char *what)
 
 static int solver_ok(eopt_backend *be, cusolverStatus_t st, const char *what)
 {
+    if (st == CUSOLVER_STATUS_SUCCESS)
+        return 1;
     char why[32];
     snprintf(why, sizeof why, "cusolverStatus %d", (int)st);
-    return st == CUSOLVER_STATUS_SUCCESS ? 1 : failed(be, what, why);
+    return failed(be, what, why);
 }
 
 static int launched(eopt_backend *be, const char *what) { return cu_ok(be, cudaGetLastError(), what); }
@@ -92,10 +93,11 @@ static void *grow(eopt_backend *be, void **buf, size_t *cap, size_t bytes)
 {
     if (bytes <= *cap)
         return *buf;
-    cudaFree(*buf);
+    cudaError_t err = cudaFree(*buf);
     *buf = NULL;
     *cap = 0;
-    if (!cu_ok(be, cudaMalloc(buf, bytes), "cudaMalloc (solver workspace)"))
+    if (!cu_ok(be, err, "cudaFree (solver workspace)") ||
+        !cu_ok(be, cudaMalloc(buf, bytes), "cudaMalloc (solver workspace)"))
         return NULL;
     *cap = bytes;
     return *buf;
@@ -103,10 +105,19 @@ static void *grow(eopt_backend *be, void **buf, size_t *cap, size_t bytes)
 
 /* ---- memory ---- */
 
+/* An allocation that does not fit returns NULL for the caller to report, and leaves the backend
+ * usable: cudaMalloc's out-of-memory is not sticky, and it is taken off the runtime's last
+ * error so that the next launch check does not see it. Any other error is a device failure. */
 static void *cuda_alloc(eopt_backend *be, size_t bytes)
 {
     void *p = NULL;
-    if (!cu_ok(be, cudaMalloc(&p, bytes ? bytes : 1), "cudaMalloc"))
+    cudaError_t err = cudaMalloc(&p, bytes ? bytes : 1);
+    if (err == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        eopt_fail(EOPT_ERR_NOMEM, "cuda: cudaMalloc of %zu bytes failed: %s", bytes, cudaGetErrorString(err));
+        return NULL;
+    }
+    if (!cu_ok(be, err, "cudaMalloc"))
         return NULL;
     if (!cu_ok(be, cudaMemset(p, 0, bytes), "cudaMemset")) {
         cudaFree(p);

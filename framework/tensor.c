@@ -91,16 +91,19 @@ const char *eopt_shape_str(int ndim, const int64_t *shape, char *buf, size_t siz
 int64_t eopt_tensor_rows(const eopt_tensor *t) { return t->ndim >= 2 ? t->shape[0] : 1; }
 int64_t eopt_tensor_cols(const eopt_tensor *t) { return t->ndim >= 2 ? t->numel / t->shape[0] : t->numel; }
 
-/* Moves bytes between placements: host<->host memcpy, host<->device through the backend. */
-static void move_bytes(eopt_backend *dst_be, void *dst, eopt_backend *src_be, const void *src, size_t bytes)
+/* Moves bytes between placements: host<->host memcpy, host<->device through the backend. A
+ * failed transfer is recorded in its backend (backend.h) and returned from there. */
+static eopt_status move_bytes(eopt_backend *dst_be, void *dst, eopt_backend *src_be, const void *src, size_t bytes)
 {
     if (!bytes)
-        return;
+        return EOPT_OK;
     if (dst_be && src_be) {
         if (dst_be == src_be) {
             dst_be->copy(dst_be, dst, src, bytes);
         } else { /* two backends: stage through the host */
             void *tmp = malloc(bytes);
+            if (!tmp)
+                return eopt_fail(EOPT_ERR_NOMEM, "out of memory staging a copy of %zu bytes", bytes);
             src_be->download(src_be, tmp, src, bytes);
             dst_be->upload(dst_be, dst, tmp, bytes);
             free(tmp);
@@ -112,6 +115,9 @@ static void move_bytes(eopt_backend *dst_be, void *dst, eopt_backend *src_be, co
     } else {
         memcpy(dst, src, bytes);
     }
+    if (src_be)
+        EOPT_TRY(eopt_backend_check(src_be, "tensor copy"));
+    return dst_be ? eopt_backend_check(dst_be, "tensor copy") : EOPT_OK;
 }
 
 eopt_status eopt_tensor_copy(eopt_tensor *dst, const eopt_tensor *src)
@@ -122,24 +128,21 @@ eopt_status eopt_tensor_copy(eopt_tensor *dst, const eopt_tensor *src)
                          eopt_shape_str(dst->ndim, dst->shape, a, sizeof a), eopt_dtype_name(dst->dtype),
                          eopt_shape_str(src->ndim, src->shape, b, sizeof b), eopt_dtype_name(src->dtype));
     }
-    move_bytes(dst->be, dst->data, src->be, src->data, eopt_tensor_bytes(src));
-    return EOPT_OK;
+    return move_bytes(dst->be, dst->data, src->be, src->data, eopt_tensor_bytes(src));
 }
 
 eopt_status eopt_tensor_from_host(eopt_tensor *dst, const void *host, size_t bytes)
 {
     if (bytes != eopt_tensor_bytes(dst))
         return eopt_fail(EOPT_ERR_SHAPE, "upload of %zu bytes into a tensor of %zu bytes", bytes, eopt_tensor_bytes(dst));
-    move_bytes(dst->be, dst->data, NULL, host, bytes);
-    return EOPT_OK;
+    return move_bytes(dst->be, dst->data, NULL, host, bytes);
 }
 
 eopt_status eopt_tensor_to_host(const eopt_tensor *src, void *host, size_t bytes)
 {
     if (bytes != eopt_tensor_bytes(src))
         return eopt_fail(EOPT_ERR_SHAPE, "download of a tensor of %zu bytes into %zu bytes", eopt_tensor_bytes(src), bytes);
-    move_bytes(NULL, host, src->be, src->data, bytes);
-    return EOPT_OK;
+    return move_bytes(NULL, host, src->be, src->data, bytes);
 }
 
 /* ---- workspace ---- */

@@ -102,9 +102,16 @@ void eopt_model_free(eopt_model *m)
     free(m);
 }
 
+/* A network's result, unless a backend operation it ran failed (backend.h: those return
+ * nothing and record the failure in the backend). */
+static eopt_status checked(const eopt_model *m, eopt_status st, const char *what)
+{
+    return st != EOPT_OK ? st : eopt_backend_check(m->be, what);
+}
+
 eopt_status eopt_model_init(eopt_model *m, uint64_t seed)
 {
-    return m->cfg.kind == EOPT_MODEL_MLP ? eopt_mlp_init(m, seed) : eopt_gpt_init(m, seed);
+    return checked(m, m->cfg.kind == EOPT_MODEL_MLP ? eopt_mlp_init(m, seed) : eopt_gpt_init(m, seed), "model init");
 }
 
 int eopt_model_find(const eopt_model *m, const char *name)
@@ -144,8 +151,10 @@ eopt_status eopt_model_forward(eopt_model *m, const eopt_batch *batch, int backw
                                float *logits_out)
 {
     EOPT_TRY(check_batch(m, batch, 1));
-    return m->cfg.kind == EOPT_MODEL_MLP ? eopt_mlp_forward(m, batch, backward, grad_scale, loss, logits_out)
-                                         : eopt_gpt_forward(m, batch, backward, grad_scale, loss, logits_out);
+    return checked(m,
+                   m->cfg.kind == EOPT_MODEL_MLP ? eopt_mlp_forward(m, batch, backward, grad_scale, loss, logits_out)
+                                                 : eopt_gpt_forward(m, batch, backward, grad_scale, loss, logits_out),
+                   backward ? "model forward/backward" : "model forward");
 }
 
 eopt_status eopt_model_correct(eopt_model *m, const eopt_batch *batch, int *correct)
@@ -155,7 +164,7 @@ eopt_status eopt_model_correct(eopt_model *m, const eopt_batch *batch, int *corr
     if (!batch->labels)
         return eopt_fail(EOPT_ERR_ARG, "eopt_model_correct: the batch has no labels");
     EOPT_TRY(check_batch(m, batch, 0));
-    return eopt_mlp_correct(m, batch, correct);
+    return checked(m, eopt_mlp_correct(m, batch, correct), "model accuracy");
 }
 
 eopt_status eopt_model_generate(eopt_model *m, const int32_t *prompt, int nprompt, int n, float temperature, int top_k,
@@ -170,7 +179,7 @@ eopt_status eopt_model_generate(eopt_model *m, const int32_t *prompt, int npromp
         if (prompt[i] < 0 || prompt[i] >= m->cfg.vocab_size)
             return eopt_fail(EOPT_ERR_ARG, "eopt_model_generate: prompt token %d = %d outside 0..%d", i, prompt[i],
                              m->cfg.vocab_size - 1);
-    return eopt_gpt_generate(m, prompt, nprompt, n, temperature, top_k, seed, out);
+    return checked(m, eopt_gpt_generate(m, prompt, nprompt, n, temperature, top_k, seed, out), "model generate");
 }
 
 void eopt_linear_forward(eopt_backend *be, int N, int in, int out, const float *x, const float *W, const float *bias,

@@ -144,7 +144,10 @@ fail:
 eopt_status eopt_optimizer_step(eopt_optimizer *opt)
 {
     EOPT_TRY(eopt_ws_reset(&opt->ws));
-    return opt->cls->step(opt);
+    EOPT_TRY(opt->cls->step(opt));
+    char what[96]; /* a failed backend operation of the step (backend.h) is the step's failure */
+    snprintf(what, sizeof what, "%s step", opt->cls->name);
+    return eopt_backend_check(opt->be, what);
 }
 
 eopt_status eopt_state_add(eopt_optimizer *opt, int i, const char *key, eopt_dtype dt, int ndim, const int64_t *shape,

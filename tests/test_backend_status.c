@@ -1,0 +1,296 @@
+/* The backend's sticky status (a failed operation reaches the caller of the step, the model,
+ * sync, a tensor transfer and a checkpoint save, named), with faults injected through the
+ * interface: a CPU backend whose gemm or ew pointer is replaced by one that records a failure
+ * the way a failed cuBLAS call or kernel launch does. Also: a backend's thread count does not
+ * leak into the process, library warnings go to the log handler, argsort is reentrant. */
+#include <cblas.h>
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../checkpoint/checkpoint.h"
+#include "../checkpoint/h5.h"
+#include "models/model.h"
+#include "tests/testutil.h"
+
+static void failing_gemm(eopt_backend *be, eopt_prec prec, int ta, int tb, int m, int n, int k, float alpha,
+                         const void *A, int lda, int64_t sa, const void *B, int ldb, int64_t sb, float beta, void *C,
+                         int ldc, int64_t sc, int batch)
+{
+    (void)prec, (void)ta, (void)tb, (void)m, (void)n, (void)k, (void)alpha, (void)A, (void)lda, (void)sa, (void)B;
+    (void)ldb, (void)sb, (void)beta, (void)C, (void)ldc, (void)sc, (void)batch;
+    eopt_backend_fail(be, EOPT_ERR_DEVICE, "cublasGemmEx failed: CUBLAS_STATUS_EXECUTION_FAILED");
+}
+
+/* The real ew, then a failed launch report, as the CUDA backend's cudaGetLastError check does. */
+static void (*real_ew)(eopt_backend *, eopt_ew_op, const eopt_ew *);
+static void failing_ew(eopt_backend *be, eopt_ew_op op, const eopt_ew *e)
+{
+    real_ew(be, op, e);
+    eopt_backend_fail(be, EOPT_ERR_DEVICE, "element-wise kernel %d failed: unspecified launch failure", (int)op);
+}
+
+static void failing_download(eopt_backend *be, void *dst, const void *src, size_t n)
+{
+    memcpy(dst, src, n); /* the CPU backend's download */
+    eopt_backend_fail(be, EOPT_ERR_DEVICE, "download (cudaMemcpy) failed: unspecified launch failure");
+}
+
+static void expect_failure(eopt_status st, eopt_status want, const char *context, const char *op)
+{
+    cr_expect_eq(st, want, "%s returned %s, not %s", context, eopt_status_name(st), eopt_status_name(want));
+    cr_expect(strstr(eopt_last_error(), context) && strstr(eopt_last_error(), op), "message '%s' lacks '%s' / '%s'",
+              eopt_last_error(), context, op);
+}
+
+Test(backend_status, first_failure_kept_until_clear)
+{
+    eopt_backend *be = tu_backend(1);
+    cr_expect_eq(eopt_backend_check(be, "idle"), EOPT_OK);
+    eopt_backend_fail(be, EOPT_ERR_DEVICE, "cudaMemcpy failed: an illegal memory access was encountered");
+    eopt_backend_fail(be, EOPT_ERR_ARG, "a later failure");
+    expect_failure(eopt_backend_check(be, "here"), EOPT_ERR_DEVICE, "here", "illegal memory access");
+    expect_failure(eopt_backend_sync(be), EOPT_ERR_DEVICE, "sync", "illegal memory access");
+    cr_expect_eq(eopt_backend_check(be, "again"), EOPT_ERR_DEVICE, "the status is sticky");
+    eopt_backend_clear(be);
+    cr_expect_eq(eopt_backend_check(be, "cleared"), EOPT_OK);
+    cr_expect_eq(eopt_backend_sync(be), EOPT_OK);
+    eopt_backend_close(be);
+}
+
+/* BLAS would print its complaint (xerbla) and return; the CPU backend records it instead. */
+Test(backend_status, cpu_gemm_bad_arguments_recorded)
+{
+    eopt_backend *be = tu_backend(1);
+    float A[6] = {1, 2, 3, 4, 5, 6}, C[4] = {7, 7, 7, 7};
+    be->gemm(be, EOPT_PREC_FP32, 0, 0, 2, 2, 3, 1.0f, A, 2 /* < k */, 0, A, 2, 0, 0.0f, C, 2, 0, 1);
+    expect_failure(eopt_backend_check(be, "product"), EOPT_ERR_ARG, "product", "cblas_sgemm");
+    cr_expect(C[0] == 7 && C[3] == 7, "a refused product wrote its output");
+    eopt_backend_clear(be);
+    be->syrk(be, EOPT_PREC_FP32, 0, 2, 3, 1.0f, A, 3, 0.0f, C, 1 /* < n */);
+    expect_failure(eopt_backend_check(be, "gram"), EOPT_ERR_ARG, "gram", "cblas_ssyrk");
+    eopt_backend_close(be);
+}
+
+static const int shapes[2][2] = {{8, 4}, {4, 0}};
+
+Test(backend_status, optimizer_step_returns_failed_gemm)
+{
+    eopt_backend *be = tu_backend(1);
+    rig r;
+    cr_assert_eq(rig_open(&r, be, "Muon", NULL, NULL, 1, shapes, 1), EOPT_OK, "%s", eopt_last_error());
+    rig_grads(&r, 2, 0, 1.0f);
+    be->gemm = failing_gemm;
+    expect_failure(eopt_optimizer_step(r.opt), EOPT_ERR_DEVICE, "Muon step", "cublasGemmEx");
+    rig_close(&r);
+    eopt_backend_close(be);
+}
+
+Test(backend_status, optimizer_step_returns_failed_kernel)
+{
+    eopt_backend *be = tu_backend(1);
+    rig r;
+    cr_assert_eq(rig_open(&r, be, "AdamW", NULL, NULL, 2, shapes, 1), EOPT_OK, "%s", eopt_last_error());
+    rig_grads(&r, 2, 0, 1.0f);
+    rig_step(&r);
+    real_ew = be->ew;
+    be->ew = failing_ew;
+    expect_failure(eopt_optimizer_step(r.opt), EOPT_ERR_DEVICE, "AdamW step", "element-wise kernel");
+    rig_close(&r);
+    eopt_backend_close(be);
+}
+
+Test(backend_status, model_forward_backward_returns_failed_gemm)
+{
+    eopt_backend *be = tu_backend(1);
+    eopt_model_config cfg = {.kind = EOPT_MODEL_MLP, .ndims = 3, .dims = {4, 8, 3}};
+    eopt_model *m;
+    cr_assert_eq(eopt_model_create(&cfg, be, 2, 1, &m), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(eopt_model_init(m, 1), EOPT_OK, "%s", eopt_last_error());
+    float *x = be->alloc(be, 8 * sizeof(float));
+    int32_t *labels = be->alloc(be, 2 * sizeof(int32_t)); /* zeros: class 0 */
+    be->random(be, EOPT_RAND_NORMAL, 3, 0, 8, x);
+    eopt_batch b = {.B = 2, .T = 1, .x = x, .labels = labels};
+    float loss;
+    cr_assert_eq(eopt_model_forward(m, &b, 1, 1.0f, &loss, NULL), EOPT_OK, "%s", eopt_last_error());
+    be->gemm = failing_gemm;
+    expect_failure(eopt_model_forward(m, &b, 1, 1.0f, &loss, NULL), EOPT_ERR_DEVICE, "model forward/backward",
+                   "cublasGemmEx");
+    expect_failure(eopt_model_forward(m, &b, 0, 1.0f, &loss, NULL), EOPT_ERR_DEVICE, "model forward",
+                   "cublasGemmEx");
+    be->free(be, x);
+    be->free(be, labels);
+    eopt_model_free(m);
+    eopt_backend_close(be);
+}
+
+/* Nothing is written from a failed device: no file, no temporary left behind. */
+Test(backend_status, checkpoint_save_refuses_failed_device)
+{
+    eopt_h5_quiet();
+    eopt_backend *be = tu_backend(1);
+    rig r;
+    cr_assert_eq(rig_open(&r, be, "AdamW", NULL, NULL, 2, shapes, 1), EOPT_OK, "%s", eopt_last_error());
+    rig_grads(&r, 2, 0, 1.0f);
+    rig_step(&r);
+    char dir[] = "/tmp/eopt-status-XXXXXX", path[64], tmp[80];
+    cr_assert(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/ck.h5", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    const eopt_ckpt_optimizer o = {.name = "0", .opt = r.opt};
+    const eopt_ckpt_write w = {.step = 1, .nparams = r.np, .params = r.p, .nopt = 1, .opts = &o};
+
+    eopt_backend_fail(be, EOPT_ERR_DEVICE, "cudaDeviceSynchronize failed: an illegal memory access was encountered");
+    expect_failure(eopt_checkpoint_save(path, &w), EOPT_ERR_DEVICE, "writing checkpoint", "cudaDeviceSynchronize");
+    cr_expect(access(path, F_OK) != 0 && access(tmp, F_OK) != 0, "a checkpoint was written from a failed device");
+
+    /* A failure that shows only in the downloads of the save itself. */
+    eopt_backend_clear(be);
+    void (*download)(eopt_backend *, void *, const void *, size_t) = be->download;
+    be->download = failing_download;
+    expect_failure(eopt_checkpoint_save(path, &w), EOPT_ERR_DEVICE, "writing checkpoint", "cudaMemcpy");
+    cr_expect(access(path, F_OK) != 0 && access(tmp, F_OK) != 0, "a checkpoint was written from a failed device");
+
+    be->download = download;
+    eopt_backend_clear(be);
+    cr_expect_eq(eopt_checkpoint_save(path, &w), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_eq(access(path, F_OK), 0);
+    unlink(path);
+    rmdir(dir);
+    rig_close(&r);
+    eopt_backend_close(be);
+}
+
+Test(backend_status, tensor_transfer_returns_failure)
+{
+    eopt_backend *be = tu_backend(1);
+    eopt_tensor t;
+    const int64_t n = 4;
+    cr_assert_eq(eopt_tensor_alloc(&t, be, EOPT_F32, 1, &n), EOPT_OK);
+    float h[4] = {0};
+    be->download = failing_download;
+    expect_failure(eopt_tensor_to_host(&t, h, sizeof h), EOPT_ERR_DEVICE, "tensor copy", "cudaMemcpy");
+    eopt_tensor_free(&t);
+    eopt_backend_close(be);
+}
+
+/* Opening a backend and running its operations leaves the caller's OpenMP (and so OpenBLAS's
+ * OpenMP build's) thread count as it was. */
+Test(backend_threads, backend_leaves_process_thread_count)
+{
+    omp_set_num_threads(3);
+    const int blas_before = openblas_get_num_threads();
+    eopt_backend *be;
+    cr_assert_eq(eopt_backend_cpu_create(1, &be), EOPT_OK);
+    cr_expect_eq(omp_get_max_threads(), 3, "creating a backend changed the OpenMP thread count");
+    cr_expect_eq(openblas_get_num_threads(), blas_before, "creating a backend changed the BLAS thread count");
+    enum { N = 40000 }; /* above the CPU backend's parallel threshold */
+    float *a = be->alloc(be, N * sizeof(float)), *C = be->alloc(be, 64 * 64 * sizeof(float)), w[64];
+    be->random(be, EOPT_RAND_NORMAL, 1, 0, N, a);
+    eopt_scale(be, N, 2.0f, a, a);
+    be->reduce(be, EOPT_RED_SUMSQ, EOPT_AXIS_ROWS, 200, 200, a, NULL, 200, 1.0f, a + 2 * N / 3);
+    be->gemm(be, EOPT_PREC_FP32, 0, 1, 64, 64, 64, 1.0f, a, 64, 0, a, 64, 0, 0.0f, C, 64, 0, 1);
+    cr_expect_eq(be->syevd(be, 64, C, w), EOPT_OK);
+    cr_expect_eq(omp_get_max_threads(), 3, "an operation left its thread count behind");
+    char desc[128];
+    eopt_backend_describe(be, desc, sizeof desc);
+    cr_expect(strstr(desc, "1 threads"), "%s", desc);
+    be->free(be, a);
+    be->free(be, C);
+    eopt_backend_close(be);
+
+    /* threads <= 0: the caller's setting, read when the operation runs */
+    cr_assert_eq(eopt_backend_cpu_create(0, &be), EOPT_OK);
+    eopt_backend_describe(be, desc, sizeof desc);
+    cr_expect(strstr(desc, "3 threads"), "%s", desc);
+    eopt_backend_close(be);
+}
+
+/* Two threads sort different keys at once (the comparator used to read them from a global). */
+Test(backend_argsort, reentrant_across_threads)
+{
+    eopt_backend *be = tu_backend(1);
+    enum { N = 20000, ROUNDS = 20 };
+    float *v[2];
+    int32_t *idx[2];
+    for (int t = 0; t < 2; t++) {
+        v[t] = malloc(N * sizeof(float));
+        idx[t] = malloc(N * sizeof(int32_t));
+        for (int i = 0; i < N; i++)
+            v[t][i] = t ? (float)-i : (float)i; /* thread 0: reversed order; thread 1: identity */
+    }
+    int wrong[2] = {0, 0};
+#pragma omp parallel num_threads(2)
+    {
+        int t = omp_get_thread_num();
+        for (int r = 0; r < ROUNDS; r++) {
+            be->argsort_desc(be, N, v[t], idx[t]);
+            for (int i = 0; i < N; i++)
+                wrong[t] += idx[t][i] != (t ? i : N - 1 - i);
+        }
+    }
+    cr_expect_eq(wrong[0] + wrong[1], 0, "%d + %d misplaced indices", wrong[0], wrong[1]);
+    for (int t = 0; t < 2; t++)
+        free(v[t]), free(idx[t]);
+    eopt_backend_close(be);
+}
+
+static int nwarn;
+static char warned[512];
+static void keep_warning(eopt_log_level level, const char *msg, void *user)
+{
+    (void)user;
+    if (level == EOPT_LOG_WARN && !nwarn++)
+        snprintf(warned, sizeof warned, "%s", msg);
+}
+
+/* A checkpoint's warning (an unknown attribute, ignored) goes to the program's handler, and
+ * nothing reaches stderr. */
+Test(backend_status, checkpoint_warning_goes_to_log_handler)
+{
+    eopt_h5_quiet();
+    eopt_backend *be = tu_backend(1);
+    rig r;
+    cr_assert_eq(rig_open(&r, be, "AdamW", NULL, NULL, 2, shapes, 1), EOPT_OK, "%s", eopt_last_error());
+    char dir[] = "/tmp/eopt-status-XXXXXX", path[64], err_path[64];
+    cr_assert(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/ck.h5", dir);
+    snprintf(err_path, sizeof err_path, "%s/stderr", dir);
+    const eopt_ckpt_optimizer o = {.name = "0", .opt = r.opt};
+    const eopt_ckpt_write w = {.step = 1, .nparams = r.np, .params = r.p, .nopt = 1, .opts = &o};
+    cr_assert_eq(eopt_checkpoint_save(path, &w), EOPT_OK, "%s", eopt_last_error());
+    hid_t fid = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(fid, 0);
+    cr_assert_eq(eopt_h5_attr_write_str(fid, "bogus", "x"), EOPT_OK);
+    H5Fclose(fid);
+
+    fflush(stderr);
+    int saved = dup(2), fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(fd, 2);
+    eopt_log_set_handler(keep_warning, NULL);
+    eopt_ckpt *ck = NULL;
+    eopt_status st = eopt_checkpoint_open(path, NULL, &ck);
+    eopt_log_set_handler(NULL, NULL);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fd);
+    cr_assert_eq(st, EOPT_OK, "%s", eopt_last_error());
+    cr_expect_eq(nwarn, 1);
+    cr_expect(strstr(warned, "bogus") && strstr(warned, "ignored"), "warning '%s'", warned);
+    FILE *f = fopen(err_path, "r");
+    cr_assert(f);
+    fseek(f, 0, SEEK_END);
+    cr_expect_eq(ftell(f), 0, "the library wrote to stderr");
+    fclose(f);
+    eopt_checkpoint_close(ck);
+    unlink(err_path);
+    unlink(path);
+    rmdir(dir);
+    rig_close(&r);
+    eopt_backend_close(be);
+}

@@ -143,10 +143,10 @@ static void cpu_ew(eopt_backend *be, const eopt_ew *e)
     }
 }
 
-static void cpu_ew_threads(eopt_backend *be, eopt_ew_op op, const eopt_ew *e)
+static void cpu_ew_threads(eopt_backend *be, const eopt_ew *e)
 {
     int caller = threads_enter(be);
-    cpu_ew(be, op, e);
+    cpu_ew(be, e);
     threads_leave(be, caller);
 }
 

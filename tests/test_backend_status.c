@@ -27,11 +27,11 @@ static void failing_gemm(eopt_backend *be, eopt_prec prec, int ta, int tb, int m
 }
 
 /* The real ew, then a failed launch report, as the CUDA backend's cudaGetLastError check does. */
-static void (*real_ew)(eopt_backend *, eopt_ew_op, const eopt_ew *);
-static void failing_ew(eopt_backend *be, eopt_ew_op op, const eopt_ew *e)
+static void (*real_ew)(eopt_backend *, const eopt_ew *);
+static void failing_ew(eopt_backend *be, const eopt_ew *e)
 {
-    real_ew(be, op, e);
-    eopt_backend_fail(be, EOPT_ERR_DEVICE, "element-wise kernel %d failed: unspecified launch failure", (int)op);
+    real_ew(be, e);
+    eopt_backend_fail(be, EOPT_ERR_DEVICE, "element-wise kernel %d failed: unspecified launch failure", (int)e->op);
 }
 
 static void failing_download(eopt_backend *be, void *dst, const void *src, size_t n)

@@ -936,7 +936,7 @@ static eopt_status build_inputs(const eopt_ckpt *ck, const eopt_ckpt_opt_info *o
 {
     char sa[64], sb[64];
     eopt_dict arg_defaults = {0}, group_defaults = {0};
-    cls->defaults(&arg_defaults, &group_defaults);
+    eopt_optimizer_defaults(cls, &arg_defaults, &group_defaults);
     *args = (eopt_dict){0};
     for (int k = 0; k < o->args.n; k++) {
         const eopt_item *it = &o->args.items[k];
@@ -974,7 +974,7 @@ static eopt_status build_inputs(const eopt_ckpt *ck, const eopt_ckpt_opt_info *o
 static eopt_status groups_with_nones(const eopt_optimizer_class *cls, const eopt_ckpt_opt_info *o, eopt_dict *hp)
 {
     eopt_dict arg_defaults = {0}, group_defaults = {0};
-    cls->defaults(&arg_defaults, &group_defaults);
+    eopt_optimizer_defaults(cls, &arg_defaults, &group_defaults);
     for (int g = 0; g < o->ngroups; g++) {
         hp[g] = o->group_hp[g];
         for (int k = 0; k < group_defaults.n; k++)

@@ -18,7 +18,7 @@
 
 typedef struct {
     double lr, betas[2], eps, wd;
-    int maximize;
+    int amsgrad, maximize, foreach, capturable, differentiable, fused;
 } adamw_hp;
 
 void eopt_adam_update(eopt_backend *be, int64_t n, const float *g, float *m, float *v, const double betas[2],
@@ -35,47 +35,28 @@ void eopt_adam_update(eopt_backend *be, int64_t n, const float *g, float *m, flo
 }
 
 
-static void adamw_defaults(eopt_dict *args, eopt_dict *group)
-{
-    (void)args; /* every constructor argument of AdamW is a param-group key */
-    const double betas[2] = {0.9, 0.999};
-    const eopt_value none = {.kind = EOPT_VAL_NONE};
-    eopt_dict_set(group, "lr", eopt_float(1e-3));
-    eopt_dict_set(group, "betas", eopt_floats(2, betas));
-    eopt_dict_set(group, "eps", eopt_float(1e-8));
-    eopt_dict_set(group, "weight_decay", eopt_float(1e-2));
-    eopt_dict_set(group, "amsgrad", eopt_bool(0));
-    eopt_dict_set(group, "maximize", eopt_bool(0));
-    eopt_dict_set(group, "foreach", none);
-    eopt_dict_set(group, "capturable", eopt_bool(0));
-    eopt_dict_set(group, "differentiable", eopt_bool(0));
-    eopt_dict_set(group, "fused", none);
-}
-
-/* An optional bool key: None (or absent) reads as False. */
-static eopt_status opt_bool(const eopt_dict *d, const char *what, const char *key, int *out)
-{
-    *out = 0;
-    return eopt_is_none(d, key) ? EOPT_OK : eopt_dict_bool(d, what, key, out);
-}
+/* torch's signature order; a None flag reads as False */
+static const eopt_hparam adamw_group_keys[] = {
+    EOPT_HP_F("lr", 1e-3, EOPT_AT(adamw_hp, lr)),
+    EOPT_HP_F2("betas", 0.9, 0.999, EOPT_AT(adamw_hp, betas)),
+    EOPT_HP_F("eps", 1e-8, EOPT_AT(adamw_hp, eps)),
+    EOPT_HP_F("weight_decay", 1e-2, EOPT_AT(adamw_hp, wd)),
+    EOPT_HP_B("amsgrad", 0, EOPT_AT(adamw_hp, amsgrad)),
+    EOPT_HP_BN("maximize", 0, EOPT_AT(adamw_hp, maximize)),
+    EOPT_HP_NONE("foreach", EOPT_HP_BOOL, EOPT_NONE_KEEP, EOPT_AT(adamw_hp, foreach)),
+    EOPT_HP_BN("capturable", 0, EOPT_AT(adamw_hp, capturable)),
+    EOPT_HP_BN("differentiable", 0, EOPT_AT(adamw_hp, differentiable)),
+    EOPT_HP_NONE("fused", EOPT_HP_BOOL, EOPT_NONE_KEEP, EOPT_AT(adamw_hp, fused)),
+    EOPT_HP_END,
+};
 
 /* One group's hyperparameters with torch's constructor checks. */
-static eopt_status adamw_group(const eopt_optimizer *opt, int g, adamw_hp *h)
+static eopt_status adamw_group(const eopt_optimizer *opt, int g, void *out)
 {
     char what[48], v[40];
     snprintf(what, sizeof what, "AdamW param group %d", g);
-    const eopt_dict *d = &opt->groups[g].hp;
-    int amsgrad, fused, foreach, differentiable, capturable;
-    EOPT_TRY(eopt_dict_float(d, what, "lr", &h->lr));
-    EOPT_TRY(eopt_dict_floats(d, what, "betas", 2, h->betas));
-    EOPT_TRY(eopt_dict_float(d, what, "eps", &h->eps));
-    EOPT_TRY(eopt_dict_float(d, what, "weight_decay", &h->wd));
-    EOPT_TRY(eopt_dict_bool(d, what, "amsgrad", &amsgrad));
-    EOPT_TRY(opt_bool(d, what, "maximize", &h->maximize));
-    EOPT_TRY(opt_bool(d, what, "foreach", &foreach));
-    EOPT_TRY(opt_bool(d, what, "capturable", &capturable));
-    EOPT_TRY(opt_bool(d, what, "differentiable", &differentiable));
-    EOPT_TRY(opt_bool(d, what, "fused", &fused));
+    adamw_hp *h = out;
+    EOPT_TRY(eopt_hparams_read(adamw_group_keys, &opt->groups[g].hp, what, h));
     if (!(h->lr >= 0.0))
         return eopt_fail(EOPT_ERR_ARG, "%s: Invalid learning rate: %s", what, eopt_float_repr(h->lr, v, sizeof v));
     if (!(h->eps >= 0.0))
@@ -86,22 +67,20 @@ static eopt_status adamw_group(const eopt_optimizer *opt, int g, adamw_hp *h)
                              eopt_float_repr(h->betas[k], v, sizeof v));
     if (!(h->wd >= 0.0))
         return eopt_fail(EOPT_ERR_ARG, "%s: Invalid weight_decay value: %s", what, eopt_float_repr(h->wd, v, sizeof v));
-    if (amsgrad)
+    if (h->amsgrad)
         return eopt_fail(EOPT_ERR_UNSUPPORTED, "%s: amsgrad=True is not supported (eopt's AdamW has no AMSGrad "
                                                "variant; set amsgrad to False)", what);
-    if (fused && differentiable)
+    if (h->fused && h->differentiable)
         return eopt_fail(EOPT_ERR_ARG, "%s: `fused` does not support `differentiable`", what);
-    if (fused && foreach)
+    if (h->fused && h->foreach)
         return eopt_fail(EOPT_ERR_ARG, "%s: `fused` and `foreach` cannot be `True` together.", what);
     return EOPT_OK;
 }
 
-static eopt_status adamw_setup(eopt_optimizer *opt)
+static eopt_status adamw_check(const eopt_optimizer *opt, const void *hp, int i)
 {
-    adamw_hp h;
-    for (int g = 0; g < opt->ngroups; g++)
-        EOPT_TRY(adamw_group(opt, g, &h));
-    return EOPT_OK;
+    (void)hp;
+    return opt->params[i].grad ? eopt_param_check_f32("AdamW", &opt->params[i]) : EOPT_OK;
 }
 
 static eopt_status adamw_init_state(eopt_optimizer *opt, int i)
@@ -131,28 +110,9 @@ static void adamw_param(eopt_optimizer *opt, const adamw_hp *h, int i)
                                  .neg_step_size = (float)-(h->lr / bc1), .maximize = h->maximize));
 }
 
-static eopt_status adamw_step(eopt_optimizer *opt)
+static eopt_status adamw_update(eopt_optimizer *opt, const void *hp, int i)
 {
-    adamw_hp h;
-    for (int g = 0; g < opt->ngroups; g++) { /* validate everything before changing anything */
-        EOPT_TRY(adamw_group(opt, g, &h));
-        for (int k = 0; k < opt->groups[g].n; k++) {
-            const eopt_param *p = &opt->params[opt->groups[g].index[k]];
-            if (p->grad)
-                EOPT_TRY(eopt_param_check_f32("AdamW", p));
-        }
-    }
-    for (int g = 0; g < opt->ngroups; g++) {
-        EOPT_TRY(adamw_group(opt, g, &h));
-        for (int k = 0; k < opt->groups[g].n; k++) {
-            const int i = opt->groups[g].index[k];
-            if (!opt->params[i].grad)
-                continue;
-            if (opt->state[i].n == 0)
-                EOPT_TRY(adamw_init_state(opt, i));
-            adamw_param(opt, &h, i);
-        }
-    }
+    adamw_param(opt, hp, i);
     return EOPT_OK;
 }
 
@@ -161,9 +121,12 @@ const eopt_optimizer_class eopt_class_adamw = {
     .name = "AdamW",
     .source = "torch.optim.AdamW",
     .source_match = NULL,
-    .defaults = adamw_defaults,
-    .setup = adamw_setup,
+    .arg_keys = (const eopt_hparam[]){EOPT_HP_END}, /* every argument is a param-group key */
+    .group_keys = adamw_group_keys,
+    .hp_size = sizeof(adamw_hp),
     .init_state = adamw_init_state,
-    .step = adamw_step,
+    .read_group = adamw_group,
+    .check_param = adamw_check,
+    .update = adamw_update,
     .schedulable = (const char *const[]){"lr", "eps", "weight_decay", NULL},
 };

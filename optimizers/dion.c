@@ -23,7 +23,7 @@
 typedef enum { ALG_MUON = 0, ALG_NORMUON, ALG_DION2, ALG_NORDION2, ALG_ADAMW, ALG_LION } dion_algo;
 static const char *const algo_names[] = {"muon", "normuon", "dion2", "nordion2", "adamw", "lion"};
 
-typedef enum { ADJ_NONE = 0, ADJ_SPECTRAL, ADJ_RMS } dion_adjust;
+typedef enum { ADJ_SPECTRAL = 0, ADJ_RMS, ADJ_NONE } dion_adjust; /* adjust_lr's values, then None */
 
 /* One param group's hyperparameters, as a step reads them. */
 typedef struct {
@@ -33,6 +33,21 @@ typedef struct {
     dion_adjust adjust;
     int64_t step, heads; /* heads: num_heads (1 when absent or None) */
 } dion_hp;
+
+/* What the step loop keeps per group: the hyperparameters, the orthogonaliser they select and
+ * the softening (a constructor argument read at every step, so a schedule may change it). */
+typedef struct {
+    dion_hp h;
+    int algorithm, adjust; /* indices into the class's algorithm / adjust_lr choices */
+    eopt_ns_config ns;
+    double soft;
+} dion_group;
+
+/* The constructor arguments, read once (opt->impl). */
+typedef struct {
+    double betas[2], soft;
+    int gram, triton, polar;
+} dion_cfg;
 
 static dion_algo own_algo(const eopt_optimizer *opt)
 {
@@ -51,144 +66,93 @@ int64_t eopt_dion2_select_count(double fraction, int64_t K)
     return k < 1 ? 1 : k;
 }
 
-/* ---- defaults (§1.2, constructor signatures of §4-§7) ---- */
+/* ---- hyperparameters (§1.2, constructor signatures of §4-§7) ---- */
 
-static const eopt_value none = {.kind = EOPT_VAL_NONE};
+#define ARG(f) EOPT_AT(dion_cfg, f)
+#define MESH EOPT_HP_NONE("distributed_mesh", EOPT_HP_ANY, EOPT_NONE_KEEP, EOPT_NOWHERE)
+#define BETAS EOPT_HP_F2("betas", 0.9, 0.95, ARG(betas))
+#define GRAM EOPT_HP_B("use_gram_newton_schulz", 0, ARG(gram))
+#define TRITON EOPT_HP_B("use_triton", 0, ARG(triton))
+#define POLAR EOPT_HP_B("use_polar_express", 1, ARG(polar))
+#define NS_FUNC EOPT_HP_NONE("newton_schulz_func", EOPT_HP_ANY, EOPT_NONE_KEEP, EOPT_NOWHERE)
+#define SOFTENING EOPT_HP_F("softening", 0.0, ARG(soft))
+#define POST_ORTHO EOPT_HP_B("triton_post_ortho", 0, EOPT_NOWHERE) /* the fused kernel's update is the same */
 
-/* The constructor arguments shared by the four classes, in signature order. */
-static void common_args(eopt_dict *args, int dion2_order)
-{
-    const double betas[2] = {0.9, 0.95};
-    eopt_dict_set(args, "distributed_mesh", none);
-    eopt_dict_set(args, "betas", eopt_floats(2, betas));
-    if (dion2_order) { /* Dion2 / NorDion2: use_triton, use_polar_express, use_gram_newton_schulz */
-        eopt_dict_set(args, "use_triton", eopt_bool(0));
-        eopt_dict_set(args, "use_polar_express", eopt_bool(1));
-        eopt_dict_set(args, "use_gram_newton_schulz", eopt_bool(0));
-    } else {
-        eopt_dict_set(args, "use_gram_newton_schulz", eopt_bool(0));
-        eopt_dict_set(args, "use_triton", eopt_bool(0));
-        eopt_dict_set(args, "use_polar_express", eopt_bool(1));
-    }
-    eopt_dict_set(args, "newton_schulz_func", none);
-    eopt_dict_set(args, "softening", eopt_float(0.0));
-}
+static const eopt_hparam muon_arg_keys[] = {MESH, BETAS, GRAM, TRITON, POLAR, NS_FUNC, SOFTENING, EOPT_HP_END};
+static const eopt_hparam dion2_arg_keys[] = {
+    MESH, BETAS, TRITON, POLAR, GRAM, NS_FUNC, SOFTENING, EOPT_HP_B("verbose", 0, EOPT_NOWHERE), POST_ORTHO, EOPT_HP_END,
+};
+static const eopt_hparam nordion2_arg_keys[] = {
+    MESH, BETAS, TRITON, POLAR, GRAM, NS_FUNC, SOFTENING, POST_ORTHO, EOPT_HP_END,
+};
 
 /* beta1 / beta2 are None placeholders that setup fills from `betas` (they keep their place in
  * the key order; a group that sets them keeps its own). */
-static void muon_defaults_(eopt_dict *args, eopt_dict *group, int normuon)
-{
-    common_args(args, 0);
-    eopt_dict_set(group, "lr", eopt_float(0.01));
-    eopt_dict_set(group, "mu", eopt_float(0.95));
-    if (normuon)
-        eopt_dict_set(group, "muon_beta2", eopt_float(0.95));
-    eopt_dict_set(group, "beta1", none);
-    eopt_dict_set(group, "beta2", none);
-    eopt_dict_set(group, "weight_decay", eopt_float(0.01));
-    eopt_dict_set(group, "cautious_wd", eopt_bool(0));
-    eopt_dict_set(group, "algorithm", eopt_str(normuon ? "normuon" : "muon"));
-    eopt_dict_set(group, "step", eopt_int(0));
-    eopt_dict_set(group, "epsilon", eopt_float(1e-8));
-    eopt_dict_set(group, "nesterov", eopt_bool(0));
-    eopt_dict_set(group, "flatten", eopt_bool(0));
-    eopt_dict_set(group, "adjust_lr", eopt_str("spectral_norm"));
-}
+#define AT(f) EOPT_AT(dion_group, f)
+#define LR EOPT_HP_F("lr", 0.01, AT(h.lr))
+#define MU EOPT_HP_F("mu", 0.95, AT(h.mu))
+#define MUON_BETA2 EOPT_HP_F("muon_beta2", 0.95, AT(h.muon_beta2))
+#define EF_DECAY EOPT_HP_F("ef_decay", 0.95, AT(h.ef_decay))
+#define FRACTION EOPT_HP_F("fraction", 0.25, AT(h.fraction))
+#define BETA1 EOPT_HP_NONE("beta1", EOPT_HP_FLOAT, EOPT_NONE_TYPE, AT(h.beta1))
+#define BETA2 EOPT_HP_NONE("beta2", EOPT_HP_FLOAT, EOPT_NONE_TYPE, AT(h.beta2))
+#define WD EOPT_HP_F("weight_decay", 0.01, AT(h.wd))
+#define CAUTIOUS EOPT_HP_B("cautious_wd", 0, AT(h.cautious))
+#define STEP EOPT_HP_I("step", 0, AT(h.step))
+#define EPSILON EOPT_HP_F("epsilon", 1e-8, AT(h.eps))
+#define NESTEROV EOPT_HP_B("nesterov", 0, AT(h.nesterov))
+#define FLATTEN EOPT_HP_B("flatten", 0, AT(h.flatten))
+/* the class's own algorithm, or an element-wise one */
+#define ALGORITHM(own)                                                                                                 \
+    EOPT_HP_E("algorithm", own, AT(algorithm), ((const char *const[]){own, "adamw", "lion", NULL}),                    \
+              "Unknown algorithm: %s (expected '" own "', 'adamw' or 'lion')")
+static const char *const adjust_names[] = {"spectral_norm", "rms_norm", NULL}; /* dion_adjust order */
+#define ADJUST_LR                                                                                                      \
+    {"adjust_lr", EOPT_HP_ENUM, {.kind = EOPT_VAL_STR, .s = "spectral_norm"}, EOPT_NONE_KEEP, AT(adjust), 0,             \
+     adjust_names, "Invalid adjust_lr value: %s. Must be 'spectral_norm', 'rms_norm', or None."}
 
-static void muon_defaults(eopt_dict *args, eopt_dict *group) { muon_defaults_(args, group, 0); }
-static void normuon_defaults(eopt_dict *args, eopt_dict *group) { muon_defaults_(args, group, 1); }
-
-static void dion2_defaults(eopt_dict *args, eopt_dict *group)
-{
-    common_args(args, 1);
-    eopt_dict_set(args, "verbose", eopt_bool(0));
-    eopt_dict_set(args, "triton_post_ortho", eopt_bool(0));
-    eopt_dict_set(group, "lr", eopt_float(0.01));
-    eopt_dict_set(group, "ef_decay", eopt_float(0.95));
-    eopt_dict_set(group, "fraction", eopt_float(0.25));
-    eopt_dict_set(group, "beta1", none);
-    eopt_dict_set(group, "beta2", none);
-    eopt_dict_set(group, "weight_decay", eopt_float(0.01));
-    eopt_dict_set(group, "epsilon", eopt_float(1e-8));
-    eopt_dict_set(group, "flatten", eopt_bool(0));
-    eopt_dict_set(group, "adjust_lr", eopt_str("spectral_norm"));
-    eopt_dict_set(group, "algorithm", eopt_str("dion2"));
-    eopt_dict_set(group, "step", eopt_int(0));
-}
-
-static void nordion2_defaults(eopt_dict *args, eopt_dict *group)
-{
-    common_args(args, 1);
-    eopt_dict_set(args, "triton_post_ortho", eopt_bool(0));
-    eopt_dict_set(group, "lr", eopt_float(0.01));
-    eopt_dict_set(group, "fraction", eopt_float(0.25));
-    eopt_dict_set(group, "mu", eopt_float(0.95));
-    eopt_dict_set(group, "muon_beta2", eopt_float(0.95));
-    eopt_dict_set(group, "beta1", none);
-    eopt_dict_set(group, "beta2", none);
-    eopt_dict_set(group, "weight_decay", eopt_float(0.01));
-    eopt_dict_set(group, "epsilon", eopt_float(1e-8));
-    eopt_dict_set(group, "flatten", eopt_bool(0));
-    eopt_dict_set(group, "adjust_lr", eopt_str("spectral_norm"));
-    eopt_dict_set(group, "algorithm", eopt_str("nordion2"));
-    eopt_dict_set(group, "step", eopt_int(0));
-}
+static const eopt_hparam muon_group_keys[] = {
+    LR, MU, BETA1, BETA2, WD, CAUTIOUS, ALGORITHM("muon"), STEP, EPSILON, NESTEROV, FLATTEN, ADJUST_LR, EOPT_HP_END,
+};
+static const eopt_hparam normuon_group_keys[] = {
+    LR,   MU,      MUON_BETA2, BETA1,   BETA2,     WD, CAUTIOUS, ALGORITHM("normuon"),
+    STEP, EPSILON, NESTEROV,   FLATTEN, ADJUST_LR, EOPT_HP_END,
+};
+static const eopt_hparam dion2_group_keys[] = {
+    LR, EF_DECAY, FRACTION, BETA1, BETA2, WD, EPSILON, FLATTEN, ADJUST_LR, ALGORITHM("dion2"), STEP, EOPT_HP_END,
+};
+static const eopt_hparam nordion2_group_keys[] = {
+    LR, FRACTION, MU, MUON_BETA2, BETA1, BETA2, WD, EPSILON, FLATTEN, ADJUST_LR, ALGORITHM("nordion2"), STEP,
+    EOPT_HP_END,
+};
 
 /* ---- validation ---- */
 
-/* The constructor arguments (§1.1, §1.2); *polar and *soft receive use_polar_express and
- * softening. */
-static eopt_status read_args(const eopt_optimizer *opt, int *polar, double *soft)
+/* What the tables do not say (§1.1, §1.2). */
+static eopt_status dion_args(const eopt_optimizer *opt)
 {
     const eopt_dict *a = &opt->args;
+    const dion_cfg *c = opt->impl;
     const char *w = opt->cls->id;
     char buf[64];
-    int flag;
     if (!eopt_is_none(a, "distributed_mesh"))
         return eopt_fail(EOPT_ERR_ARG, "%s: distributed_mesh must be None (eopt runs one process), got %s", w,
                          eopt_value_repr(eopt_dict_get(a, "distributed_mesh"), buf, sizeof buf));
     if (!eopt_is_none(a, "newton_schulz_func"))
         return eopt_fail(EOPT_ERR_UNSUPPORTED, "%s: a custom newton_schulz_func is not supported, got %s", w,
                          eopt_value_repr(eopt_dict_get(a, "newton_schulz_func"), buf, sizeof buf));
-    const eopt_value *betas = eopt_dict_get(a, "betas");
-    if (!betas || betas->kind != EOPT_VAL_FLOATS || betas->nf != 2 || betas->fv[0] < 0.0 || betas->fv[1] < 0.0)
+    if (c->betas[0] < 0.0 || c->betas[1] < 0.0)
         return eopt_fail(EOPT_ERR_ARG, "%s: Invalid betas: %s", w,
-                         betas ? eopt_value_repr(betas, buf, sizeof buf) : "(missing)");
-    EOPT_TRY(eopt_dict_bool(a, w, "use_gram_newton_schulz", &flag));
-    if (flag)
+                         eopt_value_repr(eopt_dict_get(a, "betas"), buf, sizeof buf));
+    if (c->gram)
         return eopt_fail(EOPT_ERR_UNSUPPORTED,
                          "%s: use_gram_newton_schulz = True needs the external gram-newton-schulz package, "
                          "which eopt does not provide",
                          w);
-    EOPT_TRY(eopt_dict_bool(a, w, "use_triton", &flag));
-    if (flag)
+    if (c->triton)
         return eopt_fail(EOPT_ERR_UNSUPPORTED, "%s: use_triton = True needs Triton kernels, which eopt does not provide",
                          w);
-    EOPT_TRY(eopt_dict_bool(a, w, "use_polar_express", polar));
-    if (eopt_dict_get(a, "verbose"))
-        EOPT_TRY(eopt_dict_bool(a, w, "verbose", &flag));
-    if (eopt_dict_get(a, "triton_post_ortho"))
-        EOPT_TRY(eopt_dict_bool(a, w, "triton_post_ortho", &flag));
-    EOPT_TRY(eopt_dict_float(a, w, "softening", soft));
-    return eopt_softening_check(*soft, w);
-}
-
-static eopt_status read_adjust(const eopt_dict *d, const char *what, dion_adjust *out)
-{
-    if (eopt_is_none(d, "adjust_lr")) {
-        *out = ADJ_NONE; /* None is an absent attribute in a checkpoint */
-        return EOPT_OK;
-    }
-    const char *s;
-    EOPT_TRY(eopt_dict_str(d, what, "adjust_lr", &s));
-    if (strcmp(s, "spectral_norm") == 0)
-        *out = ADJ_SPECTRAL;
-    else if (strcmp(s, "rms_norm") == 0)
-        *out = ADJ_RMS;
-    else
-        return eopt_fail(EOPT_ERR_ARG, "%s: Invalid adjust_lr value: %s. Must be 'spectral_norm', 'rms_norm', or None.",
-                         what, s);
-    return EOPT_OK;
+    return eopt_softening_check(c->soft, w);
 }
 
 static eopt_status check_nonneg(const char *what, const char *label, const char *key, double v)
@@ -198,60 +162,35 @@ static eopt_status check_nonneg(const char *what, const char *label, const char 
     return EOPT_OK;
 }
 
-/* Reads and validates group g. The constructor's checks (§1.2) are applied to every group:
- * eopt has no separate constructor values. */
-static eopt_status read_group(const eopt_optimizer *opt, int g, dion_hp *h)
+/* Reads and validates group g, with the softening of this step. The constructor's checks (§1.2)
+ * are applied to every group: eopt has no separate constructor values. */
+static eopt_status read_group(const eopt_optimizer *opt, int g, void *out)
 {
     const eopt_dict *d = &opt->groups[g].hp;
     const dion_algo own = own_algo(opt);
+    dion_group *dg = out;
+    dion_hp *h = &dg->h;
     char what[96];
     snprintf(what, sizeof what, "%s param group %d", opt->cls->id, g);
-    memset(h, 0, sizeof *h);
-    const char *algo;
-    EOPT_TRY(eopt_dict_str(d, what, "algorithm", &algo));
-    if (strcmp(algo, algo_names[own]) == 0)
-        h->algo = own;
-    else if (strcmp(algo, "adamw") == 0)
-        h->algo = ALG_ADAMW;
-    else if (strcmp(algo, "lion") == 0)
-        h->algo = ALG_LION;
-    else
-        return eopt_fail(EOPT_ERR_ARG, "%s: Unknown algorithm: %s (expected '%s', 'adamw' or 'lion')", what, algo,
-                         algo_names[own]);
-    EOPT_TRY(eopt_dict_float(d, what, "lr", &h->lr));
+    memset(dg, 0, sizeof *dg);
+    dg->adjust = ADJ_NONE; /* adjust_lr None (an absent attribute in a checkpoint) keeps it */
+    EOPT_TRY(eopt_hparams_read(opt->cls->group_keys, d, what, dg));
+    const dion_algo picked[3] = {own, ALG_ADAMW, ALG_LION};
+    h->algo = picked[dg->algorithm];
+    h->adjust = (dion_adjust)dg->adjust;
     EOPT_TRY(check_nonneg(what, "learning rate", "lr", h->lr));
-    EOPT_TRY(eopt_dict_float(d, what, "beta1", &h->beta1));
-    EOPT_TRY(eopt_dict_float(d, what, "beta2", &h->beta2));
     if (h->beta1 < 0.0 || h->beta2 < 0.0)
         return eopt_fail(EOPT_ERR_ARG, "%s: Invalid betas: (%g, %g)", what, h->beta1, h->beta2);
-    EOPT_TRY(eopt_dict_float(d, what, "weight_decay", &h->wd));
-    EOPT_TRY(eopt_dict_float(d, what, "epsilon", &h->eps));
-    EOPT_TRY(eopt_dict_int(d, what, "step", &h->step));
-    EOPT_TRY(eopt_dict_bool(d, what, "flatten", &h->flatten));
-    EOPT_TRY(read_adjust(d, what, &h->adjust));
-    if (own == ALG_MUON || own == ALG_NORMUON) {
-        EOPT_TRY(eopt_dict_bool(d, what, "nesterov", &h->nesterov));
+    if ((own == ALG_DION2 || own == ALG_NORDION2) && !eopt_is_none(d, "cautious_wd")) /* group.get("cautious_wd", False) */
         EOPT_TRY(eopt_dict_bool(d, what, "cautious_wd", &h->cautious));
-    } else if (!eopt_is_none(d, "cautious_wd")) { /* Dion2 / NorDion2: group.get("cautious_wd", False) */
-        EOPT_TRY(eopt_dict_bool(d, what, "cautious_wd", &h->cautious));
-    }
-    if (own != ALG_DION2) {
-        EOPT_TRY(eopt_dict_float(d, what, "mu", &h->mu));
+    if (own != ALG_DION2)
         EOPT_TRY(check_nonneg(what, "momentum factor (mu)", "mu", h->mu));
-    }
-    if (own == ALG_NORMUON || own == ALG_NORDION2) {
-        EOPT_TRY(eopt_dict_float(d, what, "muon_beta2", &h->muon_beta2));
+    if (own == ALG_NORMUON || own == ALG_NORDION2)
         EOPT_TRY(check_nonneg(what, "muon_beta2", "muon_beta2", h->muon_beta2));
-    }
-    if (own == ALG_DION2) {
-        EOPT_TRY(eopt_dict_float(d, what, "ef_decay", &h->ef_decay));
+    if (own == ALG_DION2)
         EOPT_TRY(check_nonneg(what, "error-feedback decay", "ef_decay", h->ef_decay));
-    }
-    if (own == ALG_DION2 || own == ALG_NORDION2) {
-        EOPT_TRY(eopt_dict_float(d, what, "fraction", &h->fraction));
-        if (!(h->fraction > 0.0 && h->fraction <= 1.0))
-            return eopt_fail(EOPT_ERR_ARG, "%s: fraction must be in (0, 1], got %g", what, h->fraction);
-    }
+    if ((own == ALG_DION2 || own == ALG_NORDION2) && !(h->fraction > 0.0 && h->fraction <= 1.0))
+        return eopt_fail(EOPT_ERR_ARG, "%s: fraction must be in (0, 1], got %g", what, h->fraction);
     h->heads = 1;
     const eopt_value *nh = eopt_dict_get(d, "num_heads");
     if (nh && nh->kind != EOPT_VAL_NONE) {
@@ -264,6 +203,9 @@ static eopt_status read_group(const eopt_optimizer *opt, int g, dion_hp *h)
             return eopt_fail(EOPT_ERR_ARG, "%s: num_heads = %lld cannot be combined with flatten = True", what,
                              (long long)h->heads);
     }
+    EOPT_TRY(eopt_dict_float(&opt->args, opt->cls->id, "softening", &dg->soft));
+    EOPT_TRY(eopt_softening_check(dg->soft, opt->cls->id));
+    eopt_ns_dion(((const dion_cfg *)opt->impl)->polar, (double)(float)h->eps, &dg->ns);
     return EOPT_OK;
 }
 
@@ -313,35 +255,59 @@ static eopt_status dion_init_state(eopt_optimizer *opt, int i)
     const int g = eopt_optimizer_group_of(opt, i);
     if (g < 0)
         return eopt_fail(EOPT_ERR_ARG, "%s: no param group holds state index %d", opt->cls->id, i);
-    dion_hp h;
-    EOPT_TRY(read_group(opt, g, &h));
-    return init_state_for(opt, i, h.algo);
+    dion_group dg;
+    EOPT_TRY(read_group(opt, g, &dg));
+    return init_state_for(opt, i, dg.h.algo);
 }
 
+/* What a group's algorithm needs of parameter i: a float32 matrix for the matrix algorithms. */
+static eopt_status check_shape(const eopt_optimizer *opt, const dion_hp *h, int i)
+{
+    const eopt_param *p = &opt->params[i];
+    int m, n;
+    int64_t batch;
+    if (h->algo != ALG_ADAMW && h->algo != ALG_LION)
+        EOPT_TRY(matrix_shape(opt, i, h, &m, &n, &batch));
+    if (p->w->dtype != EOPT_F32)
+        return eopt_fail(EOPT_ERR_UNSUPPORTED, "%s: parameter '%s' is %s; only float32 is supported", opt->cls->id,
+                         p->name, eopt_dtype_name(p->w->dtype));
+    return EOPT_OK;
+}
+
+/* The step's check of parameter i (with or without gradient): its shape, and the state of its
+ * group's algorithm (a group may switch between its matrix algorithm and adamw / lion). */
+static eopt_status dion_check(const eopt_optimizer *opt, const void *hp, int i)
+{
+    const dion_hp *h = &((const dion_group *)hp)->h;
+    EOPT_TRY(check_shape(opt, h, i));
+    eopt_optimizer *o = (eopt_optimizer *)opt; /* eopt_state_get only looks */
+    const char *need = h->algo == ALG_NORMUON || h->algo == ALG_NORDION2 ? "variance_neuron"
+                       : h->algo == ALG_ADAMW                            ? "variance"
+                                                                         : "momentum";
+    if (!eopt_state_get(o, i, "momentum") || !eopt_state_get(o, i, need))
+        return eopt_fail(EOPT_ERR_ARG, "%s: parameter '%s' lacks the state of algorithm '%s'", opt->cls->id,
+                         opt->params[i].name, algo_names[h->algo]);
+    return EOPT_OK;
+}
+
+/* Fills the groups' beta1 / beta2 placeholders from `betas`, checks every parameter and creates
+ * the state of all of them, as dion's constructor does. */
 static eopt_status dion_setup(eopt_optimizer *opt)
 {
-    int polar;
-    double soft;
-    EOPT_TRY(read_args(opt, &polar, &soft));
-    const eopt_value *betas = eopt_dict_get(&opt->args, "betas");
+    EOPT_TRY(dion_args(opt));
+    const dion_cfg *c = opt->impl;
     for (int g = 0; g < opt->ngroups; g++) {
         eopt_dict *d = &opt->groups[g].hp;
         if (eopt_is_none(d, "beta1"))
-            EOPT_TRY(eopt_dict_set(d, "beta1", eopt_float(betas->fv[0])));
+            EOPT_TRY(eopt_dict_set(d, "beta1", eopt_float(c->betas[0])));
         if (eopt_is_none(d, "beta2"))
-            EOPT_TRY(eopt_dict_set(d, "beta2", eopt_float(betas->fv[1])));
-        dion_hp h;
-        EOPT_TRY(read_group(opt, g, &h));
+            EOPT_TRY(eopt_dict_set(d, "beta2", eopt_float(c->betas[1])));
+        dion_group dg;
+        EOPT_TRY(read_group(opt, g, &dg));
         for (int k = 0; k < opt->groups[g].n; k++) {
             const int i = opt->groups[g].index[k];
-            int m, n;
-            int64_t batch;
-            if (h.algo != ALG_ADAMW && h.algo != ALG_LION)
-                EOPT_TRY(matrix_shape(opt, i, &h, &m, &n, &batch));
-            if (opt->params[i].w->dtype != EOPT_F32)
-                return eopt_fail(EOPT_ERR_UNSUPPORTED, "%s: parameter '%s' is %s; only float32 is supported",
-                                 opt->cls->id, opt->params[i].name, eopt_dtype_name(opt->params[i].w->dtype));
-            EOPT_TRY(init_state_for(opt, i, h.algo));
+            EOPT_TRY(check_shape(opt, &dg.h, i));
+            EOPT_TRY(init_state_for(opt, i, dg.h.algo));
         }
     }
     return EOPT_OK;
@@ -465,9 +431,6 @@ static eopt_status matrix_param(eopt_optimizer *opt, int i, const dion_hp *h, co
     const float *G = eopt_f32(opt->params[i].grad);
     const eopt_tensor *vt = eopt_state_get(opt, i, "variance_neuron");
     float *V = vt ? eopt_f32(vt) : NULL;
-    if (!M || ((h->algo == ALG_NORMUON || h->algo == ALG_NORDION2) && !V))
-        return eopt_fail(EOPT_ERR_ARG, "%s: parameter '%s' lacks the state of algorithm '%s'", opt->cls->id,
-                         opt->params[i].name, algo_names[h->algo]);
     if (h->algo == ALG_MUON || h->algo == ALG_DION2)
         V = NULL;
     const dion_ctx c = {.be = opt->be, .ws = &opt->ws, .h = h, .ns = ns, .soft = soft, .adj_lr = adjusted_lr(h, m, n)};
@@ -491,9 +454,6 @@ static eopt_status elementwise_param(eopt_optimizer *opt, int i, const dion_hp *
     float *X = eopt_f32(w), *M = eopt_f32(eopt_state_get(opt, i, "momentum"));
     const float *G = eopt_f32(opt->params[i].grad);
     const eopt_tensor *vt = eopt_state_get(opt, i, "variance");
-    if (!M || (h->algo == ALG_ADAMW && !vt))
-        return eopt_fail(EOPT_ERR_ARG, "%s: parameter '%s' lacks the state of algorithm '%s'", opt->cls->id,
-                         opt->params[i].name, algo_names[h->algo]);
     const float lr = (float)h->lr, wd = (float)h->wd, b1 = (float)h->beta1, b2 = (float)h->beta2;
     if (h->algo == ALG_ADAMW) {
         const float bc1 = 1.0f - powf(b1, (float)h->step), bc2 = 1.0f - powf(b2, (float)h->step);
@@ -512,52 +472,44 @@ static eopt_status elementwise_param(eopt_optimizer *opt, int i, const dion_hp *
 
 /* ---- step (§1.4) ---- */
 
-static eopt_status dion_step(eopt_optimizer *opt)
+/* Every group advances its step counter, with or without gradients. */
+static void dion_begin_group(eopt_optimizer *opt, int g, void *hp)
 {
-    int polar;
-    double soft;
-    EOPT_TRY(read_args(opt, &polar, &soft)); /* softening may have changed since the last step */
-    /* every group is read before any changes, so that a bad one leaves the optimizer as it was */
-    for (int g = 0; g < opt->ngroups; g++) {
-        dion_hp h;
-        EOPT_TRY(read_group(opt, g, &h));
-    }
-    for (int g = 0; g < opt->ngroups; g++) {
-        eopt_group *gr = &opt->groups[g];
-        dion_hp h;
-        EOPT_TRY(read_group(opt, g, &h));
-        h.step++; /* every group advances, with or without gradients */
-        EOPT_TRY(eopt_dict_set(&gr->hp, "step", eopt_int(h.step)));
-        eopt_ns_config ns;
-        eopt_ns_dion(polar, (double)(float)h.eps, &ns);
-        for (int k = 0; k < gr->n; k++) {
-            const int i = gr->index[k];
-            if (!opt->params[i].grad)
-                continue;
-            if (h.algo == ALG_ADAMW || h.algo == ALG_LION)
-                EOPT_TRY(elementwise_param(opt, i, &h));
-            else
-                EOPT_TRY(matrix_param(opt, i, &h, &ns, soft));
-        }
-    }
-    return EOPT_OK;
+    dion_hp *h = &((dion_group *)hp)->h;
+    h->step++;
+    eopt_dict_set(&opt->groups[g].hp, "step", eopt_int(h->step)); /* replaces a present key: cannot fail */
 }
 
-#define DION_CLASS(var, id_, name_, defaults_, ...)                                                                  \
-    const eopt_optimizer_class var = {                                                                               \
-        .id = id_,                                                                                                   \
-        .name = name_,                                                                                               \
-        .source = "microsoft/dion@33777ce",                                                                          \
-        .source_match = "microsoft/dion",                                                                            \
-        .defaults = defaults_,                                                                                       \
-        .setup = dion_setup,                                                                                         \
-        .init_state = dion_init_state,                                                                               \
-        .step = dion_step,                                                                                           \
-        .schedulable = (const char *const[]){__VA_ARGS__, "beta1", "beta2", "weight_decay", "epsilon",               \
-                                             "softening", NULL},                                                     \
+static eopt_status dion_update(eopt_optimizer *opt, const void *hp, int i)
+{
+    const dion_group *dg = hp;
+    if (dg->h.algo == ALG_ADAMW || dg->h.algo == ALG_LION)
+        return elementwise_param(opt, i, &dg->h);
+    return matrix_param(opt, i, &dg->h, &dg->ns, dg->soft);
+}
+
+#define DION_CLASS(var, id_, name_, args, group, ...)                                                                       \
+    const eopt_optimizer_class var = {                                                                                 \
+        .id = id_,                                                                                                     \
+        .name = name_,                                                                                                 \
+        .source = "microsoft/dion@33777ce",                                                                            \
+        .source_match = "microsoft/dion",                                                                              \
+        .arg_keys = args,                                                                                               \
+        .group_keys = group,                                                                                            \
+        .impl_size = sizeof(dion_cfg),                                                                                 \
+        .hp_size = sizeof(dion_group),                                                                                 \
+        .setup = dion_setup,                                                                                           \
+        .init_state = dion_init_state,                                                                                 \
+        .read_group = read_group,                                                                                      \
+        .check_param = dion_check,                                                                                     \
+        .begin_group = dion_begin_group,                                                                               \
+        .update = dion_update,                                                                                         \
+        .schedulable = (const char *const[]){__VA_ARGS__, "beta1", "beta2", "weight_decay", "epsilon",                 \
+                                             "softening", NULL},                                                       \
     }
 
-DION_CLASS(eopt_class_dion_muon, "dion.Muon", "Muon", muon_defaults, "lr", "mu");
-DION_CLASS(eopt_class_normuon, "NorMuon", "NorMuon", normuon_defaults, "lr", "mu", "muon_beta2");
-DION_CLASS(eopt_class_dion2, "Dion2", "Dion2", dion2_defaults, "lr", "ef_decay");
-DION_CLASS(eopt_class_nordion2, "NorDion2", "NorDion2", nordion2_defaults, "lr", "mu", "muon_beta2");
+DION_CLASS(eopt_class_dion_muon, "dion.Muon", "Muon", muon_arg_keys, muon_group_keys, "lr", "mu");
+DION_CLASS(eopt_class_normuon, "NorMuon", "NorMuon", muon_arg_keys, normuon_group_keys, "lr", "mu", "muon_beta2");
+DION_CLASS(eopt_class_dion2, "Dion2", "Dion2", dion2_arg_keys, dion2_group_keys, "lr", "ef_decay");
+DION_CLASS(eopt_class_nordion2, "NorDion2", "NorDion2", nordion2_arg_keys, nordion2_group_keys, "lr", "mu",
+           "muon_beta2");

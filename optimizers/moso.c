@@ -16,33 +16,37 @@
 #include "eigenbasis.h"
 #include "optim_util.h"
 
+/* The constructor argument, read once (opt->impl). */
+typedef struct {
+    double max_rms;
+} moso_cfg;
+
 typedef struct {
     double lr, momentum, betas[2], shampoo_beta, eps, wd;
 } moso_hp;
 
-static void moso_defaults(eopt_dict *args, eopt_dict *group)
-{
-    eopt_dict_set(args, "max_update_rms", eopt_float(0.0));
-    const double betas[2] = {0.9, 0.95};
-    eopt_dict_set(group, "lr", eopt_float(3e-4));
-    eopt_dict_set(group, "momentum", eopt_float(0.95));
-    eopt_dict_set(group, "betas", eopt_floats(2, betas));
-    eopt_dict_set(group, "shampoo_beta", eopt_float(0.95));
-    eopt_dict_set(group, "eps", eopt_float(1e-8));
-    eopt_dict_set(group, "weight_decay", eopt_float(0.01));
-}
+static const eopt_hparam moso_arg_keys[] = {
+    EOPT_HP_F("max_update_rms", 0.0, EOPT_AT(moso_cfg, max_rms)),
+    EOPT_HP_END,
+};
 
-static eopt_status moso_group(const eopt_optimizer *opt, int g, moso_hp *h)
+static const eopt_hparam moso_group_keys[] = {
+    EOPT_HP_F("lr", 3e-4, EOPT_AT(moso_hp, lr)),
+    EOPT_HP_F("momentum", 0.95, EOPT_AT(moso_hp, momentum)),
+    EOPT_HP_F2("betas", 0.9, 0.95, EOPT_AT(moso_hp, betas)),
+    EOPT_HP_F("shampoo_beta", 0.95, EOPT_AT(moso_hp, shampoo_beta)),
+    EOPT_HP_F("eps", 1e-8, EOPT_AT(moso_hp, eps)),
+    EOPT_HP_F("weight_decay", 0.01, EOPT_AT(moso_hp, wd)),
+    EOPT_HP_END,
+};
+
+static eopt_status moso_group(const eopt_optimizer *opt, int g, void *hp)
 {
     char what[48];
     snprintf(what, sizeof what, "MOSO param group %d", g);
     const eopt_dict *d = &opt->groups[g].hp;
-    EOPT_TRY(eopt_dict_float(d, what, "lr", &h->lr));
-    EOPT_TRY(eopt_dict_float(d, what, "momentum", &h->momentum));
-    EOPT_TRY(eopt_dict_floats(d, what, "betas", 2, h->betas));
-    EOPT_TRY(eopt_dict_float(d, what, "shampoo_beta", &h->shampoo_beta));
-    EOPT_TRY(eopt_dict_float(d, what, "eps", &h->eps));
-    EOPT_TRY(eopt_dict_float(d, what, "weight_decay", &h->wd));
+    moso_hp *h = hp;
+    EOPT_TRY(eopt_hparams_read(moso_group_keys, d, what, h));
     char v[32];
     if (h->shampoo_beta == 1.0) /* (1 - 1) / (1 - 1): upstream ZeroDivisionError at the first step */
         return eopt_fail(EOPT_ERR_ARG,
@@ -52,14 +56,11 @@ static eopt_status moso_group(const eopt_optimizer *opt, int g, moso_hp *h)
     return EOPT_OK;
 }
 
-static eopt_status moso_setup(eopt_optimizer *opt)
+/* _init_group: a stepped parameter is 2-D float32. */
+static eopt_status moso_check(const eopt_optimizer *opt, const void *hp, int i)
 {
-    double max_rms;
-    EOPT_TRY(eopt_dict_float(&opt->args, "MOSO", "max_update_rms", &max_rms));
-    moso_hp h;
-    for (int g = 0; g < opt->ngroups; g++)
-        EOPT_TRY(moso_group(opt, g, &h));
-    return EOPT_OK;
+    (void)hp;
+    return opt->params[i].grad ? eopt_param_check_2d(opt->cls->name, "tensors", &opt->params[i]) : EOPT_OK;
 }
 
 static eopt_status moso_init_state(eopt_optimizer *opt, int i)
@@ -134,24 +135,9 @@ static eopt_status moso_param(eopt_optimizer *opt, double max_rms, const moso_hp
     return EOPT_OK;
 }
 
-static eopt_status moso_step(eopt_optimizer *opt)
+static eopt_status moso_update(eopt_optimizer *opt, const void *hp, int i)
 {
-    double max_rms;
-    EOPT_TRY(eopt_dict_float(&opt->args, "MOSO", "max_update_rms", &max_rms));
-    for (int g = 0; g < opt->ngroups; g++) {
-        moso_hp h;
-        EOPT_TRY(moso_group(opt, g, &h));
-        EOPT_TRY(eopt_init_group_2d(opt, g, "tensors")); /* _init_group */
-        for (int k = 0; k < opt->groups[g].n; k++) {
-            const int i = opt->groups[g].index[k];
-            if (!opt->params[i].grad)
-                continue;
-            eopt_status st = moso_param(opt, max_rms, &h, i);
-            if (st != EOPT_OK)
-                return eopt_fail_context(st, "MOSO parameter '%s'", opt->params[i].name);
-        }
-    }
-    return EOPT_OK;
+    return moso_param(opt, ((const moso_cfg *)opt->impl)->max_rms, hp, i);
 }
 
 const eopt_optimizer_class eopt_class_moso = {
@@ -159,9 +145,13 @@ const eopt_optimizer_class eopt_class_moso = {
     .name = "MOSO",
     .source = "NVIDIA-NeMo/Emerging-Optimizers@a0e376b",
     .source_match = NULL,
-    .defaults = moso_defaults,
-    .setup = moso_setup,
+    .arg_keys = moso_arg_keys,
+    .group_keys = moso_group_keys,
+    .impl_size = sizeof(moso_cfg),
+    .hp_size = sizeof(moso_hp),
     .init_state = moso_init_state,
-    .step = moso_step,
+    .read_group = moso_group,
+    .check_param = moso_check,
+    .update = moso_update,
     .schedulable = (const char *const[]){"lr", "momentum", "shampoo_beta", "eps", "weight_decay", NULL},
 };

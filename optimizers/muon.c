@@ -24,11 +24,12 @@ enum { M2_ADAMUON = 0, M2_NORMUON, M2_NAMO, M2_NONE };
 
 static const char *const wd_names[] = {"decoupled", "independent", "l2", "palm", NULL};
 static const char *const m2_names[] = {"adamuon", "normuon", "namo", NULL};
+const char *const eopt_muon_scale_modes[] = {"shape_scaling", "spectral", "unit_rms_norm", NULL};
 
-/* The constructor arguments, resolved. */
+/* The constructor arguments, read once (opt->impl). */
 typedef struct {
-    int nesterov, wd_method, moment2;
-    const char *scale_mode;
+    int nesterov, wd_method, moment2, scale;
+    const char *scale_mode; /* eopt_muon_scale_modes[scale] */
     double extra;
     eopt_ns_config ns;
 } muon_cfg;
@@ -37,6 +38,43 @@ typedef struct {
 typedef struct {
     double lr, momentum, wd, beta2, eps;
 } muon_hp;
+
+#define COMMON_KEYS                                                                                                \
+    EOPT_HP_B("nesterov", 0, EOPT_AT(muon_cfg, nesterov)),                                                        \
+        EOPT_HP_E("weight_decay_method", "decoupled", EOPT_AT(muon_cfg, wd_method), wd_names,                     \
+                  "Invalid weight decay method: %s (argument weight_decay_method)"),                              \
+        EOPT_MUON_NS_KEYS(muon_cfg)
+
+static const eopt_hparam muon_arg_keys[] = {
+    COMMON_KEYS,
+    EOPT_HP_B("use_syrk", 0, EOPT_NOWHERE), /* stored; eopt uses syrk wherever it helps */
+    EOPT_HP_END,
+};
+
+static const eopt_hparam adaptive_arg_keys[] = {
+    COMMON_KEYS,
+    EOPT_HP_E("moment2_method", "adamuon", EOPT_AT(muon_cfg, moment2), m2_names,
+              "Invalid second moment method: %s (argument moment2_method)"),
+    EOPT_HP_END,
+};
+
+static const eopt_hparam muon_group_keys[] = {
+    EOPT_HP_FR("lr", 3e-4, EOPT_AT(muon_hp, lr)),
+    EOPT_HP_FR("momentum", 0.95, EOPT_AT(muon_hp, momentum)),
+    EOPT_HP_FR("weight_decay", 0.01, EOPT_AT(muon_hp, wd)),
+    EOPT_HP_END,
+};
+
+/* lr, momentum, weight_decay are required (None keeps their place in torch's key order);
+ * beta2 and eps are upstream's set-if-absent group keys */
+static const eopt_hparam adaptive_group_keys[] = {
+    EOPT_HP_NONE("lr", EOPT_HP_FLOAT, EOPT_NONE_REQUIRED, EOPT_AT(muon_hp, lr)),
+    EOPT_HP_NONE("momentum", EOPT_HP_FLOAT, EOPT_NONE_REQUIRED, EOPT_AT(muon_hp, momentum)),
+    EOPT_HP_NONE("weight_decay", EOPT_HP_FLOAT, EOPT_NONE_REQUIRED, EOPT_AT(muon_hp, wd)),
+    EOPT_HP_FR("beta2", 0.95, EOPT_AT(muon_hp, beta2)),
+    EOPT_HP_FR("eps", 1e-8, EOPT_AT(muon_hp, eps)),
+    EOPT_HP_END,
+};
 
 static int is_adaptive(const eopt_optimizer *opt) { return opt->cls == &eopt_class_adaptive_muon; }
 
@@ -88,130 +126,25 @@ eopt_status eopt_muon_ns_config(const eopt_dict *args, const char *what, eopt_ns
     return EOPT_OK;
 }
 
-eopt_status eopt_muon_scale_args(const eopt_dict *args, const char *what, const char **scale_mode, double *extra)
+/* The rest of the arguments (§3, §4.1): Newton-Schulz, and AdaptiveMuon's namo + l2 check,
+ * before num_ns_steps as upstream. */
+static eopt_status muon_setup(eopt_optimizer *opt)
 {
-    double s;
-    EOPT_TRY(eopt_dict_str(args, what, "scale_mode", scale_mode));
-    eopt_status st = eopt_muon_scale_factor(1, 1, *scale_mode, &s);
-    if (st != EOPT_OK)
-        return eopt_fail_context(st, "%s", what);
-    return eopt_dict_float(args, what, "extra_scale_factor", extra);
+    muon_cfg *c = opt->impl;
+    const char *w = opt->cls->id;
+    if (!is_adaptive(opt))
+        c->moment2 = M2_NONE;
+    if (c->moment2 == M2_NAMO && c->wd_method == WD_L2)
+        return eopt_fail(EOPT_ERR_ARG, "%s: moment2_method=\"namo\" is incompatible with weight_decay_method=\"l2\"", w);
+    c->scale_mode = eopt_muon_scale_modes[c->scale];
+    return eopt_muon_ns_config(&opt->args, w, &c->ns);
 }
 
-/* The index of `val` in `names`, or upstream's error `invalid` + val naming the argument. */
-static eopt_status pick(const char *what, const char *arg, const char *val, const char *const *names,
-                        const char *invalid, int *out)
-{
-    for (int k = 0; names[k]; k++)
-        if (strcmp(val, names[k]) == 0) {
-            *out = k;
-            return EOPT_OK;
-        }
-    return eopt_fail(EOPT_ERR_ARG, "%s: %s%s (argument %s)", what, invalid, val, arg);
-}
-
-void eopt_muon_ns_defaults(eopt_dict *args)
-{
-    eopt_dict_set(args, "fp32_matmul_prec", eopt_str("medium"));
-    eopt_dict_set(args, "coefficient_type", eopt_str("quintic"));
-    eopt_dict_set(args, "num_ns_steps", eopt_int(5));
-    eopt_dict_set(args, "scale_mode", eopt_str("spectral"));
-    eopt_dict_set(args, "extra_scale_factor", eopt_float(1.0));
-    eopt_dict_set(args, "custom_coefficient_sets", (eopt_value){.kind = EOPT_VAL_NONE});
-}
-
-/* The constructor arguments both classes share, in upstream order. */
-static void common_defaults(eopt_dict *args)
-{
-    eopt_dict_set(args, "nesterov", eopt_bool(0));
-    eopt_dict_set(args, "weight_decay_method", eopt_str("decoupled"));
-    eopt_muon_ns_defaults(args);
-}
-
-static void muon_defaults(eopt_dict *args, eopt_dict *group)
-{
-    common_defaults(args);
-    eopt_dict_set(args, "use_syrk", eopt_bool(0)); /* stored; eopt uses syrk wherever it helps */
-    eopt_dict_set(group, "lr", eopt_float(3e-4));
-    eopt_dict_set(group, "momentum", eopt_float(0.95));
-    eopt_dict_set(group, "weight_decay", eopt_float(0.01));
-}
-
-static void adaptive_defaults(eopt_dict *args, eopt_dict *group)
-{
-    common_defaults(args);
-    eopt_dict_set(args, "moment2_method", eopt_str("adamuon"));
-    /* lr, momentum, weight_decay are required (None keeps their place in torch's key order);
-     * beta2 and eps are upstream's set-if-absent group keys */
-    const eopt_value none = {.kind = EOPT_VAL_NONE};
-    eopt_dict_set(group, "lr", none);
-    eopt_dict_set(group, "momentum", none);
-    eopt_dict_set(group, "weight_decay", none);
-    eopt_dict_set(group, "beta2", eopt_float(0.95));
-    eopt_dict_set(group, "eps", eopt_float(1e-8));
-}
-
-static eopt_status muon_config(const eopt_optimizer *opt, muon_cfg *c)
-{
-    const eopt_dict *a = &opt->args;
-    const char *w = opt->cls->name, *wd, *m2 = NULL;
-    int use_syrk;
-    EOPT_TRY(eopt_dict_bool(a, w, "nesterov", &c->nesterov));
-    EOPT_TRY(eopt_dict_str(a, w, "weight_decay_method", &wd));
-    c->moment2 = M2_NONE;
-    if (is_adaptive(opt)) {
-        EOPT_TRY(eopt_dict_str(a, w, "moment2_method", &m2));
-        if (strcmp(m2, "namo") == 0 && strcmp(wd, "l2") == 0)
-            return eopt_fail(EOPT_ERR_ARG, "%s: moment2_method=\"namo\" is incompatible with weight_decay_method=\"l2\"",
-                             w);
-    } else {
-        EOPT_TRY(eopt_dict_bool(a, w, "use_syrk", &use_syrk));
-    }
-    EOPT_TRY(eopt_muon_ns_config(a, w, &c->ns));
-    EOPT_TRY(pick(w, "weight_decay_method", wd, wd_names, "Invalid weight decay method: ", &c->wd_method));
-    if (m2)
-        EOPT_TRY(pick(w, "moment2_method", m2, m2_names, "Invalid second moment method: ", &c->moment2));
-    return eopt_muon_scale_args(a, w, &c->scale_mode, &c->extra);
-}
-
-/* A group value; None (AdaptiveMuon's required lr, momentum, weight_decay left unset) is an error. */
-static eopt_status group_float(const eopt_dict *d, const char *what, const char *key, double *out)
-{
-    const eopt_value *v = eopt_dict_get(d, key);
-    if (v && v->kind == EOPT_VAL_NONE)
-        return eopt_fail(EOPT_ERR_ARG, "%s: missing required argument '%s'", what, key);
-    return eopt_dict_float(d, what, key, out);
-}
-
-eopt_status eopt_muon_group_hp(const eopt_dict *d, const char *what, double *lr, double *momentum, double *wd)
-{
-    EOPT_TRY(group_float(d, what, "lr", lr));
-    EOPT_TRY(group_float(d, what, "momentum", momentum));
-    return group_float(d, what, "weight_decay", wd);
-}
-
-static eopt_status muon_group(const eopt_optimizer *opt, int g, muon_hp *h)
+static eopt_status muon_group(const eopt_optimizer *opt, int g, void *hp)
 {
     char what[64];
     snprintf(what, sizeof what, "%s param group %d", opt->cls->name, g);
-    const eopt_dict *d = &opt->groups[g].hp;
-    EOPT_TRY(eopt_muon_group_hp(d, what, &h->lr, &h->momentum, &h->wd));
-    h->beta2 = h->eps = 0.0;
-    if (is_adaptive(opt)) {
-        EOPT_TRY(group_float(d, what, "beta2", &h->beta2));
-        EOPT_TRY(group_float(d, what, "eps", &h->eps));
-    }
-    return EOPT_OK;
-}
-
-static eopt_status muon_setup(eopt_optimizer *opt)
-{
-    muon_cfg c;
-    muon_hp h;
-    EOPT_TRY(muon_config(opt, &c));
-    for (int g = 0; g < opt->ngroups; g++)
-        EOPT_TRY(muon_group(opt, g, &h));
-    return EOPT_OK;
+    return eopt_hparams_read(is_adaptive(opt) ? adaptive_group_keys : muon_group_keys, &opt->groups[g].hp, what, hp);
 }
 
 /* Python's tuple(shape): "(48, 16)", "(5,)". */
@@ -229,8 +162,7 @@ static eopt_status muon_init_state(eopt_optimizer *opt, int i)
 {
     const eopt_tensor *w = opt->params[i].w;
     char sh[96];
-    muon_cfg c;
-    EOPT_TRY(muon_config(opt, &c));
+    const muon_cfg c = *(const muon_cfg *)opt->impl;
     if (c.moment2 == M2_NORMUON && w->ndim != 2)
         return eopt_fail(EOPT_ERR_SHAPE, "AdaptiveMuon only supports 2D parameters, got shape %s (parameter '%s')",
                          py_shape(w, sh, sizeof sh), opt->params[i].name);
@@ -250,30 +182,28 @@ static eopt_status muon_init_state(eopt_optimizer *opt, int i)
     return EOPT_OK;
 }
 
-/* Everything upstream would reject in this step, checked before anything changes: Muon's
- * parameters with a gradient must be 2-D, AdaptiveMuon's all of them (§4, §7). */
-static eopt_status muon_check_group(const eopt_optimizer *opt, const muon_cfg *c, int g)
+/* What upstream rejects in a step: Muon's parameters with a gradient must be 2-D float32,
+ * AdaptiveMuon's all of them 2-D (§4, §7). */
+static eopt_status muon_check(const eopt_optimizer *opt, const void *hp, int i)
 {
+    (void)hp;
+    const muon_cfg *c = opt->impl;
+    const eopt_param *p = &opt->params[i];
     const char *w = opt->cls->name;
     char sh[96];
-    for (int k = 0; k < opt->groups[g].n; k++) {
-        const eopt_param *p = &opt->params[opt->groups[g].index[k]];
-        if (p->w->ndim != 2 && c->moment2 == M2_NORMUON && p->grad)
-            return eopt_fail(EOPT_ERR_SHAPE, "AdaptiveMuon only supports 2D parameters, got shape %s (parameter '%s')",
-                             py_shape(p->w, sh, sizeof sh), p->name);
-        if (p->w->ndim != 2 && is_adaptive(opt))
-            return eopt_fail(EOPT_ERR_SHAPE, "AdaptiveMuon only supports 2D parameters (parameter '%s')", p->name);
-        if (!p->grad)
-            continue;
-        if (p->w->ndim != 2)
-            return eopt_fail(EOPT_ERR_SHAPE, "%s: Only 2D parameters are supported. (parameter '%s' has shape %s)", w,
-                             p->name, py_shape(p->w, sh, sizeof sh));
-        if (p->w->dtype != EOPT_F32 || p->grad->dtype != EOPT_F32)
-            return eopt_fail(EOPT_ERR_UNSUPPORTED, "%s: Input tensor x must be in float32, got %s (parameter '%s')", w,
-                             eopt_dtype_name(p->w->dtype != EOPT_F32 ? p->w->dtype : p->grad->dtype), p->name);
-        if (!eopt_tensor_same_shape(p->w, p->grad))
-            return eopt_fail(EOPT_ERR_SHAPE, "%s: the gradient of '%s' has a different shape", w, p->name);
-    }
+    if (p->w->ndim != 2 && c->moment2 == M2_NORMUON && p->grad)
+        return eopt_fail(EOPT_ERR_SHAPE, "AdaptiveMuon only supports 2D parameters, got shape %s (parameter '%s')",
+                         py_shape(p->w, sh, sizeof sh), p->name);
+    if (p->w->ndim != 2 && is_adaptive(opt))
+        return eopt_fail(EOPT_ERR_SHAPE, "AdaptiveMuon only supports 2D parameters (parameter '%s')", p->name);
+    if (!p->grad)
+        return EOPT_OK;
+    if (p->w->ndim != 2)
+        return eopt_fail(EOPT_ERR_SHAPE, "%s: Only 2D parameters are supported. (parameter '%s' has shape %s)", w,
+                         p->name, py_shape(p->w, sh, sizeof sh));
+    if (p->w->dtype != EOPT_F32 || p->grad->dtype != EOPT_F32)
+        return eopt_fail(EOPT_ERR_UNSUPPORTED, "%s: Input tensor x must be in float32, got %s (parameter '%s')", w,
+                         eopt_dtype_name(p->w->dtype != EOPT_F32 ? p->w->dtype : p->grad->dtype), p->name);
     return EOPT_OK;
 }
 
@@ -368,32 +298,9 @@ static eopt_status muon_param(eopt_optimizer *opt, const muon_cfg *c, const muon
     return moment2_apply(opt, c, h, i, step, P, O, G, X);
 }
 
-static eopt_status muon_step(eopt_optimizer *opt)
+static eopt_status muon_update(eopt_optimizer *opt, const void *hp, int i)
 {
-    muon_cfg c;
-    muon_hp h;
-    EOPT_TRY(muon_config(opt, &c));
-    for (int g = 0; g < opt->ngroups; g++) { /* validate everything before changing anything */
-        EOPT_TRY(muon_group(opt, g, &h));
-        EOPT_TRY(muon_check_group(opt, &c, g));
-    }
-    for (int g = 0; g < opt->ngroups; g++) {
-        EOPT_TRY(muon_group(opt, g, &h));
-        for (int k = 0; k < opt->groups[g].n; k++) { /* _init_group: lazy state for the whole group */
-            const int i = opt->groups[g].index[k];
-            if (opt->params[i].grad && opt->state[i].n == 0)
-                EOPT_TRY(muon_init_state(opt, i));
-        }
-        for (int k = 0; k < opt->groups[g].n; k++) {
-            const int i = opt->groups[g].index[k];
-            if (!opt->params[i].grad)
-                continue;
-            eopt_status st = muon_param(opt, &c, &h, i);
-            if (st != EOPT_OK)
-                return eopt_fail_context(st, "%s parameter '%s'", opt->cls->name, opt->params[i].name);
-        }
-    }
-    return EOPT_OK;
+    return muon_param(opt, opt->impl, hp, i);
 }
 
 const eopt_optimizer_class eopt_class_muon = {
@@ -401,10 +308,15 @@ const eopt_optimizer_class eopt_class_muon = {
     .name = "Muon",
     .source = "NVIDIA-NeMo/Emerging-Optimizers@b309e2f (v0.3.0)",
     .source_match = NULL,
-    .defaults = muon_defaults,
+    .arg_keys = muon_arg_keys,
+    .group_keys = muon_group_keys,
+    .impl_size = sizeof(muon_cfg),
+    .hp_size = sizeof(muon_hp),
     .setup = muon_setup,
     .init_state = muon_init_state,
-    .step = muon_step,
+    .read_group = muon_group,
+    .check_param = muon_check,
+    .update = muon_update,
     .schedulable = (const char *const[]){"lr", "momentum", "weight_decay", NULL},
 };
 
@@ -413,9 +325,14 @@ const eopt_optimizer_class eopt_class_adaptive_muon = {
     .name = "AdaptiveMuon",
     .source = "NVIDIA-NeMo/Emerging-Optimizers@b309e2f (v0.3.0)",
     .source_match = NULL,
-    .defaults = adaptive_defaults,
+    .arg_keys = adaptive_arg_keys,
+    .group_keys = adaptive_group_keys,
+    .impl_size = sizeof(muon_cfg),
+    .hp_size = sizeof(muon_hp),
     .setup = muon_setup,
     .init_state = muon_init_state,
-    .step = muon_step,
+    .read_group = muon_group,
+    .check_param = muon_check,
+    .update = muon_update,
     .schedulable = (const char *const[]){"lr", "momentum", "weight_decay", "beta2", "eps", NULL},
 };

@@ -5,6 +5,7 @@
  *   Muon:         nesterov, weight_decay_method, fp32_matmul_prec, coefficient_type, num_ns_steps,
  *                 scale_mode, extra_scale_factor, use_syrk
  *   AdaptiveMuon: the same without use_syrk, plus moment2_method
+ * (custom_coefficient_sets, an eopt extension, follows extra_scale_factor in both).
  * Param-group keys: lr, momentum, weight_decay (AdaptiveMuon: required, then beta2, eps). */
 #ifndef EOPT_OPT_MUON_H
 #define EOPT_OPT_MUON_H
@@ -24,16 +25,21 @@ eopt_status eopt_muon_scale_factor(int64_t size_out, int64_t size_in, const char
  * messages. Shared by Muon, AdaptiveMuon and Muown. */
 eopt_status eopt_muon_ns_config(const eopt_dict *args, const char *what, eopt_ns_config *out);
 
-/* scale_mode (checked now, with eopt_muon_scale_factor's message, where upstream fails only at
- * the first step) and extra_scale_factor of `args`. Shared by Muon, AdaptiveMuon and Muown. */
-eopt_status eopt_muon_scale_args(const eopt_dict *args, const char *what, const char **scale_mode, double *extra);
+/* The scale_mode values get_muon_scale_factor accepts, NULL-terminated. */
+extern const char *const eopt_muon_scale_modes[];
 
-/* The defaults of the arguments those two read, in upstream order: fp32_matmul_prec "medium",
- * coefficient_type "quintic", num_ns_steps 5, scale_mode "spectral", extra_scale_factor 1. */
-void eopt_muon_ns_defaults(eopt_dict *args);
-/* A param group's lr, momentum and weight_decay (Muon, AdaptiveMuon, Muown); None is an error
- * naming the key. */
-eopt_status eopt_muon_group_hp(const eopt_dict *d, const char *what, double *lr, double *momentum, double *wd);
+/* The constructor-argument rows Muon, AdaptiveMuon and Muown share, in upstream order:
+ * fp32_matmul_prec "medium", coefficient_type "quintic", num_ns_steps 5 (read by
+ * eopt_muon_ns_config), scale_mode "spectral" (checked at construction, where upstream fails
+ * only at the first step) into type.scale, extra_scale_factor 1 into type.extra, and eopt's
+ * custom_coefficient_sets (None). */
+#define EOPT_MUON_NS_KEYS(type)                                                                                   \
+    EOPT_HP_S("fp32_matmul_prec", "medium"), EOPT_HP_S("coefficient_type", "quintic"),                            \
+        EOPT_HP_I("num_ns_steps", 5, EOPT_NOWHERE),                                                               \
+        EOPT_HP_E("scale_mode", "spectral", EOPT_AT(type, scale), eopt_muon_scale_modes,                          \
+                  "Invalid mode for Muon update scale factor: %s (argument scale_mode)"),                         \
+        EOPT_HP_F("extra_scale_factor", 1.0, EOPT_AT(type, extra)),                                               \
+        EOPT_HP_NONE("custom_coefficient_sets", EOPT_HP_ANY, EOPT_NONE_KEEP, EOPT_NOWHERE)
 
 /* Registry entries (see classes.h). */
 #define EOPT_CLASSES_MUON &eopt_class_muon, &eopt_class_adaptive_muon,

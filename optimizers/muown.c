@@ -19,9 +19,11 @@
 #include "muon.h"
 #include "optim_util.h"
 
+/* The constructor arguments, read once (opt->impl). */
 typedef struct {
     double betas[2], adam_eps, extra;
-    const char *scale_mode;
+    int scale;
+    const char *scale_mode; /* eopt_muon_scale_modes[scale] */
     eopt_ns_config ns;
 } muown_cfg;
 
@@ -29,47 +31,41 @@ typedef struct {
     double lr, momentum, wd;
 } muown_hp;
 
-static void muown_defaults(eopt_dict *args, eopt_dict *group)
-{
-    const double betas[2] = {0.9, 0.95};
-    eopt_dict_set(args, "betas", eopt_floats(2, betas));
-    eopt_dict_set(args, "adam_eps", eopt_float(1e-8));
-    eopt_muon_ns_defaults(args);
-    eopt_dict_set(args, "use_syrk", eopt_bool(0)); /* stored; eopt uses syrk wherever it helps */
-    eopt_dict_set(group, "lr", eopt_float(3e-4));
-    eopt_dict_set(group, "momentum", eopt_float(0.95));
-    eopt_dict_set(group, "weight_decay", eopt_float(0.0));
-}
+static const eopt_hparam muown_arg_keys[] = {
+    EOPT_HP_F2("betas", 0.9, 0.95, EOPT_AT(muown_cfg, betas)),
+    EOPT_HP_F("adam_eps", 1e-8, EOPT_AT(muown_cfg, adam_eps)),
+    EOPT_MUON_NS_KEYS(muown_cfg),
+    EOPT_HP_B("use_syrk", 0, EOPT_NOWHERE), /* stored; eopt uses syrk wherever it helps */
+    EOPT_HP_END,
+};
 
-static eopt_status muown_config(const eopt_optimizer *opt, muown_cfg *c)
-{
-    const eopt_dict *a = &opt->args;
-    const char *w = "Muown";
-    int use_syrk;
-    EOPT_TRY(eopt_muon_ns_config(a, w, &c->ns));
-    c->ns.eps = 1e-15; /* Muown's commit normalises with max(||X||_F, 1e-15) */
-    EOPT_TRY(eopt_dict_floats(a, w, "betas", 2, c->betas));
-    EOPT_TRY(eopt_dict_float(a, w, "adam_eps", &c->adam_eps));
-    EOPT_TRY(eopt_muon_scale_args(a, w, &c->scale_mode, &c->extra));
-    EOPT_TRY(eopt_dict_bool(a, w, "use_syrk", &use_syrk));
-    return EOPT_OK;
-}
-
-static eopt_status muown_group(const eopt_optimizer *opt, int g, muown_hp *h)
-{
-    char what[48];
-    snprintf(what, sizeof what, "Muown param group %d", g);
-    return eopt_muon_group_hp(&opt->groups[g].hp, what, &h->lr, &h->momentum, &h->wd);
-}
+static const eopt_hparam muown_group_keys[] = {
+    EOPT_HP_FR("lr", 3e-4, EOPT_AT(muown_hp, lr)),
+    EOPT_HP_FR("momentum", 0.95, EOPT_AT(muown_hp, momentum)),
+    EOPT_HP_FR("weight_decay", 0.0, EOPT_AT(muown_hp, wd)),
+    EOPT_HP_END,
+};
 
 static eopt_status muown_setup(eopt_optimizer *opt)
 {
-    muown_cfg c;
-    muown_hp h;
-    EOPT_TRY(muown_config(opt, &c));
-    for (int g = 0; g < opt->ngroups; g++)
-        EOPT_TRY(muown_group(opt, g, &h));
+    muown_cfg *c = opt->impl;
+    c->scale_mode = eopt_muon_scale_modes[c->scale];
+    EOPT_TRY(eopt_muon_ns_config(&opt->args, "Muown", &c->ns));
+    c->ns.eps = 1e-15; /* Muown's commit normalises with max(||X||_F, 1e-15) */
     return EOPT_OK;
+}
+
+static eopt_status muown_group(const eopt_optimizer *opt, int g, void *hp)
+{
+    char what[48];
+    snprintf(what, sizeof what, "Muown param group %d", g);
+    return eopt_hparams_read(muown_group_keys, &opt->groups[g].hp, what, hp);
+}
+
+static eopt_status muown_check(const eopt_optimizer *opt, const void *hp, int i)
+{
+    (void)hp;
+    return opt->params[i].grad ? eopt_param_check_2d("Muown", "parameters", &opt->params[i]) : EOPT_OK;
 }
 
 static eopt_status muown_init_state(eopt_optimizer *opt, int i)
@@ -146,36 +142,9 @@ static eopt_status muown_param(eopt_optimizer *opt, const muown_cfg *c, const mu
     return EOPT_OK;
 }
 
-static eopt_status muown_step(eopt_optimizer *opt)
+static eopt_status muown_update(eopt_optimizer *opt, const void *hp, int i)
 {
-    muown_cfg c;
-    muown_hp h;
-    EOPT_TRY(muown_config(opt, &c));
-    for (int g = 0; g < opt->ngroups; g++) { /* validate everything before changing anything */
-        EOPT_TRY(muown_group(opt, g, &h));
-        for (int k = 0; k < opt->groups[g].n; k++) {
-            const eopt_param *p = &opt->params[opt->groups[g].index[k]];
-            if (p->grad)
-                EOPT_TRY(eopt_param_check_2d("Muown", "parameters", p));
-        }
-    }
-    for (int g = 0; g < opt->ngroups; g++) {
-        EOPT_TRY(muown_group(opt, g, &h));
-        for (int k = 0; k < opt->groups[g].n; k++) {
-            const int i = opt->groups[g].index[k];
-            if (opt->params[i].grad && opt->state[i].n == 0)
-                EOPT_TRY(muown_start(opt, i));
-        }
-        for (int k = 0; k < opt->groups[g].n; k++) {
-            const int i = opt->groups[g].index[k];
-            if (!opt->params[i].grad)
-                continue;
-            eopt_status st = muown_param(opt, &c, &h, i);
-            if (st != EOPT_OK)
-                return eopt_fail_context(st, "Muown parameter '%s'", opt->params[i].name);
-        }
-    }
-    return EOPT_OK;
+    return muown_param(opt, opt->impl, hp, i);
 }
 
 const eopt_optimizer_class eopt_class_muown = {
@@ -183,9 +152,15 @@ const eopt_optimizer_class eopt_class_muown = {
     .name = "Muown",
     .source = "NVIDIA-NeMo/Emerging-Optimizers@9ab7b03",
     .source_match = NULL,
-    .defaults = muown_defaults,
+    .arg_keys = muown_arg_keys,
+    .group_keys = muown_group_keys,
+    .impl_size = sizeof(muown_cfg),
+    .hp_size = sizeof(muown_hp),
     .setup = muown_setup,
     .init_state = muown_init_state,
-    .step = muown_step,
+    .read_group = muown_group,
+    .check_param = muown_check,
+    .start_state = muown_start,
+    .update = muown_update,
     .schedulable = (const char *const[]){"lr", "momentum", "weight_decay", NULL},
 };

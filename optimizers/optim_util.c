@@ -20,17 +20,3 @@ eopt_status eopt_param_check_2d(const char *cls, const char *noun, const eopt_pa
         return eopt_fail(EOPT_ERR_SHAPE, "%s is only supported for 2D %s (parameter '%s')", cls, noun, p->name);
     return eopt_param_check_f32(cls, p);
 }
-
-eopt_status eopt_init_group_2d(eopt_optimizer *opt, int g, const char *noun)
-{
-    for (int k = 0; k < opt->groups[g].n; k++) {
-        const int i = opt->groups[g].index[k];
-        const eopt_param *p = &opt->params[i];
-        if (!p->grad)
-            continue;
-        EOPT_TRY(eopt_param_check_2d(opt->cls->name, noun, p));
-        if (opt->state[i].n == 0)
-            EOPT_TRY(opt->cls->init_state(opt, i));
-    }
-    return EOPT_OK;
-}

@@ -15,8 +15,4 @@ eopt_status eopt_param_check_f32(const char *cls, const eopt_param *p);
 /* The same for a 2-D-only class, 2-D first: "<cls> is only supported for 2D <noun> (parameter 'x')". */
 eopt_status eopt_param_check_2d(const char *cls, const char *noun, const eopt_param *p);
 
-/* _init_group of a 2-D-only class: every parameter of group g with a gradient is checked
- * (eopt_param_check_2d) and its empty state created by the class's init_state. */
-eopt_status eopt_init_group_2d(eopt_optimizer *opt, int g, const char *noun);
-
 #endif

@@ -48,8 +48,6 @@ void eopt_optimizer_free(eopt_optimizer *opt)
 {
     if (!opt)
         return;
-    if (opt->cls && opt->cls->teardown)
-        opt->cls->teardown(opt);
     for (int i = 0; i < opt->nparams; i++)
         eopt_state_clear(&opt->state[i]);
     for (int g = 0; g < opt->ngroups; g++)
@@ -58,14 +56,20 @@ void eopt_optimizer_free(eopt_optimizer *opt)
     free(opt->params);
     free(opt->state);
     eopt_ws_free(&opt->ws);
+    free(opt->impl);
     free(opt);
+}
+
+eopt_status eopt_optimizer_defaults(const eopt_optimizer_class *cls, eopt_dict *args, eopt_dict *group)
+{
+    EOPT_TRY(eopt_hparams_defaults(cls->arg_keys, args));
+    return eopt_hparams_defaults(cls->group_keys, group);
 }
 
 static eopt_status check_args(const eopt_optimizer_class *cls, const eopt_dict *given, eopt_dict *args)
 {
-    eopt_dict group_defaults = {0};
     *args = (eopt_dict){0};
-    cls->defaults(args, &group_defaults);
+    EOPT_TRY(eopt_hparams_defaults(cls->arg_keys, args));
     for (int k = 0; given && k < given->n; k++) {
         const eopt_item *it = &given->items[k];
         if (!eopt_dict_get(args, it->key))
@@ -73,6 +77,55 @@ static eopt_status check_args(const eopt_optimizer_class *cls, const eopt_dict *
         EOPT_TRY(eopt_dict_set(args, it->key, it->v));
     }
     return EOPT_OK;
+}
+
+/* ---- the step loop ---- */
+
+/* The gradient of a stepped parameter must match it (the classes index both alike). */
+static eopt_status check_grad(const eopt_optimizer *opt, const eopt_param *p)
+{
+    char a[64], b[64];
+    if (!eopt_tensor_same_shape(p->w, p->grad))
+        return eopt_fail(EOPT_ERR_SHAPE, "%s: the gradient of '%s' has shape %s, the parameter %s", opt->cls->id,
+                         p->name, eopt_shape_str(p->grad->ndim, p->grad->shape, a, sizeof a),
+                         eopt_shape_str(p->w->ndim, p->w->shape, b, sizeof b));
+    if (p->grad->dtype != p->w->dtype)
+        return eopt_fail(EOPT_ERR_UNSUPPORTED, "%s: the gradient of '%s' is %s, the parameter %s", opt->cls->id,
+                         p->name, eopt_dtype_name(p->grad->dtype), eopt_dtype_name(p->w->dtype));
+    return EOPT_OK;
+}
+
+/* Every group's hyperparameters into *hp (ngroups structs of hp_size bytes; caller frees). */
+static eopt_status read_groups(const eopt_optimizer *opt, unsigned char **hp)
+{
+    const eopt_optimizer_class *c = opt->cls;
+    *hp = calloc((size_t)opt->ngroups, c->hp_size ? c->hp_size : 1);
+    if (!*hp)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    for (int g = 0; g < opt->ngroups; g++)
+        EOPT_TRY(c->read_group(opt, g, *hp + (size_t)g * c->hp_size));
+    return EOPT_OK;
+}
+
+/* Every parameter (the class's check) and every gradient (its parameter's shape and dtype). */
+static eopt_status check_params(const eopt_optimizer *opt, const unsigned char *hp)
+{
+    const eopt_optimizer_class *c = opt->cls;
+    for (int g = 0; g < opt->ngroups; g++)
+        for (int k = 0; k < opt->groups[g].n; k++) {
+            const int i = opt->groups[g].index[k];
+            if (c->check_param)
+                EOPT_TRY(c->check_param(opt, hp + (size_t)g * c->hp_size, i));
+            if (opt->params[i].grad)
+                EOPT_TRY(check_grad(opt, &opt->params[i]));
+        }
+    return EOPT_OK;
+}
+
+/* The constructor arguments into opt->impl (the class's setup completes it). */
+static eopt_status read_args(eopt_optimizer *opt)
+{
+    return eopt_hparams_read(opt->cls->arg_keys, &opt->args, opt->cls->id, opt->impl);
 }
 
 eopt_status eopt_optimizer_create(const char *class_name, eopt_backend *be, const eopt_dict *args, int ngroups,
@@ -100,6 +153,7 @@ eopt_status eopt_optimizer_create(const char *class_name, eopt_backend *be, cons
     eopt_optimizer *opt = calloc(1, sizeof *opt);
     if (!opt)
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    unsigned char *hp = NULL;
     opt->cls = cls;
     opt->be = be;
     eopt_ws_init(&opt->ws, be);
@@ -108,16 +162,18 @@ eopt_status eopt_optimizer_create(const char *class_name, eopt_backend *be, cons
     opt->groups = calloc((size_t)ngroups, sizeof *opt->groups);
     opt->params = calloc((size_t)nparams, sizeof *opt->params);
     opt->state = calloc((size_t)nparams, sizeof *opt->state);
+    opt->impl = calloc(1, cls->impl_size ? cls->impl_size : 1);
     eopt_status st = EOPT_OK;
-    if (!opt->groups || !opt->params || !opt->state) {
+    if (!opt->groups || !opt->params || !opt->state || !opt->impl) {
         st = eopt_fail(EOPT_ERR_NOMEM, "out of memory");
         goto fail;
     }
     memcpy(opt->params, params, (size_t)nparams * sizeof *params);
     if ((st = check_args(cls, args, &opt->args)) != EOPT_OK)
         goto fail;
-    eopt_dict arg_defaults = {0}, group_defaults = {0};
-    cls->defaults(&arg_defaults, &group_defaults);
+    eopt_dict group_defaults = {0};
+    if ((st = eopt_hparams_defaults(cls->group_keys, &group_defaults)) != EOPT_OK)
+        goto fail;
     for (int g = 0, next = 0; g < ngroups; g++) {
         eopt_group *gr = &opt->groups[g];
         gr->hp = group_hp ? group_hp[g] : (eopt_dict){0};
@@ -132,21 +188,64 @@ eopt_status eopt_optimizer_create(const char *class_name, eopt_backend *be, cons
         for (int k = 0; k < gr->n; k++)
             gr->index[k] = next++;
     }
-    if ((st = cls->setup(opt)) != EOPT_OK)
+    if ((st = read_args(opt)) != EOPT_OK || (cls->setup && (st = cls->setup(opt)) != EOPT_OK) ||
+        (st = read_groups(opt, &hp)) != EOPT_OK)
         goto fail;
+    free(hp);
     *out = opt;
     return EOPT_OK;
 fail:
+    free(hp);
     eopt_optimizer_free(opt);
+    return st;
+}
+
+/* torch's lazy state: created for every parameter with a gradient and none yet, before any
+ * update; if one fails, the state made here is removed again. */
+static eopt_status start_states(eopt_optimizer *opt)
+{
+    const eopt_optimizer_class *c = opt->cls;
+    unsigned char *fresh = calloc((size_t)opt->nparams, 1);
+    if (!fresh)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    eopt_status st = EOPT_OK;
+    for (int i = 0; i < opt->nparams && st == EOPT_OK; i++)
+        if (opt->params[i].grad && opt->state[i].n == 0) {
+            fresh[i] = 1;
+            st = c->start_state ? c->start_state(opt, i) : c->init_state(opt, i);
+        }
+    for (int i = 0; i < opt->nparams && st != EOPT_OK; i++)
+        if (fresh[i])
+            eopt_state_clear(&opt->state[i]);
+    free(fresh);
     return st;
 }
 
 eopt_status eopt_optimizer_step(eopt_optimizer *opt)
 {
+    const eopt_optimizer_class *c = opt->cls;
+    unsigned char *hp = NULL;
     EOPT_TRY(eopt_ws_reset(&opt->ws));
-    EOPT_TRY(opt->cls->step(opt));
+    eopt_status st = read_groups(opt, &hp);
+    if (st == EOPT_OK)
+        st = check_params(opt, hp);
+    if (st == EOPT_OK)
+        st = start_states(opt);
+    for (int g = 0; g < opt->ngroups && st == EOPT_OK; g++) {
+        void *h = hp + (size_t)g * c->hp_size;
+        if (c->begin_group)
+            c->begin_group(opt, g, h);
+        for (int k = 0; k < opt->groups[g].n && st == EOPT_OK; k++) {
+            const eopt_param *p = &opt->params[opt->groups[g].index[k]];
+            if (p->grad && (st = c->update(opt, h, opt->groups[g].index[k])) != EOPT_OK)
+                st = eopt_fail_context(st, "%s parameter '%s'", c->id, p->name);
+        }
+    }
+    free(hp);
+    if (st != EOPT_OK)
+        return st;
     char what[96]; /* a failed backend operation of the step (backend.h) is the step's failure */
-    snprintf(what, sizeof what, "%s step", opt->cls->name);
+    snprintf(what, sizeof what, "%s step", c->name);
     return eopt_backend_check(opt->be, what);
 }
 

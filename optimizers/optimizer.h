@@ -10,6 +10,7 @@
 #include "../framework/params.h"
 #include "../framework/tensor.h"
 #include "../framework/value.h"
+#include "hparams.h"
 
 #define EOPT_STATE_MAX 8
 
@@ -37,18 +38,34 @@ typedef struct {
     const char *source; /* the checkpoint's `source` attribute written by eopt; a file whose
                          * `source` contains `source_match` picks this class among equal names */
     const char *source_match;
-    /* Constructor-argument defaults (instance-level, not in param groups) and param-group
-     * defaults, both in the upstream order. */
-    void (*defaults)(eopt_dict *args, eopt_dict *group);
-    /* Validates args and groups (messages name the argument and value, as upstream), builds
-     * `impl`, and creates eager state (dion's classes). Called once by eopt_optimizer_create. */
+    /* Constructor arguments (instance-level, not in param groups) and param-group keys, in
+     * upstream's key order: defaults, typed reads and their messages (hparams.h). */
+    const eopt_hparam *arg_keys, *group_keys;
+    /* opt->impl: the constructor arguments, read from arg_keys into a zeroed struct of this
+     * size once at construction (setup completes it); groups are read at every step. */
+    size_t impl_size;
+    size_t hp_size; /* one group's hyperparameters as read_group fills them */
+    /* Optional: validates what the tables cannot (messages name the argument and value, as
+     * upstream) and completes `impl`; dion's classes create their eager state. Called once by
+     * eopt_optimizer_create, before every group is read through read_group. */
     eopt_status (*setup)(eopt_optimizer *opt);
     /* Creates the zero-initialised state of parameter i (shapes and dtypes as upstream). The
      * checkpoint loader calls it too, then fills the tensors from the file. */
     eopt_status (*init_state)(eopt_optimizer *opt, int i);
-    /* Upstream's step(): every group, every parameter that has a gradient. */
-    eopt_status (*step)(eopt_optimizer *opt);
-    void (*teardown)(eopt_optimizer *opt);
+    /* ---- the step hooks; the loop (eopt_optimizer_step) is upstream's step(): every group,
+     * every parameter that has a gradient ---- */
+    /* Group g's hyperparameters into `hp` (hp_size bytes, zeroed), with upstream's checks. */
+    eopt_status (*read_group)(const eopt_optimizer *opt, int g, void *hp);
+    /* Optional: what upstream rejects about parameter i of a group (with or without gradient);
+     * the loop then checks that a gradient matches its parameter's shape and dtype. */
+    eopt_status (*check_param)(const eopt_optimizer *opt, const void *hp, int i);
+    /* Optional: the lazy state of parameter i at its first step, filled as upstream (Muown's
+     * row norms); NULL: init_state. */
+    eopt_status (*start_state)(eopt_optimizer *opt, int i);
+    /* Optional: what a step does to a group before its parameters (dion's step counter). */
+    void (*begin_group)(eopt_optimizer *opt, int g, void *hp);
+    /* One parameter's update (it has a gradient and state). */
+    eopt_status (*update)(eopt_optimizer *opt, const void *hp, int i);
     /* State keys a newer upstream may add and this class ignores (SOAP's eigvals_L/R). */
     const char *const *optional_state_keys;
     /* Float hyperparameters a schedule may move between steps (group keys, or constructor
@@ -65,7 +82,7 @@ struct eopt_optimizer {
     int nparams;
     eopt_param *params; /* in state-index order (groups in order) */
     eopt_state *state;  /* [nparams] */
-    void *impl;
+    void *impl; /* the class's constructor arguments, read (impl_size bytes) */
     eopt_workspace ws;
 };
 
@@ -87,7 +104,13 @@ eopt_status eopt_optimizer_create(const char *class_name, eopt_backend *be, cons
                                   const eopt_dict *group_hp, const int *group_size, const eopt_param *params,
                                   int nparams, eopt_optimizer **out);
 void eopt_optimizer_free(eopt_optimizer *opt);
+/* One step. Everything upstream would reject (a group's hyperparameters, a parameter, a
+ * gradient's shape or dtype) is checked first and missing state created for every parameter
+ * with a gradient (undone if that fails): a failure there leaves every parameter and state
+ * tensor as it was. A failure inside an update (backend memory, a solver) stops the step. */
 eopt_status eopt_optimizer_step(eopt_optimizer *opt);
+/* The class's defaults: constructor arguments and param-group keys, in upstream's order. */
+eopt_status eopt_optimizer_defaults(const eopt_optimizer_class *cls, eopt_dict *args, eopt_dict *group);
 
 /* Whether the class declares `key` schedulable; its schedulable keys as "lr, momentum, ...". */
 int eopt_optimizer_schedulable(const eopt_optimizer_class *cls, const char *key);

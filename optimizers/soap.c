@@ -20,7 +20,10 @@
 
 enum { WD_DECOUPLED = 0, WD_INDEPENDENT, WD_L2 };
 
-/* The constructor arguments, resolved (correct_shampoo_beta_bias None => correct_bias). */
+static const char *const wd_names[] = {"decoupled", "independent", "l2", NULL};
+
+/* The constructor arguments, read once (opt->impl; correct_shampoo_beta_bias None =>
+ * correct_bias). */
 typedef struct {
     int wd_method, nesterov, correct_bias, correct_shampoo, use_eigh, adaptive, kl;
     int64_t freq, warmup, power_iter;
@@ -32,83 +35,58 @@ typedef struct {
     double lr, betas[2], shampoo_beta, eps, wd;
 } soap_hp;
 
-static void soap_defaults(eopt_dict *args, eopt_dict *group)
-{
-    eopt_dict_set(args, "weight_decay_method", eopt_str("decoupled"));
-    eopt_dict_set(args, "nesterov", eopt_bool(0));
-    eopt_dict_set(args, "precondition_frequency", eopt_int(1));
-    eopt_dict_set(args, "adam_warmup_steps", eopt_int(0));
-    eopt_dict_set(args, "correct_bias", eopt_bool(1));
-    eopt_dict_set(args, "fp32_matmul_prec", eopt_str("high"));
-    eopt_dict_set(args, "use_eigh", eopt_bool(0));
-    eopt_dict_set(args, "qr_fp32_matmul_prec", eopt_str("high"));
-    eopt_dict_set(args, "use_adaptive_criteria", eopt_bool(0));
-    eopt_dict_set(args, "adaptive_update_tolerance", eopt_float(1e-7));
-    eopt_dict_set(args, "power_iter_steps", eopt_int(1));
-    eopt_dict_set(args, "max_update_rms", eopt_float(0.0));
-    eopt_dict_set(args, "use_kl_shampoo", eopt_bool(0));
-    eopt_dict_set(args, "correct_shampoo_beta_bias", (eopt_value){.kind = EOPT_VAL_NONE});
-    /* lr is required (no default; None here keeps its place in torch's key order) */
-    const double betas[2] = {0.9, 0.95};
-    eopt_dict_set(group, "lr", (eopt_value){.kind = EOPT_VAL_NONE});
-    eopt_dict_set(group, "betas", eopt_floats(2, betas));
-    eopt_dict_set(group, "shampoo_beta", eopt_float(0.95));
-    eopt_dict_set(group, "eps", eopt_float(1e-8));
-    eopt_dict_set(group, "weight_decay", eopt_float(0.01));
-}
+/* Upstream raises a bad weight_decay_method at the first step with weight decay; eopt at
+ * construction. The precision names are only stored (and checked to be strings): the fixtures'
+ * "high" is IEEE float32 on the CPU, and eopt computes every product in float32 (soap-moso.md §0). */
+static const eopt_hparam soap_arg_keys[] = {
+    EOPT_HP_E("weight_decay_method", "decoupled", EOPT_AT(soap_cfg, wd_method), wd_names,
+              "Invalid weight decay method: %s"),
+    EOPT_HP_B("nesterov", 0, EOPT_AT(soap_cfg, nesterov)),
+    EOPT_HP_I("precondition_frequency", 1, EOPT_AT(soap_cfg, freq)),
+    EOPT_HP_I("adam_warmup_steps", 0, EOPT_AT(soap_cfg, warmup)),
+    EOPT_HP_B("correct_bias", 1, EOPT_AT(soap_cfg, correct_bias)),
+    EOPT_HP_S("fp32_matmul_prec", "high"),
+    EOPT_HP_B("use_eigh", 0, EOPT_AT(soap_cfg, use_eigh)),
+    EOPT_HP_S("qr_fp32_matmul_prec", "high"),
+    EOPT_HP_B("use_adaptive_criteria", 0, EOPT_AT(soap_cfg, adaptive)),
+    EOPT_HP_F("adaptive_update_tolerance", 1e-7, EOPT_AT(soap_cfg, tol)),
+    EOPT_HP_I("power_iter_steps", 1, EOPT_AT(soap_cfg, power_iter)),
+    EOPT_HP_F("max_update_rms", 0.0, EOPT_AT(soap_cfg, max_rms)),
+    EOPT_HP_B("use_kl_shampoo", 0, EOPT_AT(soap_cfg, kl)),
+    EOPT_HP_NONE("correct_shampoo_beta_bias", EOPT_HP_BOOL, EOPT_NONE_KEEP, EOPT_AT(soap_cfg, correct_shampoo)),
+    EOPT_HP_END,
+};
 
-static eopt_status soap_config(const eopt_optimizer *opt, soap_cfg *c)
+/* lr is required (no default; None keeps its place in torch's key order) */
+static const eopt_hparam soap_group_keys[] = {
+    EOPT_HP_NONE("lr", EOPT_HP_FLOAT, EOPT_NONE_REQUIRED, EOPT_AT(soap_hp, lr)),
+    EOPT_HP_F2("betas", 0.9, 0.95, EOPT_AT(soap_hp, betas)),
+    EOPT_HP_F("shampoo_beta", 0.95, EOPT_AT(soap_hp, shampoo_beta)),
+    EOPT_HP_F("eps", 1e-8, EOPT_AT(soap_hp, eps)),
+    EOPT_HP_F("weight_decay", 0.01, EOPT_AT(soap_hp, wd)),
+    EOPT_HP_END,
+};
+
+static eopt_status soap_setup(eopt_optimizer *opt)
 {
-    const eopt_dict *a = &opt->args;
-    const char *w = "SOAP", *method;
-    EOPT_TRY(eopt_dict_str(a, w, "weight_decay_method", &method));
-    if (strcmp(method, "decoupled") == 0)
-        c->wd_method = WD_DECOUPLED;
-    else if (strcmp(method, "independent") == 0)
-        c->wd_method = WD_INDEPENDENT;
-    else if (strcmp(method, "l2") == 0)
-        c->wd_method = WD_L2;
-    else /* upstream raises this at the first step with weight decay; eopt at construction */
-        return eopt_fail(EOPT_ERR_ARG, "SOAP: Invalid weight decay method: %s", method);
-    EOPT_TRY(eopt_dict_bool(a, w, "nesterov", &c->nesterov));
-    EOPT_TRY(eopt_dict_bool(a, w, "correct_bias", &c->correct_bias));
-    EOPT_TRY(eopt_dict_bool(a, w, "use_eigh", &c->use_eigh));
-    EOPT_TRY(eopt_dict_bool(a, w, "use_adaptive_criteria", &c->adaptive));
-    EOPT_TRY(eopt_dict_bool(a, w, "use_kl_shampoo", &c->kl));
-    EOPT_TRY(eopt_dict_int(a, w, "precondition_frequency", &c->freq));
-    EOPT_TRY(eopt_dict_int(a, w, "adam_warmup_steps", &c->warmup));
-    EOPT_TRY(eopt_dict_int(a, w, "power_iter_steps", &c->power_iter));
-    EOPT_TRY(eopt_dict_float(a, w, "adaptive_update_tolerance", &c->tol));
-    EOPT_TRY(eopt_dict_float(a, w, "max_update_rms", &c->max_rms));
-    /* the precision names are only stored (and checked to be strings): the fixtures' "high" is
-     * IEEE float32 on the CPU, and eopt computes every product in float32 (soap-moso.md §0) */
-    const char *prec;
-    EOPT_TRY(eopt_dict_str(a, w, "fp32_matmul_prec", &prec));
-    EOPT_TRY(eopt_dict_str(a, w, "qr_fp32_matmul_prec", &prec));
-    const eopt_value *csb = eopt_dict_get(a, "correct_shampoo_beta_bias");
-    c->correct_shampoo = c->correct_bias;
-    if (csb && csb->kind != EOPT_VAL_NONE)
-        EOPT_TRY(eopt_dict_bool(a, w, "correct_shampoo_beta_bias", &c->correct_shampoo));
+    soap_cfg *c = opt->impl;
+    if (eopt_is_none(&opt->args, "correct_shampoo_beta_bias"))
+        c->correct_shampoo = c->correct_bias;
     if (c->freq == 0) /* upstream: ZeroDivisionError at the first refresh check */
         return eopt_fail(EOPT_ERR_ARG, "SOAP: precondition_frequency must be nonzero, got 0 "
                                        "(upstream fails with ZeroDivisionError: integer division or modulo by zero)");
     return EOPT_OK;
 }
 
-static eopt_status soap_group(const eopt_optimizer *opt, int g, int correct_shampoo, soap_hp *h)
+static eopt_status soap_group(const eopt_optimizer *opt, int g, void *hp)
 {
     char what[48];
     snprintf(what, sizeof what, "SOAP param group %d", g);
     const eopt_dict *d = &opt->groups[g].hp;
-    if (eopt_is_none(d, "lr"))
-        return eopt_fail(EOPT_ERR_ARG, "%s: missing required argument 'lr' (SOAP has no default learning rate)", what);
-    EOPT_TRY(eopt_dict_float(d, what, "lr", &h->lr));
-    EOPT_TRY(eopt_dict_floats(d, what, "betas", 2, h->betas));
-    EOPT_TRY(eopt_dict_float(d, what, "shampoo_beta", &h->shampoo_beta));
-    EOPT_TRY(eopt_dict_float(d, what, "eps", &h->eps));
-    EOPT_TRY(eopt_dict_float(d, what, "weight_decay", &h->wd));
+    soap_hp *h = hp;
+    EOPT_TRY(eopt_hparams_read(soap_group_keys, d, what, h));
     char v[32];
-    if (correct_shampoo && h->shampoo_beta == 1.0) /* (1 - 1) / (1 - 1): upstream ZeroDivisionError */
+    if (((const soap_cfg *)opt->impl)->correct_shampoo && h->shampoo_beta == 1.0) /* (1 - 1) / (1 - 1) */
         return eopt_fail(EOPT_ERR_ARG,
                          "%s: shampoo_beta = %s with bias correction divides by zero "
                          "(1 - shampoo_beta^t = 0; upstream fails with ZeroDivisionError: float division by zero)",
@@ -116,14 +94,11 @@ static eopt_status soap_group(const eopt_optimizer *opt, int g, int correct_sham
     return EOPT_OK;
 }
 
-static eopt_status soap_setup(eopt_optimizer *opt)
+/* _init_group: a stepped parameter is 2-D float32. */
+static eopt_status soap_check(const eopt_optimizer *opt, const void *hp, int i)
 {
-    soap_cfg c;
-    soap_hp h;
-    EOPT_TRY(soap_config(opt, &c));
-    for (int g = 0; g < opt->ngroups; g++)
-        EOPT_TRY(soap_group(opt, g, c.correct_shampoo, &h));
-    return EOPT_OK;
+    (void)hp;
+    return opt->params[i].grad ? eopt_param_check_2d(opt->cls->name, "tensors", &opt->params[i]) : EOPT_OK;
 }
 
 static eopt_status soap_init_state(eopt_optimizer *opt, int i)
@@ -327,24 +302,9 @@ static eopt_status soap_param(eopt_optimizer *opt, const soap_cfg *c, const soap
     return EOPT_OK;
 }
 
-static eopt_status soap_step(eopt_optimizer *opt)
+static eopt_status soap_update(eopt_optimizer *opt, const void *hp, int i)
 {
-    soap_cfg c;
-    EOPT_TRY(soap_config(opt, &c));
-    for (int g = 0; g < opt->ngroups; g++) {
-        soap_hp h;
-        EOPT_TRY(soap_group(opt, g, c.correct_shampoo, &h));
-        EOPT_TRY(eopt_init_group_2d(opt, g, "tensors")); /* _init_group */
-        for (int k = 0; k < opt->groups[g].n; k++) {
-            const int i = opt->groups[g].index[k];
-            if (!opt->params[i].grad)
-                continue;
-            eopt_status st = soap_param(opt, &c, &h, i);
-            if (st != EOPT_OK)
-                return eopt_fail_context(st, "SOAP parameter '%s'", opt->params[i].name);
-        }
-    }
-    return EOPT_OK;
+    return soap_param(opt, opt->impl, hp, i);
 }
 
 const eopt_optimizer_class eopt_class_soap = {
@@ -352,10 +312,15 @@ const eopt_optimizer_class eopt_class_soap = {
     .name = "SOAP",
     .source = "NVIDIA-NeMo/Emerging-Optimizers@1effa02 (v0.2.0)",
     .source_match = NULL,
-    .defaults = soap_defaults,
+    .arg_keys = soap_arg_keys,
+    .group_keys = soap_group_keys,
+    .impl_size = sizeof(soap_cfg),
+    .hp_size = sizeof(soap_hp),
     .setup = soap_setup,
     .init_state = soap_init_state,
-    .step = soap_step,
+    .read_group = soap_group,
+    .check_param = soap_check,
+    .update = soap_update,
     .optional_state_keys = (const char *const[]){"eigvals_L", "eigvals_R", NULL},
     .schedulable = (const char *const[]){"lr", "shampoo_beta", "eps", "weight_decay", NULL},
 };

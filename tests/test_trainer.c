@@ -472,7 +472,7 @@ static void rmdir_all(const char *dir)
 static void class_args(const eopt_optimizer_class *cls, char *buf, size_t size)
 {
     eopt_dict args = {0}, group = {0};
-    cls->defaults(&args, &group);
+    eopt_optimizer_defaults(cls, &args, &group);
     snprintf(buf, size, "lr = 0.01;");
     if (eopt_dict_get(&group, "momentum") && eopt_dict_get(&group, "momentum")->kind == EOPT_VAL_NONE)
         strncat(buf, " momentum = 0.9;", size - strlen(buf) - 1);
@@ -511,7 +511,7 @@ Test(trainer_resume, bit_exact_for_every_class, .timeout = 240)
     for (int k = 0; all[k]; k++, n++) {
         char args[256], text[4096], da[300], db[300], extra[160] = "";
         eopt_dict dargs = {0}, dgroup = {0};
-        all[k]->defaults(&dargs, &dgroup);
+        eopt_optimizer_defaults(all[k], &dargs, &dgroup);
         if (eopt_dict_get(&dargs, "softening")) /* dion's: exercise the ramp as well */
             snprintf(extra, sizeof extra,
                      "ramps = { softening = { kind = \"linear\"; from = 0.0; to = 0.4; end = 5; }; };");

@@ -639,7 +639,7 @@ static eopt_status parse_optimizer(parser *p, const config_setting_t *g, eopt_cf
     if (!o->name[0] || strchr(o->name, '/'))
         return bad(p, member(g, "name"), "an optimizer name must be non-empty and contain no '/'");
     EOPT_TRY(parse_class(p, g, o, &cls));
-    cls->defaults(&dargs, &dgroup);
+    eopt_optimizer_defaults(cls, &dargs, &dgroup);
 
     const config_setting_t *args = member(g, "args");
     if (args) {

@@ -1,0 +1,121 @@
+/* The step loop every class shares (optimizers/optimizer.c): a step that fails - a bad
+ * gradient or a bad hyperparameter in the last param group - changes nothing, for every class
+ * of eopt_optimizer_classes(), at the first step (lazy state) and at a later one. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eopt.h"
+#include "tests/testutil.h"
+
+static eopt_backend *be;
+
+static void setup(void) { be = tu_backend(0); }
+static void teardown(void) { eopt_backend_close(be); }
+
+TestSuite(optimizer_step, .init = setup, .fini = teardown);
+
+/* Every parameter's bytes and every state tensor's key and bytes, in order. */
+typedef struct {
+    int n;
+    char key[64][32];
+    size_t size[64];
+    unsigned char *bytes[64];
+} snapshot;
+
+static void snap_add(snapshot *s, const char *key, const eopt_tensor *t)
+{
+    cr_assert_lt(s->n, 64);
+    snprintf(s->key[s->n], sizeof s->key[0], "%s", key);
+    s->size[s->n] = eopt_tensor_bytes(t);
+    s->bytes[s->n] = malloc(s->size[s->n] ? s->size[s->n] : 1);
+    cr_assert_eq(eopt_tensor_to_host(t, s->bytes[s->n], s->size[s->n]), EOPT_OK, "%s", eopt_last_error());
+    s->n++;
+}
+
+static void snap_take(snapshot *s, const eopt_optimizer *opt)
+{
+    memset(s, 0, sizeof *s);
+    for (int i = 0; i < opt->nparams; i++) {
+        snap_add(s, opt->params[i].name, opt->params[i].w);
+        for (int k = 0; k < opt->state[i].n; k++)
+            snap_add(s, opt->state[i].key[k], &opt->state[i].t[k]);
+    }
+}
+
+static void snap_free(snapshot *s)
+{
+    for (int k = 0; k < s->n; k++)
+        free(s->bytes[k]);
+}
+
+static void expect_same(const snapshot *a, const snapshot *b, const char *what)
+{
+    cr_expect_eq(a->n, b->n, "%s: %d tensors before, %d after", what, a->n, b->n);
+    for (int k = 0; k < a->n && k < b->n; k++)
+        cr_expect(strcmp(a->key[k], b->key[k]) == 0 && a->size[k] == b->size[k] &&
+                      memcmp(a->bytes[k], b->bytes[k], a->size[k]) == 0,
+                  "%s: '%s' changed", what, a->key[k]);
+}
+
+typedef enum { BAD_SHAPE = 0, BAD_TRANSPOSED, BAD_DTYPE, BAD_HPARAM } bad_kind;
+static const char *const bad_names[] = {"gradient of another shape", "transposed gradient", "bfloat16 gradient",
+                                        "string lr"};
+
+/* Two groups of one parameter each (6 x 4, 5 x 4); one good step first if `warm`, then a step
+ * whose last group is bad: it must fail and leave every parameter and state tensor as it was. */
+static void failing_step(const eopt_optimizer_class *cls, bad_kind bad, int warm)
+{
+    char what[160];
+    snprintf(what, sizeof what, "%s, %s, %s step", cls->id, bad_names[bad], warm ? "second" : "first");
+    rig r;
+    const int sh[2][2] = {{6, 4}, {5, 4}};
+    cr_assert_eq(rig_open(&r, be, NULL, NULL, NULL, 2, sh, 11), EOPT_OK);
+    eopt_dict hp[2] = {{0}, {0}}, dargs = {0}, dgroup = {0};
+    cr_assert_eq(eopt_optimizer_defaults(cls, &dargs, &dgroup), EOPT_OK);
+    for (int g = 0; g < 2; g++) { /* lr (SOAP requires it); momentum, weight_decay (AdaptiveMuon) */
+        eopt_dict_set(&hp[g], "lr", eopt_float(0.01));
+        if (eopt_dict_get(&dgroup, "momentum"))
+            eopt_dict_set(&hp[g], "momentum", eopt_float(0.9));
+        eopt_dict_set(&hp[g], "weight_decay", eopt_float(0.1));
+    }
+    const int sizes[2] = {1, 1};
+    cr_assert_eq(eopt_optimizer_create(cls->id, be, NULL, 2, hp, sizes, r.p, 2, &r.opt), EOPT_OK, "%s: %s", what,
+                 eopt_last_error());
+    rig_grads(&r, 3, 1, 1.0f);
+    if (warm) {
+        rig_step(&r);
+        rig_grads(&r, 3, 2, 1.0f);
+    }
+    eopt_tensor wrong = {0};
+    const int64_t s33[2] = {3, 3}, s45[2] = {4, 5}, s54[2] = {5, 4};
+    if (bad == BAD_SHAPE)
+        cr_assert_eq(eopt_tensor_alloc(&wrong, be, EOPT_F32, 2, s33), EOPT_OK);
+    if (bad == BAD_TRANSPOSED)
+        cr_assert_eq(eopt_tensor_alloc(&wrong, be, EOPT_F32, 2, s45), EOPT_OK);
+    if (bad == BAD_DTYPE)
+        cr_assert_eq(eopt_tensor_alloc(&wrong, be, EOPT_BF16, 2, s54), EOPT_OK);
+    if (bad == BAD_HPARAM)
+        eopt_dict_set(&r.opt->groups[1].hp, "lr", eopt_str("fast"));
+    else
+        r.opt->params[1].grad = &wrong;
+    snapshot before, after;
+    snap_take(&before, r.opt);
+    cr_expect_neq(eopt_optimizer_step(r.opt), EOPT_OK, "%s: the step succeeded", what);
+    snap_take(&after, r.opt);
+    expect_same(&before, &after, what);
+    snap_free(&before);
+    snap_free(&after);
+    eopt_tensor_free(&wrong);
+    rig_close(&r);
+}
+
+Test(optimizer_step, failed_step_changes_nothing)
+{
+    const eopt_optimizer_class *const *all = eopt_optimizer_classes();
+    for (int k = 0; all[k]; k++)
+        for (int bad = BAD_SHAPE; bad <= BAD_HPARAM; bad++)
+            for (int warm = 0; warm < 2; warm++)
+                failing_step(all[k], (bad_kind)bad, warm);
+}

@@ -119,3 +119,53 @@ Test(optimizer_step, failed_step_changes_nothing)
             for (int warm = 0; warm < 2; warm++)
                 failing_step(all[k], (bad_kind)bad, warm);
 }
+
+/* A backend that refuses allocations once `allocs_left` reaches zero (-1: never). */
+static eopt_backend *real_be;
+static int allocs_left = -1;
+
+static void *counted_alloc(eopt_backend *b, size_t bytes)
+{
+    (void)b;
+    if (allocs_left == 0)
+        return NULL;
+    if (allocs_left > 0)
+        allocs_left--;
+    return real_be->alloc(real_be, bytes);
+}
+
+/* torch creates lazy state group by group; eopt creates it for every stepped parameter before
+ * any update, and an allocation failing part way removes what this step created: SOAP (six
+ * device tensors per parameter, two groups) with every allocation budget that fails within
+ * the state leaves no state and the parameters as they were, and steps normally afterwards. */
+Test(optimizer_step, failed_state_allocation_changes_nothing)
+{
+    real_be = be;
+    eopt_backend fake = *be;
+    fake.alloc = counted_alloc;
+    for (int budget = 0; budget < 12; budget++) {
+        rig r;
+        const int sh[2][2] = {{6, 4}, {5, 4}};
+        cr_assert_eq(rig_open(&r, be, NULL, NULL, NULL, 2, sh, 11), EOPT_OK);
+        eopt_dict hp[2] = {{0}, {0}};
+        eopt_dict_set(&hp[0], "lr", eopt_float(0.01));
+        eopt_dict_set(&hp[1], "lr", eopt_float(0.02));
+        allocs_left = -1;
+        cr_assert_eq(eopt_optimizer_create("SOAP", &fake, NULL, 2, hp, (const int[]){1, 1}, r.p, 2, &r.opt), EOPT_OK,
+                     "%s", eopt_last_error());
+        rig_grads(&r, 3, 1, 1.0f);
+        snapshot before, after;
+        snap_take(&before, r.opt);
+        allocs_left = budget;
+        cr_expect_eq(eopt_optimizer_step(r.opt), EOPT_ERR_NOMEM, "budget %d: %s", budget, eopt_last_error());
+        allocs_left = -1;
+        snap_take(&after, r.opt);
+        expect_same(&before, &after, "SOAP after a failed state allocation");
+        cr_expect(r.opt->state[0].n == 0 && r.opt->state[1].n == 0, "budget %d: state left behind", budget);
+        rig_step(&r);
+        cr_expect(r.opt->state[0].n == 7 && r.opt->state[1].n == 7);
+        snap_free(&before);
+        snap_free(&after);
+        rig_close(&r);
+    }
+}

@@ -274,17 +274,24 @@ static eopt_status check_shape(const eopt_optimizer *opt, const dion_hp *h, int 
     return EOPT_OK;
 }
 
+static int has_state(const eopt_state *s, const char *key)
+{
+    for (int k = 0; k < s->n; k++)
+        if (strcmp(s->key[k], key) == 0)
+            return 1;
+    return 0;
+}
+
 /* The step's check of parameter i (with or without gradient): its shape, and the state of its
  * group's algorithm (a group may switch between its matrix algorithm and adamw / lion). */
 static eopt_status dion_check(const eopt_optimizer *opt, const void *hp, int i)
 {
     const dion_hp *h = &((const dion_group *)hp)->h;
     EOPT_TRY(check_shape(opt, h, i));
-    eopt_optimizer *o = (eopt_optimizer *)opt; /* eopt_state_get only looks */
     const char *need = h->algo == ALG_NORMUON || h->algo == ALG_NORDION2 ? "variance_neuron"
                        : h->algo == ALG_ADAMW                            ? "variance"
                                                                          : "momentum";
-    if (!eopt_state_get(o, i, "momentum") || !eopt_state_get(o, i, need))
+    if (!has_state(&opt->state[i], "momentum") || !has_state(&opt->state[i], need))
         return eopt_fail(EOPT_ERR_ARG, "%s: parameter '%s' lacks the state of algorithm '%s'", opt->cls->id,
                          opt->params[i].name, algo_names[h->algo]);
     return EOPT_OK;

@@ -236,9 +236,9 @@ eopt_status eopt_optimizer_step(eopt_optimizer *opt)
         if (c->begin_group)
             c->begin_group(opt, g, h);
         for (int k = 0; k < opt->groups[g].n && st == EOPT_OK; k++) {
-            const eopt_param *p = &opt->params[opt->groups[g].index[k]];
-            if (p->grad && (st = c->update(opt, h, opt->groups[g].index[k])) != EOPT_OK)
-                st = eopt_fail_context(st, "%s parameter '%s'", c->id, p->name);
+            const int i = opt->groups[g].index[k];
+            if (opt->params[i].grad && (st = c->update(opt, h, i)) != EOPT_OK)
+                st = eopt_fail_context(st, "%s parameter '%s'", c->id, opt->params[i].name);
         }
     }
     free(hp);

@@ -187,7 +187,7 @@ Test(optimizer_hparam, only_declared_keys)
     cr_expect_eq(eopt_optimizer_set_hparam(opt, 0, "nesterov", 1), EOPT_ERR_ARG);
     for (const eopt_optimizer_class *const *c = eopt_optimizer_classes(); *c; c++) {
         eopt_dict args = {0}, group = {0};
-        (*c)->defaults(&args, &group);
+        cr_assert_eq(eopt_optimizer_defaults(*c, &args, &group), EOPT_OK);
         cr_expect(eopt_optimizer_schedulable(*c, "lr"), "%s: lr is not schedulable", (*c)->id);
         for (int k = 0; (*c)->schedulable[k]; k++) /* every declared key is an argument or a group key */
             cr_expect(eopt_dict_get(&args, (*c)->schedulable[k]) || eopt_dict_get(&group, (*c)->schedulable[k]),

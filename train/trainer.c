@@ -244,7 +244,7 @@ static const eopt_value *config_arg(const eopt_cfg_optimizer *co, const char *ke
     if (v)
         return v;
     *defaults = (eopt_dict){0};
-    eopt_optimizer_find(co->cls)->defaults(defaults, &group);
+    eopt_optimizer_defaults(eopt_optimizer_find(co->cls), defaults, &group);
     return eopt_dict_get(defaults, key);
 }
 

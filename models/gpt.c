@@ -9,9 +9,7 @@
 #include <string.h>
 
 #include "../framework/rng.h"
-#include "model.h"
-
-#define LN_EPS 1e-5f
+#include "arch.h"
 
 typedef struct {
     float *ln1_xhat, *ln1_rstd, *ln1_out; /* LayerNorm 1: normalised input, 1/std per row, output */
@@ -27,11 +25,10 @@ typedef struct {
     gpt_layer_acts *layer;
     float *x;                            /* the residual stream [N, C] */
     float *lnf_xhat, *lnf_rstd, *lnf_out;
-    float *logits, *exps;                /* [N, V]; exps becomes the logits gradient */
+    float *logits;                       /* [N, V]; the cross-entropy makes it the logits gradient */
     float *ce_rows, *loss;               /* cross-entropy scratch [3N], the loss */
     float *dx, *dln, *dxhat, *dy;        /* backward: residual gradient, LayerNorm in/out, head output */
     float *dqkv, *dfc, *datt;            /* [N, 3C], [N, 4C], [B, H, T, T] */
-    float *onehot;                       /* [N, V] for the embedding gradient */
     float *rows, *means;                 /* per-row scratch [B H T], LayerNorm row means [2N] */
     float *colbuf;                       /* a column reduction [C] */
     float *ones;                         /* N ones for bias gradients */
@@ -51,11 +48,25 @@ static const char *const block_names[NBLOCK] = {
 #define LNF_W(L) (2 + NBLOCK * (L))
 #define LNF_B(L) (3 + NBLOCK * (L))
 
-static float *pw(const eopt_model *m, int i) { return eopt_f32(m->params[i].w); }
-static float *pg(const eopt_model *m, int i) { return eopt_f32(m->params[i].grad); }
-
-static void gpt_layout(const eopt_model *m, gpt_acts *a, eopt_arena *ar)
+static eopt_status gpt_check(const eopt_model_config *cfg, int max_B, int *max_T)
 {
+    (void)max_B;
+    if (cfg->vocab_size < 1 || cfg->block_size < 1 || cfg->n_layer < 1 || cfg->n_head < 1 || cfg->n_embd < 1)
+        return eopt_fail(EOPT_ERR_ARG,
+                         "gpt: vocab_size, block_size, n_layer, n_head, n_embd must be >= 1, got %d, %d, %d, %d, %d",
+                         cfg->vocab_size, cfg->block_size, cfg->n_layer, cfg->n_head, cfg->n_embd);
+    if (cfg->n_embd % cfg->n_head)
+        return eopt_fail(EOPT_ERR_ARG, "gpt: n_embd %d is not divisible by n_head %d", cfg->n_embd, cfg->n_head);
+    if (*max_T < 1 || *max_T > cfg->block_size)
+        return eopt_fail(EOPT_ERR_ARG, "gpt: max_T must be in 1..block_size (%d), got %d", cfg->block_size, *max_T);
+    return EOPT_OK;
+}
+
+static int gpt_nparams(const eopt_model_config *cfg) { return 2 + NBLOCK * cfg->n_layer + 2; }
+
+static void gpt_layout(const eopt_model *m, void *acts, eopt_arena *ar)
+{
+    gpt_acts *a = acts;
     const int64_t B = m->max_B, T = m->max_T, C = m->cfg.n_embd, V = m->cfg.vocab_size, H = m->cfg.n_head;
     const int64_t N = B * T;
     for (int l = 0; l < m->cfg.n_layer; l++) {
@@ -77,7 +88,6 @@ static void gpt_layout(const eopt_model *m, gpt_acts *a, eopt_arena *ar)
     a->lnf_rstd = eopt_arena_take(ar, N);
     a->lnf_out = eopt_arena_take(ar, N * C);
     a->logits = eopt_arena_take(ar, N * V);
-    a->exps = eopt_arena_take(ar, N * V);
     a->ce_rows = eopt_arena_take(ar, 3 * N);
     a->loss = eopt_arena_take(ar, 1);
     a->dx = eopt_arena_take(ar, N * C);
@@ -87,7 +97,6 @@ static void gpt_layout(const eopt_model *m, gpt_acts *a, eopt_arena *ar)
     a->dqkv = eopt_arena_take(ar, N * 3 * C);
     a->dfc = eopt_arena_take(ar, N * 4 * C);
     a->datt = eopt_arena_take(ar, B * H * T * T);
-    a->onehot = eopt_arena_take(ar, N * V);
     a->rows = eopt_arena_take(ar, B * H * T);
     a->means = eopt_arena_take(ar, 2 * N);
     a->colbuf = eopt_arena_take(ar, C);
@@ -95,7 +104,7 @@ static void gpt_layout(const eopt_model *m, gpt_acts *a, eopt_arena *ar)
     a->gen_tokens = (int32_t *)eopt_arena_take(ar, T); /* int32 and float have the same size */
 }
 
-eopt_status eopt_gpt_build(eopt_model *m)
+static eopt_status gpt_build(eopt_model *m)
 {
     const int64_t V = m->cfg.vocab_size, T = m->cfg.block_size, C = m->cfg.n_embd;
     char name[EOPT_NAME_MAX];
@@ -122,18 +131,12 @@ eopt_status eopt_gpt_build(eopt_model *m)
     a->layer = calloc((size_t)m->cfg.n_layer, sizeof *a->layer);
     if (!a->layer)
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory for the GPT layers");
-    eopt_arena ar = {0};
-    gpt_layout(m, a, &ar);
-    ar.base = a->block = m->be->alloc(m->be, (size_t)ar.used * sizeof(float));
-    if (!ar.base)
-        return eopt_fail(EOPT_ERR_NOMEM, "out of memory for the GPT activations (%lld floats)", (long long)ar.used);
-    ar.used = 0;
-    gpt_layout(m, a, &ar);
+    EOPT_TRY(eopt_model_alloc_acts(m, gpt_layout, a, &a->block));
     eopt_fill(m->be, (int64_t)m->max_B * m->max_T, 1.0f, a->ones);
     return EOPT_OK;
 }
 
-void eopt_gpt_free(eopt_model *m)
+static void gpt_free(eopt_model *m)
 {
     gpt_acts *a = m->impl;
     if (!a)
@@ -153,7 +156,7 @@ static int ends_with(const char *s, const char *tail)
 
 /* nanoGPT: weights normal(0, 0.02), the residual projections (c_proj) 0.02 / sqrt(2 n_layer);
  * biases 0; LayerNorm weights 1. Parameter i draws from its own part of the stream. */
-eopt_status eopt_gpt_init(eopt_model *m, uint64_t seed)
+static eopt_status gpt_init(eopt_model *m, uint64_t seed)
 {
     eopt_backend *be = m->be;
     for (int i = 0; i < m->nparams; i++) {
@@ -170,156 +173,86 @@ eopt_status eopt_gpt_init(eopt_model *m, uint64_t seed)
     return EOPT_OK;
 }
 
-/* out = (x - mean) / sqrt(var + eps) w + b per row, keeping xhat and rstd for the backward. */
-static void layernorm_forward(eopt_backend *be, int N, int C, const float *x, const float *w, const float *b,
-                              float *xhat, float *rstd, float *out, float *mean)
-{
-    be->reduce(be, EOPT_RED_SUM, EOPT_AXIS_ROWS, N, C, x, NULL, C, 1.0f / (float)C, mean);
-    eopt_ew_run(be, EOPT_EW(sub_row, (int64_t)N * C, .y = xhat, .a = x, .row = mean, .cols = C));
-    be->reduce(be, EOPT_RED_SUMSQ, EOPT_AXIS_ROWS, N, C, xhat, NULL, C, 1.0f / (float)C, rstd);
-    eopt_ew_run(be, EOPT_EW(rsqrt_eps, N, .y = rstd, .a = rstd, .eps = LN_EPS));
-    eopt_ew_run(be, EOPT_EW(ln_affine, (int64_t)N * C, .xhat = xhat, .out = out, .xc = xhat, .rstd = rstd, .weight = w,
-                            .bias = b, .cols = C));
-}
-
-/* dx += rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = dout w;
- * dw += sum_rows dout xhat; db += sum_rows dout. */
-static void layernorm_backward(eopt_backend *be, gpt_acts *a, int N, int C, const float *dout, const float *xhat,
-                               const float *rstd, const float *w, float *dw, float *db, float *dx)
-{
-    eopt_ew_run(be, EOPT_EW(mul_col, (int64_t)N * C, .y = a->dxhat, .a = dout, .b = w, .cols = C));
-    be->reduce(be, EOPT_RED_SUM, EOPT_AXIS_ROWS, N, C, a->dxhat, NULL, C, 1.0f / (float)C, a->means);
-    be->reduce(be, EOPT_RED_DOT, EOPT_AXIS_ROWS, N, C, a->dxhat, xhat, C, 1.0f / (float)C, a->means + N);
-    eopt_ew_run(be, EOPT_EW(ln_backward, (int64_t)N * C, .dx = dx, .dxhat = a->dxhat, .xhat = xhat, .rstd = rstd,
-                            .mean_dxhat = a->means, .mean_dxhat_xhat = a->means + N, .cols = C));
-    be->reduce(be, EOPT_RED_DOT, EOPT_AXIS_COLS, N, C, dout, xhat, C, 1.0f, a->colbuf);
-    eopt_axpby(be, C, 1.0f, dw, 1.0f, a->colbuf, dw);
-    be->gemm(be, EOPT_PREC_FP32, 0, 0, 1, C, N, 1.0f, a->ones, N, 0, dout, C, 0, 1.0f, db, C, 0, 1);
-}
-
-/* Causal self-attention of every head: P = softmax(mask(Q K^T / sqrt(hs))), Y = P V. Q, K,
- * V of head h are columns h hs.. of the three C-wide thirds of qkv; one strided-batched
- * product per sequence covers all heads. */
-static void attention_forward(eopt_backend *be, gpt_acts *a, int B, int T, int C, int H, const float *qkv, float *att,
-                              float *y)
-{
-    const int hs = C / H;
-    const float scale = 1.0f / sqrtf((float)hs);
-    const int64_t TT = (int64_t)T * T, rows = (int64_t)B * H * T;
-    for (int b = 0; b < B; b++) {
-        const float *q = qkv + (int64_t)b * T * 3 * C;
-        be->gemm(be, EOPT_PREC_FP32, 0, 1, T, T, hs, scale, q, 3 * C, hs, q + C, 3 * C, hs, 0.0f,
-                 att + b * H * TT, T, TT, H);
-    }
-    eopt_ew_run(be, EOPT_EW(causal_mask, rows * T, .y = att, .a = att, .cols = T));
-    be->reduce(be, EOPT_RED_MAX, EOPT_AXIS_ROWS, (int)rows, T, att, NULL, T, 1.0f, a->rows);
-    eopt_ew_run(be, EOPT_EW(exp_row, rows * T, .y = att, .a = att, .max = a->rows, .cols = T));
-    be->reduce(be, EOPT_RED_SUM, EOPT_AXIS_ROWS, (int)rows, T, att, NULL, T, 1.0f, a->rows);
-    eopt_ew_run(be, EOPT_EW(div_row, rows * T, .y = att, .a = att, .b = a->rows, .cols = T));
-    for (int b = 0; b < B; b++) {
-        const float *v = qkv + (int64_t)b * T * 3 * C + 2 * C;
-        be->gemm(be, EOPT_PREC_FP32, 0, 0, T, hs, T, 1.0f, att + b * H * TT, T, TT, v, 3 * C, hs, 0.0f,
-                 y + (int64_t)b * T * C, C, hs, H);
-    }
-}
-
-/* dP = dY V^T, dV = P^T dY, dS = P (dP - rowsum(dP P)), dQ = dS K / sqrt(hs), dK = dS^T Q / sqrt(hs). */
-static void attention_backward(eopt_backend *be, gpt_acts *a, int B, int T, int C, int H, const float *qkv,
-                               const float *att, const float *dy, float *dqkv)
-{
-    const int hs = C / H;
-    const float scale = 1.0f / sqrtf((float)hs);
-    const int64_t TT = (int64_t)T * T, rows = (int64_t)B * H * T;
-    for (int b = 0; b < B; b++) {
-        const float *v = qkv + (int64_t)b * T * 3 * C + 2 * C, *dyb = dy + (int64_t)b * T * C;
-        be->gemm(be, EOPT_PREC_FP32, 0, 1, T, T, hs, 1.0f, dyb, C, hs, v, 3 * C, hs, 0.0f, a->datt + b * H * TT, T,
-                 TT, H);
-        be->gemm(be, EOPT_PREC_FP32, 1, 0, T, hs, T, 1.0f, att + b * H * TT, T, TT, dyb, C, hs, 0.0f,
-                 dqkv + (int64_t)b * T * 3 * C + 2 * C, 3 * C, hs, H);
-    }
-    be->reduce(be, EOPT_RED_DOT, EOPT_AXIS_ROWS, (int)rows, T, a->datt, att, T, 1.0f, a->rows);
-    eopt_ew_run(be, EOPT_EW(softmax_backward, rows * T, .dscores = a->datt, .dprobs = a->datt, .probs = att,
-                            .row_dot = a->rows, .cols = T));
-    for (int b = 0; b < B; b++) {
-        const float *q = qkv + (int64_t)b * T * 3 * C, *ds = a->datt + b * H * TT;
-        float *dq = dqkv + (int64_t)b * T * 3 * C;
-        be->gemm(be, EOPT_PREC_FP32, 0, 0, T, hs, T, scale, ds, T, TT, q + C, 3 * C, hs, 0.0f, dq, 3 * C, hs, H);
-        be->gemm(be, EOPT_PREC_FP32, 1, 0, T, hs, T, scale, ds, T, TT, q, 3 * C, hs, 0.0f, dq + C, 3 * C, hs, H);
-    }
-}
-
-/* The forward pass to the logits [B T, V] (a->logits). */
+/* The forward pass to the logits [B T, V] (a->logits): x = wte[tokens] + wpe; per block
+ * x += attn(ln_1(x)), x += mlp(ln_2(x)); logits = ln_f(x) wte^T. */
 static void gpt_logits(eopt_model *m, const int32_t *tokens, int B, int T)
 {
     gpt_acts *a = m->impl;
     eopt_backend *be = m->be;
     const int C = m->cfg.n_embd, V = m->cfg.vocab_size, H = m->cfg.n_head, L = m->cfg.n_layer, N = B * T;
-    eopt_ew_run(be, EOPT_EW(embed, (int64_t)N * C, .x = a->x, .wte = pw(m, WTE), .wpe = pw(m, WPE), .tokens = tokens,
-                            .seq_len = T, .cols = C));
+    eopt_embedding_forward(be, B, T, C, tokens, eopt_pw(m, WTE), eopt_pw(m, WPE), a->x);
     for (int l = 0; l < L; l++) {
         gpt_layer_acts *y = &a->layer[l];
-        layernorm_forward(be, N, C, a->x, pw(m, BLK(l, LN1_W)), pw(m, BLK(l, LN1_B)), y->ln1_xhat, y->ln1_rstd,
-                          y->ln1_out, a->means);
-        eopt_linear_forward(be, N, C, 3 * C, y->ln1_out, pw(m, BLK(l, ATTN_W)), pw(m, BLK(l, ATTN_B)), 0.0f, y->qkv);
-        attention_forward(be, a, B, T, C, H, y->qkv, y->att, y->atty);
-        eopt_linear_forward(be, N, C, C, y->atty, pw(m, BLK(l, PROJ_W)), pw(m, BLK(l, PROJ_B)), 1.0f, a->x);
-        layernorm_forward(be, N, C, a->x, pw(m, BLK(l, LN2_W)), pw(m, BLK(l, LN2_B)), y->ln2_xhat, y->ln2_rstd,
-                          y->ln2_out, a->means);
-        eopt_linear_forward(be, N, C, 4 * C, y->ln2_out, pw(m, BLK(l, FC_W)), NULL, 0.0f, y->fc_pre);
-        eopt_ew_run(be, EOPT_EW(bias_gelu, (int64_t)N * 4 * C, .pre = y->fc_pre, .act = y->fc_act, .a = y->fc_pre,
-                                .bias = pw(m, BLK(l, FC_B)), .cols = 4 * C));
-        eopt_linear_forward(be, N, 4 * C, C, y->fc_act, pw(m, BLK(l, MPROJ_W)), pw(m, BLK(l, MPROJ_B)), 1.0f, a->x);
+        eopt_layernorm_forward(be, N, C, a->x, eopt_pw(m, BLK(l, LN1_W)), eopt_pw(m, BLK(l, LN1_B)), y->ln1_xhat,
+                               y->ln1_rstd, y->ln1_out, a->means);
+        eopt_linear_forward(be, N, C, 3 * C, y->ln1_out, eopt_pw(m, BLK(l, ATTN_W)), eopt_pw(m, BLK(l, ATTN_B)), 0.0f,
+                            y->qkv);
+        eopt_attention_forward(be, B, T, C, H, y->qkv, y->att, y->atty, a->rows);
+        eopt_linear_forward(be, N, C, C, y->atty, eopt_pw(m, BLK(l, PROJ_W)), eopt_pw(m, BLK(l, PROJ_B)), 1.0f, a->x);
+        eopt_layernorm_forward(be, N, C, a->x, eopt_pw(m, BLK(l, LN2_W)), eopt_pw(m, BLK(l, LN2_B)), y->ln2_xhat,
+                               y->ln2_rstd, y->ln2_out, a->means);
+        eopt_linear_forward(be, N, C, 4 * C, y->ln2_out, eopt_pw(m, BLK(l, FC_W)), NULL, 0.0f, y->fc_pre);
+        eopt_gelu_forward(be, N, 4 * C, y->fc_pre, eopt_pw(m, BLK(l, FC_B)), y->fc_pre, y->fc_act);
+        eopt_linear_forward(be, N, 4 * C, C, y->fc_act, eopt_pw(m, BLK(l, MPROJ_W)), eopt_pw(m, BLK(l, MPROJ_B)), 1.0f,
+                            a->x);
     }
-    layernorm_forward(be, N, C, a->x, pw(m, LNF_W(L)), pw(m, LNF_B(L)), a->lnf_xhat, a->lnf_rstd, a->lnf_out,
-                      a->means);
-    be->gemm(be, EOPT_PREC_FP32, 0, 1, N, V, C, 1.0f, a->lnf_out, C, 0, pw(m, WTE), C, 0, 0.0f, a->logits, V, 0, 1);
+    eopt_layernorm_forward(be, N, C, a->x, eopt_pw(m, LNF_W(L)), eopt_pw(m, LNF_B(L)), a->lnf_xhat, a->lnf_rstd,
+                           a->lnf_out, a->means);
+    eopt_linear_forward(be, N, C, V, a->lnf_out, eopt_pw(m, WTE), NULL, 0.0f, a->logits); /* lm_head = wte */
 }
 
-/* Backward from the logits gradient in a->exps; every parameter gradient accumulates. */
+/* Backward from the logits gradient in a->logits; every parameter gradient accumulates. */
 static void gpt_backward(eopt_model *m, const int32_t *tokens, int B, int T)
 {
     gpt_acts *a = m->impl;
     eopt_backend *be = m->be;
     const int C = m->cfg.n_embd, V = m->cfg.vocab_size, H = m->cfg.n_head, L = m->cfg.n_layer, N = B * T;
-    /* output projection, tied to wte: d lnf_out = dlogits wte, dwte += dlogits^T lnf_out */
-    eopt_linear_backward(be, N, C, V, a->exps, a->lnf_out, pw(m, WTE), pg(m, WTE), NULL, NULL, a->dln);
+    /* lm_head, tied to wte: dwte += dlogits^T lnf_out (every row), d lnf_out = dlogits wte */
+    eopt_linear_backward(be, N, C, V, a->logits, a->lnf_out, eopt_pw(m, WTE), eopt_pg(m, WTE), NULL, NULL, a->dln);
     eopt_fill(be, (int64_t)N * C, 0.0f, a->dx);
-    layernorm_backward(be, a, N, C, a->dln, a->lnf_xhat, a->lnf_rstd, pw(m, LNF_W(L)), pg(m, LNF_W(L)),
-                       pg(m, LNF_B(L)), a->dx);
+    eopt_layernorm_backward(be, N, C, a->dln, a->lnf_xhat, a->lnf_rstd, eopt_pw(m, LNF_W(L)), eopt_pg(m, LNF_W(L)),
+                            eopt_pg(m, LNF_B(L)), a->dx, a->dxhat, a->means, a->colbuf, a->ones);
     for (int l = L - 1; l >= 0; l--) {
         gpt_layer_acts *y = &a->layer[l];
-        eopt_linear_backward(be, N, 4 * C, C, a->dx, y->fc_act, pw(m, BLK(l, MPROJ_W)), pg(m, BLK(l, MPROJ_W)),
-                             pg(m, BLK(l, MPROJ_B)), a->ones, a->dfc);
-        eopt_ew_run(be, EOPT_EW(gelu_backward, (int64_t)N * 4 * C, .dx = a->dfc, .dout = a->dfc, .pre = y->fc_pre));
-        eopt_linear_backward(be, N, C, 4 * C, a->dfc, y->ln2_out, pw(m, BLK(l, FC_W)), pg(m, BLK(l, FC_W)),
-                             pg(m, BLK(l, FC_B)), a->ones, a->dln);
-        layernorm_backward(be, a, N, C, a->dln, y->ln2_xhat, y->ln2_rstd, pw(m, BLK(l, LN2_W)), pg(m, BLK(l, LN2_W)),
-                           pg(m, BLK(l, LN2_B)), a->dx);
-        eopt_linear_backward(be, N, C, C, a->dx, y->atty, pw(m, BLK(l, PROJ_W)), pg(m, BLK(l, PROJ_W)),
-                             pg(m, BLK(l, PROJ_B)), a->ones, a->dy);
-        attention_backward(be, a, B, T, C, H, y->qkv, y->att, a->dy, a->dqkv);
-        eopt_linear_backward(be, N, C, 3 * C, a->dqkv, y->ln1_out, pw(m, BLK(l, ATTN_W)), pg(m, BLK(l, ATTN_W)),
-                             pg(m, BLK(l, ATTN_B)), a->ones, a->dln);
-        layernorm_backward(be, a, N, C, a->dln, y->ln1_xhat, y->ln1_rstd, pw(m, BLK(l, LN1_W)), pg(m, BLK(l, LN1_W)),
-                           pg(m, BLK(l, LN1_B)), a->dx);
+        eopt_linear_backward(be, N, 4 * C, C, a->dx, y->fc_act, eopt_pw(m, BLK(l, MPROJ_W)),
+                             eopt_pg(m, BLK(l, MPROJ_W)), eopt_pg(m, BLK(l, MPROJ_B)), a->ones, a->dfc);
+        eopt_gelu_backward(be, (int64_t)N * 4 * C, a->dfc, y->fc_pre, a->dfc);
+        eopt_linear_backward(be, N, C, 4 * C, a->dfc, y->ln2_out, eopt_pw(m, BLK(l, FC_W)), eopt_pg(m, BLK(l, FC_W)),
+                             eopt_pg(m, BLK(l, FC_B)), a->ones, a->dln);
+        eopt_layernorm_backward(be, N, C, a->dln, y->ln2_xhat, y->ln2_rstd, eopt_pw(m, BLK(l, LN2_W)),
+                                eopt_pg(m, BLK(l, LN2_W)), eopt_pg(m, BLK(l, LN2_B)), a->dx, a->dxhat, a->means,
+                                a->colbuf, a->ones);
+        eopt_linear_backward(be, N, C, C, a->dx, y->atty, eopt_pw(m, BLK(l, PROJ_W)), eopt_pg(m, BLK(l, PROJ_W)),
+                             eopt_pg(m, BLK(l, PROJ_B)), a->ones, a->dy);
+        eopt_attention_backward(be, B, T, C, H, y->qkv, y->att, a->dy, a->dqkv, a->datt, a->rows);
+        eopt_linear_backward(be, N, C, 3 * C, a->dqkv, y->ln1_out, eopt_pw(m, BLK(l, ATTN_W)),
+                             eopt_pg(m, BLK(l, ATTN_W)), eopt_pg(m, BLK(l, ATTN_B)), a->ones, a->dln);
+        eopt_layernorm_backward(be, N, C, a->dln, y->ln1_xhat, y->ln1_rstd, eopt_pw(m, BLK(l, LN1_W)),
+                                eopt_pg(m, BLK(l, LN1_W)), eopt_pg(m, BLK(l, LN1_B)), a->dx, a->dxhat, a->means,
+                                a->colbuf, a->ones);
     }
-    /* embeddings: dwte += onehot(tokens)^T dx (the second half of the tied gradient);
-     * dwpe[t] += sum over the batch of dx[b, t] */
-    eopt_ew_run(be, EOPT_EW(onehot, (int64_t)N * V, .y = a->onehot, .labels = tokens, .cols = V));
-    be->gemm(be, EOPT_PREC_FP32, 1, 0, V, C, N, 1.0f, a->onehot, V, 0, a->dx, C, 0, 1.0f, pg(m, WTE), C, 0, 1);
-    be->gemm(be, EOPT_PREC_FP32, 0, 0, 1, T * C, B, 1.0f, a->ones, B, 0, a->dx, T * C, 0, 1.0f, pg(m, WPE), T * C, 0,
-             1);
+    /* the embedding adds the rows of the input tokens: the second half of the tied gradient */
+    eopt_embedding_backward(be, B, T, C, V, tokens, a->dx, eopt_pg(m, WTE), eopt_pg(m, WPE), a->ones);
 }
 
-eopt_status eopt_gpt_forward(eopt_model *m, const eopt_batch *b, int backward, float grad_scale, float *loss,
-                             float *logits_out)
+static eopt_status gpt_check_batch(const eopt_model *m, const eopt_batch *b, int need_targets)
+{
+    if (b->T < 1 || b->T > m->max_T)
+        return eopt_fail(EOPT_ERR_SHAPE, "sequence length %d outside 1..%d (the model's max_T)", b->T, m->max_T);
+    if (!b->tokens || (need_targets && !b->targets))
+        return eopt_fail(EOPT_ERR_ARG, "gpt batch needs tokens%s", need_targets ? " and targets" : "");
+    return EOPT_OK;
+}
+
+static eopt_status gpt_forward(eopt_model *m, const eopt_batch *b, int backward, float grad_scale, float *loss,
+                               float *logits_out)
 {
     gpt_acts *a = m->impl;
     const int N = b->B * b->T, V = m->cfg.vocab_size;
     gpt_logits(m, b->tokens, b->B, b->T);
     if (logits_out)
         eopt_copy_f32(m->be, (int64_t)N * V, a->logits, logits_out);
-    eopt_cross_entropy(m->be, N, V, a->logits, b->targets, backward, grad_scale, a->exps, a->ce_rows, a->loss);
+    eopt_cross_entropy(m->be, N, V, a->logits, b->targets, backward, grad_scale, a->ce_rows, a->loss);
     if (backward)
         gpt_backward(m, b->tokens, b->B, b->T);
     *loss = eopt_read_scalar(m->be, a->loss);
@@ -363,8 +296,8 @@ static int32_t sample_token(float *logits, float *work, int V, float temperature
     return best;
 }
 
-eopt_status eopt_gpt_generate(eopt_model *m, const int32_t *prompt, int nprompt, int n, float temperature, int top_k,
-                              uint64_t seed, int32_t *out)
+static eopt_status gpt_generate(eopt_model *m, const int32_t *prompt, int nprompt, int n, float temperature, int top_k,
+                                uint64_t seed, int32_t *out)
 {
     gpt_acts *a = m->impl;
     const int V = m->cfg.vocab_size;
@@ -382,3 +315,15 @@ eopt_status eopt_gpt_generate(eopt_model *m, const int32_t *prompt, int nprompt,
     free(host);
     return EOPT_OK;
 }
+
+const eopt_model_arch eopt_arch_gpt = {
+    .name = "gpt",
+    .check = gpt_check,
+    .nparams = gpt_nparams,
+    .build = gpt_build,
+    .free = gpt_free,
+    .init = gpt_init,
+    .check_batch = gpt_check_batch,
+    .forward = gpt_forward,
+    .generate = gpt_generate,
+};

@@ -4,19 +4,37 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "model.h"
+#include "arch.h"
 
 typedef struct {
     float *block;                      /* the one device allocation everything below lives in */
     float *pre[EOPT_MLP_MAX_LAYERS];   /* pre-activations [B, d_{i+1}] (the last is the logits) */
     float *act[EOPT_MLP_MAX_LAYERS];   /* GELU(pre) for every layer but the last */
-    float *exps, *rows, *loss, *ones;  /* cross-entropy scratch; B ones for bias gradients */
+    float *rows, *loss, *ones;         /* cross-entropy scratch [3B], the loss; B ones for bias gradients */
     float *d0, *d1;                    /* backward ping-pong buffers [B, max d] */
 } mlp_acts;
 
-static void mlp_layout(const eopt_model *m, mlp_acts *a, eopt_arena *ar)
+#define W(i) (2 * (i)) /* parameter order: layers.<i>.weight, layers.<i>.bias */
+#define BIAS(i) (2 * (i) + 1)
+
+static eopt_status mlp_check(const eopt_model_config *cfg, int max_B, int *max_T)
 {
-    const int L = m->cfg.ndims - 1, B = m->max_B, dl = m->cfg.dims[L];
+    (void)max_B;
+    *max_T = 1;
+    if (cfg->ndims < 2 || cfg->ndims > EOPT_MLP_MAX_LAYERS + 1)
+        return eopt_fail(EOPT_ERR_ARG, "mlp: dims needs 2..%d entries, got %d", EOPT_MLP_MAX_LAYERS + 1, cfg->ndims);
+    for (int i = 0; i < cfg->ndims; i++)
+        if (cfg->dims[i] < 1)
+            return eopt_fail(EOPT_ERR_ARG, "mlp: dims[%d] must be >= 1, got %d", i, cfg->dims[i]);
+    return EOPT_OK;
+}
+
+static int mlp_nparams(const eopt_model_config *cfg) { return 2 * (cfg->ndims - 1); }
+
+static void mlp_layout(const eopt_model *m, void *acts, eopt_arena *ar)
+{
+    mlp_acts *a = acts;
+    const int L = m->cfg.ndims - 1, B = m->max_B;
     int maxd = 0;
     for (int i = 0; i <= L; i++)
         maxd = m->cfg.dims[i] > maxd ? m->cfg.dims[i] : maxd;
@@ -24,7 +42,6 @@ static void mlp_layout(const eopt_model *m, mlp_acts *a, eopt_arena *ar)
         a->pre[i] = eopt_arena_take(ar, (int64_t)B * m->cfg.dims[i + 1]);
         a->act[i] = i < L - 1 ? eopt_arena_take(ar, (int64_t)B * m->cfg.dims[i + 1]) : NULL;
     }
-    a->exps = eopt_arena_take(ar, (int64_t)B * dl);
     a->rows = eopt_arena_take(ar, 3 * (int64_t)B);
     a->loss = eopt_arena_take(ar, 1);
     a->ones = eopt_arena_take(ar, B);
@@ -32,7 +49,7 @@ static void mlp_layout(const eopt_model *m, mlp_acts *a, eopt_arena *ar)
     a->d1 = eopt_arena_take(ar, (int64_t)B * maxd);
 }
 
-eopt_status eopt_mlp_build(eopt_model *m)
+static eopt_status mlp_build(eopt_model *m)
 {
     const int L = m->cfg.ndims - 1;
     for (int i = 0; i < L; i++) {
@@ -47,18 +64,12 @@ eopt_status eopt_mlp_build(eopt_model *m)
     if (!a)
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory for the MLP");
     m->impl = a;
-    eopt_arena ar = {0};
-    mlp_layout(m, a, &ar);
-    ar.base = a->block = m->be->alloc(m->be, (size_t)ar.used * sizeof(float));
-    if (!ar.base)
-        return eopt_fail(EOPT_ERR_NOMEM, "out of memory for the MLP activations (%lld floats)", (long long)ar.used);
-    ar.used = 0;
-    mlp_layout(m, a, &ar);
+    EOPT_TRY(eopt_model_alloc_acts(m, mlp_layout, a, &a->block));
     eopt_fill(m->be, m->max_B, 1.0f, a->ones);
     return EOPT_OK;
 }
 
-void eopt_mlp_free(eopt_model *m)
+static void mlp_free(eopt_model *m)
 {
     mlp_acts *a = m->impl;
     if (!a)
@@ -70,7 +81,7 @@ void eopt_mlp_free(eopt_model *m)
 }
 
 /* nn.Linear's default: weight and bias uniform in +-1/sqrt(fan_in). */
-eopt_status eopt_mlp_init(eopt_model *m, uint64_t seed)
+static eopt_status mlp_init(eopt_model *m, uint64_t seed)
 {
     for (int i = 0; i < m->nparams; i++) {
         eopt_tensor *w = m->params[i].w;
@@ -82,8 +93,16 @@ eopt_status eopt_mlp_init(eopt_model *m, uint64_t seed)
     return EOPT_OK;
 }
 
-/* Forward to the logits (a->pre[L-1]). */
-static const float *mlp_logits(eopt_model *m, const eopt_batch *b)
+static eopt_status mlp_check_batch(const eopt_model *m, const eopt_batch *b, int need_targets)
+{
+    (void)m;
+    if (!b->x || (need_targets && !b->labels))
+        return eopt_fail(EOPT_ERR_ARG, "mlp batch needs x%s", need_targets ? " and labels" : "");
+    return EOPT_OK;
+}
+
+/* Forward to the logits (a->pre[L-1]): linear layers, the bias and GELU fused after all but the last. */
+static float *mlp_logits(eopt_model *m, const eopt_batch *b)
 {
     mlp_acts *a = m->impl;
     eopt_backend *be = m->be;
@@ -91,38 +110,36 @@ static const float *mlp_logits(eopt_model *m, const eopt_batch *b)
     const float *h = b->x;
     for (int i = 0; i < L; i++) {
         const int in = m->cfg.dims[i], out = m->cfg.dims[i + 1];
-        const float *bias = eopt_f32(m->params[2 * i + 1].w);
-        eopt_linear_forward(be, b->B, in, out, h, eopt_f32(m->params[2 * i].w), i == L - 1 ? bias : NULL, 0.0f,
-                            a->pre[i]);
-        if (i < L - 1) {
-            eopt_ew_run(be, EOPT_EW(bias_gelu, (int64_t)b->B * out, .pre = a->pre[i], .act = a->act[i], .a = a->pre[i],
-                                    .bias = bias, .cols = out));
+        if (i == L - 1) {
+            eopt_linear_forward(be, b->B, in, out, h, eopt_pw(m, W(i)), eopt_pw(m, BIAS(i)), 0.0f, a->pre[i]);
+        } else {
+            eopt_linear_forward(be, b->B, in, out, h, eopt_pw(m, W(i)), NULL, 0.0f, a->pre[i]);
+            eopt_gelu_forward(be, b->B, out, a->pre[i], eopt_pw(m, BIAS(i)), a->pre[i], a->act[i]);
             h = a->act[i];
         }
     }
     return a->pre[L - 1];
 }
 
-eopt_status eopt_mlp_forward(eopt_model *m, const eopt_batch *b, int backward, float grad_scale, float *loss,
-                             float *logits_out)
+static eopt_status mlp_forward(eopt_model *m, const eopt_batch *b, int backward, float grad_scale, float *loss,
+                               float *logits_out)
 {
     mlp_acts *a = m->impl;
     eopt_backend *be = m->be;
     const int L = m->cfg.ndims - 1, B = b->B, V = m->cfg.dims[L];
-    const float *logits = mlp_logits(m, b);
+    float *logits = mlp_logits(m, b);
     if (logits_out)
         eopt_copy_f32(be, (int64_t)B * V, logits, logits_out);
-    eopt_cross_entropy(be, B, V, logits, b->labels, backward, grad_scale, a->exps, a->rows, a->loss);
+    eopt_cross_entropy(be, B, V, logits, b->labels, backward, grad_scale, a->rows, a->loss);
     if (backward) {
-        float *d = a->exps, *next = a->d0; /* d: gradient of layer i's output */
+        float *d = logits, *next = a->d0; /* d: gradient of layer i's output */
         for (int i = L - 1; i >= 0; i--) {
             const int in = m->cfg.dims[i], out = m->cfg.dims[i + 1];
             const float *h = i ? a->act[i - 1] : b->x;
-            eopt_linear_backward(be, B, in, out, d, h, eopt_f32(m->params[2 * i].w), eopt_f32(m->params[2 * i].grad),
-                                 eopt_f32(m->params[2 * i + 1].grad), a->ones, i ? next : NULL);
+            eopt_linear_backward(be, B, in, out, d, h, eopt_pw(m, W(i)), eopt_pg(m, W(i)), eopt_pg(m, BIAS(i)),
+                                 a->ones, i ? next : NULL);
             if (i) {
-                eopt_ew_run(be,
-                            EOPT_EW(gelu_backward, (int64_t)B * in, .dx = next, .dout = next, .pre = a->pre[i - 1]));
+                eopt_gelu_backward(be, (int64_t)B * in, next, a->pre[i - 1], next);
                 d = next;
                 next = next == a->d0 ? a->d1 : a->d0;
             }
@@ -132,7 +149,7 @@ eopt_status eopt_mlp_forward(eopt_model *m, const eopt_batch *b, int backward, f
     return EOPT_OK;
 }
 
-eopt_status eopt_mlp_correct(eopt_model *m, const eopt_batch *b, int *correct)
+static eopt_status mlp_correct(eopt_model *m, const eopt_batch *b, int *correct)
 {
     mlp_acts *a = m->impl;
     const int L = m->cfg.ndims - 1;
@@ -143,3 +160,15 @@ eopt_status eopt_mlp_correct(eopt_model *m, const eopt_batch *b, int *correct)
     *correct = (int)lrintf(eopt_read_scalar(m->be, a->loss));
     return EOPT_OK;
 }
+
+const eopt_model_arch eopt_arch_mlp = {
+    .name = "mlp",
+    .check = mlp_check,
+    .nparams = mlp_nparams,
+    .build = mlp_build,
+    .free = mlp_free,
+    .init = mlp_init,
+    .check_batch = mlp_check_batch,
+    .forward = mlp_forward,
+    .correct = mlp_correct,
+};

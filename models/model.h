@@ -42,7 +42,9 @@ typedef struct eopt_model {
     int ntied;
     eopt_tied_name tied[2]; /* GPT: "lm_head.weight" -> transformer.wte.weight */
     int max_B, max_T;
+    const struct eopt_model_arch *arch; /* the architecture's functions (models/arch.h) */
     void *impl;             /* activations and scratch, sized for max_B x max_T */
+    int64_t act_bytes;      /* the device memory they take */
 } eopt_model;
 
 /* Builds the model with zeroed weights; activations sized for batches up to max_B (x max_T). */
@@ -53,6 +55,9 @@ void eopt_model_free(eopt_model *m);
  * counter-based generator: the same seed gives the same weights on every backend. */
 eopt_status eopt_model_init(eopt_model *m, uint64_t seed);
 int eopt_model_find(const eopt_model *m, const char *name); /* param index, -1 if absent */
+/* Device bytes of the activations and scratch (parameters and gradients not counted). The
+ * GPT's only [B T, V] buffer is its logits, which become their own gradient. */
+int64_t eopt_model_activation_bytes(const eopt_model *m);
 
 void eopt_model_zero_grad(eopt_model *m);
 /* Forward pass, mean cross-entropy loss written to *loss (host; one sync per call). With
@@ -78,43 +83,5 @@ typedef struct {
     char worst[EOPT_NAME_MAX]; /* the parameter with the largest gradient error */
 } eopt_verify_result;
 eopt_status eopt_verify_model(const char *path, eopt_backend *be, eopt_verify_result *res);
-
-/* Pieces shared by the architectures (model.c); pointers are device memory. */
-/* y[N, out] = beta y + x[N, in] W^T (+ bias, if non-NULL) */
-void eopt_linear_forward(eopt_backend *be, int N, int in, int out, const float *x, const float *W, const float *bias,
-                         float beta, float *y);
-/* dW += dy^T x; db += 1^T dy (ones: N ones; db may be NULL); dx = dy W (dx may be NULL) */
-void eopt_linear_backward(eopt_backend *be, int N, int in, int out, const float *dy, const float *x, const float *W,
-                          float *dW, float *db, const float *ones, float *dx);
-/* Mean softmax cross-entropy of logits [N, V] against targets into loss_dev (device, 1 float);
- * rows: 3N floats of scratch; exps: [N, V], with backward it becomes the logits gradient
- * scaled by grad_scale. */
-void eopt_cross_entropy(eopt_backend *be, int N, int V, const float *logits, const int32_t *targets, int backward,
-                        float grad_scale, float *exps, float *rows, float *loss_dev);
-
-/* Device scratch carved from one allocation: a layout function runs twice, first to measure
- * (base NULL, every pointer NULL), then on the allocated block. */
-typedef struct {
-    float *base;
-    int64_t used;
-} eopt_arena;
-float *eopt_arena_take(eopt_arena *a, int64_t n);
-
-/* The architectures (mlp.c, gpt.c), dispatched by model.c. `build` adds the parameters
- * (eopt_model_add_param) and allocates the activations into m->impl. */
-eopt_status eopt_model_add_param(eopt_model *m, const char *name, int ndim, const int64_t *shape);
-eopt_status eopt_mlp_build(eopt_model *m);
-void eopt_mlp_free(eopt_model *m);
-eopt_status eopt_mlp_init(eopt_model *m, uint64_t seed);
-eopt_status eopt_mlp_forward(eopt_model *m, const eopt_batch *b, int backward, float grad_scale, float *loss,
-                             float *logits_out);
-eopt_status eopt_mlp_correct(eopt_model *m, const eopt_batch *b, int *correct);
-eopt_status eopt_gpt_build(eopt_model *m);
-void eopt_gpt_free(eopt_model *m);
-eopt_status eopt_gpt_init(eopt_model *m, uint64_t seed);
-eopt_status eopt_gpt_forward(eopt_model *m, const eopt_batch *b, int backward, float grad_scale, float *loss,
-                             float *logits_out);
-eopt_status eopt_gpt_generate(eopt_model *m, const int32_t *prompt, int nprompt, int n, float temperature, int top_k,
-                              uint64_t seed, int32_t *out);
 
 #endif

@@ -452,10 +452,10 @@ static eopt_ew ew_launch(eopt_ew_op op, int64_t n, const ew_bufs *u)
                        .mean_dxhat_xhat = d + n / cols, .cols = cols);
     case EOPT_EW_embed:
         return EOPT_EW(embed, n, .x = y, .wte = a, .wpe = b, .tokens = u->ia, .seq_len = (int64_t)s[0], .cols = cols);
-    case EOPT_EW_onehot: return EOPT_EW(onehot, n, .y = y, .labels = u->ia, .cols = cols);
     case EOPT_EW_exp_row: return EOPT_EW(exp_row, n, .y = y, .a = a, .max = b, .cols = cols);
     case EOPT_EW_ce_loss:
-        return EOPT_EW(ce_loss, n, .loss = y, .logits = a, .sum = b, .max = c, .targets = u->ia, .cols = cols);
+        return EOPT_EW(ce_loss, n, .loss = y, .sum = a, .max = b, .target = c);
+    case EOPT_EW_ce_target: return EOPT_EW(ce_target, n, .target = y, .logits = a, .targets = u->ia, .cols = cols);
     case EOPT_EW_ce_backward:
         return EOPT_EW(ce_backward, n, .dlogits = y, .exps = a, .sum = b, .targets = u->ia, .scale = s[0],
                        .cols = cols);
@@ -571,7 +571,7 @@ static const char *all_names[] = {
 };
 
 /* Every kernel of every family on the device against the CPU backend, on the same inputs:
- * buffers long enough for the kernels that index beyond element i (rows, one-hot, embedding),
+ * buffers long enough for the kernels that index beyond element i (rows, per-row picks, embedding),
  * integer inputs that are valid column indices, scalars >= 1 (a sequence length for embed).
  * Exact but for the last bits of expf / tanhf / logf. Needs a non-CPU backend. */
 Test(backend_ew, device_matches_cpu_every_kernel)

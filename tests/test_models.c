@@ -9,6 +9,7 @@
 
 #include "eopt.h"
 #include "train/data.h"
+#include "models/layers.h"
 #include "models/model.h"
 #include "tests/testutil.h"
 
@@ -257,6 +258,107 @@ Test(models_grad, accumulation_and_scale)
     }
     free(once);
     tiny_free(&t);
+}
+
+/* The embedding's backward is a scatter-add of rows: every position of a repeated token adds
+ * its row of dx to that token's row of dwte (hand-computed sums), on top of what dwte held;
+ * dwpe[t] gets the sum over the batch. On the device EOPT_DEVICE names (CUDA: the index kernel). */
+Test(models_grad, embedding_repeated_tokens_add_up)
+{
+    enum { B = 2, T = 4, C = 3, V = 6, N = B * T };
+    eopt_backend *be;
+    cr_assert_eq(eopt_backend_open(NULL, 2, &be), EOPT_OK, "%s", eopt_last_error());
+    const int32_t tok[N] = {2, 5, 2, 2, 0, 2, 5, 2}; /* 2 five times, 5 twice, 0 once; 1, 3, 4 never */
+    float dx[N * C], wte0[V * C], wpe0[T * C], ones[B] = {1, 1};
+    for (int i = 0; i < N * C; i++)
+        dx[i] = (float)(i + 1) * 0.25f;
+    for (int i = 0; i < V * C; i++)
+        wte0[i] = (float)(100 * i);
+    for (int i = 0; i < T * C; i++)
+        wpe0[i] = -(float)i;
+    void *d_tok, *d_dx, *d_wte, *d_wpe, *d_ones;
+    upload(be, &d_tok, tok, sizeof tok);
+    upload(be, &d_dx, dx, sizeof dx);
+    upload(be, &d_wte, wte0, sizeof wte0);
+    upload(be, &d_wpe, wpe0, sizeof wpe0);
+    upload(be, &d_ones, ones, sizeof ones);
+    eopt_embedding_backward(be, B, T, C, V, d_tok, d_dx, d_wte, d_wpe, d_ones);
+    float wte[V * C], wpe[T * C];
+    be->download(be, wte, d_wte, sizeof wte);
+    be->download(be, wpe, d_wpe, sizeof wpe);
+    for (int v = 0; v < V; v++)
+        for (int c = 0; c < C; c++) {
+            double want = wte0[v * C + c];
+            for (int r = 0; r < N; r++)
+                want += tok[r] == v ? dx[r * C + c] : 0.0;
+            cr_expect_eq(wte[v * C + c], (float)want, "dwte[%d, %d]: %g, want %g", v, c, wte[v * C + c], want);
+        }
+    for (int t = 0; t < T; t++)
+        for (int c = 0; c < C; c++) {
+            float want = wpe0[t * C + c] + dx[t * C + c] + dx[(T + t) * C + c];
+            cr_expect_eq(wpe[t * C + c], want, "dwpe[%d, %d]", t, c);
+        }
+    void *bufs[] = {d_tok, d_dx, d_wte, d_wpe, d_ones};
+    for (int i = 0; i < 5; i++)
+        be->free(be, bufs[i]);
+    eopt_backend_close(be);
+}
+
+/* The tiny GPT on a batch of one repeated token (every position hits row 4 of the tied wte):
+ * its gradient matches finite differences, as does a row no input token hits. */
+Test(models_grad, gpt_one_repeated_token)
+{
+    tiny t = tiny_gpt();
+    int32_t tok[3 * 6];
+    for (int i = 0; i < 3 * 6; i++)
+        tok[i] = 4;
+    t.be->upload(t.be, t.in_a, tok, sizeof tok);
+    float loss;
+    eopt_model_zero_grad(t.m);
+    cr_assert_eq(eopt_model_forward(t.m, &t.batch, 1, 1.0f, &loss, NULL), EOPT_OK);
+    const int C = 8;
+    float g[13 * 8];
+    cr_assert_eq(eopt_tensor_to_host(t.m->params[0].grad, g, sizeof g), EOPT_OK);
+    for (int c = 0; c < C; c++)
+        for (int row = 4; row <= 5; row++) {
+            double fd = finite_diff(&t, 0, row * C + c);
+            cr_expect_leq(fabs(g[row * C + c] - fd), 1e-2 * fabs(fd) + 1e-5, "wte[%d, %d]: %g vs %g", row, c,
+                          g[row * C + c], fd);
+        }
+    tiny_free(&t);
+}
+
+/* GPT-2's vocabulary: the embedding gradient needs no [N, V] one-hot, and the cross-entropy
+ * turns the logits into their own gradient, so the activations hold one [N, V] array (the
+ * logits) and less than another N V floats besides. One step runs, with a finite loss. */
+Test(models_api, gpt2_vocab_activation_memory)
+{
+    enum { B = 4, T = 16, V = 50257, N = B * T };
+    eopt_backend *be = open_cpu();
+    eopt_model *m;
+    eopt_model_config cfg = {
+        .kind = EOPT_MODEL_GPT, .vocab_size = V, .block_size = T, .n_layer = 1, .n_head = 2, .n_embd = 16};
+    cr_assert_eq(eopt_model_create(&cfg, be, B, T, &m), EOPT_OK, "%s", eopt_last_error());
+    const int64_t nv = (int64_t)N * V * (int64_t)sizeof(float), bytes = eopt_model_activation_bytes(m);
+    cr_expect_gt(bytes, nv, "the logits alone take %lld bytes, got %lld", (long long)nv, (long long)bytes);
+    cr_expect_lt(bytes - nv, nv, "activations %lld bytes: besides the logits, another N x V (%lld bytes)",
+                 (long long)bytes, (long long)nv);
+    cr_assert_eq(eopt_model_init(m, 1), EOPT_OK);
+    int32_t tok[N], tgt[N];
+    for (int i = 0; i < N; i++)
+        tok[i] = (i * 7919) % V, tgt[i] = (i * 104729 + 11) % V;
+    void *d_tok, *d_tgt;
+    upload(be, &d_tok, tok, sizeof tok);
+    upload(be, &d_tgt, tgt, sizeof tgt);
+    eopt_batch b = {.B = B, .T = T, .tokens = d_tok, .targets = d_tgt};
+    float loss;
+    eopt_model_zero_grad(m);
+    cr_assert_eq(eopt_model_forward(m, &b, 1, 1.0f, &loss, NULL), EOPT_OK);
+    cr_expect(fabsf(loss - logf((float)V)) < 0.1f, "loss %g, ln V %g at initialisation", loss, logf((float)V));
+    be->free(be, d_tok);
+    be->free(be, d_tgt);
+    eopt_model_free(m);
+    eopt_backend_close(be);
 }
 
 Test(models_api, bad_arguments)

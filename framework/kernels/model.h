@@ -8,7 +8,7 @@
 
 #define EOPT_EW_MODEL(X)                                                                                          \
     X(add_bias) X(bias_gelu) X(gelu_backward) X(sub_row) X(rsqrt_eps) X(ln_affine) X(ln_backward) X(embed)          \
-    X(onehot) X(exp_row) X(ce_loss) X(ce_backward) X(causal_mask) X(softmax_backward) X(argmax_hit)
+    X(exp_row) X(ce_target) X(ce_loss) X(ce_backward) X(causal_mask) X(softmax_backward) X(argmax_hit)
 
 /* Row r = i / cols and column i % cols of element i, in 32-bit arithmetic whenever both fit:
  * a 64-bit division costs several times more on a CPU and is emulated on a GPU. */
@@ -131,18 +131,6 @@ EOPT_HD void eopt_ew_embed(const eopt_ew_embed_args *k, int64_t i)
     k->x[i] = k->wte[(int64_t)k->tokens[r] * k->cols + c] + k->wpe[t * k->cols + c];
 }
 
-/* y[r, j] = (j == labels[r]): the one-hot matrix [N, V] whose transpose, multiplied into the
- * output gradient, accumulates the embedding gradient without atomics */
-typedef struct {
-    float *y;
-    const int32_t *labels;
-    int64_t cols;
-} eopt_ew_onehot_args;
-EOPT_HD void eopt_ew_onehot(const eopt_ew_onehot_args *k, int64_t i)
-{
-    k->y[i] = (eopt_col_of(i, k->cols) == k->labels[eopt_row_of(i, k->cols)]) ? 1.0f : 0.0f;
-}
-
 /* y = exp(a - max[row]): a softmax numerator after subtracting the row maximum */
 typedef struct {
     float *y;
@@ -154,17 +142,28 @@ EOPT_HD void eopt_ew_exp_row(const eopt_ew_exp_row_args *k, int64_t i)
     k->y[i] = expf(k->a[i] - k->max[eopt_row_of(i, k->cols)]);
 }
 
-/* One element per row (n = rows): loss[r] = log(sum[r]) + max[r] - logits[r, targets[r]], the
- * cross-entropy of the row (cols = V, sum = the row sums of exp(logits - max)). */
+/* One element per row (n = rows): target[r] = logits[r, targets[r]], read before the
+ * cross-entropy overwrites the logits with their exponentials (cols = V). */
 typedef struct {
-    float *loss;
-    const float *logits, *sum, *max;
+    float *target;
+    const float *logits;
     const int32_t *targets;
     int64_t cols;
+} eopt_ew_ce_target_args;
+EOPT_HD void eopt_ew_ce_target(const eopt_ew_ce_target_args *k, int64_t r)
+{
+    k->target[r] = k->logits[r * k->cols + k->targets[r]];
+}
+
+/* loss = log(sum) + max - target per row, the cross-entropy of the row (sum = the row sums
+ * of exp(logits - max), target = the target's logit); loss may alias target */
+typedef struct {
+    float *loss;
+    const float *sum, *max, *target;
 } eopt_ew_ce_loss_args;
 EOPT_HD void eopt_ew_ce_loss(const eopt_ew_ce_loss_args *k, int64_t r)
 {
-    k->loss[r] = logf(k->sum[r]) + k->max[r] - k->logits[r * k->cols + k->targets[r]];
+    k->loss[r] = logf(k->sum[r]) + k->max[r] - k->target[r];
 }
 
 /* d loss / d logits = scale (softmax - onehot(target)), softmax = exps / sum[row],

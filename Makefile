@@ -89,7 +89,7 @@ test: $(BUILD)/eopt-tests $(BUILD)/eopt $(if $(TEST_SCRIPTS),$(BUILD)/libeopt.a 
 # The build and install scripts check the plain build only: a sanitized library cannot be
 # linked into a program built without the sanitizers.
 test-asan:
-	$(MAKE) BUILD=$(BUILD)-asan TEST_SCRIPTS= OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+	LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0 $(MAKE) BUILD=$(BUILD)-asan TEST_SCRIPTS= OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
 # The public headers are eopt.h and every header it includes (found by the compiler, kept in
 # their folders); eopt.pc gives the flags of a dynamic link (-leopt, with the rpath of LIBDIR so

@@ -6,7 +6,7 @@
 
 #include "../framework/backend.h"
 #include "../framework/tensor.h"
-#include "../optimizers/optimizer.h"
+#include "../framework/params.h"
 
 typedef enum { EOPT_MODEL_MLP = 0, EOPT_MODEL_GPT } eopt_model_kind;
 

@@ -291,22 +291,69 @@ static eopt_status parse_model(parser *p, const config_setting_t *g)
     return EOPT_OK;
 }
 
+/* A string or an array of strings (each shorter than `width`, at most `max`) into the rows of
+ * out[max][width]; *n = 0 if the key is absent. `what` names an element in messages. */
+static eopt_status get_strings(const parser *p, const config_setting_t *g, const char *key, const char *what,
+                               int max, size_t width, char *out, int *n)
+{
+    const config_setting_t *s = member(g, key);
+    *n = 0;
+    if (!s)
+        return EOPT_OK;
+    int t = config_setting_type(s), single = t == CONFIG_TYPE_STRING;
+    if (!single && t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+        return bad(p, s, "expected a %s or an array of them, got %s", what, type_name(t));
+    int len = single ? 1 : config_setting_length(s);
+    if (len > max)
+        return bad(p, s, "at most %d patterns", max);
+    for (int k = 0; k < len; k++) {
+        const config_setting_t *e = single ? s : config_setting_get_elem(s, k);
+        if (config_setting_type(e) != CONFIG_TYPE_STRING || strlen(config_setting_get_string(e)) >= width)
+            return bad(p, s, "element %d is not a %s string (of at most %zu characters)", k, what, width - 1);
+        snprintf(out + (size_t)k * width, width, "%s", config_setting_get_string(e));
+    }
+    *n = len;
+    return EOPT_OK;
+}
+
+/* data.train or data.val: required, at least one pattern. */
+static eopt_status get_shards(const parser *p, const config_setting_t *g, const char *key, eopt_split split)
+{
+    eopt_config *c = p->cfg;
+    EOPT_TRY(get_strings(p, g, key, "shard path or glob", EOPT_CFG_MAX_SHARD_PATTERNS, EOPT_CFG_PATH_MAX,
+                         c->data.shards[split][0], &c->data.nshards[split]));
+    if (c->data.nshards[split] == 0)
+        return bad(p, g, "'%s' needs token shards: a path or glob, or a list of them", key);
+    return EOPT_OK;
+}
+
 static eopt_status parse_data(parser *p, const config_setting_t *g)
 {
-    static const char *const kinds[] = {"text", "fashion-mnist", NULL};
-    static const char *const keys[] = {"kind", "path", "val_fraction", "normalize", NULL};
+    static const char *const kinds[] = {"text", "fashion-mnist", "tokens", NULL};
+    static const char *const formats[] = {"llmc", "nanogpt", NULL};
+    static const char *const text_keys[] = {"kind", "path", "val_fraction", NULL};
+    static const char *const image_keys[] = {"kind", "path", "normalize", NULL};
+    static const char *const token_keys[] = {"kind", "format", "train", "val", "shuffle", NULL};
+    static const char *const *const keys[] = {text_keys, image_keys, token_keys};
     eopt_config *c = p->cfg;
-    EOPT_TRY(check_keys(p, g, keys));
-    int kind;
+    int kind, format;
     EOPT_TRY(get_choice(p, g, "kind", kinds, c->model.kind == EOPT_MODEL_GPT ? 0 : 1, &kind));
+    EOPT_TRY(check_keys(p, g, keys[kind]));
     c->data.kind = (eopt_data_kind)kind;
     EOPT_TRY(get_str(p, g, "path", kind == EOPT_DATA_TEXT ? "data/moby-dick.txt" : "", c->data.path,
                      sizeof c->data.path));
     EOPT_TRY(get_float(p, g, "val_fraction", 0, 0.9, 0.1, &c->data.val_fraction));
     EOPT_TRY(get_bool(p, g, "normalize", 1, &c->data.normalize));
     const eopt_model_config *m = &c->model;
-    if (kind == EOPT_DATA_TEXT && m->kind != EOPT_MODEL_GPT)
-        return bad(p, g, "text data needs model.kind = \"gpt\"");
+    if (kind == EOPT_DATA_TOKENS) {
+        EOPT_TRY(get_choice(p, g, "format", formats, EOPT_TOKENS_LLMC, &format));
+        c->data.format = (eopt_token_format)format;
+        EOPT_TRY(get_bool(p, g, "shuffle", 0, &c->data.shuffle));
+        EOPT_TRY(get_shards(p, g, "train", EOPT_SPLIT_TRAIN));
+        EOPT_TRY(get_shards(p, g, "val", EOPT_SPLIT_VAL));
+    }
+    if (kind != EOPT_DATA_FASHION_MNIST && m->kind != EOPT_MODEL_GPT)
+        return bad(p, g, "%s data needs model.kind = \"gpt\"", kinds[kind]);
     if (kind == EOPT_DATA_TEXT && m->vocab_size < EOPT_TEXT_VOCAB)
         return bad(p, g, "byte-level text needs model.vocab_size >= %d", EOPT_TEXT_VOCAB);
     if (kind == EOPT_DATA_FASHION_MNIST &&
@@ -340,7 +387,11 @@ static eopt_status parse_run(parser *p, const config_setting_t *g)
     EOPT_TRY(get_i(p, g, "threads", 0, 1024, 0, &c->run.threads));
     EOPT_TRY(get_choice(p, g, "on_nonfinite", policies, 0, &policy));
     c->run.on_nonfinite = (eopt_nonfinite_policy)policy;
-    EOPT_TRY(get_i(p, g, "sample_tokens", 0, 1 << 20, gpt ? 300 : 0, &c->run.sample_tokens));
+    const int tokens = c->data.kind == EOPT_DATA_TOKENS;
+    EOPT_TRY(get_i(p, g, "sample_tokens", 0, 1 << 20, gpt && !tokens ? 300 : 0, &c->run.sample_tokens));
+    if (tokens && c->run.sample_tokens > 0) /* a sample is decoded as bytes */
+        return bad(p, member(g, "sample_tokens"), "a sample needs byte-level text data (eopt has no tokenizer for "
+                                                  "token shards): set it to 0");
     EOPT_TRY(get_str(p, g, "sample_prompt", "\n", c->run.sample_prompt, sizeof c->run.sample_prompt));
     EOPT_TRY(get_float(p, g, "temperature", 0, 100, 0.8, &c->run.temperature));
     return get_i(p, g, "top_k", 0, 1 << 20, 40, &c->run.top_k);
@@ -518,30 +569,6 @@ static eopt_status to_value(const parser *p, const config_setting_t *s, const eo
     }
 }
 
-/* Strings of a string or an array of strings into patterns[]. */
-static eopt_status get_patterns(const parser *p, const config_setting_t *g, const char *key,
-                                char (*out)[EOPT_NAME_MAX], int *n)
-{
-    const config_setting_t *s = member(g, key);
-    *n = 0;
-    if (!s)
-        return EOPT_OK;
-    int t = config_setting_type(s), single = t == CONFIG_TYPE_STRING;
-    if (!single && t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
-        return bad(p, s, "expected a name pattern or an array of them, got %s", type_name(t));
-    int len = single ? 1 : config_setting_length(s);
-    if (len > EOPT_SELECT_MAX_PATTERNS)
-        return bad(p, s, "at most %d patterns", EOPT_SELECT_MAX_PATTERNS);
-    for (int k = 0; k < len; k++) {
-        const config_setting_t *e = single ? s : config_setting_get_elem(s, k);
-        if (config_setting_type(e) != CONFIG_TYPE_STRING || strlen(config_setting_get_string(e)) >= EOPT_NAME_MAX)
-            return bad(p, s, "element %d is not a name pattern string", k);
-        snprintf(out[k], EOPT_NAME_MAX, "%s", config_setting_get_string(e));
-    }
-    *n = len;
-    return EOPT_OK;
-}
-
 static eopt_status get_ndim(const parser *p, const config_setting_t *g, unsigned *mask)
 {
     const config_setting_t *s = member(g, "ndim");
@@ -585,8 +612,10 @@ static eopt_status parse_group(parser *p, const config_setting_t *g, const eopt_
     nkeys = dict_keys(dgroup, keys, nkeys);
     keys[nkeys] = NULL;
     EOPT_TRY(check_keys(p, g, keys));
-    EOPT_TRY(get_patterns(p, g, "params", out->sel.patterns, &out->sel.npatterns));
-    EOPT_TRY(get_patterns(p, g, "exclude", out->sel.exclude, &out->sel.nexclude));
+    EOPT_TRY(get_strings(p, g, "params", "name pattern", EOPT_SELECT_MAX_PATTERNS, EOPT_NAME_MAX,
+                         out->sel.patterns[0], &out->sel.npatterns));
+    EOPT_TRY(get_strings(p, g, "exclude", "name pattern", EOPT_SELECT_MAX_PATTERNS, EOPT_NAME_MAX,
+                         out->sel.exclude[0], &out->sel.nexclude));
     EOPT_TRY(get_ndim(p, g, &out->sel.ndim_mask));
     const config_setting_t *sch = member(g, "schedule");
     if (sch) {

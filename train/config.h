@@ -2,7 +2,9 @@
  *
  *   model      = { kind = "gpt"; vocab_size; block_size; n_layer; n_head; n_embd; }
  *              | { kind = "mlp"; dims = [784, 256, 10]; }
- *   data       = { kind = "text" | "fashion-mnist"; path; val_fraction; normalize; }
+ *   data       = { kind = "text"; path; val_fraction; }
+ *              | { kind = "fashion-mnist"; path; normalize; }
+ *              | { kind = "tokens"; format = "llmc" | "nanogpt"; train; val; shuffle; }
  *   run        = { steps; batch_size; seq_len; grad_accum; eval_interval; eval_batches; seed;
  *                  device; threads; on_nonfinite = "stop" | "skip"; sample_tokens; sample_prompt;
  *                  temperature; top_k; }
@@ -11,6 +13,14 @@
  *                                 schedule = {...}; ramps = {...}; <hyperparameter> = value; ... } ); } )
  *   checkpoint = { dir; interval; keep; }
  *   log        = { metrics; interval; progress = "auto" | "bar" | "lines" | "none"; }
+ *
+ * Token data (train/data.h): `train` and `val` are each a glob of shard files or a list of them
+ * (matches sorted, the patterns in order), e.g. llm.c's dev/data/fineweb.py output
+ * "data/fineweb10B/fineweb_train_*.bin" with format "llmc" (the default), or nanoGPT's
+ * "data/openwebtext/train.bin" with format "nanogpt". Training batches read the shards in order
+ * (shuffle = true: a seeded permutation of each epoch's batches); evaluation reads the first
+ * run.eval_batches batches of `val`. Every token must lie below model.vocab_size; the sample at
+ * the end (run.sample_tokens) is only for byte-level text.
  *
  * `args` holds constructor arguments and default group hyperparameters (as torch's
  * constructor does); a group's own keys override them. A parameter belongs to the one group
@@ -38,12 +48,14 @@
 #include "../models/model.h"
 #include "../framework/params.h"
 #include "../framework/schedule.h"
+#include "data.h"
 
 #define EOPT_CFG_PATH_MAX 512
 #define EOPT_CFG_MAX_OPTS 8
 #define EOPT_CFG_MAX_GROUPS EOPT_SCHEDULE_MAX_GROUPS
+#define EOPT_CFG_MAX_SHARD_PATTERNS 16
 
-typedef enum { EOPT_DATA_TEXT = 0, EOPT_DATA_FASHION_MNIST } eopt_data_kind;
+typedef enum { EOPT_DATA_TEXT = 0, EOPT_DATA_FASHION_MNIST, EOPT_DATA_TOKENS } eopt_data_kind;
 typedef enum { EOPT_NONFINITE_STOP = 0, EOPT_NONFINITE_SKIP } eopt_nonfinite_policy;
 typedef enum { EOPT_PROGRESS_AUTO = 0, EOPT_PROGRESS_BAR, EOPT_PROGRESS_LINES, EOPT_PROGRESS_NONE } eopt_progress;
 
@@ -71,6 +83,10 @@ typedef struct {
         char path[EOPT_CFG_PATH_MAX]; /* text file, or the Fashion-MNIST directory ("" = default) */
         double val_fraction;
         int normalize;
+        eopt_token_format format; /* tokens: */
+        int shuffle;
+        int nshards[2]; /* glob patterns of the train [0] and val [1] shards */
+        char shards[2][EOPT_CFG_MAX_SHARD_PATTERNS][EOPT_CFG_PATH_MAX];
     } data;
     struct {
         int64_t steps, eval_interval;

@@ -1,7 +1,7 @@
 /* The trainer's data: byte-level text (vocab 256) with a held-out tail, Fashion-MNIST from
- * Debian's dataset-fashion-mnist, and a counter-based sampler. Batch b of seed s is a pure
- * function of (s, b), so the data order is reproducible and a run resumes from the saved
- * (seed, position) pair alone. */
+ * Debian's dataset-fashion-mnist, token shards as llm.c's and nanoGPT's scripts write them, and
+ * a counter-based sampler. Batch b of seed s is a pure function of (s, b), so the data order is
+ * reproducible and a run resumes from the saved (seed, position) pair alone. */
 #ifndef EOPT_DATA_H
 #define EOPT_DATA_H
 
@@ -16,6 +16,7 @@
 #define EOPT_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 #define EOPT_FASHION_MNIST_MEAN 0.2860f /* pixel mean and std of the training images */
 #define EOPT_FASHION_MNIST_STD 0.3530f
+#define EOPT_FASHION_MNIST_SIDE 28 /* every image is 28 x 28 pixels */
 
 typedef enum { EOPT_SPLIT_TRAIN = 0, EOPT_SPLIT_VAL } eopt_split;
 
@@ -41,7 +42,8 @@ typedef struct {
 } eopt_images;
 
 /* Fashion-MNIST (gzip-compressed IDX files under dir, NULL: EOPT_FASHION_MNIST_DIR): the
- * 60000 training or the 10000 test images, 784 pixels each, labels 0..9. */
+ * 60000 training or the 10000 test images, 784 pixels each, labels 0..9. Files with another
+ * image size, no images, or sizes that overflow are format errors naming the file. */
 eopt_status eopt_fashion_mnist_load(const char *dir, int train, int normalize, eopt_images *out);
 void eopt_images_free(eopt_images *d);
 /* Batch b of seed s: examples b B .. b B + B - 1 of an endless sequence of epochs, each a
@@ -69,5 +71,50 @@ eopt_status eopt_text_next(const eopt_text *t, eopt_split split, eopt_sampler *s
 eopt_status eopt_images_next(const eopt_images *d, eopt_sampler *s, int B, eopt_batch_buffer *bb);
 /* Images start .. start + B - 1 in file order (evaluation), uploaded into bb->batch. */
 eopt_status eopt_images_slice(const eopt_images *d, int start, int B, eopt_batch_buffer *bb);
+
+/* Token shards, read with pread (a batch at a time: never a whole file in memory).
+ *   llm.c (dev/data/data_common.py): 256 little-endian int32 of header, then the tokens;
+ *     header[0] = 20240520 (magic), header[1] = 1 (version: uint16 tokens), header[2] = tokens;
+ *     llama-3's shards: magic 20240801, version 7, uint32 tokens.
+ *   nanoGPT (data/<name>/prepare.py): train.bin / val.bin, raw little-endian uint16 tokens.
+ * The shards (every match of each glob pattern, sorted, the patterns in order) are read in
+ * order: a shard of n tokens holds (n - 1) / (B T) batch slots of B T + 1 consecutive tokens
+ * (the last token of a slot is the next slot's first, as in llm.c), and an epoch is every slot
+ * of every shard. Batch b is slot b mod slots of epoch b / slots (with shuffle: of a seeded
+ * permutation of the epoch's slots). */
+#define EOPT_LLMC_HEADER_INTS 256
+#define EOPT_LLMC_MAGIC 20240520 /* version 1, uint16 tokens (GPT-2) */
+#define EOPT_LLMC_MAGIC_LLAMA3 20240801 /* version 7, uint32 tokens */
+#define EOPT_TOKENS_MAX_SHARDS 100000
+
+typedef enum { EOPT_TOKENS_LLMC = 0, EOPT_TOKENS_NANOGPT } eopt_token_format;
+
+typedef struct {
+    char *path;
+    int64_t ntok;  /* tokens in the file */
+    int64_t first; /* the epoch's slot number of this shard's slot 0 */
+    int offset;    /* bytes before token 0 (the header) */
+    int width;     /* bytes per token: 2 or 4 */
+} eopt_shard;
+
+typedef struct {
+    int nshards;
+    eopt_shard *shards;
+    int B, T, vocab, shuffle;
+    int64_t slots; /* batch slots per epoch */
+    int fd, fd_shard; /* the shard open for reading (fd_shard -1: none) */
+    uint8_t *raw;     /* one slot as read: (B T + 1) tokens */
+} eopt_tokens;
+
+/* Finds and validates every shard (magic, version, token count against the file size, at least
+ * one batch of B T + 1 tokens each); tokens must lie below vocab (checked as read). */
+eopt_status eopt_tokens_open(eopt_token_format format, int npatterns, const char *const *patterns, int B, int T,
+                             int vocab, int shuffle, eopt_tokens *out);
+void eopt_tokens_close(eopt_tokens *d);
+/* Batch b of seed s: tokens[j, :] = slot[j T .. j T + T - 1], targets[j, :] = slot[j T + 1 .. j T + T]
+ * (host arrays of B T). A token >= vocab is a format error naming the file and its offset. */
+eopt_status eopt_tokens_batch(eopt_tokens *d, uint64_t seed, uint64_t b, int32_t *tokens, int32_t *targets);
+/* The sampler's next batch (then position + 1), uploaded into bb->batch (B and bb->T as opened). */
+eopt_status eopt_tokens_next(eopt_tokens *d, eopt_sampler *s, int B, eopt_batch_buffer *bb);
 
 #endif

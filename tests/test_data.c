@@ -399,10 +399,11 @@ Test(data_config, token_keys)
 }
 
 /* configs/gpt2_small.cfg parses, its optimizers cover every parameter, and its model builds
- * (124,439,808 parameters) and runs forward and backward on B = 1, T = 64 of a written shard
- * at the chance loss ln 50257. (An optimizer step costs Muon's Newton-Schulz on every block
- * matrix, about 1.4 TFLOP: too slow for the test suite on two cores.) */
-Test(data_config, gpt2_small_parses_builds_and_steps, .timeout = 120)
+ * (124,439,808 parameters) and runs forward and backward on B = 1, T = 64 of a written shard.
+ * Zero weights instead of the random initialisation (124M normal draws, seconds here) give
+ * uniform logits: the loss is ln 50257 exactly. An optimizer step would cost Muon's
+ * Newton-Schulz on every block matrix, about 1.4 TFLOP: too slow for the suite on two cores. */
+Test(data_config, gpt2_small_parses_builds_and_runs, .timeout = 120)
 {
     char dir[256], path[400], train[500], val[500];
     tmpdir(dir, sizeof dir);
@@ -419,10 +420,11 @@ Test(data_config, gpt2_small_parses_builds_and_steps, .timeout = 120)
     cr_assert_eq(eopt_backend_open(cfg_a.run.device, cfg_a.run.threads, &be), EOPT_OK, "%s", eopt_last_error());
     eopt_model *model;
     cr_assert_eq(eopt_model_create(m, be, 1, 64, &model), EOPT_OK, "%s", eopt_last_error());
-    cr_assert_eq(eopt_model_init(model, cfg_a.run.seed), EOPT_OK, "%s", eopt_last_error());
     int64_t n = 0;
-    for (int i = 0; i < model->nparams; i++)
+    for (int i = 0; i < model->nparams; i++) {
         n += model->params[i].w->numel;
+        eopt_fill(be, model->params[i].w->numel, 0.0f, eopt_f32(model->params[i].w));
+    }
     cr_expect_eq(n, 124439808);
     int *owner = malloc(2 * sizeof(int) * (size_t)model->nparams);
     cr_assert_eq(eopt_config_assign(&cfg_a, model->params, model->nparams, owner, owner + model->nparams), EOPT_OK,
@@ -441,7 +443,7 @@ Test(data_config, gpt2_small_parses_builds_and_steps, .timeout = 120)
     cr_assert_eq(eopt_tokens_next(&d, &s, 1, &bb), EOPT_OK, "%s", eopt_last_error());
     float loss;
     cr_assert_eq(eopt_model_forward(model, &bb.batch, 1, 1.0f, &loss, NULL), EOPT_OK, "%s", eopt_last_error());
-    cr_expect(fabs(loss - log(50257.0)) < 0.5, "loss %g at initialisation", loss);
+    cr_expect(fabs(loss - log(50257.0)) < 1e-4, "loss %g of uniform logits", loss);
     eopt_batch_buffer_free(&bb);
     eopt_tokens_close(&d);
     eopt_model_free(model);

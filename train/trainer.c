@@ -86,22 +86,19 @@ static eopt_status load_data(trainer *t)
                              c->data.path, c->run.seq_len);
         return eopt_batch_buffer_create(t->be, B, c->run.seq_len, 0, &t->bb);
     }
-    for (int s = 0; s < 2 && c->data.kind == EOPT_DATA_TOKENS; s++) {
-        const char *patterns[EOPT_CFG_MAX_SHARD_PATTERNS];
-        for (int k = 0; k < c->data.nshards[s]; k++)
-            patterns[k] = c->data.shards[s][k];
-        EOPT_TRY(eopt_tokens_open(c->data.format, c->data.nshards[s], patterns, B, c->run.seq_len,
-                                  c->model.vocab_size, s == EOPT_SPLIT_TRAIN && c->data.shuffle, &t->tokens[s]));
-    }
-    if (c->data.kind == EOPT_DATA_TOKENS)
+    if (c->data.kind == EOPT_DATA_TOKENS) {
+        for (int s = 0; s < 2; s++) { /* EOPT_SPLIT_TRAIN, EOPT_SPLIT_VAL */
+            const char *patterns[EOPT_CFG_MAX_SHARD_PATTERNS];
+            for (int k = 0; k < c->data.nshards[s]; k++)
+                patterns[k] = c->data.shards[s][k];
+            EOPT_TRY(eopt_tokens_open(c->data.format, c->data.nshards[s], patterns, B, c->run.seq_len,
+                                      c->model.vocab_size, s == EOPT_SPLIT_TRAIN && c->data.shuffle, &t->tokens[s]));
+        }
         return eopt_batch_buffer_create(t->be, B, c->run.seq_len, 0, &t->bb);
+    }
     const char *dir = c->data.path[0] ? c->data.path : NULL;
     EOPT_TRY(eopt_fashion_mnist_load(dir, 1, c->data.normalize, &t->train_images));
     EOPT_TRY(eopt_fashion_mnist_load(dir, 0, c->data.normalize, &t->test_images));
-    if (t->train_images.dim != c->model.dims[0] || t->test_images.dim != c->model.dims[0])
-        return eopt_fail(EOPT_ERR_CONFIG, "%s: images of %d and %d pixels under %s do not fit model.dims[0] = %d",
-                         c->path, t->train_images.dim, t->test_images.dim, dir ? dir : EOPT_FASHION_MNIST_DIR,
-                         c->model.dims[0]);
     return eopt_batch_buffer_create(t->be, B, 0, t->train_images.dim, &t->bb);
 }
 

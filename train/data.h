@@ -81,7 +81,8 @@ eopt_status eopt_images_slice(const eopt_images *d, int start, int B, eopt_batch
  * order: a shard of n tokens holds (n - 1) / (B T) batch slots of B T + 1 consecutive tokens
  * (the last token of a slot is the next slot's first, as in llm.c), and an epoch is every slot
  * of every shard. Batch b is slot b mod slots of epoch b / slots (with shuffle: of a seeded
- * permutation of the epoch's slots). */
+ * permutation of the epoch's slots), so that (seed, position) resumes a run given the same
+ * shards, B and T. */
 #define EOPT_LLMC_HEADER_INTS 256
 #define EOPT_LLMC_MAGIC 20240520 /* version 1, uint16 tokens (GPT-2) */
 #define EOPT_LLMC_MAGIC_LLAMA3 20240801 /* version 7, uint32 tokens */

@@ -4,6 +4,7 @@
 #include "data.h"
 
 #include <libconfig.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 typedef struct {
     const char *name; /* file name for messages */
     eopt_config *cfg;
+    char run_suffix[16]; /* "-<hash of the --set overrides>" for the default run folder, or "" */
 } parser;
 
 int eopt_edit_distance(const char *a, const char *b)
@@ -327,6 +329,26 @@ static eopt_status get_shards(const parser *p, const config_setting_t *g, const 
     return EOPT_OK;
 }
 
+/* A relative data path is looked for in the current folder, then beside the config file, then in
+ * the folder above it (a repository's configs/x.cfg names data/...); the first that exists is
+ * kept as an absolute path, so that the run's resolved config works from anywhere. */
+static void resolve_data_path(const parser *p, char *path, size_t size)
+{
+    char dir[EOPT_CFG_PATH_MAX], cand[3][2 * EOPT_CFG_PATH_MAX + 8], real[PATH_MAX];
+    const char *slash = strrchr(p->name, '/');
+    if (!path[0] || path[0] == '/')
+        return;
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - p->name) : 1, slash ? p->name : ".");
+    snprintf(cand[0], sizeof cand[0], "%s", path);
+    snprintf(cand[1], sizeof cand[1], "%s/%s", dir, path);
+    snprintf(cand[2], sizeof cand[2], "%s/../%s", dir, path);
+    for (int k = 0; k < 3; k++)
+        if (realpath(cand[k], real) && strlen(real) < size) {
+            snprintf(path, size, "%s", real);
+            return;
+        }
+}
+
 static eopt_status parse_data(parser *p, const config_setting_t *g)
 {
     static const char *const kinds[] = {"text", "fashion-mnist", "tokens", NULL};
@@ -342,6 +364,7 @@ static eopt_status parse_data(parser *p, const config_setting_t *g)
     c->data.kind = (eopt_data_kind)kind;
     EOPT_TRY(get_str(p, g, "path", kind == EOPT_DATA_TEXT ? "data/moby-dick.txt" : "", c->data.path,
                      sizeof c->data.path));
+    resolve_data_path(p, c->data.path, sizeof c->data.path);
     EOPT_TRY(get_float(p, g, "val_fraction", 0, 0.9, 0.1, &c->data.val_fraction));
     EOPT_TRY(get_bool(p, g, "normalize", 1, &c->data.normalize));
     const eopt_model_config *m = &c->model;
@@ -440,6 +463,13 @@ static eopt_status parse_schedule(parser *p, const config_setting_t *g, eopt_lr_
     EOPT_TRY(get_int(p, g, "decay", 0, INT64_MAX / 2, s->kind == EOPT_LR_WSD ? (s->total - s->warmup) / 5 : 0,
                      &s->decay));
     EOPT_TRY(get_float(p, g, "floor", 0, 1, 0, &s->floor));
+    if (!member(g, "total") && s->kind != EOPT_LR_CONSTANT && s->kind != EOPT_LR_WARMUP && s->total <= s->warmup) {
+        char path[EOPT_CFG_PATH_MAX];
+        setting_path(g, path, sizeof path);
+        return bad(p, member(g, "warmup"), "warmup = %lld must be below total, which is run.steps = %lld here (no "
+                   "`total` given): lower the warmup (--set %s.warmup=%lld) or give the schedule a total",
+                   (long long)s->warmup, (long long)s->total, path, (long long)s->total / 10);
+    }
     return eopt_lr_schedule_check(s, where(p, g, w, sizeof w));
 }
 
@@ -596,6 +626,20 @@ static int dict_keys(const eopt_dict *d, const char **out, int n)
     return n;
 }
 
+/* A value given in `g` (an optimizer's args: group -1; group g's keys) for a hyperparameter a ramp
+ * moves there would be overwritten at every step: refused rather than ignored. */
+static eopt_status check_not_ramped(const parser *p, const config_setting_t *g, const eopt_schedules *s, int group)
+{
+    for (int k = 0; k < s->nramps; k++) {
+        const eopt_named_ramp *r = &s->ramps[k];
+        const config_setting_t *v = member(g, r->key);
+        if (v && (r->group == group || r->group < 0))
+            return bad(p, v, "'%s' is also ramped (%sramps.%s), and the ramp sets it at every step: remove "
+                       "one of the two", r->key, r->group < 0 ? "the optimizer's " : "this group's ", r->key);
+    }
+    return EOPT_OK;
+}
+
 static eopt_status parse_group(parser *p, const config_setting_t *g, const eopt_optimizer_class *cls,
                                const eopt_dict *dargs, const eopt_dict *dgroup, eopt_cfg_optimizer *o, int index)
 {
@@ -623,6 +667,7 @@ static eopt_status parse_group(parser *p, const config_setting_t *g, const eopt_
         EOPT_TRY(parse_schedule(p, sch, &o->sched.group_lr[index]));
     }
     EOPT_TRY(parse_ramps(p, member(g, "ramps"), cls, dargs, index, &o->sched));
+    EOPT_TRY(check_not_ramped(p, g, &o->sched, index));
     for (int k = 0; k < config_setting_length(g); k++) {
         const config_setting_t *m = config_setting_get_elem(g, k);
         const eopt_value *def = eopt_dict_get(dgroup, config_setting_name(m));
@@ -692,6 +737,7 @@ static eopt_status parse_optimizer(parser *p, const config_setting_t *g, eopt_cf
     }
     EOPT_TRY(parse_schedule(p, member(g, "schedule"), &o->sched.lr));
     EOPT_TRY(parse_ramps(p, member(g, "ramps"), cls, &dargs, -1, &o->sched));
+    EOPT_TRY(check_not_ramped(p, args, &o->sched, -1));
 
     const config_setting_t *groups = member(g, "groups");
     if (!groups)
@@ -743,7 +789,7 @@ static eopt_status parse_output(parser *p, const config_setting_t *ck, const con
     eopt_config *c = p->cfg;
     char run[EOPT_CFG_PATH_MAX], def[EOPT_CFG_PATH_MAX + 32];
     const char *base = strrchr(p->name, '/') ? strrchr(p->name, '/') + 1 : p->name;
-    snprintf(run, sizeof run, "runs/%.*s", (int)strcspn(base, "."), base);
+    snprintf(run, sizeof run, "runs/%.*s%s", (int)strcspn(base, "."), base, p->run_suffix);
     EOPT_TRY(check_keys(p, ck, ck_keys));
     EOPT_TRY(get_str(p, ck, "dir", run, c->checkpoint.dir, sizeof c->checkpoint.dir));
     EOPT_TRY(get_int(p, ck, "interval", 0, INT64_MAX / 2, 0, &c->checkpoint.interval));
@@ -859,12 +905,34 @@ static eopt_status apply_set(config_t *c, const char *spec)
 
 /* ---- entry points ---- */
 
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+uint32_t eopt_config_overrides_hash(int nset, const char *const *sets)
+{
+    const char *sorted[nset > 0 ? nset : 1];
+    uint32_t h = 2166136261u; /* FNV-1a over the sorted overrides, each ended by a newline */
+    memcpy(sorted, sets, sizeof(const char *) * (size_t)nset);
+    qsort(sorted, (size_t)nset, sizeof sorted[0], compare_strings);
+    for (int k = 0; k < nset; k++)
+        for (const char *c = sorted[k];; c++) {
+            h = (h ^ (uint8_t)(*c ? *c : '\n')) * 16777619u;
+            if (!*c)
+                break;
+        }
+    return h;
+}
+
 static eopt_status parse_tree(config_t *c, const char *name, int nset, const char *const *sets, eopt_config *cfg)
 {
     static const char *const sections[] = {"model", "data", "run", "optimizers", "checkpoint", "log", NULL};
-    parser p = {name, cfg};
+    parser p = {name, cfg, ""};
     for (int k = 0; k < nset; k++)
         EOPT_TRY(apply_set(c, sets[k]));
+    if (nset > 0)
+        snprintf(p.run_suffix, sizeof p.run_suffix, "-%08x", eopt_config_overrides_hash(nset, sets));
     const config_setting_t *root = config_root_setting(c);
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->path, sizeof cfg->path, "%s", name);

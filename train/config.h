@@ -42,6 +42,7 @@
 #define EOPT_CONFIG_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "../framework/value.h"
 #include "../optimizers/optimizer.h"
@@ -117,6 +118,16 @@ eopt_status eopt_config_load(const char *path, int nset, const char *const *sets
 /* The same from text (tests); `name` stands for the file name in messages and defaults. */
 eopt_status eopt_config_parse(const char *text, const char *name, int nset, const char *const *sets,
                               eopt_config *cfg);
+
+/* The resolved configuration (every setting after the overrides, defaults included) as a
+ * libconfig file that eopt_config_load reads back to the same settings; _text returns it as a
+ * malloc'd string (NULL when out of memory). */
+void eopt_config_write(const eopt_config *cfg, FILE *f);
+char *eopt_config_text(const eopt_config *cfg);
+
+/* A stable hash of a set of --set overrides (their order does not matter): the default run
+ * folder is runs/<config name>-<hash as 8 hex digits> when there are any. */
+uint32_t eopt_config_overrides_hash(int nset, const char *const *sets);
 
 /* Assigns each parameter to one (optimizer, group): opt_of[i], group_of[i] (eopt_params_assign
  * over every group of every optimizer, in order). */

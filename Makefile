@@ -25,6 +25,7 @@ OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 OPENBLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
 OPT      ?= -O2 -g
 CFLAGS   := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -I. -I$(OPENBLAS_INC) $(HDF5_CFLAGS)
+CFLAGS   += -DEOPT_VERSION='"$(VERSION)"'
 LDLIBS   := $(HDF5_LIBS) -lconfig -llapacke -L$(OPENBLAS_DIR) -Wl,--disable-new-dtags,-rpath,$(OPENBLAS_DIR) -lopenblas -lz -lm -fopenmp
 
 # The library's source folders (cmd/ minus main.c is in the library so that tests can drive

@@ -31,6 +31,7 @@ struct eopt_ckpt {
     char path[1024];
     int64_t step;
     char producer[512];
+    char *config; /* the root `config` attribute (a run's resolved config), or NULL */
     int ntensors, naliases;
     ck_tensor *tensors;
     ck_alias *aliases;
@@ -207,6 +208,8 @@ static eopt_status write_file(hid_t fid, const eopt_ckpt_write *w)
     EOPT_TRY(eopt_h5_attr_write_i64(fid, "format_version", EOPT_CKPT_VERSION));
     EOPT_TRY(eopt_h5_attr_write_i64(fid, "step", w->step));
     EOPT_TRY(eopt_h5_attr_write_str(fid, "producer", w->producer ? w->producer : "eopt"));
+    if (w->config)
+        EOPT_TRY(eopt_h5_attr_write_str(fid, "config", w->config));
     EOPT_TRY(write_model(fid, w));
     EOPT_TRY(write_optimizers(fid, w, 0));
     EOPT_TRY(write_optimizers(fid, w, 1));
@@ -298,6 +301,7 @@ void eopt_checkpoint_close(eopt_ckpt *ck)
 {
     if (!ck)
         return;
+    free(ck->config);
     for (int k = 0; k < ck->ntensors; k++)
         eopt_tensor_free(&ck->tensors[k].t);
     for (int k = 0; k < ck->ntrainer_data; k++)
@@ -667,7 +671,13 @@ static eopt_status read_root(hid_t fid, eopt_ckpt *ck)
     ck->step = v.i;
     if (eopt_h5_attr_exists(fid, "producer"))
         EOPT_TRY(eopt_h5_attr_read_str(fid, "producer", where, ck->producer, sizeof ck->producer));
-    static const char *const known[] = {"format", "format_version", "step", "producer", NULL};
+    if (eopt_h5_attr_exists(fid, "config")) {
+        ck->config = malloc(EOPT_CKPT_CONFIG_MAX);
+        if (!ck->config)
+            return eopt_fail(EOPT_ERR_NOMEM, "%s: out of memory", where);
+        EOPT_TRY(eopt_h5_attr_read_str(fid, "config", where, ck->config, EOPT_CKPT_CONFIG_MAX));
+    }
+    static const char *const known[] = {"format", "format_version", "step", "producer", "config", NULL};
     eopt_dict rest;
     EOPT_TRY(eopt_h5_attrs_read(fid, where, known, &rest));
     for (int k = 0; k < rest.n; k++) {
@@ -737,6 +747,7 @@ eopt_status eopt_checkpoint_open(const char *path, const eopt_ckpt_options *opt,
 const char *eopt_ckpt_path(const eopt_ckpt *ck) { return ck->path; }
 int64_t eopt_ckpt_step(const eopt_ckpt *ck) { return ck->step; }
 const char *eopt_ckpt_producer(const eopt_ckpt *ck) { return ck->producer; }
+const char *eopt_ckpt_config(const eopt_ckpt *ck) { return ck->config ? ck->config : ""; }
 int eopt_ckpt_num_tensors(const eopt_ckpt *ck) { return ck->ntensors; }
 const char *eopt_ckpt_tensor_name(const eopt_ckpt *ck, int k) { return ck->tensors[k].name; }
 int eopt_ckpt_num_aliases(const eopt_ckpt *ck) { return ck->naliases; }

@@ -46,7 +46,10 @@ typedef struct {
     const eopt_dict *trainer;  /* optional: attrs of /trainer */
     int ntrainer_data;
     const eopt_ckpt_dataset *trainer_data; /* optional: datasets under /trainer */
+    const char *config; /* optional: root attribute `config`, the resolved config of the run that wrote it */
 } eopt_ckpt_write;
+
+#define EOPT_CKPT_CONFIG_MAX (1 << 20) /* the longest `config` a reader takes */
 
 eopt_status eopt_checkpoint_save(const char *path, const eopt_ckpt_write *w);
 
@@ -95,6 +98,7 @@ const eopt_tensor *eopt_ckpt_trainer_data(const eopt_ckpt *ck, const char *name)
 
 /* Additions for `eopt inspect`, replay and tests: read-only views of what the file holds. */
 const char *eopt_ckpt_producer(const eopt_ckpt *ck); /* "" if absent */
+const char *eopt_ckpt_config(const eopt_ckpt *ck);   /* the root `config` attribute; "" if absent */
 /* Second names of stored tensors (hard links in /model). */
 int eopt_ckpt_num_aliases(const eopt_ckpt *ck);
 eopt_ckpt_alias eopt_ckpt_alias_at(const eopt_ckpt *ck, int k);

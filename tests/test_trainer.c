@@ -599,7 +599,7 @@ Test(trainer_checkpoint, schedules_trainer_state_and_metrics)
     char line[2048];
     int n = 0, evals = 0, stats = 0;
     while (fgets(line, sizeof line, f)) {
-        n++;
+        n += strstr(line, "\"train_loss\"") != NULL;
         evals += strstr(line, "\"eval_loss\"") != NULL;
         stats += strstr(line, "\"matrix\": {\"lr\"") && strstr(line, "\"update_rms\"") &&
                  strstr(line, "\"tokens_per_s\"");
@@ -642,6 +642,13 @@ Test(trainer_resume, changed_schedules_apply_with_a_notice, .timeout = 120)
     const char *sets[] = {"optimizers.matrix.schedule.total=12", "optimizers.matrix.args.lr=0.03",
                           "optimizers.matrix.ramps.softening.to=0.2"};
     cr_assert_eq(parse(text, 3, sets, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
+    /* refused, every difference named, until forced (issue 15, defect 4) */
+    cr_expect_eq(eopt_train(&cfg_buf, &resume, &r), EOPT_ERR_CONFIG);
+    cr_expect(strstr(eopt_last_error(), "optimizers.matrix.args.lr: 0.02 -> 0.03") &&
+              strstr(eopt_last_error(), "optimizers.matrix.schedule.total: 6 -> 12") &&
+              strstr(eopt_last_error(), "--force"), "%s", eopt_last_error());
+    cr_expect_eq(r.step, 0);
+    resume.force = 1;
     train_ok(&cfg_buf, &resume, &r);
     eopt_log_set_handler(NULL, NULL);
     cr_expect_eq(r.start_step, 3);
@@ -678,7 +685,7 @@ Test(trainer_resume, changed_fixed_softening_applies_with_a_notice, .timeout = 1
     cr_assert_eq(parse(text, 1, sets, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
     eopt_log_set_handler(collect_warnings, NULL);
     warnings[0] = 0;
-    train_ok(&cfg_buf, &(eopt_train_options){.quiet = 1, .resume = "auto"}, &r);
+    train_ok(&cfg_buf, &(eopt_train_options){.quiet = 1, .resume = "auto", .force = 1}, &r);
     eopt_log_set_handler(NULL, NULL);
     cr_expect(strstr(warnings, "softening: 0.1 -> 0.3"), "%s", warnings);
     eopt_ckpt *ck;
@@ -703,7 +710,7 @@ Test(trainer_nonfinite, stop_or_skip)
     const char *skip[] = {"optimizers.adamw.args.lr=1e38", "optimizers.adamw.schedule.kind=constant",
                           "run.on_nonfinite=skip"};
     cr_assert_eq(parse(text, 3, skip, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
-    train_ok(&cfg_buf, &quiet, &r);
+    train_ok(&cfg_buf, &(eopt_train_options){.quiet = 1, .force = 1}, &r);
     cr_expect_eq(r.step, 6);
     cr_expect_gt(r.nonfinite_steps, 0);
     rmdir_all(dir);

@@ -389,7 +389,8 @@ static eopt_status parse_run(parser *p, const config_setting_t *g)
 {
     static const char *const keys[] = {"steps",        "batch_size",   "seq_len",     "grad_accum",  "eval_interval",
                                        "eval_batches", "seed",         "device",      "threads",     "on_nonfinite",
-                                       "sample_tokens", "sample_prompt", "temperature", "top_k",     NULL};
+                                       "sample_tokens", "sample_prompt", "temperature", "top_k",     "grad_clip",
+                                       NULL};
     static const char *const policies[] = {"stop", "skip", NULL};
     eopt_config *c = p->cfg;
     int gpt = c->model.kind == EOPT_MODEL_GPT, policy;
@@ -417,6 +418,7 @@ static eopt_status parse_run(parser *p, const config_setting_t *g)
                                                   "token shards): set it to 0");
     EOPT_TRY(get_str(p, g, "sample_prompt", "\n", c->run.sample_prompt, sizeof c->run.sample_prompt));
     EOPT_TRY(get_float(p, g, "temperature", 0, 100, 0.8, &c->run.temperature));
+    EOPT_TRY(get_float(p, g, "grad_clip", 0, HUGE_VAL, 0, &c->run.grad_clip));
     return get_i(p, g, "top_k", 0, 1 << 20, 40, &c->run.top_k);
 }
 

@@ -7,7 +7,7 @@
  *              | { kind = "tokens"; format = "llmc" | "nanogpt"; train; val; shuffle; }
  *   run        = { steps; batch_size; seq_len; grad_accum; eval_interval; eval_batches; seed;
  *                  device; threads; on_nonfinite = "stop" | "skip"; sample_tokens; sample_prompt;
- *                  temperature; top_k; }
+ *                  temperature; top_k; grad_clip; }
  *   optimizers = ( { name; class; args = {...}; schedule = {...}; ramps = { <key> = {...}; ... };
  *                    groups = ( { params = ["glob", ...]; exclude = [...]; ndim = 2 | [0, 1];
  *                                 schedule = {...}; ramps = {...}; <hyperparameter> = value; ... } ); } )
@@ -97,6 +97,7 @@ typedef struct {
         eopt_nonfinite_policy on_nonfinite;
         int sample_tokens, top_k;
         double temperature;
+        double grad_clip; /* > 0: gradients scaled to this global norm when above it (0: off) */
         char sample_prompt[256];
     } run;
     int nopt;

@@ -233,7 +233,9 @@ void eopt_config_write(const eopt_config *c, FILE *f)
     put_str(f, c->run.sample_prompt);
     fputs(";\n  temperature = ", f);
     put_float(f, c->run.temperature);
-    fprintf(f, ";\n  top_k = %d;\n};\n\noptimizers = (\n", c->run.top_k);
+    fprintf(f, ";\n  top_k = %d;\n  grad_clip = ", c->run.top_k);
+    put_float(f, c->run.grad_clip);
+    fputs(";\n};\n\noptimizers = (\n", f);
     for (int o = 0; o < c->nopt; o++) {
         put_optimizer(f, &c->opts[o]);
         fputs(o + 1 < c->nopt ? ",\n" : "\n", f);

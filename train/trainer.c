@@ -15,8 +15,9 @@
 #include "../checkpoint/rotate.h"
 #include "../framework/log.h"
 #include "data.h"
+#include "run_dir.h"
 
-#define CKPT_PREFIX "step_"
+#define CKPT_PREFIX EOPT_RUN_CKPT_PREFIX
 
 static volatile sig_atomic_t interrupt_requested;
 
@@ -44,6 +45,8 @@ typedef struct {
     int bar;                                   /* progress on a terminal line */
     double t_train;                            /* seconds in training steps since this call started */
     int64_t steps_run, items_done;             /* steps and tokens (or samples) since then */
+    double t_before;                           /* training seconds of the run before this call */
+    char *config_text;                         /* the resolved config (run folder, checkpoints) */
 } trainer;
 
 static double now(void)
@@ -54,24 +57,6 @@ static double now(void)
 }
 
 static int is_gpt(const trainer *t) { return t->cfg->model.kind == EOPT_MODEL_GPT; }
-
-/* mkdir -p */
-static eopt_status make_dirs(const char *path)
-{
-    char buf[EOPT_CFG_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        int end = *p == 0;
-        if (*p == '/' || end) {
-            *p = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return eopt_fail(EOPT_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
-            if (end)
-                return EOPT_OK;
-            *p = '/';
-        }
-    }
-}
 
 /* ---- setup ---- */
 
@@ -162,6 +147,7 @@ static eopt_status build(trainer *t)
 
 static void teardown(trainer *t)
 {
+    free(t->config_text);
     if (t->metrics)
         fclose(t->metrics);
     for (int i = 0; t->before && t->model && i < t->model->nparams; i++)
@@ -213,6 +199,7 @@ static eopt_status save(trainer *t, eopt_train_result *res)
     EOPT_TRY(eopt_dict_set(&tr, "data_seed", eopt_int((int64_t)t->sampler.seed)));
     EOPT_TRY(eopt_dict_set(&tr, "data_position", eopt_int((int64_t)t->sampler.position)));
     EOPT_TRY(eopt_dict_set(&tr, "best_eval_loss", eopt_float(t->best_eval)));
+    EOPT_TRY(eopt_dict_set(&tr, "train_seconds", eopt_float(t->t_before + t->t_train)));
     int64_t sampler[2] = {(int64_t)t->sampler.seed, (int64_t)t->sampler.position}, two = 2;
     eopt_tensor st = eopt_tensor_view(sampler, NULL, EOPT_I64, 1, &two);
     eopt_ckpt_dataset data = {"sampler", &st};
@@ -226,8 +213,9 @@ static eopt_status save(trainer *t, eopt_train_result *res)
                          .opts = opts,
                          .trainer = &tr,
                          .ntrainer_data = 1,
-                         .trainer_data = &data};
-    EOPT_TRY(make_dirs(c->checkpoint.dir));
+                         .trainer_data = &data,
+                         .config = t->config_text};
+    EOPT_TRY(eopt_make_dirs(c->checkpoint.dir));
     return eopt_checkpoint_save_rotating(c->checkpoint.dir, CKPT_PREFIX, &w, c->checkpoint.keep,
                                          res->last_checkpoint, sizeof res->last_checkpoint);
 }
@@ -343,7 +331,7 @@ static eopt_status load_model_and_optimizers(trainer *t, const eopt_ckpt *ck, in
 
 typedef struct {
     int64_t step;
-    double best_eval;
+    double best_eval, seconds;
     eopt_sampler sampler;
 } trainer_position;
 
@@ -357,6 +345,8 @@ static eopt_status read_trainer(const eopt_ckpt *ck, trainer_position *p)
                          what);
     EOPT_TRY(eopt_dict_int(d, what, "step", &p->step));
     EOPT_TRY(eopt_dict_float(d, what, "best_eval_loss", &p->best_eval));
+    if (eopt_dict_get(d, "train_seconds")) /* absent in files from before it was kept */
+        EOPT_TRY(eopt_dict_float(d, what, "train_seconds", &p->seconds));
     const int64_t *v = s->data;
     p->sampler.seed = (uint64_t)v[0];
     p->sampler.position = (uint64_t)v[1];
@@ -387,6 +377,7 @@ static eopt_status start_from(trainer *t)
     if (st == EOPT_OK && o->resume) {
         t->step = pos.step;
         t->best_eval = pos.best_eval;
+        t->t_before = pos.seconds;
         t->sampler = pos.sampler;
     }
     if (st == EOPT_OK && !o->quiet)
@@ -509,14 +500,67 @@ static void json_num(FILE *f, const char *key, double v)
 
 typedef struct {
     int64_t step; /* 1-based: the step just taken */
-    double loss, grad_norm, eval_loss, accuracy, rate;
+    double loss, grad_norm, clip_scale, eval_loss, accuracy, rate;
     int logged, evaluated, nonfinite;
 } step_info;
+
+/* The header line of a new metrics file (docs/metrics.md). */
+static void write_metrics_header(trainer *t)
+{
+    fprintf(t->metrics, "{\"schema\": \"eopt-metrics\", \"version\": %d, \"model\": \"%s\", \"steps\": %lld, "
+            "\"items\": \"%s\"}\n", EOPT_METRICS_VERSION, is_gpt(t) ? "gpt" : "mlp", (long long)t->cfg->run.steps,
+            is_gpt(t) ? "tokens" : "samples");
+}
+
+/* One optimizer's scheduled values: "lr" and every ramped group hyperparameter as a list over
+ * its groups, every ramped constructor argument as a number; on logged steps its gradient,
+ * update and parameter statistics. */
+static void write_optimizer_metrics(trainer *t, int o, int logged)
+{
+    FILE *f = t->metrics;
+    const eopt_optimizer *op = t->opt[o];
+    const eopt_schedules *s = &t->cfg->opts[o].sched;
+    eopt_model *m = t->model;
+    fprintf(f, "%s\"%s\": {\"lr\": [", o ? ", " : "", t->cfg->opts[o].name);
+    for (int g = 0; g < op->ngroups; g++)
+        fprintf(f, "%s%.9g", g ? ", " : "", eopt_dict_get(&op->groups[g].hp, "lr")->f);
+    fputc(']', f);
+    for (int k = 0; k < s->nramps; k++) {
+        const char *key = s->ramps[k].key;
+        int first = 1;
+        for (int j = 0; j < k; j++)
+            first &= strcmp(s->ramps[j].key, key) != 0;
+        if (!first)
+            continue;
+        const eopt_value *arg = eopt_dict_get(&op->args, key);
+        if (arg) {
+            json_num(f, key, arg->kind == EOPT_VAL_INT ? (double)arg->i : arg->f);
+            continue;
+        }
+        fprintf(f, ", \"%s\": [", key);
+        for (int g = 0; g < op->ngroups; g++) {
+            const eopt_value *v = eopt_dict_get(&op->groups[g].hp, key);
+            fprintf(f, "%s%.9g", g ? ", " : "", v ? (v->kind == EOPT_VAL_INT ? (double)v->i : v->f) : NAN);
+        }
+        fputc(']', f);
+    }
+    if (logged) {
+        double g2 = 0, p2 = 0, u2 = 0, numel = 0;
+        for (int k = 0; k < op->nparams; k++) {
+            int i = t->model_index[o][k];
+            g2 += t->norms[i], p2 += t->norms[m->nparams + i], u2 += t->norms[2 * m->nparams + i];
+            numel += (double)m->params[i].w->numel;
+        }
+        json_num(f, "grad_norm", sqrt(g2));
+        json_num(f, "update_rms", sqrt(u2 / numel));
+        json_num(f, "param_norm", sqrt(p2));
+    }
+    fputc('}', f);
+}
 
 static void write_metrics(trainer *t, const step_info *si)
 {
     FILE *f = t->metrics;
-    eopt_model *m = t->model;
     if (!f)
         return;
     fprintf(f, "{\"step\": %lld", (long long)si->step);
@@ -525,34 +569,24 @@ static void write_metrics(trainer *t, const step_info *si)
                 t->cfg->run.on_nonfinite == EOPT_NONFINITE_SKIP ? "skip" : "stop");
     json_num(f, "train_loss", si->loss);
     json_num(f, "grad_norm", si->grad_norm);
+    if (t->cfg->run.grad_clip > 0)
+        json_num(f, "clip_scale", si->clip_scale);
+    json_num(f, is_gpt(t) ? "tokens_per_s" : "samples_per_s", si->rate);
+    json_num(f, "time_s", t->t_before + t->t_train);
+    if (!si->nonfinite) {
+        fprintf(f, ", \"optimizers\": {");
+        for (int o = 0; o < t->nopt; o++)
+            write_optimizer_metrics(t, o, si->logged);
+        fputc('}', f);
+    }
+    fprintf(f, "}\n");
     if (si->evaluated) {
+        fprintf(f, "{\"step\": %lld", (long long)si->step);
         json_num(f, "eval_loss", si->eval_loss);
         if (!is_gpt(t))
             json_num(f, "eval_accuracy", si->accuracy);
+        fprintf(f, "}\n");
     }
-    if (si->logged) {
-        json_num(f, is_gpt(t) ? "tokens_per_s" : "samples_per_s", si->rate);
-        fprintf(f, ", \"optimizers\": {");
-        for (int o = 0; o < t->nopt; o++) {
-            const eopt_optimizer *op = t->opt[o];
-            double g2 = 0, p2 = 0, u2 = 0, numel = 0;
-            for (int k = 0; k < op->nparams; k++) {
-                int i = t->model_index[o][k];
-                g2 += t->norms[i], p2 += t->norms[m->nparams + i], u2 += t->norms[2 * m->nparams + i];
-                numel += (double)m->params[i].w->numel;
-            }
-            fprintf(f, "%s\"%s\": {\"lr\": %.9g", o ? ", " : "", t->cfg->opts[o].name,
-                    eopt_dict_get(&op->groups[0].hp, "lr")->f);
-            if (eopt_schedules_ramp(&t->cfg->opts[o].sched, -1, "softening"))
-                json_num(f, "softening", eopt_dict_get(&op->args, "softening")->f);
-            json_num(f, "grad_norm", sqrt(g2));
-            json_num(f, "update_rms", sqrt(u2 / numel));
-            json_num(f, "param_norm", sqrt(p2));
-            fprintf(f, "}");
-        }
-        fprintf(f, "}");
-    }
-    fprintf(f, "}\n");
     fflush(f);
 }
 
@@ -595,11 +629,15 @@ static eopt_status open_metrics(trainer *t)
     char *slash = strrchr(dir, '/');
     if (slash) {
         *slash = 0;
-        EOPT_TRY(make_dirs(dir));
+        EOPT_TRY(eopt_make_dirs(dir));
     }
+    if (t->step > 0) /* a resume: the records after the checkpoint's step are dropped */
+        EOPT_TRY(eopt_metrics_truncate(path, t->step));
     t->metrics = fopen(path, t->step > 0 ? "a" : "w");
     if (!t->metrics)
         return eopt_fail(EOPT_ERR_IO, "cannot open the metrics file %s: %s", path, strerror(errno));
+    if (t->step == 0)
+        write_metrics_header(t);
     return EOPT_OK;
 }
 
@@ -631,6 +669,103 @@ static eopt_status print_sample(trainer *t)
     return st;
 }
 
+/* ---- the startup summary ---- */
+
+static void shape_str(const eopt_tensor *w, char *buf, size_t size)
+{
+    int n = snprintf(buf, size, "[");
+    for (int d = 0; d < w->ndim; d++)
+        n += snprintf(buf + n, size - (size_t)n, "%s%lld", d ? ", " : "", (long long)w->shape[d]);
+    snprintf(buf + n, size - (size_t)n, "]");
+}
+
+/* Group g of optimizer o: "N tensors, P parameters: 4 x [64, 64], 1 x [64]" (shapes in order). */
+static void group_line(const trainer *t, int o, int g, char *buf, size_t size)
+{
+    const eopt_optimizer *op = t->opt[o];
+    char shapes[16][64];
+    int count[16], nshapes = 0, ntensors = 0, first = 0;
+    double numel = 0;
+    for (int k = 0; k < g; k++)
+        first += op->groups[k].n;
+    for (int k = first; k < first + op->groups[g].n; k++) {
+        const eopt_tensor *w = t->oparams[o][k].w;
+        char sh[64];
+        int j = 0;
+        shape_str(w, sh, sizeof sh);
+        while (j < nshapes && strcmp(shapes[j], sh) != 0)
+            j++;
+        if (j == nshapes && nshapes < 16)
+            snprintf(shapes[nshapes], sizeof shapes[0], "%s", sh), count[nshapes++] = 0;
+        if (j < nshapes)
+            count[j]++;
+        ntensors++;
+        numel += (double)w->numel;
+    }
+    int n = snprintf(buf, size, "%d tensors, %.0f parameters:", ntensors, numel);
+    for (int j = 0; j < nshapes && (size_t)n < size; j++)
+        n += snprintf(buf + n, size - (size_t)n, "%s %d x %s", j ? "," : "", count[j], shapes[j]);
+}
+
+static void schedule_line(const eopt_lr_schedule *s, double base, char *buf, size_t size)
+{
+    if (s->kind == EOPT_LR_PIECEWISE)
+        snprintf(buf, size, "lr %g x piecewise (%d points)", base, s->points.n);
+    else
+        snprintf(buf, size, "lr %g x %s (warmup %lld, total %lld%s, floor %g)", base, eopt_lr_kind_name(s->kind),
+                 (long long)s->warmup, (long long)s->total, s->kind == EOPT_LR_WSD ? ", decay" : "", s->floor);
+}
+
+/* What the run will do, through eopt_log (INFO): the device, the data, which parameters each
+ * optimizer and group takes, the schedules and ramps. */
+static void summary(const trainer *t)
+{
+    const eopt_config *c = t->cfg;
+    char line[1024], sched[256];
+    eopt_backend_describe(t->be, line, sizeof line);
+    eopt_log(EOPT_LOG_INFO, "device: %s", line);
+    if (is_gpt(t))
+        eopt_log(EOPT_LOG_INFO, "data: text %s, %lld bytes (%lld train, %lld held out)", c->data.path,
+                 (long long)t->text.n, (long long)t->text.split, (long long)(t->text.n - t->text.split));
+    else
+        eopt_log(EOPT_LOG_INFO, "data: fashion-mnist %s, %d train and %d test images", c->data.path[0] ? c->data.path
+                 : "(default folder)", t->train_images.n, t->test_images.n);
+    eopt_log(EOPT_LOG_INFO, "run: %lld steps of %d x %d %s (grad_accum %d), grad_clip %g, into %s", (long long)c->run.steps,
+             c->run.batch_size, is_gpt(t) ? c->run.seq_len : 1, is_gpt(t) ? "tokens" : "images", c->run.grad_accum,
+             c->run.grad_clip, c->checkpoint.dir);
+    for (int o = 0; o < t->nopt; o++) {
+        const eopt_cfg_optimizer *co = &c->opts[o];
+        eopt_log(EOPT_LOG_INFO, "optimizer '%s' (%s):", co->name, co->cls);
+        for (int g = 0; g < co->ngroups; g++) {
+            group_line(t, o, g, line, sizeof line);
+            schedule_line(co->sched.has_group_lr[g] ? &co->sched.group_lr[g] : &co->sched.lr, co->sched.base_lr[g],
+                          sched, sizeof sched);
+            eopt_log(EOPT_LOG_INFO, "  group %d: %s; %s", g, line, sched);
+        }
+        for (int k = 0; k < co->sched.nramps; k++) {
+            const eopt_named_ramp *r = &co->sched.ramps[k];
+            char grp[32] = "every group";
+            if (r->group >= 0)
+                snprintf(grp, sizeof grp, "group %d", r->group);
+            if (r->ramp.kind == EOPT_RAMP_PIECEWISE)
+                eopt_log(EOPT_LOG_INFO, "  ramp %s (%s): piecewise, %d points", r->key, grp, r->ramp.points.n);
+            else
+                eopt_log(EOPT_LOG_INFO, "  ramp %s (%s): %s %g -> %g over steps %lld..%lld", r->key, grp,
+                         eopt_ramp_kind_name(r->ramp.kind), r->ramp.from, r->ramp.to, (long long)r->ramp.start,
+                         (long long)r->ramp.end);
+        }
+    }
+}
+
+/* The run folder's records (run_dir.h), before step 1. */
+static eopt_status record_run(trainer *t)
+{
+    char backend[512];
+    eopt_backend_describe(t->be, backend, sizeof backend);
+    eopt_run_record r = {t->o->command, backend, t->step};
+    return eopt_run_dir_record(t->cfg, t->config_text, &r);
+}
+
 /* ---- the loop ---- */
 
 /* Forward and backward over grad_accum micro-batches; the mean loss into *loss. */
@@ -648,6 +783,16 @@ static eopt_status accumulate(trainer *t, double *loss)
     return EOPT_OK;
 }
 
+/* Clipping by the global norm (nanoGPT, llm.c): g <- g min(1, clip / ||g||), every gradient of
+ * the model by the same factor, before any optimizer sees them. */
+static void clip_gradients(trainer *t, double scale)
+{
+    eopt_model *m = t->model;
+    for (int i = 0; i < m->nparams; i++)
+        eopt_axpby(t->be, m->params[i].grad->numel, (float)scale, eopt_f32(m->params[i].grad), 0.0f,
+                   eopt_f32(m->params[i].grad), eopt_f32(m->params[i].grad));
+}
+
 static eopt_status train_step(trainer *t, step_info *si, eopt_train_result *res)
 {
     const eopt_config *c = t->cfg;
@@ -662,6 +807,7 @@ static eopt_status train_step(trainer *t, step_info *si, eopt_train_result *res)
     for (int i = 0; i < m->nparams; i++)
         g2 += t->norms[i];
     si->grad_norm = sqrt(g2);
+    si->clip_scale = 1;
     si->nonfinite = !isfinite(si->loss) || !isfinite(g2);
     si->logged = (t->step + 1) % c->log.interval == 0 || t->step + 1 == c->run.steps;
     if (si->nonfinite) {
@@ -675,6 +821,8 @@ static eopt_status train_step(trainer *t, step_info *si, eopt_train_result *res)
         }
         si->logged = 0;
     } else {
+        if (c->run.grad_clip > 0 && si->grad_norm > c->run.grad_clip)
+            clip_gradients(t, si->clip_scale = c->run.grad_clip / si->grad_norm);
         EOPT_TRY(set_schedules(t));
         if (si->logged)
             for (int i = 0; i < m->nparams; i++)
@@ -734,9 +882,22 @@ eopt_status eopt_train(const eopt_config *cfg, const eopt_train_options *opt, eo
     res->eval_loss = res->accuracy = NAN;
     interrupt_requested = 0;
     eopt_status st = build(&t);
+    if (st == EOPT_OK && !(t.config_text = eopt_config_text(cfg)))
+        st = eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    if (st == EOPT_OK && t.o->dry_run) {
+        summary(&t);
+        teardown(&t);
+        return EOPT_OK;
+    }
+    if (st == EOPT_OK)
+        st = eopt_run_dir_claim(cfg, t.config_text, t.o->resume != NULL, t.o->force);
     if (st == EOPT_OK)
         st = start_from(&t);
     res->start_step = t.step;
+    if (st == EOPT_OK && !t.o->quiet)
+        summary(&t);
+    if (st == EOPT_OK)
+        st = record_run(&t);
     if (st == EOPT_OK)
         st = open_metrics(&t);
     if (st == EOPT_OK) {

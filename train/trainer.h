@@ -28,7 +28,12 @@ typedef struct {
     int init_optimizer;   /* with init: also the optimizers' state (matched by optimizer name) */
     int64_t stop_at;      /* > 0: checkpoint and return after this step (as an interruption would) */
     int quiet;            /* no progress, log lines or sample (warnings still go to eopt_log) */
+    int force;            /* a fresh run moves another run's files aside; a resume accepts a changed config */
+    int dry_run;          /* build everything, log the startup summary, write nothing, return */
+    const char *command;  /* the command line, for the run folder's record (NULL: none) */
 } eopt_train_options;
+
+#define EOPT_METRICS_VERSION 1 /* docs/metrics.md */
 
 typedef struct {
     int64_t start_step;       /* the step this call started from (> 0 after a resume) */

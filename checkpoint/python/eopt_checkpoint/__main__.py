@@ -2,7 +2,7 @@
 
   import CKPT.h5 OUT.pt     eopt checkpoint -> torch.save bundle: {"step", "model", "optimizers":
                             {name: {"class", "args", "source", "param_names", "state_dict",
-                            "schedule"}}, "producer", "trainer", "trainer_data"}
+                            "schedule"}}, "producer", "trainer", "trainer_data", "config"}
   export IN.pt CKPT.h5 [--args NAME JSON] [--source NAME TEXT] [--step N]
                             such a bundle (e.g. edited in PyTorch) -> eopt checkpoint
   diff A.h5 B.h5            exit 0 iff both hold the same groups, datasets and attributes
@@ -22,7 +22,7 @@ def _bundle(ck):
     return {"format": layout.FORMAT, "step": ck.step, "producer": ck.producer, "model": ck.model,
             "optimizers": {n: {"class": r.cls, "args": dict(r.args), "source": r.source, "param_names": r.param_names,
                                "state_dict": r.state_dict, "schedule": r.schedule} for n, r in ck.optimizers.items()},
-            "trainer": ck.trainer, "trainer_data": ck.trainer_data}
+            "trainer": ck.trainer, "trainer_data": ck.trainer_data, "config": ck.config}
 
 
 def _checkpoint(b, args, sources, step):
@@ -34,7 +34,7 @@ def _checkpoint(b, args, sources, step):
                                          sources.get(n, o.get("source")), o.get("schedule"))
     return layout.Checkpoint(b.get("step", 0) if step is None else step, b["model"], recs,
                              b.get("producer") or "eopt_checkpoint export / torch " + torch.__version__,
-                             b.get("trainer"), b.get("trainer_data"))
+                             b.get("trainer"), b.get("trainer_data"), b.get("config") or "")
 
 
 def _inspect(ck, out):

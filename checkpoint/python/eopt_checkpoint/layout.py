@@ -47,15 +47,17 @@ class OptimizerRecord:
 class Checkpoint:
     """A whole file: `model` maps names to tensors (tied names share one tensor object),
     `optimizers` maps names to OptimizerRecords; `trainer` and `trainer_data` carry the C
-    trainer's /trainer attributes and datasets through a round trip untouched."""
+    trainer's /trainer attributes and datasets through a round trip untouched; `config` is the
+    root attribute in which the C trainer records the run's resolved config ("" if absent)."""
 
-    def __init__(self, step, model, optimizers, producer="", trainer=None, trainer_data=None):
+    def __init__(self, step, model, optimizers, producer="", trainer=None, trainer_data=None, config=""):
         self.step = int(step)
         self.model = OrderedDict(model)
         self.optimizers = OrderedDict(optimizers)
         self.producer = producer
         self.trainer = trainer
         self.trainer_data = trainer_data
+        self.config = config
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,6 +217,8 @@ def write(path, ck):
             f.attrs["format_version"] = np.int64(FORMAT_VERSION)
             f.attrs["step"] = np.int64(ck.step)
             f.attrs.create("producer", ck.producer or "", dtype=_STR)
+            if ck.config:
+                f.attrs.create("config", ck.config, dtype=_STR)
             model = f.create_group("model")
             tied = _tied_names(ck.model)
             for name, t in ck.model.items():
@@ -330,6 +334,7 @@ def read(path):
         step = _read_attr(f, "step", path, "/") if "step" in f.attrs else None
         _require(isinstance(step, int), path, "/@step", "step %r is not an integer" % (step,))
         producer = _read_attr(f, "producer", path, "/") if "producer" in f.attrs else ""
+        config = _read_attr(f, "config", path, "/") if "config" in f.attrs else ""
         model, by_addr = OrderedDict(), {}
         mg = _group(f, "model", path)
         for name in mg:
@@ -353,4 +358,4 @@ def read(path):
         if "trainer" in f:
             trainer = _read_attrs(f["trainer"], path, "/trainer")
             trainer_data = OrderedDict((k, _state_value(f["trainer"][k], path)) for k in sorted(f["trainer"]))
-        return Checkpoint(step, model, optimizers, producer, trainer, trainer_data)
+        return Checkpoint(step, model, optimizers, producer, trainer, trainer_data, config)

@@ -49,3 +49,261 @@ Test(run_config, resolved_config_reads_back_as_is)
     pclose(ls);
     cr_expect_geq(n, 1);
 }
+
+/* ---- a small GPT run (as tests/test_trainer.c) ---- */
+
+static const char *base_cfg =
+    "model = { kind = \"gpt\"; block_size = 16; n_layer = 1; n_head = 2; n_embd = 16; };\n"
+    "data = { kind = \"text\"; path = \"%s\"; };\n"
+    "run = { steps = 6; batch_size = 2; seq_len = 16; eval_interval = 3; eval_batches = 2;\n"
+    "        seed = 7; threads = 1; sample_tokens = 0; };\n"
+    "optimizers = (\n"
+    "  { name = \"matrix\"; class = \"%s\"; args = { %s };\n"
+    "    schedule = { kind = \"cosine\"; warmup = 2; floor = 0.1; }; %s\n"
+    "    groups = ( { params = \"transformer.h.*\"; ndim = 2; } ); },\n"
+    "  { name = \"adamw\"; class = \"AdamW\"; args = { lr = 0.003; weight_decay = 0.0; };\n"
+    "    groups = ( { params = [\"transformer.w*\", \"*.bias\", \"*ln_*.weight\"]; } ); }\n"
+    ");\n"
+    "checkpoint = { dir = \"%s\"; interval = 2; keep = 2; };\n"
+    "log = { interval = 2; progress = \"none\"; };\n";
+
+static char text_path[256];
+
+static const char *corpus(void)
+{
+    char tmp[300];
+    snprintf(text_path, sizeof text_path, "/tmp/eopt-runs-text-v1.txt");
+    if (access(text_path, R_OK) == 0)
+        return text_path;
+    snprintf(tmp, sizeof tmp, "%s.%d", text_path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    cr_assert(f);
+    for (int k = 0; k < 2000; k++)
+        fprintf(f, "%s ", (const char *[]){"call", "me", "ishmael", "the", "white", "whale"}[k * 7 % 6]);
+    fclose(f);
+    cr_assert_eq(rename(tmp, text_path), 0);
+    return text_path;
+}
+
+static void make_cfg(char *buf, size_t size, const char *cls, const char *args, const char *extra, const char *dir)
+{
+    snprintf(buf, size, base_cfg, corpus(), cls, args, extra, dir);
+}
+
+static void tmpdir(char *buf, size_t size, const char *tag)
+{
+    snprintf(buf, size, "/tmp/eopt-runs-%s-XXXXXX", tag);
+    cr_assert(mkdtemp(buf));
+}
+
+static void rmdir_all(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+static int file_exists(const char *dir, const char *name)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    static char buf[1 << 18];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return strdup(buf);
+}
+
+/* Defect 1: a fresh run into a folder holding another run's checkpoints deleted its own (keep-K
+ * kept the old run's newer steps). Now it is refused with the ways out named; --force moves the
+ * old files aside and deletes nothing. */
+Test(run_dir, fresh_run_into_another_runs_folder_is_refused, .timeout = 60)
+{
+    char text[4096], dir[300];
+    tmpdir(dir, sizeof dir, "d1");
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", dir);
+    eopt_train_result r;
+    cr_assert_eq(eopt_config_parse(text, "t.cfg", 0, NULL, &cfg_a), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(eopt_train(&cfg_a, &(eopt_train_options){.quiet = 1}, &r), EOPT_OK, "%s", eopt_last_error());
+    const char *shorter[] = {"run.steps=4"};
+    cr_assert_eq(eopt_config_parse(text, "t.cfg", 1, shorter, &cfg_a), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_eq(eopt_train(&cfg_a, &(eopt_train_options){.quiet = 1}, &r), EOPT_ERR_CONFIG);
+    const char *msg = eopt_last_error();
+    cr_expect(strstr(msg, "another run's files") && strstr(msg, "--resume auto") && strstr(msg, "--run-dir") &&
+              strstr(msg, "--force"), "%s", msg);
+    cr_expect(file_exists(dir, "step_000000000006.h5"), "the old run is untouched");
+
+    cr_assert_eq(eopt_train(&cfg_a, &(eopt_train_options){.quiet = 1, .force = 1}, &r), EOPT_OK, "%s",
+                 eopt_last_error());
+    cr_expect(file_exists(dir, "step_000000000004.h5"), "the new run keeps its own checkpoint");
+    cr_expect(!file_exists(dir, "step_000000000006.h5"));
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "ls %s/previous-*/step_000000000006.h5 %s/previous-*/metrics.jsonl >/dev/null", dir, dir);
+    cr_expect_eq(system(cmd), 0, "the old run's files moved aside, not deleted");
+    rmdir_all(dir);
+}
+
+/* Defect 1 (second half): the default folder runs/<config name> ignored --set, so a sweep by
+ * --set overwrote itself. Now it carries a stable hash of the overrides. */
+Test(run_dir, default_folder_depends_on_the_overrides)
+{
+    char text[4096];
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", "x");
+    char *dflt = strstr(text, "dir = \"x\"; ");
+    cr_assert(dflt);
+    memmove(dflt, dflt + 11, strlen(dflt + 11) + 1); /* no checkpoint.dir: the default */
+    const char *a[] = {"run.steps=5", "run.seed=1"}, *b[] = {"run.seed=1", "run.steps=5"}, *c[] = {"run.steps=4"};
+    cr_assert_eq(eopt_config_parse(text, "configs/sweep.cfg", 0, NULL, &cfg_a), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_str_eq(cfg_a.checkpoint.dir, "runs/sweep");
+    char da[600], dc[600];
+    cr_assert_eq(eopt_config_parse(text, "configs/sweep.cfg", 2, a, &cfg_a), EOPT_OK, "%s", eopt_last_error());
+    snprintf(da, sizeof da, "%s", cfg_a.checkpoint.dir);
+    cr_assert_eq(eopt_config_parse(text, "configs/sweep.cfg", 2, b, &cfg_a), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_str_eq(cfg_a.checkpoint.dir, da, "the order of the overrides does not matter");
+    cr_assert_eq(eopt_config_parse(text, "configs/sweep.cfg", 1, c, &cfg_a), EOPT_OK, "%s", eopt_last_error());
+    snprintf(dc, sizeof dc, "%s", cfg_a.checkpoint.dir);
+    cr_expect_str_neq(da, dc);
+    cr_expect(strncmp(da, "runs/sweep-", 11) == 0 && strlen(da) == 19, "%s", da);
+    char metrics[700];
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", dc);
+    cr_expect_str_eq(cfg_a.log.metrics, metrics);
+}
+
+/* Defect 2: a run records what produced it: the resolved config (which reads back as is), the
+ * command, the version and the machine, before step 1; each checkpoint holds the config too. */
+Test(run_dir, the_folder_and_checkpoints_record_the_run, .timeout = 60)
+{
+    char text[4096], dir[300], path[700];
+    tmpdir(dir, sizeof dir, "d2");
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", dir);
+    const char *sets[] = {"run.batch_size=3"};
+    cr_assert_eq(eopt_config_parse(text, "t.cfg", 1, sets, &cfg_a), EOPT_OK, "%s", eopt_last_error());
+    eopt_train_result r;
+    eopt_train_options o = {.quiet = 1, .stop_at = 1, .command = "eopt train t.cfg --set run.batch_size=3"};
+    cr_assert_eq(eopt_train(&cfg_a, &o, &r), EOPT_OK, "%s", eopt_last_error());
+
+    snprintf(path, sizeof path, "%s/config.cfg", dir);
+    char *saved = slurp(path), *resolved = eopt_config_text(&cfg_a);
+    cr_assert(saved);
+    cr_expect_str_eq(saved, resolved);
+    cr_expect(strstr(saved, "batch_size = 3;"), "%s", saved);
+    cr_expect(strstr(saved, "n_embd = 16;") && strstr(saved, "eval_batches = 2;"), "%s", saved);
+    cr_assert_eq(eopt_config_load(path, 0, NULL, &cfg_b), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_eq(cfg_b.run.batch_size, 3);
+    snprintf(path, sizeof path, "%s/run.json", dir);
+    char *info = slurp(path);
+    cr_assert(info);
+    cr_expect(strstr(info, "\"command\": \"eopt train t.cfg --set run.batch_size=3\"") &&
+              strstr(info, "\"eopt_version\"") && strstr(info, "\"threads\": 1") && strstr(info, "\"backend\""),
+              "%s", info);
+
+    eopt_ckpt *ck;
+    cr_assert_eq(eopt_checkpoint_open(r.last_checkpoint, NULL, &ck), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_str_eq(eopt_ckpt_config(ck), resolved);
+    eopt_checkpoint_close(ck);
+    free(saved);
+    free(resolved);
+    free(info);
+    rmdir_all(dir);
+}
+
+/* The steps of the metrics file, in order. */
+static int metrics_steps(const char *dir, int64_t *steps, int max, int *evals)
+{
+    char path[700], line[4096];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    cr_assert(f);
+    int n = 0;
+    *evals = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strstr(line, "\"eval_loss\""))
+            (*evals)++;
+        else if (strstr(line, "\"train_loss\"") && n < max)
+            steps[n++] = strtoll(strstr(line, "\"step\":") + 7, NULL, 10);
+    }
+    fclose(f);
+    return n;
+}
+
+/* Defect 3: after a kill and --resume auto the metrics repeated the steps between the
+ * checkpoint and the kill. Now the file is cut back to the checkpoint's step. */
+Test(run_dir, metrics_are_cut_back_to_the_checkpoint_on_resume, .timeout = 60)
+{
+    char text[4096], dir[300], path[700];
+    tmpdir(dir, sizeof dir, "d3");
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", dir);
+    const char *sets[] = {"checkpoint.keep=0"};
+    cr_assert_eq(eopt_config_parse(text, "t.cfg", 1, sets, &cfg_a), EOPT_OK, "%s", eopt_last_error());
+    eopt_train_result r;
+    cr_assert_eq(eopt_train(&cfg_a, &(eopt_train_options){.quiet = 1}, &r), EOPT_OK, "%s", eopt_last_error());
+    /* as if killed after step 6 was logged but before its checkpoint (and step 4's) was written */
+    snprintf(path, sizeof path, "%s/step_000000000006.h5", dir);
+    cr_assert_eq(unlink(path), 0);
+    snprintf(path, sizeof path, "%s/step_000000000004.h5", dir);
+    cr_assert_eq(unlink(path), 0);
+    cr_assert_eq(eopt_train(&cfg_a, &(eopt_train_options){.quiet = 1, .resume = "auto"}, &r), EOPT_OK, "%s",
+                 eopt_last_error());
+    cr_expect_eq(r.start_step, 2);
+    int64_t steps[32];
+    int evals, n = metrics_steps(dir, steps, 32, &evals);
+    cr_expect_eq(n, 6);
+    for (int k = 0; k < n; k++)
+        cr_expect_eq(steps[k], k + 1, "line %d has step %lld", k, (long long)steps[k]);
+    cr_expect_eq(evals, 2);
+    rmdir_all(dir);
+}
+
+/* Defect 4 (first clause): a value given beside a ramp of the same hyperparameter was ignored. */
+Test(run_config, a_ramped_value_given_as_well_is_refused)
+{
+    char text[4096];
+    make_cfg(text, sizeof text, "Dion2", "lr = 0.02;",
+             "ramps = { softening = { kind = \"linear\"; from = 0.2; to = 0.0; }; };", "x");
+    cr_assert_eq(eopt_config_parse(text, "t.cfg", 0, NULL, &cfg_a), EOPT_OK, "%s", eopt_last_error());
+    const char *sets[] = {"optimizers.matrix.args.softening=0.3"};
+    cr_expect_eq(eopt_config_parse(text, "t.cfg", 1, sets, &cfg_a), EOPT_ERR_CONFIG);
+    cr_expect(strstr(eopt_last_error(), "optimizers.[0].args.softening: 'softening' is also ramped"), "%s",
+              eopt_last_error());
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "ramps = { momentum = { kind = \"constant\"; value = 0.9; }; };",
+             "x");
+    const char *group[] = {"optimizers.matrix.groups.[0].momentum=0.8"};
+    cr_expect_eq(eopt_config_parse(text, "t.cfg", 1, group, &cfg_a), EOPT_ERR_CONFIG);
+    cr_expect(strstr(eopt_last_error(), "'momentum' is also ramped"), "%s", eopt_last_error());
+}
+
+/* Defect 5: total defaults to run.steps; the message says so and what to change. */
+Test(run_config, warmup_beyond_the_default_total_names_run_steps)
+{
+    char text[4096];
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", "x");
+    const char *sets[] = {"run.steps=2"};
+    cr_expect_eq(eopt_config_parse(text, "t.cfg", 1, sets, &cfg_a), EOPT_ERR_CONFIG);
+    const char *msg = eopt_last_error();
+    cr_expect(strstr(msg, "optimizers.[0].schedule.warmup") && strstr(msg, "run.steps = 2") &&
+              strstr(msg, "--set optimizers.[0].schedule.warmup="), "%s", msg);
+}
+
+/* Defect 6: a relative data path in a config was looked up in the current folder only. */
+Test(run_config, data_paths_are_found_beside_the_config)
+{
+    char cwd[1024], cfg[1100], dir[300];
+    cr_assert(getcwd(cwd, sizeof cwd));
+    snprintf(cfg, sizeof cfg, "%s/configs/gpt_muon_adamw.cfg", cwd);
+    tmpdir(dir, sizeof dir, "d6");
+    cr_assert_eq(chdir(dir), 0);
+    eopt_status st = eopt_config_load(cfg, 0, NULL, &cfg_a);
+    cr_assert_eq(chdir(cwd), 0);
+    cr_assert_eq(st, EOPT_OK, "%s", eopt_last_error());
+    cr_expect_eq(cfg_a.data.path[0], '/', "%s", cfg_a.data.path);
+    cr_expect_eq(access(cfg_a.data.path, R_OK), 0, "%s", cfg_a.data.path);
+    rmdir_all(dir);
+}

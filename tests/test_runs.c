@@ -307,3 +307,31 @@ Test(run_config, data_paths_are_found_beside_the_config)
     cr_expect_eq(access(cfg_a.data.path, R_OK), 0, "%s", cfg_a.data.path);
     rmdir_all(dir);
 }
+
+/* The config attribute travels through the Python package untouched (read, write, read back in C),
+ * and the package's diff finds the two files equal. */
+Test(run_dir, checkpoint_config_round_trips_through_python, .timeout = 120)
+{
+    char text[4096], dir[300], out[700], cmd[2048];
+    tmpdir(dir, sizeof dir, "py");
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", dir);
+    cr_assert_eq(eopt_config_parse(text, "t.cfg", 0, NULL, &cfg_a), EOPT_OK, "%s", eopt_last_error());
+    eopt_train_result r;
+    cr_assert_eq(eopt_train(&cfg_a, &(eopt_train_options){.quiet = 1, .stop_at = 2}, &r), EOPT_OK, "%s",
+                 eopt_last_error());
+    snprintf(out, sizeof out, "%s/python.h5", dir);
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c 'import sys; sys.path.insert(0, \"checkpoint/python\"); import eopt_checkpoint as ec; "
+             "ck = ec.read(sys.argv[1]); assert ck.config.startswith(\"# The resolved\"), ck.config[:40]; "
+             "ec.write(sys.argv[2], ck); sys.exit(1 if ec.diff(sys.argv[1], sys.argv[2]) else 0)' %s %s",
+             r.last_checkpoint, out);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    eopt_ckpt *a, *b;
+    cr_assert_eq(eopt_checkpoint_open(r.last_checkpoint, NULL, &a), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(eopt_checkpoint_open(out, NULL, &b), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_str_eq(eopt_ckpt_config(a), eopt_ckpt_config(b));
+    cr_expect_gt(strlen(eopt_ckpt_config(b)), 100);
+    eopt_checkpoint_close(a);
+    eopt_checkpoint_close(b);
+    rmdir_all(dir);
+}

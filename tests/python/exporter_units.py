@@ -2,6 +2,7 @@
 mappings; refusals that name what is wrong; the HDF5 types of every kind of value; tied
 weights as hard links; atomic writes; importer validation; LR schedulers."""
 import os
+import warnings
 
 from common import MOSO, SOAP, Muon, fail, tmp_path
 
@@ -162,6 +163,30 @@ def test_upstream_args(path):
         fail("unknown class arguments")
 
 
+def test_load_names_changed_arguments(path):
+    """Issue 15, defect 4: loading into an upstream Muon built with other constructor arguments
+    than the file's was silent; now one warning names each difference (the live values stay)."""
+    model = torch.nn.Linear(6, 4, bias=False)
+    kw = dict(lr=0.02, nesterov=True, coefficient_type="quintic", num_ns_steps=5, scale_mode="shape_scaling")
+    ec.save(path, model, Muon(model.parameters(), **kw), step=0)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        ec.load(path, model, Muon(model.parameters(), **kw))
+    if seen:
+        fail("same arguments, yet warned: %s" % [str(w.message) for w in seen])
+    kw.update(nesterov=False, scale_mode="spectral")
+    other = Muon(model.parameters(), **kw)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        ec.load(path, model, other)
+    msgs = [str(w.message) for w in seen if issubclass(w.category, ec.ArgumentMismatchWarning)]
+    if len(msgs) != 1 or not all(x in msgs[0] for x in ("/optimizers/0", "nesterov: file True, live False",
+                                                         "scale_mode: file 'shape_scaling', live 'spectral'")):
+        fail("changed arguments: warnings %s" % msgs)
+    if other.nesterov is not False:
+        fail("the live arguments changed")
+
+
 def test_import_refusals(path):
     model = torch.nn.Linear(3, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -206,6 +231,7 @@ def main():
     try:
         test_adamw_types_and_ties(path)
         test_upstream_args(path)
+        test_load_names_changed_arguments(path)
         test_import_refusals(path)
     finally:
         if os.path.exists(path):

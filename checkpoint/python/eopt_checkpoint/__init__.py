@@ -7,9 +7,9 @@ Records without torch objects: eopt_checkpoint.read / write, Checkpoint, Optimiz
 from .compare import diff
 from .layout import FORMAT, FORMAT_VERSION, Checkpoint, CheckpointError, OptimizerRecord, read, write
 from .optimizers import constructor_args, default_source
-from .torch_io import build_optimizer, load, optimizer_state_dict, record, save
+from .torch_io import ArgumentMismatchWarning, build_optimizer, load, optimizer_state_dict, record, save
 from .trajectory import TrajectoryWriter
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Checkpoint", "CheckpointError", "OptimizerRecord", "read", "write", "diff",
            "constructor_args", "default_source", "save", "load", "record", "optimizer_state_dict",
-           "build_optimizer", "TrajectoryWriter"]
+           "build_optimizer", "TrajectoryWriter", "ArgumentMismatchWarning"]

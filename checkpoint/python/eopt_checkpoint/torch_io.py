@@ -5,6 +5,7 @@
     opt = build_optimizer(ck, "0", model)                            # or build it from the file
 """
 import inspect
+import warnings
 from collections import OrderedDict
 
 import torch
@@ -112,10 +113,37 @@ def _check_model(ck, model, path):
         raise ValueError("%s:/model/%s: not in the model" % (path, extra[0]))
 
 
+class ArgumentMismatchWarning(UserWarning):
+    """A live optimizer was built with other constructor arguments than the checkpoint's."""
+
+
+def _same_value(a, b):
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _warn_argument_changes(path, name, rec, opt):
+    """torch's load_state_dict takes state and groups only: constructor arguments (nesterov,
+    scale_mode, ...) stay the live instance's. Each one the instance keeps that differs from the
+    file's is named in one warning, so that a run does not continue with other settings unnoticed."""
+    try:
+        live = constructor_args(opt)
+    except ValueError:  # the instance does not keep them all: nothing to compare against
+        return
+    diffs = ["%s: file %r, live %r" % (k, v, live[k]) for k, v in rec.args.items()
+             if k in live and not _same_value(v, live[k])]
+    if diffs:
+        warnings.warn("%s:/optimizers/%s: the live %s was built with other constructor arguments than the file's "
+                      "and keeps its own: %s" % (path, name, type(opt).__name__, "; ".join(diffs)),
+                      ArgumentMismatchWarning, stacklevel=3)
+
+
 def load(path, model=None, optimizers=None, schedulers=None):
     """Reads an eopt checkpoint and loads it into the given torch objects (all validated before
     any is changed); returns the Checkpoint (step, model state, OptimizerRecords with class
-    and constructor arguments)."""
+    and constructor arguments). A live optimizer whose constructor arguments differ from the
+    file's gets a ArgumentMismatchWarning naming each difference (the live values stay)."""
     ck = layout.read(path)
     if isinstance(optimizers, torch.optim.Optimizer):
         optimizers = {"0": optimizers}
@@ -130,6 +158,7 @@ def load(path, model=None, optimizers=None, schedulers=None):
         if model is not None:
             _check_names(rec, opt, model, name)
         sds[name] = optimizer_state_dict(rec, opt)
+        _warn_argument_changes(path, name, rec, opt)
     if model is not None:
         _check_model(ck, model, path)
         model.load_state_dict(ck.model)

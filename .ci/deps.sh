@@ -2,7 +2,7 @@
 # Installs the Debian packages eopt's build, tests and default run need, only when missing.
 set -e
 PKGS="build-essential pkg-config libopenblas-openmp-dev liblapacke-dev libhdf5-dev hdf5-tools libcriterion-dev libconfig-dev
-python3 python3-numpy python3-h5py python3-torch dataset-fashion-mnist npm zlib1g-dev"
+python3 python3-numpy python3-h5py python3-torch dataset-fashion-mnist npm zlib1g-dev gnuplot-nox"
 missing=""
 for p in $PKGS; do
   [ "$p" = npm ] && command -v npm >/dev/null && continue # nodejs from another source ships its own npm

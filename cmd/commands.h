@@ -13,5 +13,7 @@ int eopt_cmd_verify_model(int argc, char **argv);
 int eopt_cmd_replay(int argc, char **argv);
 int eopt_cmd_inspect(int argc, char **argv);
 int eopt_cmd_train(int argc, char **argv);
+int eopt_cmd_metrics(int argc, char **argv);
+int eopt_cmd_plot(int argc, char **argv);
 
 #endif

@@ -14,6 +14,8 @@ static const eopt_command commands[] = {
     {"inspect", "inspect FILE [--check]        summarise a checkpoint; --check validates it", eopt_cmd_inspect},
     {"train", "train CONFIG [--set PATH=VALUE]... [--resume FILE|auto] [--init FILE [--init-optimizer]]  train a model",
      eopt_cmd_train},
+    {"metrics", "metrics RUN_DIR... [--csv]   runs side by side: steps, final and best eval, time", eopt_cmd_metrics},
+    {"plot", "plot RUN_DIR... -o FILE.png   loss curves (train and eval) of runs, with gnuplot", eopt_cmd_plot},
 };
 
 static void usage(FILE *f)

@@ -335,3 +335,124 @@ Test(run_dir, checkpoint_config_round_trips_through_python, .timeout = 120)
     eopt_checkpoint_close(b);
     rmdir_all(dir);
 }
+
+/* Runs `cmd` (in the shell), its output into out; the exit status. */
+static int run_cmd(const char *cmd, char *out, size_t size)
+{
+    FILE *p = popen(cmd, "r");
+    cr_assert(p, "%s", cmd);
+    size_t n = fread(out, 1, size - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* A sweep: three --set runs of one config leave three complete, separate run folders, which
+ * `eopt metrics` and `eopt plot` read. */
+Test(run_sweep, three_set_runs_metrics_and_plot, .timeout = 120)
+{
+    const char *bin = getenv("EOPT_BIN");
+    if (!bin)
+        cr_skip_test("EOPT_BIN is not set");
+    char binabs[1024], dir[300], text[4096], path[700], cmd[4096], out[8192];
+    cr_assert(realpath(bin, binabs));
+    tmpdir(dir, sizeof dir, "sweep");
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", "x");
+    char *d = strstr(text, "dir = \"x\"; ");
+    memmove(d, d + 11, strlen(d + 11) + 1); /* the default folder */
+    snprintf(path, sizeof path, "%s/sweep.cfg", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fputs(text, f);
+    fclose(f);
+    for (int s = 1; s <= 3; s++) {
+        snprintf(cmd, sizeof cmd, "cd %s && %s train sweep.cfg --set run.seed=%d --set log.progress=none 2>&1", dir,
+                 binabs, s);
+        cr_assert_eq(run_cmd(cmd, out, sizeof out), 0, "%s\n%s", cmd, out);
+    }
+    snprintf(cmd, sizeof cmd, "cd %s && ls -d runs/sweep-* | wc -l", dir);
+    run_cmd(cmd, out, sizeof out);
+    cr_expect_eq(atoi(out), 3, "%s", out);
+    static const char *const files[] = {"config.cfg", "run.json", "metrics.jsonl", "step_000000000006.h5"};
+    for (int k = 0; k < 4; k++) {
+        snprintf(cmd, sizeof cmd, "cd %s && ls runs/sweep-*/%s | wc -l", dir, files[k]);
+        run_cmd(cmd, out, sizeof out);
+        cr_expect_eq(atoi(out), 3, "%s in every run folder", files[k]);
+    }
+    /* the same sweep again is refused: the folders hold those runs */
+    snprintf(cmd, sizeof cmd, "cd %s && %s train sweep.cfg --set log.progress=none --set run.seed=2 2>&1", dir, binabs);
+    cr_expect_neq(run_cmd(cmd, out, sizeof out), 0);
+    cr_expect(strstr(out, "--resume auto"), "%s", out);
+
+    snprintf(cmd, sizeof cmd, "cd %s && %s metrics runs/sweep-* 2>&1", dir, binabs);
+    cr_assert_eq(run_cmd(cmd, out, sizeof out), 0, "%s", out);
+    cr_expect(strstr(out, "best eval (step)") && strstr(out, " 6/6 "), "%s", out);
+    int lines = 0;
+    for (char *c = out; *c; c++)
+        lines += *c == '\n';
+    cr_expect_eq(lines, 4, "%s", out);
+    snprintf(cmd, sizeof cmd, "cd %s && %s metrics runs/sweep-* --csv 2>&1", dir, binabs);
+    cr_assert_eq(run_cmd(cmd, out, sizeof out), 0, "%s", out);
+    cr_expect(strncmp(out, "run,steps,of_steps,final_train_loss,final_eval_loss,best_eval_loss", 66) == 0, "%s", out);
+    cr_expect(strstr(out, ",6,6,"), "%s", out);
+
+    snprintf(cmd, sizeof cmd, "cd %s && %s plot runs/sweep-* -o loss.png 2>&1", dir, binabs);
+    int rc = run_cmd(cmd, out, sizeof out);
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+        cr_expect_neq(rc, 0);
+        cr_expect(strstr(out, "gnuplot is not installed") && strstr(out, "gnuplot-nox"), "%s", out);
+    } else {
+        cr_expect_eq(rc, 0, "%s", out);
+        snprintf(path, sizeof path, "%s/loss.png", dir);
+        unsigned char magic[8] = {0};
+        FILE *png = fopen(path, "rb");
+        cr_assert(png, "%s", out);
+        cr_expect_eq(fread(magic, 1, 8, png), 8u);
+        fclose(png);
+        cr_expect(memcmp(magic, "\x89PNG\r\n\x1a\n", 8) == 0);
+    }
+    snprintf(cmd, sizeof cmd, "%s metrics %s/nowhere 2>&1", binabs, dir);
+    cr_expect_eq(run_cmd(cmd, out, sizeof out), 1);
+    cr_expect(strstr(out, "nowhere: no run folder or metrics file there"), "%s", out);
+    rmdir_all(dir);
+}
+
+/* run.grad_clip: gradients scaled to the clip norm, the factor in the metrics; the resolved
+ * config keeps it. */
+Test(run_dir, grad_clip_by_global_norm, .timeout = 60)
+{
+    char text[4096], dir[300], path[700], line[4096];
+    tmpdir(dir, sizeof dir, "clip");
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", dir);
+    const char *sets[] = {"run.grad_clip=0.01"};
+    cr_assert_eq(eopt_config_parse(text, "t.cfg", 1, sets, &cfg_a), EOPT_OK, "%s", eopt_last_error());
+    eopt_train_result r;
+    cr_assert_eq(eopt_train(&cfg_a, &(eopt_train_options){.quiet = 1}, &r), EOPT_OK, "%s", eopt_last_error());
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    cr_assert(f);
+    int clipped = 0;
+    while (fgets(line, sizeof line, f)) {
+        const char *g = strstr(line, "\"grad_norm\": "), *c = strstr(line, "\"clip_scale\": ");
+        if (!strstr(line, "\"train_loss\""))
+            continue;
+        cr_assert(g && c, "%s", line);
+        double norm = strtod(g + 13, NULL), scale = strtod(c + 14, NULL);
+        cr_expect_float_eq(scale, fmin(1.0, 0.01 / norm), 1e-6, "%s", line);
+        clipped += scale < 1;
+    }
+    fclose(f);
+    cr_expect_eq(clipped, 6);
+    char *t = eopt_config_text(&cfg_a);
+    cr_expect(strstr(t, "grad_clip = 0.01;"), "%s", t);
+    free(t);
+    /* the clipped run differs from the unclipped one */
+    rmdir_all(dir);
+    tmpdir(dir, sizeof dir, "clip");
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", dir);
+    eopt_train_result plain;
+    cr_assert_eq(eopt_config_parse(text, "t.cfg", 0, NULL, &cfg_b), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(eopt_train(&cfg_b, &(eopt_train_options){.quiet = 1}, &plain), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_neq(plain.train_loss, r.train_loss);
+    rmdir_all(dir);
+}

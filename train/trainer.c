@@ -364,8 +364,12 @@ static eopt_status start_from(trainer *t)
         return EOPT_OK;
     if (o->resume && strcmp(o->resume, "auto") == 0) {
         eopt_status st = eopt_checkpoint_open_latest(t->cfg->checkpoint.dir, CKPT_PREFIX, NULL, &ck);
-        if (st == EOPT_ERR_IO) /* nothing to resume: a fresh run */
-            return eopt_clear_error(), EOPT_OK;
+        if (st == EOPT_ERR_IO) { /* nothing to resume: a fresh run */
+            eopt_clear_error();
+            eopt_log(EOPT_LOG_WARN, "--resume auto: no checkpoint in %s; a fresh run starts there",
+                     t->cfg->checkpoint.dir);
+            return EOPT_OK;
+        }
         EOPT_TRY(st);
     } else
         EOPT_TRY(eopt_checkpoint_open(path, NULL, &ck));

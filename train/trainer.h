@@ -12,11 +12,17 @@
  * file's), a warning through eopt_log lists each change as "key: file -> config".
  * Progress, log lines and the sample go through eopt_log (PROGRESS, INFO).
  *
- * Metrics (log.metrics, JSON lines), one line per step: {"step", "train_loss", "grad_norm"}, plus
- * "eval_loss" (and "eval_accuracy" for the MLP) on evaluation steps, plus on every log.interval-th
- * step "tokens_per_s" / "samples_per_s" and "optimizers": {name: {"lr" (first group),
- * "softening", "grad_norm", "update_rms", "param_norm"}}. A non-finite step adds
- * "event": "nonfinite" and "action": "stop" | "skip" (non-finite numbers are written as null). */
+ * Before step 1 the run folder (checkpoint.dir) is claimed and recorded (run_dir.h): a fresh run
+ * into another run's folder is refused (force: its files move aside), a resume with a changed
+ * config is refused (force: it continues, the changes logged); every checkpoint holds the
+ * resolved config as its root `config` attribute. The startup summary (device, data, which
+ * parameters each optimizer and group takes, schedules, ramps) goes to eopt_log (INFO).
+ * Gradients are clipped to run.grad_clip by their global norm when it is set.
+ *
+ * Metrics (log.metrics, JSON lines, docs/metrics.md): a header, then one line per step (loss,
+ * gradient norm, throughput, time, every optimizer's lr and ramped values per group; gradient,
+ * update and parameter statistics on log.interval steps) and one per evaluation. A resume cuts
+ * the file back to the checkpoint's step. */
 #ifndef EOPT_TRAIN_H
 #define EOPT_TRAIN_H
 

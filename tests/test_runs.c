@@ -456,3 +456,84 @@ Test(run_dir, grad_clip_by_global_norm, .timeout = 60)
     cr_expect_neq(plain.train_loss, r.train_loss);
     rmdir_all(dir);
 }
+
+static char logged[16384];
+
+static void collect(eopt_log_level level, const char *msg, void *user)
+{
+    (void)user;
+    if (level != EOPT_LOG_PROGRESS)
+        snprintf(logged + strlen(logged), sizeof logged - strlen(logged), "%s\n", msg);
+}
+
+/* --dry-run: the startup summary (which parameters each optimizer and group takes, with shapes;
+ * schedules, ramps, data, device) and nothing written. */
+Test(run_dir, dry_run_prints_the_summary_and_writes_nothing)
+{
+    char text[4096], dir[300];
+    tmpdir(dir, sizeof dir, "dry");
+    make_cfg(text, sizeof text, "Dion2", "lr = 0.02;",
+             "ramps = { softening = { kind = \"linear\"; from = 0.2; to = 0.0; }; };", dir);
+    cr_assert_eq(eopt_config_parse(text, "t.cfg", 0, NULL, &cfg_a), EOPT_OK, "%s", eopt_last_error());
+    eopt_train_result r;
+    logged[0] = 0;
+    eopt_log_set_handler(collect, NULL);
+    cr_assert_eq(eopt_train(&cfg_a, &(eopt_train_options){.dry_run = 1}, &r), EOPT_OK, "%s", eopt_last_error());
+    eopt_log_set_handler(NULL, NULL);
+    cr_expect(strstr(logged, "device: cpu"), "%s", logged);
+    cr_expect(strstr(logged, "data: text /tmp/eopt-runs-text-v1.txt"), "%s", logged);
+    cr_expect(strstr(logged, "optimizer 'matrix' (Dion2):\n  group 0: 4 tensors, 3072 parameters: 1 x [48, 16], "
+                             "1 x [16, 16], 1 x [64, 16], 1 x [16, 64];"), "%s", logged);
+    cr_expect(strstr(logged, "lr 0.02 x cosine (warmup 2, total 6, floor 0.1)"), "%s", logged);
+    cr_expect(strstr(logged, "ramp softening (every group): linear 0.2 -> 0 over steps 0..6"), "%s", logged);
+    cr_expect(strstr(logged, "optimizer 'adamw' (AdamW):\n  group 0: 12 tensors, 4592 parameters: 1 x [256, 16], "
+                             "1 x [16, 16], 8 x [16], 1 x [48], 1 x [64]; lr 0.003 (constant)"), "%s", logged);
+    cr_expect(!file_exists(dir, "config.cfg") && !file_exists(dir, "metrics.jsonl"), "a dry run writes nothing");
+    rmdir_all(dir);
+}
+
+/* Metrics v1: a header; every step's lr per group and ramped values; evaluations on lines of
+ * their own. */
+Test(run_dir, metrics_schema_v1, .timeout = 60)
+{
+    char text[4096], dir[300], path[700], line[4096];
+    tmpdir(dir, sizeof dir, "m");
+    make_cfg(text, sizeof text, "Dion2", "lr = 0.02;",
+             "ramps = { softening = { kind = \"linear\"; from = 0.2; to = 0.0; }; };", dir);
+    char text2[4096]; /* adamw in two groups, the second at its own lr */
+    snprintf(text2, sizeof text2, "%s", text);
+    char *g = strstr(text2, "groups = ( { params = [\"transformer.w*\", \"*.bias\", \"*ln_*.weight\"]; } )");
+    cr_assert(g);
+    snprintf(g, sizeof text2 - (size_t)(g - text2), "groups = ( { params = \"transformer.w*\"; }, "
+             "{ params = [\"*.bias\", \"*ln_*.weight\"]; lr = 0.001; } ); }\n);\ncheckpoint = { dir = \"%s\"; };\n"
+             "log = { interval = 2; progress = \"none\"; };\n", dir);
+    cr_assert_eq(eopt_config_parse(text2, "t.cfg", 0, NULL, &cfg_a), EOPT_OK, "%s\n%s", eopt_last_error(), text2);
+    eopt_train_result r;
+    cr_assert_eq(eopt_train(&cfg_a, &(eopt_train_options){.quiet = 1}, &r), EOPT_OK, "%s", eopt_last_error());
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    cr_assert(f);
+    cr_assert(fgets(line, sizeof line, f));
+    cr_expect_str_eq(line, "{\"schema\": \"eopt-metrics\", \"version\": 1, \"model\": \"gpt\", \"steps\": 6, "
+                           "\"items\": \"tokens\"}\n");
+    int steps = 0, evals = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strstr(line, "\"eval_loss\"")) {
+            evals++;
+            cr_expect_null(strstr(line, "train_loss"), "%s", line);
+            continue;
+        }
+        steps++;
+        cr_expect(strstr(line, "\"tokens_per_s\": ") && strstr(line, "\"time_s\": ") &&
+                  strstr(line, "\"matrix\": {\"lr\": [") && strstr(line, "\"softening\": ") &&
+                  strstr(line, "\"adamw\": {\"lr\": ["), "%s", line);
+        const char *lr = strstr(line, "\"adamw\": {\"lr\": [");
+        double g0 = strtod(lr + 17, NULL), g1 = strtod(strchr(lr + 17, ',') + 1, NULL);
+        cr_expect_float_eq(g1 / g0, 0.001 / 0.003, 1e-6, "%s", line);
+        cr_expect_eq(strstr(line, "\"update_rms\"") != NULL, steps % 2 == 0, "%s", line);
+    }
+    fclose(f);
+    cr_expect_eq(steps, 6);
+    cr_expect_eq(evals, 2);
+    rmdir_all(dir);
+}

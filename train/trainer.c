@@ -713,11 +713,18 @@ static void group_line(const trainer *t, int o, int g, char *buf, size_t size)
 
 static void schedule_line(const eopt_lr_schedule *s, double base, char *buf, size_t size)
 {
-    if (s->kind == EOPT_LR_PIECEWISE)
+    if (s->kind == EOPT_LR_CONSTANT)
+        snprintf(buf, size, "lr %g (constant)", base);
+    else if (s->kind == EOPT_LR_WARMUP)
+        snprintf(buf, size, "lr %g x warmup (%lld steps)", base, (long long)s->warmup);
+    else if (s->kind == EOPT_LR_PIECEWISE)
         snprintf(buf, size, "lr %g x piecewise (%d points)", base, s->points.n);
+    else if (s->kind == EOPT_LR_WSD)
+        snprintf(buf, size, "lr %g x wsd (warmup %lld, total %lld, decay %lld, floor %g)", base, (long long)s->warmup,
+                 (long long)s->total, (long long)s->decay, s->floor);
     else
-        snprintf(buf, size, "lr %g x %s (warmup %lld, total %lld%s, floor %g)", base, eopt_lr_kind_name(s->kind),
-                 (long long)s->warmup, (long long)s->total, s->kind == EOPT_LR_WSD ? ", decay" : "", s->floor);
+        snprintf(buf, size, "lr %g x %s (warmup %lld, total %lld, floor %g)", base, eopt_lr_kind_name(s->kind),
+                 (long long)s->warmup, (long long)s->total, s->floor);
 }
 
 /* What the run will do, through eopt_log (INFO): the device, the data, which parameters each

@@ -165,7 +165,7 @@ static void put_optimizer(FILE *f, const eopt_cfg_optimizer *o)
     eopt_dict dargs = {0}, dgroup = {0};
     const eopt_optimizer_class *cls = eopt_optimizer_find(o->cls);
     if (cls)
-        cls->defaults(&dargs, &dgroup);
+        eopt_optimizer_defaults(cls, &dargs, &dgroup);
     fputs("  {\n    name = ", f);
     put_str(f, o->name);
     fputs(";\n    class = ", f);

@@ -259,6 +259,15 @@ Test(run_dir, metrics_are_cut_back_to_the_checkpoint_on_resume, .timeout = 60)
     for (int k = 0; k < n; k++)
         cr_expect_eq(steps[k], k + 1, "line %d has step %lld", k, (long long)steps[k]);
     cr_expect_eq(evals, 2);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    char *all = slurp(path);
+    const char *second = strstr(all, "\"step\": 2, \"eval");
+    cr_expect_null(second, "no evaluation at step 2");
+    int headers = 0;
+    for (const char *c = all; (c = strstr(c, "\"schema\": \"eopt-metrics\"")); c++)
+        headers++;
+    cr_expect_eq(headers, 2, "a header starts the file and follows the resume");
+    free(all);
     rmdir_all(dir);
 }
 

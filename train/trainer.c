@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -508,7 +507,7 @@ typedef struct {
     int logged, evaluated, nonfinite;
 } step_info;
 
-/* The header line of a new metrics file (docs/metrics.md). */
+/* The header line that starts a metrics file and follows each resume (docs/metrics.md). */
 static void write_metrics_header(trainer *t)
 {
     fprintf(t->metrics, "{\"schema\": \"eopt-metrics\", \"version\": %d, \"model\": \"%s\", \"steps\": %lld, "
@@ -640,8 +639,7 @@ static eopt_status open_metrics(trainer *t)
     t->metrics = fopen(path, t->step > 0 ? "a" : "w");
     if (!t->metrics)
         return eopt_fail(EOPT_ERR_IO, "cannot open the metrics file %s: %s", path, strerror(errno));
-    if (t->step == 0)
-        write_metrics_header(t);
+    write_metrics_header(t); /* also after a resume, which may have changed run.steps */
     return EOPT_OK;
 }
 

@@ -351,6 +351,7 @@ Test(data_train, small_gpt_on_shards_resumes_bit_exact, .timeout = 120)
     cr_assert_eq(eopt_train(&cfg_a, &quiet, &r), EOPT_OK, "%s", eopt_last_error());
     cr_expect(r.step == 6 && isfinite(r.eval_loss));
     /* a model vocabulary smaller than the data's: the first batch fails, naming the file */
+    snprintf(ra, sizeof ra, "%s/run_nanogpt_v256", dir);
     snprintf(text, sizeof text, token_cfg, 256, "nanogpt", train, val, "false", ra);
     cr_assert_eq(eopt_config_parse(text, "tokens.cfg", 0, NULL, &cfg_a), EOPT_OK, "%s", eopt_last_error());
     cr_expect_eq(eopt_train(&cfg_a, &quiet, &r), EOPT_ERR_FORMAT);

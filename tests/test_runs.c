@@ -24,7 +24,7 @@ Test(run_config, resolved_config_reads_back_as_is)
     int n = 0;
     while (fgets(path, sizeof path, ls)) {
         path[strcspn(path, "\n")] = 0;
-        const char *sets[] = {"run.steps=50", "optimizers.[0].schedule.warmup=5"};
+        const char *sets[] = {"run.steps=500", "optimizers.[0].schedule.warmup=5"};
         cr_assert_eq(eopt_config_load(path, 2, sets, &cfg_a), EOPT_OK, "%s: %s", path, eopt_last_error());
         char *t1 = eopt_config_text(&cfg_a);
         cr_assert(t1);
@@ -32,7 +32,7 @@ Test(run_config, resolved_config_reads_back_as_is)
                      eopt_last_error(), t1);
         char *t2 = eopt_config_text(&cfg_b);
         cr_expect_str_eq(t1, t2, "%s", path);
-        cr_expect_eq(cfg_b.run.steps, 50);
+        cr_expect_eq(cfg_b.run.steps, 500);
         cr_expect_eq(cfg_b.opts[0].sched.lr.warmup, 5);
         cr_expect_eq(cfg_b.nopt, cfg_a.nopt);
         for (int o = 0; o < cfg_a.nopt; o++) {

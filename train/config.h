@@ -77,18 +77,20 @@ typedef struct {
 } eopt_cfg_optimizer;
 
 typedef struct {
+    eopt_data_kind kind;
+    char path[EOPT_CFG_PATH_MAX]; /* text file, or the Fashion-MNIST directory ("" = default) */
+    double val_fraction;
+    int normalize;
+    eopt_token_format format; /* tokens: */
+    int shuffle;
+    int nshards[2]; /* glob patterns of the train [0] and val [1] shards */
+    char shards[2][EOPT_CFG_MAX_SHARD_PATTERNS][EOPT_CFG_PATH_MAX];
+} eopt_data_config;
+
+typedef struct {
     char path[EOPT_CFG_PATH_MAX]; /* the file read ("<string>" for text) */
     eopt_model_config model;
-    struct {
-        eopt_data_kind kind;
-        char path[EOPT_CFG_PATH_MAX]; /* text file, or the Fashion-MNIST directory ("" = default) */
-        double val_fraction;
-        int normalize;
-        eopt_token_format format; /* tokens: */
-        int shuffle;
-        int nshards[2]; /* glob patterns of the train [0] and val [1] shards */
-        char shards[2][EOPT_CFG_MAX_SHARD_PATTERNS][EOPT_CFG_PATH_MAX];
-    } data;
+    eopt_data_config data;
     struct {
         int64_t steps, eval_interval;
         int batch_size, seq_len, grad_accum, eval_batches, threads;

@@ -195,10 +195,39 @@ static void put_optimizer(FILE *f, const eopt_cfg_optimizer *o)
     }
     fputs("    );\n  }", f);
 }
+/* The data section: each kind writes only the keys it accepts. */
+static void write_data(FILE *f, const eopt_data_config *d)
+{
+    static const char *const kinds[] = {"text", "fashion-mnist", "tokens"};
+    static const char *const formats[] = {"llmc", "nanogpt"};
+    fprintf(f, "data = { kind = \"%s\"; ", kinds[d->kind]);
+    if (d->kind == EOPT_DATA_TOKENS) {
+        fprintf(f, "format = \"%s\"; shuffle = %s;", formats[d->format], d->shuffle ? "true" : "false");
+        for (int split = 0; split < 2; split++) {
+            fprintf(f, " %s = [", split ? "val" : "train");
+            for (int k = 0; k < d->nshards[split]; k++) {
+                fputs(k ? ", " : "", f);
+                put_str(f, d->shards[split][k]);
+            }
+            fputs("];", f);
+        }
+    } else {
+        fputs("path = ", f);
+        put_str(f, d->path);
+        if (d->kind == EOPT_DATA_TEXT) {
+            fputs("; val_fraction = ", f);
+            put_float(f, d->val_fraction);
+        } else {
+            fprintf(f, "; normalize = %s", d->normalize ? "true" : "false");
+        }
+        fputc(';', f);
+    }
+    fputs(" };\n\n", f);
+}
+
 
 void eopt_config_write(const eopt_config *c, FILE *f)
 {
-    static const char *const data_kinds[] = {"text", "fashion-mnist"};
     static const char *const policies[] = {"stop", "skip"};
     static const char *const progress[] = {"auto", "bar", "lines", "none"};
     const eopt_model_config *m = &c->model;
@@ -213,11 +242,7 @@ void eopt_config_write(const eopt_config *c, FILE *f)
             fprintf(f, "%s%d", k ? ", " : "", m->dims[k]);
         fputs("]; };\n", f);
     }
-    fprintf(f, "data = { kind = \"%s\"; path = ", data_kinds[c->data.kind]);
-    put_str(f, c->data.path);
-    fputs("; val_fraction = ", f);
-    put_float(f, c->data.val_fraction);
-    fprintf(f, "; normalize = %s; };\n\n", c->data.normalize ? "true" : "false");
+    write_data(f, &c->data);
 
     fputs("run = {\n  steps = ", f);
     put_int(f, c->run.steps);

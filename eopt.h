@@ -17,6 +17,7 @@
 extern "C" {
 #endif
 
+#include "framework/version.h"
 #include "framework/error.h"
 #include "framework/log.h"
 #include "framework/params.h"

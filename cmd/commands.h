@@ -1,19 +1,21 @@
-/* The subcommands of the `eopt` program; each lives in its own file under cmd/. */
+/* The subcommands of the `eopt` program; each lives in its own file under cmd/ and declares its
+ * options and help as an eopt_command (cli.h), and eopt_commands lists them. */
 #ifndef EOPT_COMMANDS_H
 #define EOPT_COMMANDS_H
 
-typedef struct {
-    const char *name;
-    const char *usage;
-    int (*run)(int argc, char **argv); /* argv[0] is the command name */
-} eopt_command;
+#include "cli.h"
 
-int eopt_cmd_selfcheck(int argc, char **argv);
-int eopt_cmd_verify_model(int argc, char **argv);
-int eopt_cmd_replay(int argc, char **argv);
-int eopt_cmd_inspect(int argc, char **argv);
-int eopt_cmd_train(int argc, char **argv);
-int eopt_cmd_metrics(int argc, char **argv);
-int eopt_cmd_plot(int argc, char **argv);
+extern const eopt_command eopt_cmd_train;
+extern const eopt_command eopt_cmd_describe;
+extern const eopt_command eopt_cmd_inspect;
+extern const eopt_command eopt_cmd_replay;
+extern const eopt_command eopt_cmd_verify_model;
+extern const eopt_command eopt_cmd_selfcheck;
+extern const eopt_command eopt_cmd_metrics;
+extern const eopt_command eopt_cmd_plot;
+
+/* Every command above, NULL-terminated (commands.c): `eopt` dispatches through it and the tests
+ * check each command's help. */
+extern const eopt_command *const eopt_commands[];
 
 #endif

@@ -132,22 +132,36 @@ static int run_check(const eopt_ckpt *ck)
     return p ? 1 : 0;
 }
 
-int eopt_cmd_inspect(int argc, char **argv)
+static int run(int argc, char **argv);
+
+static const eopt_option options[] = {
+    {"--check", NULL,
+     "validate the file against the checkpoint layout as well (../shared/spec/checkpoint.md): every problem "
+     "is listed and the exit status is 1 if there is one"},
+    {0}};
+
+const eopt_command eopt_cmd_inspect = {
+    "inspect", "FILE", "summarise a checkpoint: step, model tensors, each optimizer's arguments, groups and state",
+    "Exit status: 0, 1 (--check found problems), 2 (the file cannot be read).", options, run};
+
+static int run(int argc, char **argv)
 {
     const char *path = NULL;
     int check = 0;
-    for (int k = 1; k < argc; k++) {
-        if (strcmp(argv[k], "--check") == 0)
+    eopt_args a;
+    eopt_args_init(&a, &eopt_cmd_inspect, argc, argv);
+    for (int id; (id = eopt_args_next(&a)) != EOPT_ARGS_END;) {
+        if (id == EOPT_ARGS_EXIT)
+            return a.status;
+        if (id == EOPT_ARGS_POS && path)
+            return eopt_usage_error(&eopt_cmd_inspect, "one file, not '%s' as well", a.val[0]);
+        if (id == EOPT_ARGS_POS)
+            path = a.val[0];
+        else /* --check */
             check = 1;
-        else if (argv[k][0] != '-' && !path)
-            path = argv[k];
-        else
-            path = NULL, k = argc;
     }
-    if (!path) {
-        fprintf(stderr, "usage: eopt inspect FILE [--check]\n");
-        return 2;
-    }
+    if (!path)
+        return eopt_usage_error(&eopt_cmd_inspect, "no file");
     eopt_ckpt *ck = NULL;
     eopt_ckpt_options opt = {.allow_nonfinite = 1}; /* show them; --check reports them */
     if (eopt_checkpoint_open(path, &opt, &ck) != EOPT_OK) {

@@ -3,26 +3,43 @@
 #include <string.h>
 
 #include "../framework/log.h"
+#include "../framework/version.h"
+#include "../train/config.h"
 #include "commands.h"
 
-static const eopt_command commands[] = {
-    {"selfcheck", "selfcheck [cpu|cuda]          check the backend and print what it can do", eopt_cmd_selfcheck},
-    {"verify-model", "verify-model FILE.h5 [--device cpu|cuda]  check a model's forward/backward against a reference",
-     eopt_cmd_verify_model},
-    {"replay", "replay CKPT TRAJECTORY [--save-at K FILE] [--device cpu|cuda]  replay recorded gradients, compare",
-     eopt_cmd_replay},
-    {"inspect", "inspect FILE [--check]        summarise a checkpoint; --check validates it", eopt_cmd_inspect},
-    {"train", "train CONFIG [--set PATH=VALUE]... [--resume FILE|auto] [--init FILE [--init-optimizer]]  train a model",
-     eopt_cmd_train},
-    {"metrics", "metrics RUN_DIR... [--csv]   runs side by side: steps, final and best eval, time", eopt_cmd_metrics},
-    {"plot", "plot RUN_DIR... -o FILE.png   loss curves (train and eval) of runs, with gnuplot", eopt_cmd_plot},
-};
-
-static void usage(FILE *f)
+static void help(FILE *f)
 {
-    fprintf(f, "usage: eopt <command> [args]\n");
-    for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
-        fprintf(f, "  %s\n", commands[k].usage);
+    fprintf(f, "eopt %s: training with matrix optimizers (the Muon family, SOAP, MOSO, dion) and AdamW\n\n"
+               "usage: eopt COMMAND [ARGS]\n       eopt COMMAND --help   (every option of a command)\n\ncommands:\n",
+            EOPT_VERSION);
+    for (const eopt_command *const *c = eopt_commands; *c; c++) {
+        int col = fprintf(f, "  %s", (*c)->name);
+        eopt_print_wrapped(f, (*c)->summary, col, 16, 100);
+    }
+    fprintf(f, "\noptions:\n  -h, --help     show this help and exit\n  -V, --version  print the version and exit\n\n"
+               "Configuration keys and every optimizer's arguments: docs/config.md (eopt describe CLASS).\n");
+}
+
+static const eopt_command *find_command(const char *name)
+{
+    for (const eopt_command *const *c = eopt_commands; *c; c++)
+        if (strcmp(name, (*c)->name) == 0)
+            return *c;
+    return NULL;
+}
+
+static int unknown_command(const char *name)
+{
+    const char *names[32];
+    int n = 0;
+    for (const eopt_command *const *c = eopt_commands; *c && n < 32; c++)
+        names[n++] = (*c)->name;
+    const char *near = eopt_nearest(name, names, n);
+    fprintf(stderr, "eopt: unknown %s '%s'", name[0] == '-' ? "option" : "command", name);
+    if (near)
+        fprintf(stderr, " (did you mean '%s'?)", near);
+    fprintf(stderr, "\nRun 'eopt --help' for the commands.\n");
+    return 2;
 }
 
 /* Library messages: progress overwrites itself on a terminal (and is cleared before any other
@@ -47,17 +64,28 @@ int main(int argc, char **argv)
 {
     eopt_log_set_handler(print_log, NULL);
     if (argc < 2) {
-        usage(stderr);
+        help(stderr);
         return 2;
     }
-    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
-        usage(stdout);
+    const char *arg = argv[1];
+    if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+        help(stdout);
         return 0;
     }
-    for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
-        if (strcmp(argv[1], commands[k].name) == 0)
-            return commands[k].run(argc - 1, argv + 1);
-    fprintf(stderr, "eopt: unknown command '%s'\n", argv[1]);
-    usage(stderr);
-    return 2;
+    if (strcmp(arg, "-V") == 0 || strcmp(arg, "--version") == 0) {
+        printf("eopt %s\n", EOPT_VERSION);
+        return 0;
+    }
+    if (strcmp(arg, "help") == 0 && argc > 2) { /* eopt help CMD = eopt CMD --help */
+        if (!find_command(argv[2]))
+            return unknown_command(argv[2]);
+        eopt_command_help(find_command(argv[2]), stdout);
+        return 0;
+    }
+    if (strcmp(arg, "help") == 0) {
+        help(stdout);
+        return 0;
+    }
+    const eopt_command *cmd = find_command(arg);
+    return cmd ? cmd->run(argc - 1, argv + 1) : unknown_command(arg);
 }

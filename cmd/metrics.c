@@ -71,39 +71,39 @@ static void print_table(const eopt_run_metrics *runs, int n)
     }
 }
 
-static int usage(FILE *f, int rc)
-{
-    fprintf(f, "usage: eopt metrics RUN_DIR... [--csv]\n"
-               "  a table of runs side by side: steps done (of run.steps), final train loss, final and best\n"
-               "  eval loss (with its step), final accuracy (MLP), training time, throughput\n"
-               "  --csv   the same as CSV on stdout\n");
-    return rc;
-}
+static int run(int argc, char **argv);
 
-int eopt_cmd_metrics(int argc, char **argv)
+static const eopt_option options[] = {{"--csv", NULL, "print the same as CSV on stdout"}, {0}};
+
+const eopt_command eopt_cmd_metrics = {
+    "metrics", "RUN_DIR...",
+    "a table of runs side by side: steps done (of run.steps), final train loss, final and best eval loss "
+    "(with its step), final accuracy (MLP), training time, throughput",
+    "The metrics file's schema: docs/metrics.md.", options, run};
+
+static int run(int argc, char **argv)
 {
     int csv = 0, n = 0;
     eopt_run_metrics *runs = calloc((size_t)argc, sizeof *runs);
     if (!runs)
         return 1;
     int rc = 0;
-    for (int k = 1; k < argc && rc == 0; k++) {
+    eopt_args a;
+    eopt_args_init(&a, &eopt_cmd_metrics, argc, argv);
+    for (int id; rc == 0 && (id = eopt_args_next(&a)) != EOPT_ARGS_END;) {
         char err[1200];
-        if (strcmp(argv[k], "--csv") == 0)
+        if (id == EOPT_ARGS_EXIT)
+            rc = a.status ? a.status : -1;
+        else if (id != EOPT_ARGS_POS) /* --csv */
             csv = 1;
-        else if (strcmp(argv[k], "-h") == 0 || strcmp(argv[k], "--help") == 0)
-            rc = -usage(stdout, 0) - 1;
-        else if (argv[k][0] == '-') {
-            fprintf(stderr, "eopt metrics: unknown option '%s'\n", argv[k]);
-            rc = usage(stderr, 2);
-        } else if (eopt_run_metrics_read(argv[k], &runs[n], err, sizeof err) != 0) {
+        else if (eopt_run_metrics_read(a.val[0], &runs[n], err, sizeof err) != 0) {
             fprintf(stderr, "eopt metrics: %s\n", err);
             rc = 1;
         } else
             n++;
     }
     if (rc == 0 && n == 0)
-        rc = usage(stderr, 2);
+        rc = eopt_usage_error(&eopt_cmd_metrics, "no run folder");
     if (rc == 0)
         csv ? print_csv(runs, n) : print_table(runs, n);
     for (int k = 0; k < n; k++)

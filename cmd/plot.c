@@ -12,16 +12,6 @@
 
 static const char *const colors[] = {"0072B2", "D55E00", "009E73", "CC79A7", "E69F00", "56B4E9", "000000", "F0E442"};
 
-static int usage(FILE *f, int rc)
-{
-    fprintf(f, "usage: eopt plot RUN_DIR... -o FILE.png [--title TEXT]\n"
-               "  loss curves of one or more runs against the step: train loss (thin) and eval loss\n"
-               "  (bold, with points), drawn with gnuplot (Debian: apt-get install gnuplot-nox)\n"
-               "  -o FILE.png     the image to write\n"
-               "  --title TEXT    the plot's title (default: \"loss\")\n");
-    return rc;
-}
-
 /* A string for a gnuplot double-quoted literal. */
 static void quoted(FILE *f, const char *s)
 {
@@ -68,32 +58,44 @@ static void write_script(FILE *g, const eopt_run_metrics *runs, int n, const cha
     fprintf(g, "\n");
 }
 
-int eopt_cmd_plot(int argc, char **argv)
+static int run(int argc, char **argv);
+
+static const eopt_option options[] = {
+    {"-o", "FILE.png", "the image to write (required)"},
+    {"--title", "TEXT", "the plot's title (default: \"loss\")"},
+    {0}};
+
+const eopt_command eopt_cmd_plot = {
+    "plot", "RUN_DIR...",
+    "loss curves of one or more runs against the step: train loss (thin) and eval loss (bold, with points), "
+    "drawn with gnuplot",
+    "Needs gnuplot (Debian: apt-get install gnuplot-nox).", options, run};
+
+static int run(int argc, char **argv)
 {
     const char *out = NULL, *title = "loss";
     int n = 0, rc = 0;
     eopt_run_metrics *runs = calloc((size_t)argc, sizeof *runs);
     if (!runs)
         return 1;
-    for (int k = 1; k < argc && rc == 0; k++) {
+    eopt_args a;
+    eopt_args_init(&a, &eopt_cmd_plot, argc, argv);
+    for (int id; rc == 0 && (id = eopt_args_next(&a)) != EOPT_ARGS_END;) {
         char err[1200];
-        if (strcmp(argv[k], "-o") == 0 && k + 1 < argc)
-            out = argv[++k];
-        else if (strcmp(argv[k], "--title") == 0 && k + 1 < argc)
-            title = argv[++k];
-        else if (strcmp(argv[k], "-h") == 0 || strcmp(argv[k], "--help") == 0)
-            rc = -usage(stdout, 0) - 1;
-        else if (argv[k][0] == '-') {
-            fprintf(stderr, "eopt plot: unknown option '%s' (or a missing value)\n", argv[k]);
-            rc = usage(stderr, 2);
-        } else if (eopt_run_metrics_read(argv[k], &runs[n], err, sizeof err) != 0) {
+        if (id == EOPT_ARGS_EXIT)
+            rc = a.status ? a.status : -1;
+        else if (id >= 0 && strcmp(options[id].name, "-o") == 0)
+            out = a.val[0];
+        else if (id >= 0) /* --title */
+            title = a.val[0];
+        else if (eopt_run_metrics_read(a.val[0], &runs[n], err, sizeof err) != 0) {
             fprintf(stderr, "eopt plot: %s\n", err);
             rc = 1;
         } else
             n++;
     }
     if (rc == 0 && (n == 0 || !out))
-        rc = usage(stderr, 2);
+        rc = eopt_usage_error(&eopt_cmd_plot, n ? "no -o FILE.png" : "no run folder");
     if (rc == 0 && system("command -v gnuplot >/dev/null 2>&1") != 0) {
         fprintf(stderr, "eopt plot: gnuplot is not installed; on Debian or Ubuntu: sudo apt-get install gnuplot-nox\n");
         rc = 1;

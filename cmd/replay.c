@@ -185,35 +185,46 @@ eopt_status eopt_replay_run(eopt_restored *r, const eopt_ckpt *ck, const char *t
 /* ------------------------------------------------------------------------------------------
  * The command */
 
-static int replay_usage(void)
-{
-    fprintf(stderr, "usage: eopt replay CHECKPOINT TRAJECTORY [--save-at K FILE] [--device cpu|cuda]\n");
-    return 2;
-}
+static int run(int argc, char **argv);
 
-int eopt_cmd_replay(int argc, char **argv)
+static const eopt_option options[] = {
+    {"--save-at", "K FILE", "write a checkpoint of the replayed state after step K into FILE"},
+    {"--device", "cpu|cuda", "the backend that runs the optimizers (default: cpu)"},
+    {0}};
+
+const eopt_command eopt_cmd_replay = {
+    "replay", "CHECKPOINT TRAJECTORY",
+    "replay the gradients a trajectory file recorded through the optimizers of a checkpoint and compare "
+    "every parameter after every step with the recorded ones",
+    "The trajectory's layout: ../shared/fixtures/README.md. Prints one line per step and a verdict; exit status "
+    "0 (every step within the trajectory's tolerance), 1 (a mismatch), 2 (the files cannot be replayed).",
+    options, run};
+
+static int run(int argc, char **argv)
 {
     const char *pos[2] = {NULL, NULL}, *device = "cpu";
     eopt_replay_options opt = {.save_at = -1, .log = stdout};
     int npos = 0;
-    for (int k = 1; k < argc; k++) {
-        if (strcmp(argv[k], "--save-at") == 0 && k + 2 < argc) {
-            char *end;
-            opt.save_at = strtoll(argv[k + 1], &end, 10);
-            if (*end || opt.save_at < 0)
-                return replay_usage();
-            opt.save_path = argv[k + 2];
-            k += 2;
-        } else if (strcmp(argv[k], "--device") == 0 && k + 1 < argc) {
-            device = argv[++k];
-        } else if (argv[k][0] != '-' && npos < 2) {
-            pos[npos++] = argv[k];
-        } else {
-            return replay_usage();
-        }
+    eopt_args a;
+    eopt_args_init(&a, &eopt_cmd_replay, argc, argv);
+    for (int id; (id = eopt_args_next(&a)) != EOPT_ARGS_END;) {
+        const char *name = id >= 0 ? options[id].name : "";
+        char *end;
+        if (id == EOPT_ARGS_EXIT)
+            return a.status;
+        if (id == EOPT_ARGS_POS && npos == 2)
+            return eopt_usage_error(&eopt_cmd_replay, "unexpected argument '%s'", a.val[0]);
+        if (id == EOPT_ARGS_POS)
+            pos[npos++] = a.val[0];
+        else if (strcmp(name, "--device") == 0)
+            device = a.val[0];
+        else if ((opt.save_at = strtoll(a.val[0], &end, 10)) < 0 || *end || end == a.val[0])
+            return eopt_usage_error(&eopt_cmd_replay, "--save-at: '%s' is not a step number", a.val[0]);
+        else
+            opt.save_path = a.val[1];
     }
     if (npos != 2)
-        return replay_usage();
+        return eopt_usage_error(&eopt_cmd_replay, "needs a checkpoint and a trajectory file");
     eopt_backend *be = NULL;
     eopt_ckpt *ck = NULL;
     eopt_restored r = {0};

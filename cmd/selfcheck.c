@@ -112,10 +112,29 @@ static int run_checks(eopt_backend *be)
     return ok;
 }
 
-int eopt_cmd_selfcheck(int argc, char **argv)
+static int run(int argc, char **argv);
+
+const eopt_command eopt_cmd_selfcheck = {
+    "selfcheck", "[cpu|cuda]",
+    "run each kind of backend operation once on a small problem, check the answers and print what the backend "
+    "can do and how fast",
+    "The backend: the argument, else EOPT_DEVICE, else cpu. Exit status 0 when every check passes, else 1.", NULL,
+    run};
+
+static int run(int argc, char **argv)
 {
+    const char *device = NULL;
+    eopt_args a;
+    eopt_args_init(&a, &eopt_cmd_selfcheck, argc, argv);
+    for (int id; (id = eopt_args_next(&a)) != EOPT_ARGS_END;) {
+        if (id == EOPT_ARGS_EXIT)
+            return a.status;
+        if (device)
+            return eopt_usage_error(&eopt_cmd_selfcheck, "one backend, not '%s' as well", a.val[0]);
+        device = a.val[0];
+    }
     eopt_backend *be;
-    if (eopt_backend_open(argc > 1 ? argv[1] : NULL, 0, &be) != EOPT_OK) {
+    if (eopt_backend_open(device, 0, &be) != EOPT_OK) {
         fprintf(stderr, "eopt: %s\n", eopt_last_error());
         return 1;
     }

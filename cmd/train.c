@@ -1,5 +1,4 @@
-/* `eopt train CONFIG [--set PATH=VALUE]... [--run-dir DIR] [--resume FILE|auto] [--force] [--dry-run]
- * [--init FILE [--init-optimizer]]`: loads the configuration and runs eopt_train; SIGINT/SIGTERM
+/* `eopt train CONFIG [options]` (the table below): loads the configuration and runs eopt_train; SIGINT/SIGTERM
  * checkpoint and exit cleanly. --run-dir sets checkpoint.dir (and the metrics file, unless the
  * config names one); otherwise a run with overrides goes to runs/<config>-<hash of the overrides>. */
 #include <signal.h>
@@ -17,13 +16,6 @@ static void on_signal(int sig)
     eopt_train_interrupt();
 }
 
-static int usage(void)
-{
-    fprintf(stderr, "usage: eopt train CONFIG [--set PATH=VALUE]... [--run-dir DIR] [--resume FILE|auto] [--force] "
-                    "[--dry-run] [--init FILE [--init-optimizer]]\n");
-    return 2;
-}
-
 /* --run-dir: the run's folder, and its metrics file where the config left it at the default. */
 static int set_run_dir(eopt_config *cfg, const char *dir)
 {
@@ -39,36 +31,74 @@ static int set_run_dir(eopt_config *cfg, const char *dir)
     return 0;
 }
 
-int eopt_cmd_train(int argc, char **argv)
+static int run(int argc, char **argv);
+
+static const eopt_option options[] = {
+    {"--set", "PATH=VALUE",
+     "replace or add one setting of the config before it is checked (repeatable): run.steps=100, "
+     "optimizers.matrix.args.lr=0.01 (an optimizer by its name, or optimizers.[0]); a value that is not a "
+     "libconfig number, boolean, array or list is a string"},
+    {"--run-dir", "DIR",
+     "the run's folder (checkpoints, metrics, the resolved config and run record); default: checkpoint.dir, "
+     "which is runs/<config name>, or runs/<config name>-<hash of the --set overrides> with overrides"},
+    {"--resume", "FILE|auto",
+     "continue from a checkpoint: model, optimizer state, schedules, data position and random state, so that "
+     "the run goes on bit for bit; auto takes the newest step_*.h5 in the run's folder (none: a fresh start). "
+     "The folder's config must match (every difference is reported; --force accepts them)"},
+    {"--force", NULL,
+     "start a new run in a folder that holds another run's files (they are moved aside, never deleted), or "
+     "resume although the config differs"},
+    {"--dry-run", NULL, "print the startup summary (parameters per optimizer and group, schedules, data, "
+                        "device) and exit without training"},
+    {"--init", "FILE", "start from the model weights of a checkpoint, at step 0 with fresh optimizers"},
+    {"--init-optimizer", NULL, "with --init: take the optimizer state of the file too (its classes must match)"},
+    {0}};
+
+const eopt_command eopt_cmd_train = {
+    "train", "CONFIG", "train a model from a config file (configs/*.cfg)",
+    "Every config key, its type, default and meaning: docs/config.md; an optimizer's arguments: eopt describe "
+    "CLASS. SIGINT or SIGTERM writes a checkpoint and exits (status 128 + the signal); --resume auto continues.\n"
+    "Example:\n  eopt train configs/gpt_muon_adamw.cfg --set run.steps=200 --set optimizers.matrix.args.lr=0.01",
+    options, run};
+
+static int run(int argc, char **argv)
 {
     const char *path = NULL, *sets[64], *run_dir = NULL;
     int nset = 0;
     eopt_train_options o = {0};
-    for (int k = 1; k < argc; k++) {
-        const char *a = argv[k];
-        if (strcmp(a, "--set") == 0 && k + 1 < argc && nset < 64)
-            sets[nset++] = argv[++k];
-        else if (strncmp(a, "--set=", 6) == 0 && nset < 64)
-            sets[nset++] = a + 6;
-        else if (strcmp(a, "--resume") == 0 && k + 1 < argc)
-            o.resume = argv[++k];
-        else if (strcmp(a, "--init") == 0 && k + 1 < argc)
-            o.init = argv[++k];
-        else if (strcmp(a, "--init-optimizer") == 0)
-            o.init_optimizer = 1;
-        else if (strcmp(a, "--run-dir") == 0 && k + 1 < argc)
-            run_dir = argv[++k];
-        else if (strcmp(a, "--force") == 0)
+    eopt_args a;
+    eopt_args_init(&a, &eopt_cmd_train, argc, argv);
+    for (int id; (id = eopt_args_next(&a)) != EOPT_ARGS_END;) {
+        const char *opt = id >= 0 ? options[id].name : "";
+        if (id == EOPT_ARGS_EXIT)
+            return a.status;
+        if (id == EOPT_ARGS_POS && path)
+            return eopt_usage_error(&eopt_cmd_train, "one config file, not '%s' as well", a.val[0]);
+        if (id == EOPT_ARGS_POS)
+            path = a.val[0];
+        else if (strcmp(opt, "--set") == 0 && nset == 64)
+            return eopt_usage_error(&eopt_cmd_train, "at most 64 --set");
+        else if (strcmp(opt, "--set") == 0)
+            sets[nset++] = a.val[0];
+        else if (strcmp(opt, "--run-dir") == 0)
+            run_dir = a.val[0];
+        else if (strcmp(opt, "--resume") == 0)
+            o.resume = a.val[0];
+        else if (strcmp(opt, "--force") == 0)
             o.force = 1;
-        else if (strcmp(a, "--dry-run") == 0)
+        else if (strcmp(opt, "--dry-run") == 0)
             o.dry_run = 1;
-        else if (a[0] != '-' && !path)
-            path = a;
-        else
-            return usage();
+        else if (strcmp(opt, "--init") == 0)
+            o.init = a.val[0];
+        else if (strcmp(opt, "--init-optimizer") == 0)
+            o.init_optimizer = 1;
     }
-    if (!path || (o.resume && o.init) || (o.init_optimizer && !o.init))
-        return usage();
+    if (!path)
+        return eopt_usage_error(&eopt_cmd_train, "no config file");
+    if (o.resume && o.init)
+        return eopt_usage_error(&eopt_cmd_train, "--resume and --init exclude each other");
+    if (o.init_optimizer && !o.init)
+        return eopt_usage_error(&eopt_cmd_train, "--init-optimizer needs --init FILE");
 
     static eopt_config cfg; /* large: keep it off the stack */
     eopt_status st = eopt_config_load(path, nset, sets, &cfg);

@@ -208,23 +208,35 @@ eopt_status eopt_verify_model(const char *path, eopt_backend *be, eopt_verify_re
     return st;
 }
 
-int eopt_cmd_verify_model(int argc, char **argv)
+static int run(int argc, char **argv);
+
+static const eopt_option options[] = {
+    {"--device", "cpu|cuda", "the backend that runs the model (default: EOPT_DEVICE, else cpu)"},
+    {0}};
+
+const eopt_command eopt_cmd_verify_model = {
+    "verify-model", "FILE.h5",
+    "check a model's forward and backward against a reference file made by PyTorch "
+    "(../shared/fixtures/models/): loss, logits and every gradient",
+    "Exit status 0 when loss, logits and gradients match within the tolerances it prints, else 1.", options, run};
+
+static int run(int argc, char **argv)
 {
     const char *file = NULL, *device = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
-            device = argv[++i];
-        else if (!file && argv[i][0] != '-')
-            file = argv[i];
-        else {
-            fprintf(stderr, "usage: eopt verify-model FILE.h5 [--device cpu|cuda]\n");
-            return 2;
-        }
+    eopt_args a;
+    eopt_args_init(&a, &eopt_cmd_verify_model, argc, argv);
+    for (int id; (id = eopt_args_next(&a)) != EOPT_ARGS_END;) {
+        if (id == EOPT_ARGS_EXIT)
+            return a.status;
+        if (id == EOPT_ARGS_POS && file)
+            return eopt_usage_error(&eopt_cmd_verify_model, "one file, not '%s' as well", a.val[0]);
+        if (id == EOPT_ARGS_POS)
+            file = a.val[0];
+        else /* --device */
+            device = a.val[0];
     }
-    if (!file) {
-        fprintf(stderr, "usage: eopt verify-model FILE.h5 [--device cpu|cuda]\n");
-        return 2;
-    }
+    if (!file)
+        return eopt_usage_error(&eopt_cmd_verify_model, "no reference file");
     eopt_backend *be;
     eopt_verify_result r;
     eopt_status st = eopt_backend_open(device, 0, &be);

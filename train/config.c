@@ -17,6 +17,52 @@ typedef struct {
     char run_suffix[16]; /* "-<hash of the --set overrides>" for the default run folder, or "" */
 } parser;
 
+/* ---- the keys of each section: the parser checks a file against these tables, and
+ * eopt_config_key_tables() lists them (docs/config.md documents each; a test compares) ---- */
+
+static const char *const top_keys[] = {"model", "data", "run", "optimizers", "checkpoint", "log", NULL};
+static const char *const model_gpt_keys[] = {"kind", "vocab_size", "block_size", "n_layer", "n_head", "n_embd", NULL};
+static const char *const model_mlp_keys[] = {"kind", "dims", NULL};
+static const char *const data_text_keys[] = {"kind", "path", "val_fraction", NULL};
+static const char *const data_image_keys[] = {"kind", "path", "normalize", NULL};
+static const char *const data_token_keys[] = {"kind", "format", "train", "val", "shuffle", NULL};
+static const char *const run_keys[] = {"steps",         "batch_size",    "seq_len",     "grad_accum", "eval_interval",
+                                       "eval_batches",  "seed",          "device",      "threads",    "on_nonfinite",
+                                       "sample_tokens", "sample_prompt", "temperature", "top_k",      "grad_clip",
+                                       NULL};
+static const char *const optimizer_keys[] = {"name", "class", "args", "schedule", "ramps", "groups", NULL};
+/* and the hyperparameters of the optimizer's class */
+static const char *const group_keys[] = {"name", "params", "exclude", "ndim", "schedule", "ramps", NULL};
+static const char *const schedule_keys[] = {"kind", "warmup", "total", "decay", "floor", NULL};
+static const char *const schedule_piecewise_keys[] = {"kind", "points", NULL};
+static const char *const ramp_constant_keys[] = {"kind", "value", NULL};
+static const char *const ramp_shaped_keys[] = {"kind", "from", "to", "start", "end", NULL};
+static const char *const ramp_piecewise_keys[] = {"kind", "points", NULL};
+static const char *const checkpoint_keys[] = {"dir", "interval", "keep", NULL};
+static const char *const log_keys[] = {"metrics", "interval", "progress", NULL};
+
+static const eopt_config_keys key_tables[] = {
+    {"", top_keys},
+    {"model", model_gpt_keys},
+    {"model", model_mlp_keys},
+    {"data", data_text_keys},
+    {"data", data_image_keys},
+    {"data", data_token_keys},
+    {"run", run_keys},
+    {"optimizers[]", optimizer_keys},
+    {"optimizers[].groups[]", group_keys},
+    {"schedule", schedule_keys},
+    {"schedule", schedule_piecewise_keys},
+    {"ramps.KEY", ramp_constant_keys},
+    {"ramps.KEY", ramp_shaped_keys},
+    {"ramps.KEY", ramp_piecewise_keys},
+    {"checkpoint", checkpoint_keys},
+    {"log", log_keys},
+    {NULL, NULL},
+};
+
+const eopt_config_keys *eopt_config_key_tables(void) { return key_tables; }
+
 int eopt_edit_distance(const char *a, const char *b)
 {
     int n = (int)strlen(b), row[256];
@@ -40,20 +86,26 @@ int eopt_edit_distance(const char *a, const char *b)
     return row[n];
 }
 
-/* " (did you mean 'x'?)" for the nearest of `cands` within a third of the word's length, or "". */
-static const char *suggest(const char *word, const char *const *cands, int n, char *buf, size_t size)
+const char *eopt_nearest(const char *word, const char *const *words, int n)
 {
     int best = -1, bestd = 0;
     for (int k = 0; k < n; k++) {
-        int d = eopt_edit_distance(word, cands[k]);
+        int d = eopt_edit_distance(word, words[k]);
         if (best < 0 || d < bestd)
             best = k, bestd = d;
     }
     int len = (int)strlen(word), limit = len / 3 > 2 ? len / 3 : 2;
-    if (best < 0 || bestd > limit)
-        buf[0] = 0;
+    return best < 0 || bestd > limit ? NULL : words[best];
+}
+
+/* " (did you mean 'x'?)" for the nearest of `cands`, or "". */
+static const char *suggest(const char *word, const char *const *cands, int n, char *buf, size_t size)
+{
+    const char *near = eopt_nearest(word, cands, n);
+    if (near)
+        snprintf(buf, size, " (did you mean '%s'?)", near);
     else
-        snprintf(buf, size, " (did you mean '%s'?)", cands[best]);
+        buf[0] = 0;
     return buf;
 }
 
@@ -129,7 +181,8 @@ static double number(const config_setting_t *s)
     return is_int(s) ? (double)config_setting_get_int64(s) : config_setting_get_float(s);
 }
 
-/* Rejects members of group g not in `keys` (NULL-terminated), suggesting the nearest. */
+/* Rejects members of group g not in `keys` (NULL-terminated), suggesting the nearest and listing
+ * them all (an optimizer's args: its class's arguments and group hyperparameters). */
 static eopt_status check_keys(const parser *p, const config_setting_t *g, const char *const *keys)
 {
     if (!g)
@@ -146,8 +199,11 @@ static eopt_status check_keys(const parser *p, const config_setting_t *g, const 
         for (int j = 0; j < nkeys && !known; j++)
             known = strcmp(keys[j], name) == 0;
         if (!known) {
-            char hint[EOPT_NAME_MAX + 32];
-            return bad(p, m, "unknown key '%s'%s", name, suggest(name, keys, nkeys, hint, sizeof hint));
+            char hint[EOPT_NAME_MAX + 32], valid[768] = "";
+            for (int j = 0; j < nkeys; j++)
+                snprintf(valid + strlen(valid), sizeof valid - strlen(valid), "%s%s", j ? ", " : "", keys[j]);
+            return bad(p, m, "unknown key '%s'%s; valid keys here: %s", name,
+                       suggest(name, keys, nkeys, hint, sizeof hint), valid);
         }
     }
     return EOPT_OK;
@@ -256,8 +312,6 @@ static eopt_status get_choice(const parser *p, const config_setting_t *g, const 
 static eopt_status parse_model(parser *p, const config_setting_t *g)
 {
     static const char *const kinds[] = {"mlp", "gpt", NULL};
-    static const char *const gpt_keys[] = {"kind", "vocab_size", "block_size", "n_layer", "n_head", "n_embd", NULL};
-    static const char *const mlp_keys[] = {"kind", "dims", NULL};
     eopt_model_config *m = &p->cfg->model;
     if (!g)
         return eopt_fail(EOPT_ERR_CONFIG, "%s: missing section 'model'", p->name);
@@ -266,7 +320,7 @@ static eopt_status parse_model(parser *p, const config_setting_t *g)
     memset(m, 0, sizeof *m);
     m->kind = (eopt_model_kind)kind;
     if (m->kind == EOPT_MODEL_GPT) {
-        EOPT_TRY(check_keys(p, g, gpt_keys));
+        EOPT_TRY(check_keys(p, g, model_gpt_keys));
         EOPT_TRY(get_i(p, g, "vocab_size", 1, 1 << 20, EOPT_TEXT_VOCAB, &m->vocab_size));
         EOPT_TRY(get_i(p, g, "block_size", 1, 1 << 16, 64, &m->block_size));
         EOPT_TRY(get_i(p, g, "n_layer", 1, 256, 2, &m->n_layer));
@@ -276,7 +330,7 @@ static eopt_status parse_model(parser *p, const config_setting_t *g)
             return bad(p, g, "n_embd = %d is not divisible by n_head = %d", m->n_embd, m->n_head);
         return EOPT_OK;
     }
-    EOPT_TRY(check_keys(p, g, mlp_keys));
+    EOPT_TRY(check_keys(p, g, model_mlp_keys));
     const config_setting_t *d = member(g, "dims");
     if (!d)
         return bad(p, g, "missing key 'dims'");
@@ -353,10 +407,7 @@ static eopt_status parse_data(parser *p, const config_setting_t *g)
 {
     static const char *const kinds[] = {"text", "fashion-mnist", "tokens", NULL};
     static const char *const formats[] = {"llmc", "nanogpt", NULL};
-    static const char *const text_keys[] = {"kind", "path", "val_fraction", NULL};
-    static const char *const image_keys[] = {"kind", "path", "normalize", NULL};
-    static const char *const token_keys[] = {"kind", "format", "train", "val", "shuffle", NULL};
-    static const char *const *const keys[] = {text_keys, image_keys, token_keys};
+    static const char *const *const keys[] = {data_text_keys, data_image_keys, data_token_keys};
     eopt_config *c = p->cfg;
     int kind, format;
     EOPT_TRY(get_choice(p, g, "kind", kinds, c->model.kind == EOPT_MODEL_GPT ? 0 : 1, &kind));
@@ -387,15 +438,11 @@ static eopt_status parse_data(parser *p, const config_setting_t *g)
 
 static eopt_status parse_run(parser *p, const config_setting_t *g)
 {
-    static const char *const keys[] = {"steps",        "batch_size",   "seq_len",     "grad_accum",  "eval_interval",
-                                       "eval_batches", "seed",         "device",      "threads",     "on_nonfinite",
-                                       "sample_tokens", "sample_prompt", "temperature", "top_k",     "grad_clip",
-                                       NULL};
     static const char *const policies[] = {"stop", "skip", NULL};
     eopt_config *c = p->cfg;
     int gpt = c->model.kind == EOPT_MODEL_GPT, policy;
     int64_t seed;
-    EOPT_TRY(check_keys(p, g, keys));
+    EOPT_TRY(check_keys(p, g, run_keys));
     EOPT_TRY(get_int(p, g, "steps", 1, INT64_MAX / 2, 1000, &c->run.steps));
     EOPT_TRY(get_i(p, g, "batch_size", 1, 1 << 20, gpt ? 16 : 128, &c->run.batch_size));
     EOPT_TRY(get_i(p, g, "seq_len", 1, gpt ? c->model.block_size : 1 << 20, gpt ? c->model.block_size : 1,
@@ -446,8 +493,6 @@ static eopt_status get_points(const parser *p, const config_setting_t *g, eopt_p
 
 static eopt_status parse_schedule(parser *p, const config_setting_t *g, eopt_lr_schedule *s)
 {
-    static const char *const keys[] = {"kind", "warmup", "total", "decay", "floor", NULL};
-    static const char *const piecewise_keys[] = {"kind", "points", NULL};
     static const char *const kinds[] = {"constant", "warmup", "cosine", "linear", "wsd", "piecewise", NULL};
     int kind;
     char w[EOPT_CFG_PATH_MAX + 64];
@@ -455,11 +500,11 @@ static eopt_status parse_schedule(parser *p, const config_setting_t *g, eopt_lr_
     EOPT_TRY(get_choice(p, g, "kind", kinds, 0, &kind));
     s->kind = (eopt_lr_kind)kind;
     if (s->kind == EOPT_LR_PIECEWISE) {
-        EOPT_TRY(check_keys(p, g, piecewise_keys));
+        EOPT_TRY(check_keys(p, g, schedule_piecewise_keys));
         EOPT_TRY(get_points(p, g, &s->points));
         return eopt_lr_schedule_check(s, where(p, g, w, sizeof w));
     }
-    EOPT_TRY(check_keys(p, g, keys));
+    EOPT_TRY(check_keys(p, g, schedule_keys));
     EOPT_TRY(get_int(p, g, "warmup", 0, INT64_MAX / 2, 0, &s->warmup));
     EOPT_TRY(get_int(p, g, "total", 1, INT64_MAX / 2, p->cfg->run.steps, &s->total));
     EOPT_TRY(get_int(p, g, "decay", 0, INT64_MAX / 2, s->kind == EOPT_LR_WSD ? (s->total - s->warmup) / 5 : 0,
@@ -486,9 +531,6 @@ static eopt_status need_float(const parser *p, const config_setting_t *g, const 
 static eopt_status parse_ramp(parser *p, const config_setting_t *g, eopt_ramp *r)
 {
     static const char *const kinds[] = {"constant", "linear", "cosine", "piecewise", NULL};
-    static const char *const constant_keys[] = {"kind", "value", NULL};
-    static const char *const shaped_keys[] = {"kind", "from", "to", "start", "end", NULL};
-    static const char *const piecewise_keys[] = {"kind", "points", NULL};
     int kind;
     char w[EOPT_CFG_PATH_MAX + 64];
     memset(r, 0, sizeof *r);
@@ -497,14 +539,14 @@ static eopt_status parse_ramp(parser *p, const config_setting_t *g, eopt_ramp *r
     EOPT_TRY(get_choice(p, g, "kind", kinds, -1, &kind));
     r->kind = (eopt_ramp_kind)kind;
     if (r->kind == EOPT_RAMP_CONSTANT) {
-        EOPT_TRY(check_keys(p, g, constant_keys));
+        EOPT_TRY(check_keys(p, g, ramp_constant_keys));
         EOPT_TRY(need_float(p, g, "value", &r->from));
         r->to = r->from;
     } else if (r->kind == EOPT_RAMP_PIECEWISE) {
-        EOPT_TRY(check_keys(p, g, piecewise_keys));
+        EOPT_TRY(check_keys(p, g, ramp_piecewise_keys));
         EOPT_TRY(get_points(p, g, &r->points));
     } else {
-        EOPT_TRY(check_keys(p, g, shaped_keys));
+        EOPT_TRY(check_keys(p, g, ramp_shaped_keys));
         EOPT_TRY(need_float(p, g, "from", &r->from));
         EOPT_TRY(need_float(p, g, "to", &r->to));
         EOPT_TRY(get_int(p, g, "start", 0, INT64_MAX / 2, 0, &r->start));
@@ -645,7 +687,6 @@ static eopt_status check_not_ramped(const parser *p, const config_setting_t *g, 
 static eopt_status parse_group(parser *p, const config_setting_t *g, const eopt_optimizer_class *cls,
                                const eopt_dict *dargs, const eopt_dict *dgroup, eopt_cfg_optimizer *o, int index)
 {
-    static const char *const own[] = {"name", "params", "exclude", "ndim", "schedule", "ramps"};
     eopt_cfg_group *out = &o->groups[index];
     if (config_setting_type(g) != CONFIG_TYPE_GROUP)
         return bad(p, g, "expected a group { params = ...; }, got %s", type_name(config_setting_type(g)));
@@ -653,8 +694,8 @@ static eopt_status parse_group(parser *p, const config_setting_t *g, const eopt_
     where(p, g, out->sel.where, sizeof out->sel.where);
     const char *keys[EOPT_DICT_MAX + 8];
     int nkeys = 0;
-    for (int k = 0; k < 6; k++)
-        keys[nkeys++] = own[k];
+    for (; group_keys[nkeys]; nkeys++)
+        keys[nkeys] = group_keys[nkeys];
     nkeys = dict_keys(dgroup, keys, nkeys);
     keys[nkeys] = NULL;
     EOPT_TRY(check_keys(p, g, keys));
@@ -703,14 +744,13 @@ static eopt_status parse_class(parser *p, const config_setting_t *g, eopt_cfg_op
 
 static eopt_status parse_optimizer(parser *p, const config_setting_t *g, eopt_cfg_optimizer *o)
 {
-    static const char *const keys[] = {"name", "class", "args", "schedule", "ramps", "groups", NULL};
     const eopt_optimizer_class *cls;
     eopt_dict dargs = {0}, dgroup = {0};
     memset(o, 0, sizeof *o);
     where(p, g, o->where, sizeof o->where);
     if (member(g, "softening"))
         return bad(p, member(g, "softening"), "a softening schedule is a ramp now: ramps = { softening = { ... }; }");
-    EOPT_TRY(check_keys(p, g, keys));
+    EOPT_TRY(check_keys(p, g, optimizer_keys));
     EOPT_TRY(get_str(p, g, "name", NULL, o->name, sizeof o->name));
     if (!o->name[0] || strchr(o->name, '/'))
         return bad(p, member(g, "name"), "an optimizer name must be non-empty and contain no '/'");
@@ -785,14 +825,12 @@ static eopt_status parse_optimizers(parser *p, const config_setting_t *s)
 
 static eopt_status parse_output(parser *p, const config_setting_t *ck, const config_setting_t *log)
 {
-    static const char *const ck_keys[] = {"dir", "interval", "keep", NULL};
-    static const char *const log_keys[] = {"metrics", "interval", "progress", NULL};
     static const char *const progress[] = {"auto", "bar", "lines", "none", NULL};
     eopt_config *c = p->cfg;
     char run[EOPT_CFG_PATH_MAX], def[EOPT_CFG_PATH_MAX + 32];
     const char *base = strrchr(p->name, '/') ? strrchr(p->name, '/') + 1 : p->name;
     snprintf(run, sizeof run, "runs/%.*s%s", (int)strcspn(base, "."), base, p->run_suffix);
-    EOPT_TRY(check_keys(p, ck, ck_keys));
+    EOPT_TRY(check_keys(p, ck, checkpoint_keys));
     EOPT_TRY(get_str(p, ck, "dir", run, c->checkpoint.dir, sizeof c->checkpoint.dir));
     EOPT_TRY(get_int(p, ck, "interval", 0, INT64_MAX / 2, 0, &c->checkpoint.interval));
     EOPT_TRY(get_i(p, ck, "keep", 0, 1 << 20, 3, &c->checkpoint.keep));
@@ -929,7 +967,6 @@ uint32_t eopt_config_overrides_hash(int nset, const char *const *sets)
 
 static eopt_status parse_tree(config_t *c, const char *name, int nset, const char *const *sets, eopt_config *cfg)
 {
-    static const char *const sections[] = {"model", "data", "run", "optimizers", "checkpoint", "log", NULL};
     parser p = {name, cfg, ""};
     for (int k = 0; k < nset; k++)
         EOPT_TRY(apply_set(c, sets[k]));
@@ -938,7 +975,7 @@ static eopt_status parse_tree(config_t *c, const char *name, int nset, const cha
     const config_setting_t *root = config_root_setting(c);
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->path, sizeof cfg->path, "%s", name);
-    EOPT_TRY(check_keys(&p, root, sections));
+    EOPT_TRY(check_keys(&p, root, top_keys));
     EOPT_TRY(parse_model(&p, member(root, "model")));
     EOPT_TRY(parse_data(&p, member(root, "data")));
     EOPT_TRY(parse_run(&p, member(root, "run")));

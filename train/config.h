@@ -37,7 +37,8 @@
  * "FILE:LINE: key.path: what is wrong" (unknown keys with the nearest valid one). Settings
  * given with --set PATH=VALUE replace or add to the file's before validation; a path is
  * libconfig's ("run.steps", "optimizers.[0].args.lr") and a list element may also be named by
- * its `name` ("optimizers.muon.args.lr"). */
+ * its `name` ("optimizers.muon.args.lr"). Every key, its type, default and meaning:
+ * docs/config.md (a test compares it with eopt_config_key_tables). */
 #ifndef EOPT_CONFIG_H
 #define EOPT_CONFIG_H
 
@@ -137,7 +138,20 @@ uint32_t eopt_config_overrides_hash(int nset, const char *const *sets);
 eopt_status eopt_config_assign(const eopt_config *cfg, const eopt_param *params, int nparams, int *opt_of,
                                int *group_of);
 
-/* Levenshtein distance (for "did you mean" suggestions). */
+/* The keys the parser accepts, section by section: the tables it checks a file against, ending
+ * with section NULL. Sections are named as docs/config.md names them: "" (the top level), "model",
+ * "data", "run", "optimizers[]", "optimizers[].groups[]", "schedule" (every schedule = {...}),
+ * "ramps.KEY" (every ramp), "checkpoint", "log"; a section may have several tables (one per
+ * kind). An optimizer's args and a group's hyperparameters are its class's (`eopt describe`). */
+typedef struct {
+    const char *section;
+    const char *const *keys; /* NULL-terminated */
+} eopt_config_keys;
+const eopt_config_keys *eopt_config_key_tables(void);
+
+/* Levenshtein distance, and the nearest of `n` words to `word` within a third of its length (at
+ * least 2 edits) or NULL: the "did you mean" of config keys, commands and options. */
 int eopt_edit_distance(const char *a, const char *b);
+const char *eopt_nearest(const char *word, const char *const *words, int n);
 
 #endif

@@ -11,10 +11,7 @@
 #include <time.h>
 
 #include "../framework/log.h"
-
-#ifndef EOPT_VERSION
-#define EOPT_VERSION "unknown"
-#endif
+#include "../framework/version.h"
 
 eopt_status eopt_make_dirs(const char *path)
 {

@@ -12,6 +12,12 @@
 #include "backend_math.h"
 #include "rng.h"
 
+/* The backend's context: the workspace of syevd and qr (see cpu_syevd), grown as needed and kept. */
+typedef struct {
+    void *buf;
+    size_t bytes;
+} cpu_ctx;
+
 /* Loops shorter than this run on one thread: spawning costs more than it saves. */
 #define PAR_MIN 32768
 
@@ -63,7 +69,13 @@ static void cpu_memcpy(eopt_backend *be, void *dst, const void *src, size_t n)
         memmove(dst, src, n);
 }
 static void cpu_sync(eopt_backend *be) { (void)be; }
-static void cpu_destroy(eopt_backend *be) { free(be); }
+static void cpu_destroy(eopt_backend *be)
+{
+    cpu_ctx *c = be->ctx;
+    free(c->buf);
+    free(c);
+    free(be);
+}
 
 static void cpu_gemm(eopt_backend *be, eopt_prec prec, int ta, int tb, int m, int n, int k, float alpha,
                      const void *A, int lda, int64_t sa, const void *B, int ldb, int64_t sb, float beta, void *C,
@@ -93,37 +105,142 @@ static void cpu_syrk(eopt_backend *be, eopt_prec prec, int trans, int n, int k, 
             C[(size_t)i * ldc + j] = C[(size_t)j * ldc + i];
 }
 
+/* ---- decompositions ----
+ *
+ * LAPACK's _work routines with a workspace the backend keeps (grown to the largest request,
+ * then reused: a step allocates nothing after its first), never LAPACKE's high-level calls,
+ * which allocate on every call and take the workspace size from a float: a float32 query
+ * rounds sizes above 2^24 to the nearest float, which for syevd's 1 + 6n + 2n^2 is below the
+ * minimum once n > ~2900 (info -8, "ssyevd failed on a 4096x4096 matrix"). Sizes are computed
+ * in int64 and refused with a clear error where LAPACK's integers cannot express them. */
+
+static void *cpu_grow(eopt_backend *be, size_t bytes)
+{
+    cpu_ctx *c = be->ctx;
+    if (bytes <= c->bytes)
+        return c->buf;
+    free(c->buf);
+    c->buf = malloc(bytes);
+    c->bytes = c->buf ? bytes : 0;
+    return c->buf;
+}
+
+/* A workspace size from LAPACK's query (the float in work[0]) and the documented minimum: at or
+ * below 2^24 a float holds the integer exactly; above, the true size is within half a unit of
+ * the float, so the next float up covers it. */
+static int64_t lwork_from_query(float query, int64_t minimum)
+{
+    int64_t q = query < 16777216.0f ? (int64_t)query : (int64_t)nextafterf(query, INFINITY);
+    return q > minimum ? q : minimum;
+}
+
+/* Whether every size fits LAPACK's integer type (32-bit unless an ILP64 LAPACK). */
+static int lapack_fits(int64_t v) { return sizeof(lapack_int) >= sizeof(int64_t) || v <= INT32_MAX; }
+
+/* Whether an element of the lower triangle (lower = 1) or of the whole rows x cols matrix is NaN
+ * or infinite. LAPACK has no answer for such input (LAPACKE's high-level calls refuse a NaN
+ * with info -5): it is refused before the solver runs. */
+static int nonfinite(int rows, int cols, const float *A, int lower)
+{
+    int bad = 0;
+    for (int i = 0; i < rows && !bad; i++)
+        for (int j = 0; j < (lower ? i + 1 : cols); j++)
+            bad |= !isfinite(A[(size_t)i * cols + j]);
+    return bad;
+}
+
+/* An n x n row-major matrix transposed in place. */
+static void transpose_square(int n, float *A)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) {
+            float t = A[(size_t)i * n + j];
+            A[(size_t)i * n + j] = A[(size_t)j * n + i];
+            A[(size_t)j * n + i] = t;
+        }
+}
+
+/* Row-major lower triangle = the lower triangle of the column-major matrix after the mirror
+ * below (what LAPACKE's row-major path hands ssyevd from its transposed copy, so the results are
+ * the same); the vectors come back as column-major columns and a transpose makes them the
+ * columns of the row-major result. Minimums (ssyevd, JOBZ = 'V'): LWORK 1 + 6n + 2n^2,
+ * LIWORK 3 + 5n. */
 static eopt_status cpu_syevd(eopt_backend *be, int n, float *A, float *w)
 {
+    if (n < 0)
+        return eopt_fail(EOPT_ERR_ARG, "ssyevd: negative size %d", n);
     if (n == 0)
         return EOPT_OK;
-    /* Row-major lower = column-major upper of the same symmetric matrix; the vectors come back
-     * as columns of the row-major result. */
+    const int64_t n64 = n, lwmin = 1 + 6 * n64 + 2 * n64 * n64, liwork = 3 + 5 * n64;
+    if (!lapack_fits(lwmin))
+        return eopt_fail(EOPT_ERR_SHAPE,
+                         "ssyevd on a %dx%d matrix needs a workspace of %lld floats, more than LAPACK's 32-bit "
+                         "integers address (the largest is 32765x32765)",
+                         n, n, (long long)lwmin);
+    if (nonfinite(n, n, A, 1))
+        return eopt_fail(EOPT_ERR_NUMERIC, "ssyevd failed on a %dx%d matrix: NaN or infinity in its lower triangle",
+                         n, n);
+    float query = 0.0f;
+    lapack_int iquery = 0;
+    lapack_int info = LAPACKE_ssyevd_work(LAPACK_COL_MAJOR, 'V', 'L', n, A, n, w, &query, -1, &iquery, -1);
+    const int64_t lwork = lwork_from_query(query, lwmin);
+    if (info != 0 || !lapack_fits(lwork))
+        return eopt_fail(EOPT_ERR_NUMERIC, "ssyevd workspace query failed on a %dx%d matrix (info %d)", n, n,
+                         (int)info);
+    float *work = cpu_grow(be, (size_t)lwork * sizeof(float) + (size_t)liwork * sizeof(lapack_int));
+    if (!work)
+        return eopt_fail(EOPT_ERR_NOMEM, "ssyevd: out of memory for the workspace of a %dx%d matrix", n, n);
+    lapack_int *iwork = (lapack_int *)(work + lwork);
+    for (int i = 0; i < n; i++) /* A[j][i] = A[i][j], j < i: the column-major lower triangle */
+        for (int j = 0; j < i; j++)
+            A[(size_t)j * n + i] = A[(size_t)i * n + j];
     int caller = threads_enter(be);
-    lapack_int info = LAPACKE_ssyevd(LAPACK_ROW_MAJOR, 'V', 'L', n, A, n, w);
+    info = LAPACKE_ssyevd_work(LAPACK_COL_MAJOR, 'V', 'L', n, A, n, w, work, (lapack_int)lwork, iwork,
+                               (lapack_int)liwork);
     threads_leave(be, caller);
     if (info != 0)
         return eopt_fail(EOPT_ERR_NUMERIC, "ssyevd failed on a %dx%d matrix (info %d)", n, n, (int)info);
+    transpose_square(n, A);
     return EOPT_OK;
 }
 
+/* sgeqrf then sorgqr on a column-major copy Q (m x n, ld m) in the workspace, as LAPACKE's
+ * row-major path does, transposed back into A. Minimum LWORK of both: n; the query gives the
+ * blocked size. */
 static eopt_status cpu_qr(eopt_backend *be, int m, int n, float *A)
 {
-    if (m < n)
-        return eopt_fail(EOPT_ERR_SHAPE, "qr needs rows >= cols, got %dx%d", m, n);
+    if (m < n || n < 0)
+        return eopt_fail(EOPT_ERR_SHAPE, "qr needs rows >= cols >= 0, got %dx%d", m, n);
     if (n == 0)
         return EOPT_OK;
-    float *tau = malloc((size_t)n * sizeof *tau);
-    if (!tau)
-        return eopt_fail(EOPT_ERR_NOMEM, "out of memory in qr");
-    int caller = threads_enter(be);
-    lapack_int info = LAPACKE_sgeqrf(LAPACK_ROW_MAJOR, m, n, A, n, tau);
+    if (nonfinite(m, n, A, 0))
+        return eopt_fail(EOPT_ERR_NUMERIC, "sgeqrf failed on a %dx%d matrix: NaN or infinity in it", m, n);
+    const int64_t mn = (int64_t)m * n;
+    float q1 = 0.0f, q2 = 0.0f;
+    lapack_int info = LAPACKE_sgeqrf_work(LAPACK_COL_MAJOR, m, n, NULL, m, NULL, &q1, -1);
     if (info == 0)
-        info = LAPACKE_sorgqr(LAPACK_ROW_MAJOR, m, n, n, A, n, tau);
+        info = LAPACKE_sorgqr_work(LAPACK_COL_MAJOR, m, n, n, NULL, m, NULL, &q2, -1);
+    const int64_t l1 = lwork_from_query(q1, n), l2 = lwork_from_query(q2, n), lwork = l1 > l2 ? l1 : l2;
+    if (info != 0 || !lapack_fits(lwork))
+        return eopt_fail(EOPT_ERR_NUMERIC, "sgeqrf/sorgqr workspace query failed on a %dx%d matrix (info %d)", m,
+                         n, (int)info);
+    float *Q = cpu_grow(be, ((size_t)mn + (size_t)n + (size_t)lwork) * sizeof(float));
+    if (!Q)
+        return eopt_fail(EOPT_ERR_NOMEM, "qr: out of memory for the workspace of a %dx%d matrix", m, n);
+    float *tau = Q + mn, *work = tau + n;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++)
+            Q[(size_t)j * m + i] = A[(size_t)i * n + j];
+    int caller = threads_enter(be);
+    info = LAPACKE_sgeqrf_work(LAPACK_COL_MAJOR, m, n, Q, m, tau, work, (lapack_int)lwork);
+    if (info == 0)
+        info = LAPACKE_sorgqr_work(LAPACK_COL_MAJOR, m, n, n, Q, m, tau, work, (lapack_int)lwork);
     threads_leave(be, caller);
-    free(tau);
     if (info != 0)
         return eopt_fail(EOPT_ERR_NUMERIC, "sgeqrf/sorgqr failed on a %dx%d matrix (info %d)", m, n, (int)info);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++)
+            A[(size_t)i * n + j] = Q[(size_t)j * m + i];
     return EOPT_OK;
 }
 
@@ -266,11 +383,16 @@ static void cpu_from_bf16(eopt_backend *be, int64_t n, const uint16_t *src, floa
 eopt_status eopt_backend_cpu_create(int threads, eopt_backend **out)
 {
     eopt_backend *be = calloc(1, sizeof *be);
-    if (!be)
+    cpu_ctx *c = calloc(1, sizeof *c);
+    if (!be || !c) {
+        free(be);
+        free(c);
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    }
     *be = (eopt_backend){
         .name = "cpu",
         .device = EOPT_DEV_CPU,
+        .ctx = c,
         .threads = threads > 0 ? threads : 0,
         .alloc = cpu_alloc,
         .free = cpu_free,

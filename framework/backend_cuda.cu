@@ -14,6 +14,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -278,6 +279,9 @@ static eopt_status cuda_syevd(eopt_backend *be, int n, float *A, float *w)
 {
     if (n == 0)
         return EOPT_OK;
+    if ((int64_t)n * n > INT_MAX)
+        return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSsyevd: a %dx%d matrix has more elements than its int sizes address",
+                         n, n);
     cuda_ctx *c = ctx(be);
     const cusolverEigMode_t jobz = CUSOLVER_EIG_MODE_VECTOR;
     const cublasFillMode_t uplo = CUBLAS_FILL_MODE_UPPER;
@@ -286,6 +290,8 @@ static eopt_status cuda_syevd(eopt_backend *be, int n, float *A, float *w)
     if (!V || !solver_ok(be, cusolverDnSsyevd_bufferSize(c->solver, jobz, uplo, n, V, n, w, &lwork),
                          "cusolverDnSsyevd_bufferSize"))
         return EOPT_ERR_DEVICE;
+    if (lwork < 0)
+        return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSsyevd: the workspace of a %dx%d matrix overflows int", n, n);
     float *work = (float *)grow(be, &c->work, &c->work_bytes, (size_t)lwork * sizeof(float));
     if (!work || !cu_ok(be, cudaMemcpyAsync(V, A, (size_t)n * n * sizeof(float), cudaMemcpyDeviceToDevice, 0),
                         "cudaMemcpyAsync (syevd)"))
@@ -304,6 +310,9 @@ static eopt_status cuda_qr(eopt_backend *be, int m, int n, float *A)
         return eopt_fail(EOPT_ERR_SHAPE, "qr needs rows >= cols, got %dx%d", m, n);
     if (n == 0)
         return EOPT_OK;
+    if ((int64_t)m * n > INT_MAX)
+        return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSgeqrf: a %dx%d matrix has more elements than its int sizes address",
+                         m, n);
     cuda_ctx *c = ctx(be);
     float *Q = (float *)grow(be, &c->scratch, &c->scratch_bytes, ((size_t)m * n + n) * sizeof(float));
     if (!Q)
@@ -314,6 +323,8 @@ static eopt_status cuda_qr(eopt_backend *be, int m, int n, float *A)
         !solver_ok(be, cusolverDnSorgqr_bufferSize(c->solver, m, n, n, Q, m, tau, &l2), "cusolverDnSorgqr_bufferSize"))
         return EOPT_ERR_DEVICE;
     int lwork = l1 > l2 ? l1 : l2;
+    if (l1 < 0 || l2 < 0)
+        return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSgeqrf/Sorgqr: the workspace of a %dx%d matrix overflows int", m, n);
     float *work = (float *)grow(be, &c->work, &c->work_bytes, (size_t)lwork * sizeof(float));
     if (!work || !transpose(be, m, n, A, n, Q, m))
         return EOPT_ERR_DEVICE;

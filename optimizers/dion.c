@@ -226,6 +226,7 @@ static eopt_status matrix_shape(const eopt_optimizer *opt, int i, const dion_hp 
     if (h->heads > 1 && (w->ndim != 2 || w->shape[0] % h->heads != 0))
         return eopt_fail(EOPT_ERR_ARG, "%s: num_heads = %lld needs a 2-D parameter whose rows it divides; '%s' has "
                          "shape %s", what, (long long)h->heads, name, eopt_shape_str(w->ndim, w->shape, buf, sizeof buf));
+    EOPT_TRY(eopt_param_check_sides(what, &opt->params[i]));
     *m = (int)(w->shape[w->ndim - 2] / h->heads);
     *n = (int)w->shape[w->ndim - 1];
     *batch = *m && *n ? w->numel / ((int64_t)*m * *n) : 0;

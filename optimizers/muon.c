@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "optim_util.h"
+
 enum { WD_DECOUPLED = 0, WD_INDEPENDENT, WD_L2, WD_PALM };
 enum { M2_ADAMUON = 0, M2_NORMUON, M2_NAMO, M2_NONE };
 
@@ -204,7 +206,7 @@ static eopt_status muon_check(const eopt_optimizer *opt, const void *hp, int i)
     if (p->w->dtype != EOPT_F32 || p->grad->dtype != EOPT_F32)
         return eopt_fail(EOPT_ERR_UNSUPPORTED, "%s: Input tensor x must be in float32, got %s (parameter '%s')", w,
                          eopt_dtype_name(p->w->dtype != EOPT_F32 ? p->w->dtype : p->grad->dtype), p->name);
-    return EOPT_OK;
+    return eopt_param_check_sides(w, p);
 }
 
 /* (decay of P, l2 coefficient on G) of the weight-decay method (mixin.py; products in double). */

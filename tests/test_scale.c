@@ -9,7 +9,9 @@
 #include <cblas.h>
 #include <criterion/criterion.h>
 #include <float.h>
+#include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -345,5 +347,37 @@ Test(scale, every_class_gpt2_shapes)
             free(P), free(P0[i]);
         }
         rig_close(&r);
+    }
+}
+
+/* Sizes BLAS and LAPACK cannot express are refused with a message, before any memory is read:
+ * a matrix side beyond INT_MAX (a view over a small buffer: nothing may touch it), and on the
+ * CPU an eigenproblem whose workspace 1 + 6n + 2n^2 passes LAPACK's 32-bit integers. */
+Test(scale, inexpressible_sizes_are_refused)
+{
+    float buf[64] = {0};
+    const int64_t wide[2] = {2, (int64_t)INT_MAX + 1};
+    const char *cls[] = {"Muon", "AdaptiveMuon", "Muown", "dion.Muon", "Dion2", "SOAP", "MOSO"};
+    for (size_t c = 0; c < sizeof cls / sizeof cls[0]; c++) {
+        eopt_tensor w = eopt_tensor_view(buf, be, EOPT_F32, 2, wide), g = w;
+        eopt_param p = {.w = &w, .grad = &g};
+        snprintf(p.name, sizeof p.name, "huge");
+        eopt_dict hp = {0};
+        eopt_dict_set(&hp, "lr", eopt_float(1e-3));
+        eopt_dict_set(&hp, "momentum", eopt_float(0.95));
+        eopt_dict_set(&hp, "weight_decay", eopt_float(0.0));
+        eopt_optimizer *opt = NULL;
+        const int one = 1;
+        eopt_status st = eopt_optimizer_create(cls[c], be, NULL, 1, &hp, &one, &p, 1, &opt);
+        if (st == EOPT_OK)
+            st = eopt_optimizer_step(opt);
+        cr_expect_eq(st, EOPT_ERR_SHAPE, "%s: status %d (%s)", cls[c], (int)st, eopt_last_error());
+        cr_expect(strstr(eopt_last_error(), "huge") && strstr(eopt_last_error(), "2147483648"), "%s: %s", cls[c],
+                  eopt_last_error());
+        eopt_optimizer_free(opt);
+    }
+    if (be->device == EOPT_DEV_CPU) {
+        cr_expect_eq(be->syevd(be, 32767, buf, buf), EOPT_ERR_SHAPE);
+        cr_expect(strstr(eopt_last_error(), "32767x32767"), "%s", eopt_last_error());
     }
 }

@@ -381,3 +381,47 @@ Test(scale, inexpressible_sizes_are_refused)
         cr_expect(strstr(eopt_last_error(), "32767x32767"), "%s", eopt_last_error());
     }
 }
+
+/* A backend whose allocations fail after `budget` of them: the optimizers' state and workspace
+ * come from opt->be, so a short budget makes every allocation of a first step fail in turn. */
+static int alloc_budget;
+static void *(*real_alloc)(eopt_backend *, size_t);
+static void *budget_alloc(eopt_backend *b, size_t bytes) { return alloc_budget-- > 0 ? real_alloc(b, bytes) : NULL; }
+
+/* Every class, with every allocation of its first step failing in turn (state tensors and the
+ * workspace): the step returns EOPT_ERR_NOMEM, never crashes, and succeeds once memory suffices. */
+Test(scale, allocation_failure_is_an_error)
+{
+    eopt_backend fb = *be;
+    real_alloc = be->alloc;
+    fb.alloc = budget_alloc;
+    const int shape[2][2] = {{24, 16}, {16, 40}};
+    const eopt_optimizer_class *const *cls = eopt_optimizer_classes();
+    for (int c = 0; cls[c]; c++) {
+        eopt_dict hp = {0};
+        eopt_dict_set(&hp, "lr", eopt_float(1e-3));
+        eopt_dict_set(&hp, "momentum", eopt_float(0.95));
+        eopt_dict_set(&hp, "weight_decay", eopt_float(0.01));
+        int ok = 0;
+        for (int budget = 0; budget < 200 && !ok; budget++) {
+            rig r;
+            cr_assert_eq(rig_open(&r, be, NULL, NULL, NULL, 2, shape, 71), EOPT_OK);
+            rig_grads(&r, 81, 1, 1.0f);
+            const int n = 2;
+            alloc_budget = 1 << 30;
+            cr_assert_eq(eopt_optimizer_create(cls[c]->id, &fb, NULL, 1, &hp, &n, r.p, 2, &r.opt), EOPT_OK, "%s: %s",
+                         cls[c]->id, eopt_last_error());
+            alloc_budget = budget;
+            eopt_status st = eopt_optimizer_step(r.opt);
+            alloc_budget = 1 << 30;
+            if (st == EOPT_OK)
+                ok = 1;
+            else
+                cr_expect_eq(st, EOPT_ERR_NOMEM, "%s, %d allocations: %s", cls[c]->id, budget, eopt_last_error());
+            eopt_optimizer_free(r.opt);
+            r.opt = NULL;
+            rig_close(&r);
+        }
+        cr_expect(ok, "%s: no step succeeded with 200 allocations", cls[c]->id);
+    }
+}

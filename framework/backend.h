@@ -81,7 +81,10 @@ struct eopt_backend {
     void (*syrk)(eopt_backend *be, eopt_prec prec, int trans, int n, int k, float alpha, const float *A, int lda,
                  float beta, float *C, int ldc);
     /* Symmetric eigendecomposition of A (n x n, lower triangle read): w ascending, A replaced
-     * by the eigenvectors as columns (column j belongs to w[j]). */
+     * by the eigenvectors as columns (column j belongs to w[j]). syevd and qr keep their solver
+     * workspace in the backend (a repeat of the largest size allocates nothing) and refuse, with
+     * EOPT_ERR_SHAPE, sizes the solver's int arguments cannot express; the CPU also refuses NaN
+     * or infinite input (EOPT_ERR_NUMERIC). */
     eopt_status (*syevd)(eopt_backend *be, int n, float *A, float *w);
     /* Householder QR (LAPACK sign convention) of A (m x n, m >= n): A replaced by the explicit
      * Q (m x n, orthonormal columns). */

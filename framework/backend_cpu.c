@@ -111,8 +111,9 @@ static void cpu_syrk(eopt_backend *be, eopt_prec prec, int trans, int n, int k, 
  * then reused: a step allocates nothing after its first), never LAPACKE's high-level calls,
  * which allocate on every call and take the workspace size from a float: a float32 query
  * rounds sizes above 2^24 to the nearest float, which for syevd's 1 + 6n + 2n^2 is below the
- * minimum once n > ~2900 (info -8, "ssyevd failed on a 4096x4096 matrix"). Sizes are computed
- * in int64 and refused with a clear error where LAPACK's integers cannot express them. */
+ * minimum once n > ~2900 (LWORK refused: "ssyevd failed on a 4096x4096 matrix (info -9)").
+ * Sizes are computed in int64 and refused with a clear error where LAPACK's integers cannot
+ * express them. */
 
 static void *cpu_grow(eopt_backend *be, size_t bytes)
 {
@@ -175,7 +176,7 @@ static eopt_status cpu_syevd(eopt_backend *be, int n, float *A, float *w)
     if (!lapack_fits(lwmin))
         return eopt_fail(EOPT_ERR_SHAPE,
                          "ssyevd on a %dx%d matrix needs a workspace of %lld floats, more than LAPACK's 32-bit "
-                         "integers address (the largest is 32765x32765)",
+                         "integers address (the largest is 32766x32766)",
                          n, n, (long long)lwmin);
     if (nonfinite(n, n, A, 1))
         return eopt_fail(EOPT_ERR_NUMERIC, "ssyevd failed on a %dx%d matrix: NaN or infinity in its lower triangle",

@@ -280,8 +280,8 @@ static eopt_status cuda_syevd(eopt_backend *be, int n, float *A, float *w)
     if (n == 0)
         return EOPT_OK;
     if ((int64_t)n * n > INT_MAX)
-        return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSsyevd: a %dx%d matrix has more elements than its int sizes address",
-                         n, n);
+        return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSsyevd: a %dx%d matrix has more elements than int addresses", n,
+                         n);
     cuda_ctx *c = ctx(be);
     const cusolverEigMode_t jobz = CUSOLVER_EIG_MODE_VECTOR;
     const cublasFillMode_t uplo = CUBLAS_FILL_MODE_UPPER;
@@ -311,8 +311,8 @@ static eopt_status cuda_qr(eopt_backend *be, int m, int n, float *A)
     if (n == 0)
         return EOPT_OK;
     if ((int64_t)m * n > INT_MAX)
-        return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSgeqrf: a %dx%d matrix has more elements than its int sizes address",
-                         m, n);
+        return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSgeqrf: a %dx%d matrix has more elements than int addresses", m,
+                         n);
     cuda_ctx *c = ctx(be);
     float *Q = (float *)grow(be, &c->scratch, &c->scratch_bytes, ((size_t)m * n + n) * sizeof(float));
     if (!Q)
@@ -324,7 +324,8 @@ static eopt_status cuda_qr(eopt_backend *be, int m, int n, float *A)
         return EOPT_ERR_DEVICE;
     int lwork = l1 > l2 ? l1 : l2;
     if (l1 < 0 || l2 < 0)
-        return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSgeqrf/Sorgqr: the workspace of a %dx%d matrix overflows int", m, n);
+        return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSgeqrf/Sorgqr: the workspace of a %dx%d matrix overflows int", m,
+                         n);
     float *work = (float *)grow(be, &c->work, &c->work_bytes, (size_t)lwork * sizeof(float));
     if (!work || !transpose(be, m, n, A, n, Q, m))
         return EOPT_ERR_DEVICE;

@@ -118,7 +118,8 @@ static void expect_eigenbasis(const char *what, int d, const float *Kf, const do
         for (int64_t i = 0; i < d; i++)
             QS[i * s + c] = Q[i * d + S[c]];
     }
-    /* the factor: float32 sums of k products, within k ulp of each |term| sum (ratio 20 as above) */
+    /* the factor: float32 sums of k products, each within k ulp of the sum of |terms| (the
+     * classical bound; the ratio 20 as for the eigenproblem) */
     dgemm(0, 1, d, s, k, alpha, F, FS, 0.0, KS); /* K64[:, S] */
     double kerr = 0, knrm = fro64(KS, (int64_t)d * s);
     for (int64_t i = 0; i < d; i++)
@@ -156,8 +157,6 @@ static double *transposed(const double *A, int m, int n)
     return T;
 }
 
-static float *state_host(rig *r, int i, const char *key) { return rig_state(r, i, key); }
-
 /* SOAP's first step (precondition_frequency 1, no warm-up) on one m x n parameter: L = G G^T and
  * R = G^T G (bias-corrected EMA weight 1), Q_L / Q_R their eigenbases (eigh), exp_avg
  * = (1 - beta1) Q_L^T G Q_R. */
@@ -175,8 +174,8 @@ static void soap_first_step(int m, int n, uint64_t seed)
     expect_finite_state(&r, "SOAP");
     const int64_t mn = (int64_t)m * n;
     double *G = to_double(Gf, mn), *Gt = transposed(G, m, n);
-    float *Lf = state_host(&r, 0, "L"), *Rf = state_host(&r, 0, "R");
-    float *QLf = state_host(&r, 0, "Q_L"), *QRf = state_host(&r, 0, "Q_R"), *Ef = state_host(&r, 0, "exp_avg");
+    float *Lf = rig_state(&r, 0, "L"), *Rf = rig_state(&r, 0, "R");
+    float *QLf = rig_state(&r, 0, "Q_L"), *QRf = rig_state(&r, 0, "Q_R"), *Ef = rig_state(&r, 0, "exp_avg");
     /* SOAP solves K + 1e-7 I: the shift moves no eigenvector and no residual beyond 1e-7 */
     expect_eigenbasis("SOAP L", m, Lf, G, n, 1.0, QLf);
     expect_eigenbasis("SOAP R", n, Rf, Gt, m, 1.0, QRf);
@@ -209,7 +208,7 @@ static void moso_first_step(int m, int n, uint64_t seed)
     const int left = m <= n, s = left ? m : n;
     double *G = to_double(Gf, (int64_t)m * n), *F = left ? G : transposed(G, m, n);
     const double mu = 0.95; /* momentum default: Mom = (1 - mu) G at the first step */
-    float *Cf = state_host(&r, 0, "M"), *Qf = state_host(&r, 0, "Q_M");
+    float *Cf = rig_state(&r, 0, "M"), *Qf = rig_state(&r, 0, "Q_M");
     expect_eigenbasis("MOSO M", s, Cf, F, left ? n : m, (1 - mu) * (1 - mu), Qf);
     if (F != G)
         free(F);

@@ -51,7 +51,7 @@ BENCH_SRC := $(wildcard bench/*.c)
 # Run by `make test` before the Criterion suites (whose summary line closes the output).
 TEST_SCRIPTS ?= tests/build_dirs.sh tests/install.sh
 
-.PHONY: all test test-asan install deps clean bench docs
+.PHONY: all test test-asan install deps clean bench docs fuzz fuzz-ci fuzz-lib memcheck
 all: $(BUILD)/eopt $(BUILD)/libeopt.a $(BUILD)/libeopt.so
 
 $(BUILD)/%.o: %.c
@@ -92,6 +92,27 @@ test: $(BUILD)/eopt-tests $(BUILD)/eopt $(if $(TEST_SCRIPTS),$(BUILD)/libeopt.a 
 test-asan:
 	LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0 $(MAKE) BUILD=$(BUILD)-asan TEST_SCRIPTS= OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
+# libFuzzer (clang from Debian) in build-fuzz/: the library instrumented, one program per
+# tests/fuzz/ target (fuzz_checkpoint_raw is fuzz_checkpoint without the guard). `make fuzz` runs
+# every target FUZZ_SECONDS (default 300) each, `make fuzz-ci` the ones that must never fail
+# (config parser, guarded checkpoint open) 60 s each; finds land in build-fuzz/artifacts/.
+FUZZ_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+fuzz-lib:
+	$(MAKE) CC=clang BUILD=build-fuzz OPT="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" build-fuzz/libeopt.a
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c fuzz-lib
+	clang $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< build-fuzz/libeopt.a $(LDLIBS)
+build-fuzz/fuzz_checkpoint_raw: tests/fuzz/fuzz_checkpoint.c build-fuzz/fuzz_checkpoint
+	clang $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -DEOPT_FUZZ_RAW=1 -o $@ $< build-fuzz/libeopt.a $(LDLIBS)
+FUZZ_TARGETS := build-fuzz/fuzz_config build-fuzz/fuzz_checkpoint
+fuzz: $(FUZZ_TARGETS) build-fuzz/fuzz_checkpoint_raw
+	sh tests/fuzz/run.sh $(or $(FUZZ_SECONDS),300) $^
+fuzz-ci: $(FUZZ_TARGETS)
+	sh tests/fuzz/run.sh 60 $^
+
+# valgrind memcheck of short runs of every optimizer and of inspect, replay and resume.
+memcheck: $(BUILD)/eopt
+	BUILD=$(BUILD) FIXTURES=$(FIXTURES) sh tests/memcheck.sh
+
 # The public headers are eopt.h and every header it includes (found by the compiler, kept in
 # their folders); eopt.pc gives the flags of a dynamic link (-leopt, with the rpath of LIBDIR so
 # that programs run without LD_LIBRARY_PATH) and, with --static, of a static one.
@@ -119,6 +140,6 @@ docs: $(BUILD)/eopt
 	mv $(BUILD)/config.md docs/config.md
 
 clean:
-	rm -rf build build-asan build-cuda build-cuda-asan
+	rm -rf build build-asan build-cuda build-cuda-asan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,14 +1,17 @@
 #include "checkpoint.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "../framework/log.h"
+#include "guard.h"
 #include "h5.h"
 
 typedef struct {
@@ -245,6 +248,25 @@ static void fsync_dir(const char *path)
     free(copy);
 }
 
+/* After a failed write, closing would flush HDF5's dirty metadata to the same full disk, fail,
+ * and leave the file open, and libhdf5 1.10 then crashes at exit (H5_term_library). The .tmp is
+ * deleted anyway: its descriptor is pointed at an empty in-memory file so that the close
+ * succeeds and nothing stays open. */
+static void discard_writes(hid_t fid)
+{
+    int *fd = NULL, m = memfd_create("eopt-discard", MFD_CLOEXEC);
+    if (m >= 0 && H5Fget_vfd_handle(fid, H5P_DEFAULT, (void **)&fd) >= 0 && fd)
+        dup2(m, *fd);
+    if (m >= 0)
+        close(m);
+}
+
+/* The system's reason when a write failed for lack of room or a device error, else "". */
+static const char *disk_reason(int err)
+{
+    return err == ENOSPC || err == EFBIG || err == EDQUOT || err == EIO || err == EROFS ? strerror(err) : "";
+}
+
 eopt_status eopt_checkpoint_save(const char *path, const eopt_ckpt_write *w)
 {
     eopt_h5_quiet();
@@ -257,6 +279,7 @@ eopt_status eopt_checkpoint_save(const char *path, const eopt_ckpt_write *w)
     hid_t fid = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (fid < 0)
         return eopt_fail(EOPT_ERR_IO, "cannot create '%s'", tmp);
+    errno = 0;
     st = write_file(fid, w);
     if (st == EOPT_OK)
         st = devices_ok(w);
@@ -265,15 +288,20 @@ eopt_status eopt_checkpoint_save(const char *path, const eopt_ckpt_write *w)
     int *fd = NULL;
     if (st == EOPT_OK && (H5Fget_vfd_handle(fid, H5P_DEFAULT, (void **)&fd) < 0 || !fd || fsync(*fd) != 0))
         st = eopt_fail(EOPT_ERR_IO, "cannot sync '%s'", tmp);
+    const char *reason = disk_reason(errno);
+    if (st != EOPT_OK)
+        discard_writes(fid);
     if (H5Fclose(fid) < 0 && st == EOPT_OK)
         st = eopt_fail(EOPT_ERR_IO, "cannot close '%s'", tmp);
     if (st == EOPT_OK && rename(tmp, path) != 0)
         st = eopt_fail(EOPT_ERR_IO, "cannot rename '%s' to '%s'", tmp, path);
     if (st != EOPT_OK) {
         unlink(tmp);
-        return eopt_fail_context(st, "writing checkpoint '%s'", path);
+        return eopt_fail_context(st, "writing checkpoint '%s'%s%s%s", path, *reason ? " (" : "", reason,
+                                 *reason ? ")" : "");
     }
     fsync_dir(path);
+    eopt_guard_trust(path);
     return EOPT_OK;
 }
 
@@ -712,6 +740,11 @@ eopt_status eopt_checkpoint_open(const char *path, const eopt_ckpt_options *opt,
     if (!ck)
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
     snprintf(ck->path, sizeof ck->path, "%s", path);
+    eopt_status st = opt && opt->trusted ? EOPT_OK : eopt_guard_open(path);
+    if (st != EOPT_OK) {
+        free(ck);
+        return st;
+    }
     if (access(path, R_OK) != 0 || H5Fis_hdf5(path) <= 0) {
         free(ck);
         return eopt_fail(EOPT_ERR_IO, "cannot open checkpoint '%s' (missing, unreadable or not HDF5)", path);
@@ -721,7 +754,7 @@ eopt_status eopt_checkpoint_open(const char *path, const eopt_ckpt_options *opt,
         free(ck);
         return eopt_fail(EOPT_ERR_IO, "cannot open checkpoint '%s'", path);
     }
-    eopt_status st = read_root(fid, ck);
+    st = read_root(fid, ck);
     if (st == EOPT_OK)
         st = read_model(fid, ck, check);
     if (st == EOPT_OK)

@@ -55,9 +55,14 @@ eopt_status eopt_checkpoint_save(const char *path, const eopt_ckpt_write *w);
 
 typedef struct eopt_ckpt eopt_ckpt; /* a validated checkpoint held in host memory */
 
-/* Options for opening: allow_nonfinite = 1 accepts NaN/Inf in model and state tensors. */
+/* Options for opening: allow_nonfinite = 1 accepts NaN/Inf in model and state tensors;
+ * trusted = 1 skips the guard (guard.h) for a file the caller vouches for. Without it, every
+ * file is first checked in a child process, except one this process saved and nobody changed
+ * since. A damaged file fails with EOPT_ERR_FORMAT "damaged checkpoint '<path>': ...", an
+ * interrupted check (eopt_interrupt) with EOPT_ERR_INTERRUPTED. */
 typedef struct {
     int allow_nonfinite;
+    int trusted;
 } eopt_ckpt_options;
 
 eopt_status eopt_checkpoint_open(const char *path, const eopt_ckpt_options *opt, eopt_ckpt **out);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "guard.h"
 #include "h5.h"
 
 struct eopt_reference {
@@ -13,6 +14,7 @@ struct eopt_reference {
 eopt_status eopt_reference_open(const char *path, eopt_reference **out)
 {
     *out = NULL;
+    EOPT_TRY(eopt_guard_open(path));
     eopt_reference *ref = calloc(1, sizeof *ref);
     if (!ref)
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory");

@@ -119,7 +119,7 @@ eopt_status eopt_checkpoint_open_latest(const char *dir, const char *prefix, con
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, e[k].name);
         st = eopt_checkpoint_open(path, opt, out);
-        if (st == EOPT_OK)
+        if (st == EOPT_OK || st == EOPT_ERR_INTERRUPTED)
             break;
     }
     free(e);

@@ -19,7 +19,8 @@ eopt_status eopt_checkpoint_save_rotating(const char *dir, const char *prefix, c
 eopt_status eopt_checkpoint_prune(const char *dir, const char *prefix, int keep);
 /* The newest checkpoint of dir/prefix that opens and validates (a damaged newest file is
  * skipped with its reason kept for the message if none opens). *out is open: close it with
- * eopt_checkpoint_close. EOPT_ERR_IO if the directory holds none. */
+ * eopt_checkpoint_close. EOPT_ERR_IO if the directory holds none; EOPT_ERR_INTERRUPTED (no
+ * older file tried) when eopt_interrupt() stops the check of one. */
 eopt_status eopt_checkpoint_open_latest(const char *dir, const char *prefix, const eopt_ckpt_options *opt,
                                         eopt_ckpt **out);
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "guard.h"
 #include "h5.h"
 
 struct eopt_trajectory {
@@ -33,6 +34,8 @@ static eopt_status read_root(eopt_trajectory *tr)
 
 eopt_status eopt_trajectory_open(const char *path, eopt_trajectory **out)
 {
+    *out = NULL;
+    EOPT_TRY(eopt_guard_open(path));
     eopt_trajectory tr = {.fid = eopt_h5_open_read(path)};
     snprintf(tr.path, sizeof tr.path, "%s", path);
     eopt_status st = tr.fid < 0 ? eopt_fail(EOPT_ERR_IO, "cannot open trajectory '%s'", path) : read_root(&tr);

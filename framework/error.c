@@ -1,5 +1,6 @@
 #include "error.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,12 +29,17 @@ eopt_status eopt_fail_context(eopt_status st, const char *fmt, ...)
 }
 
 const char *eopt_last_error(void) { return eopt_msg; }
+
+static volatile sig_atomic_t interrupt_flag;
+void eopt_interrupt(void) { interrupt_flag = 1; }
+int eopt_interrupted(void) { return interrupt_flag != 0; }
+void eopt_interrupt_clear(void) { interrupt_flag = 0; }
 void eopt_clear_error(void) { eopt_msg[0] = '\0'; }
 
 const char *eopt_status_name(eopt_status st)
 {
     static const char *names[] = {"ok", "bad argument", "shape mismatch", "out of memory", "i/o error",
                                   "bad file format", "numerical failure", "device error", "unsupported",
-                                  "configuration error"};
+                                  "configuration error", "interrupted"};
     return (unsigned)st < sizeof names / sizeof names[0] ? names[st] : "unknown error";
 }

@@ -15,6 +15,7 @@ typedef enum {
     EOPT_ERR_DEVICE,      /* the requested device is absent or failed */
     EOPT_ERR_UNSUPPORTED, /* a valid request this build or backend cannot honour */
     EOPT_ERR_CONFIG,      /* a bad configuration file or setting */
+    EOPT_ERR_INTERRUPTED, /* stopped by SIGINT/SIGTERM (eopt_interrupt) before finishing; nothing changed */
 } eopt_status;
 
 /* Sets the thread's error message (printf-style) and returns `st`, so that
@@ -23,6 +24,12 @@ eopt_status eopt_fail(eopt_status st, const char *fmt, ...) __attribute__((forma
 /* Prefixes the current message with more context ("loading x.h5: " + old message). */
 eopt_status eopt_fail_context(eopt_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *eopt_last_error(void);
+/* A process-wide request to stop long operations (async-signal-safe: a program's SIGINT/SIGTERM
+ * handler calls it). Operations that wait (the checkpoint guard) return EOPT_ERR_INTERRUPTED;
+ * eopt_interrupt_clear() re-arms them. */
+void eopt_interrupt(void);
+int eopt_interrupted(void);
+void eopt_interrupt_clear(void);
 const char *eopt_status_name(eopt_status st);
 void eopt_clear_error(void);
 

@@ -14,6 +14,7 @@ static void on_signal(int sig)
 {
     caught = sig;
     eopt_train_interrupt();
+    eopt_interrupt(); /* a checkpoint check under way stops too */
 }
 
 /* --run-dir: the run's folder, and its metrics file where the config left it at the default. */
@@ -123,7 +124,7 @@ static int run(int argc, char **argv)
     st = eopt_train(&cfg, &o, &res);
     if (st != EOPT_OK) {
         fprintf(stderr, "eopt train: %s\n", eopt_last_error());
-        return 1;
+        return st == EOPT_ERR_INTERRUPTED ? 128 + caught : 1;
     }
     if (o.dry_run)
         return 0;

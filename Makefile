@@ -92,17 +92,18 @@ test: $(BUILD)/eopt-tests $(BUILD)/eopt $(if $(TEST_SCRIPTS),$(BUILD)/libeopt.a 
 test-asan:
 	LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0 $(MAKE) BUILD=$(BUILD)-asan TEST_SCRIPTS= OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
-# libFuzzer (clang from Debian) in build-fuzz/: the library instrumented, one program per
+# libFuzzer (Debian's clang-14 and libclang-rt-14-dev) in build-fuzz/: the library instrumented, one program per
 # tests/fuzz/ target (fuzz_checkpoint_raw is fuzz_checkpoint without the guard). `make fuzz` runs
 # every target FUZZ_SECONDS (default 300) each, `make fuzz-ci` the ones that must never fail
 # (config parser, guarded checkpoint open) 60 s each; finds land in build-fuzz/artifacts/.
+FUZZ_CC    ?= clang-14
 FUZZ_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 fuzz-lib:
-	$(MAKE) CC=clang BUILD=build-fuzz OPT="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" build-fuzz/libeopt.a
+	$(MAKE) CC=$(FUZZ_CC) BUILD=build-fuzz OPT="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" build-fuzz/libeopt.a
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c fuzz-lib
-	clang $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< build-fuzz/libeopt.a $(LDLIBS)
+	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< build-fuzz/libeopt.a $(LDLIBS)
 build-fuzz/fuzz_checkpoint_raw: tests/fuzz/fuzz_checkpoint.c build-fuzz/fuzz_checkpoint
-	clang $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -DEOPT_FUZZ_RAW=1 -o $@ $< build-fuzz/libeopt.a $(LDLIBS)
+	$(FUZZ_CC) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -DEOPT_FUZZ_RAW=1 -o $@ $< build-fuzz/libeopt.a $(LDLIBS)
 FUZZ_TARGETS := build-fuzz/fuzz_config build-fuzz/fuzz_checkpoint
 fuzz: $(FUZZ_TARGETS) build-fuzz/fuzz_checkpoint_raw
 	sh tests/fuzz/run.sh $(or $(FUZZ_SECONDS),300) $^

@@ -2,7 +2,10 @@
 # Installs the Debian packages eopt's build, tests and default run need, only when missing.
 set -e
 PKGS="build-essential pkg-config libopenblas-openmp-dev liblapacke-dev libhdf5-dev hdf5-tools libcriterion-dev libconfig-dev
-python3 python3-numpy python3-h5py python3-torch dataset-fashion-mnist npm zlib1g-dev gnuplot-nox"
+python3 python3-numpy python3-h5py python3-torch dataset-fashion-mnist npm zlib1g-dev gnuplot-nox
+clang-14 libclang-rt-14-dev valgrind"
+# clang-14 and libclang-rt-14-dev (its libFuzzer and sanitizer runtimes): `make fuzz`, `make fuzz-ci`;
+# valgrind: `make memcheck`.
 missing=""
 for p in $PKGS; do
   [ "$p" = npm ] && command -v npm >/dev/null && continue # nodejs from another source ships its own npm

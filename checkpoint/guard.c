@@ -237,7 +237,7 @@ static void set_limit(int resource, rlim_t value)
     setrlimit(resource, &r);
 }
 
-static void child_limits(double seconds, size_t memory)
+static void child_limits(double seconds, double wall, size_t memory)
 {
     int null = open("/dev/null", O_RDWR);
     for (int fd = 0; fd < 3 && null >= 0; fd++)
@@ -246,8 +246,9 @@ static void child_limits(double seconds, size_t memory)
     for (size_t k = 0; k < sizeof defaults / sizeof defaults[0]; k++)
         signal(defaults[k], SIG_DFL);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    unsigned secs = (unsigned)seconds + 1;
-    set_limit(RLIMIT_CPU, secs);
+    /* SIGXCPU at `seconds` of CPU time (libhdf5's hangs spin), SIGKILL a second later. */
+    struct rlimit cpu = {(rlim_t)seconds + 1, (rlim_t)seconds + 2};
+    setrlimit(RLIMIT_CPU, &cpu);
     set_limit(RLIMIT_CORE, 0);
     set_limit(RLIMIT_FSIZE, 0);
 #ifndef GUARD_ASAN
@@ -255,12 +256,12 @@ static void child_limits(double seconds, size_t memory)
 #else
     (void)memory;
 #endif
-    alarm(secs);
+    alarm((unsigned)wall + 1);
 }
 
-static void child_run(const char *path, int fd, double seconds, size_t memory)
+static void child_run(const char *path, int fd, double seconds, double wall, size_t memory)
 {
-    child_limits(seconds, memory);
+    child_limits(seconds, wall, memory);
     eopt_status st = walk_file(path);
     char msg[1200];
     int len = snprintf(msg, sizeof msg, "%c%.1100s", st == EOPT_OK ? '0' : '1', st == EOPT_OK ? "" : eopt_last_error());
@@ -315,7 +316,7 @@ static eopt_status verdict(const char *path, int answer, const char *msg, size_t
 {
     if (answer < 0)
         return eopt_fail(EOPT_ERR_INTERRUPTED, "interrupted while checking checkpoint '%s'", path);
-    if (answer == 0)
+    if (answer == 0 || (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU))
         return eopt_fail(EOPT_ERR_FORMAT,
                          "damaged checkpoint '%s': reading it did not finish within %.0f s (libhdf5 hangs on it)",
                          path, seconds);
@@ -342,6 +343,7 @@ eopt_status eopt_guard_check(const char *path, const eopt_guard_limits *lim)
     double seconds = lim && lim->seconds > 0 ? lim->seconds
                                              : EOPT_GUARD_SECONDS + (double)sb.st_size / EOPT_GUARD_BYTES_PER_SECOND;
     size_t memory = lim && lim->memory ? lim->memory : EOPT_GUARD_MEMORY + 2 * (size_t)sb.st_size;
+    double wall = EOPT_GUARD_WALL_FACTOR * seconds;
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0)
         return eopt_fail(EOPT_ERR_IO, "cannot check checkpoint '%s': pipe: %s", path, strerror(errno));
@@ -354,12 +356,12 @@ eopt_status eopt_guard_check(const char *path, const eopt_guard_limits *lim)
     }
     if (pid == 0) {
         close(fds[0]);
-        child_run(path, fds[1], seconds, memory);
+        child_run(path, fds[1], seconds, wall, memory);
     }
     close(fds[1]);
     char msg[1200];
     size_t len = 0;
-    int answer = read_answer(fds[0], now() + seconds, msg, sizeof msg, &len);
+    int answer = read_answer(fds[0], now() + wall, msg, sizeof msg, &len);
     close(fds[0]);
     msg[len] = 0;
     if (answer <= 0)

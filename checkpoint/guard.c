@@ -338,8 +338,9 @@ static eopt_status verdict(const char *path, int answer, const char *msg, size_t
 eopt_status eopt_guard_check(const char *path, const eopt_guard_limits *lim)
 {
     struct stat sb;
-    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || access(path, R_OK) != 0)
-        return eopt_fail(EOPT_ERR_IO, "cannot open checkpoint '%s' (missing, unreadable or not a file)", path);
+    /* Anything but a directory goes to the child: a FIFO or device hangs or fails there. */
+    if (stat(path, &sb) != 0 || S_ISDIR(sb.st_mode) || access(path, R_OK) != 0)
+        return eopt_fail(EOPT_ERR_IO, "cannot open checkpoint '%s' (missing, unreadable or a directory)", path);
     double seconds = lim && lim->seconds > 0 ? lim->seconds
                                              : EOPT_GUARD_SECONDS + (double)sb.st_size / EOPT_GUARD_BYTES_PER_SECOND;
     size_t memory = lim && lim->memory ? lim->memory : EOPT_GUARD_MEMORY + 2 * (size_t)sb.st_size;

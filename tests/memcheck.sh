@@ -42,7 +42,7 @@ for cfg in configs/gpt_*.cfg; do
   check "$name" "$BIN" train "$cfg" $SMALL $nowarm --set checkpoint.dir=\"$work/$name\" --set checkpoint.interval=1
   last=$name
 done
-check resume "$BIN" train "configs/$last.cfg" $SMALL $(cat "$work/$last.sets") --set run.steps=3 --set checkpoint.dir=\"$work/$last\" --resume auto
+check resume "$BIN" train "configs/$last.cfg" $SMALL $(cat "$work/$last.sets") --set run.steps=3 --set checkpoint.dir=\"$work/$last\" --resume auto --force
 ckpt=$(ls "$work/$last"/*.h5 | tail -n 1)
 check inspect "$BIN" inspect "$ckpt"
 check inspect-check "$BIN" inspect "$ckpt" --check

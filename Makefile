@@ -47,7 +47,6 @@ endif
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.cu.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
-BENCH_SRC := $(wildcard bench/*.c)
 # Run by `make test` before the Criterion suites (whose summary line closes the output).
 TEST_SCRIPTS ?= tests/build_dirs.sh tests/install.sh
 
@@ -76,11 +75,11 @@ $(BUILD)/eopt: $(BUILD)/cmd/main.o $(BUILD)/libeopt.a
 $(BUILD)/eopt-tests: $(TEST_OBJ) $(BUILD)/libeopt.a
 	$(CC) $(CFLAGS) -o $@ $^ -lcriterion $(LDLIBS)
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libeopt.a
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-
-bench: $(BENCH_SRC:%.c=$(BUILD)/%)
+# `eopt bench` on every optimizer and size, Newton-Schulz, training steps and a checkpoint:
+# bench/results/<date>.md and a gnuplot PNG (BENCH_ARGS: e.g. --threads 2 --note "...").
+bench: $(BUILD)/eopt
+	@command -v gnuplot >/dev/null || { echo "make bench: gnuplot is missing (Debian: apt-get install gnuplot-nox)"; exit 1; }
+	/usr/bin/python3 bench/report.py --eopt $(BUILD)/eopt --out bench/results $(BENCH_ARGS)
 
 # Tests read the fixtures in place; the eopt binary is used by the command-line tests.
 test: $(BUILD)/eopt-tests $(BUILD)/eopt $(if $(TEST_SCRIPTS),$(BUILD)/libeopt.a $(BUILD)/libeopt.so)

@@ -4,7 +4,10 @@ step split into its parts, a checkpoint) and writes bench/results/<date>.md with
 bench/results/<date>.png, a gnuplot plot of step time against size for every optimizer.
 
 usage: bench/report.py [--eopt build/eopt] [--out bench/results] [--threads T] [--sizes 128,256,...]
-                       [--steps K] [--note TEXT]
+                       [--steps K] [--note TEXT] [--emerging PATH --dion PATH [--upstream-sizes 256,512]]
+
+With --emerging and --dion (git repositories, see bench/upstream.py) the file gets the upstream
+PyTorch optimizers at their pinned commits beside eopt on the same shapes.
 """
 import argparse
 import datetime
@@ -16,6 +19,9 @@ import subprocess
 import sys
 
 CLASSES = ["Muon", "AdaptiveMuon", "Muown", "dion.Muon", "NorMuon", "Dion2", "NorDion2", "SOAP", "MOSO", "AdamW"]
+# One distinct colour per optimizer (gnuplot's default cycle repeats after 8).
+COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+          "#17becf"]
 TRAIN_CONFIGS = ["configs/gpt_muon_adamw.cfg", "configs/gpt_soap.cfg", "configs/mlp_muon_adamw.cfg"]
 
 
@@ -69,6 +75,16 @@ def train_table(rows):
     return lines
 
 
+def upstream_table(rows):
+    lines = ["| optimizer | shape | upstream (eager PyTorch, CPU) | upstream ms | eopt ms | upstream / eopt |",
+             "| --- | --- | --- | ---: | ---: | ---: |"]
+    for r in rows:
+        u = f"{1e3 * r['upstream_s']:.2f}" if r["upstream_s"] else "failed"
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] else "-"
+        lines.append(f"| {r['name']} | {r['shape']} | {r['upstream']} | {u} | {1e3 * r['eopt_s']:.2f} | {ratio} |")
+    return lines
+
+
 def plot(rows, png):
     """Median step time against n (n x n) per optimizer, log-log, with a key outside the plot."""
     data = png[:-4] + ".dat"
@@ -93,8 +109,8 @@ set grid xtics ytics mytics
 set key outside right top
 set xrange [{sizes[0] / 1.3}:{sizes[-1] * 1.3}]
 plot """ + ", \\\n     ".join(
-        f'"{data}" index {i} using 1:2:3:4 with yerrorlines lw 2 pt {i % 12 + 1} title "{n}"'
-        for i, n in enumerate(names))
+        f'"{data}" index {i} using 1:2:3:4 with yerrorlines lw 2 pt {i % 12 + 1} lc rgb "{COLORS[i % len(COLORS)]}" '
+        f'dt {1 + i // len(COLORS)} title "{n}"' for i, n in enumerate(names))
     subprocess.run(["gnuplot"], input=script, text=True, check=True)
     os.remove(data)
 
@@ -107,6 +123,10 @@ def main():
     ap.add_argument("--sizes", default="128,256,512,1024")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--note", default="", help="a line about the machine's state (shared, busy, ...)")
+    ap.add_argument("--emerging", help="git repository of NVIDIA-NeMo/Emerging-Optimizers (bench/upstream.py)")
+    ap.add_argument("--dion", help="git repository of microsoft/dion (bench/upstream.py)")
+    ap.add_argument("--checkouts", default="/tmp/eopt-upstream")
+    ap.add_argument("--upstream-sizes", default="256,512")
     a = ap.parse_args()
     if not shutil.which("gnuplot"):
         sys.exit("make bench: gnuplot is missing (Debian: apt-get install gnuplot-nox)")
@@ -119,6 +139,15 @@ def main():
     ns = eopt_rows(a.eopt, ["ns"] + common)
     train = [eopt_rows(a.eopt, ["train", c, "--threads", str(a.threads), "--steps", "20"])[0] for c in TRAIN_CONFIGS]
     ckpt = eopt_rows(a.eopt, ["checkpoint", "--threads", str(a.threads)])[0]
+    upstream = []
+    if a.emerging and a.dion:
+        cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "upstream.py"),
+               "--emerging", a.emerging, "--dion", a.dion, "--checkouts", a.checkouts, "--eopt", a.eopt,
+               "--threads", str(a.threads), "--steps", str(a.steps), "--json"]
+        cmd += sum((["--shape", f"{n}x{n}"] for n in a.upstream_sizes.split(",")), [])
+        print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
+        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+        upstream = [json.loads(line) for line in out.splitlines() if line.strip()]
 
     os.makedirs(a.out, exist_ok=True)
     date = datetime.date.today().isoformat()
@@ -138,6 +167,9 @@ def main():
     text += ["", "## Newton-Schulz (quintic, 5 iterations)", ""] + optimizer_table(ns)
     text += ["", "## Training step (20 timed steps after 2 warm-up; backward = forward+backward - forward)", ""]
     text += train_table(train)
+    if upstream:
+        text += ["", "## Upstream side by side (bench/upstream.py; run-time patches listed there)", ""]
+        text += upstream_table(upstream)
     text += ["", "## Checkpoint", "",
              f"{ckpt['mib']:.0f} MiB (22 x [4096, 1024] weights + AdamW state): save {ckpt['save_s']:.2f} s "
              f"({ckpt['save_ratio']:.2f}x a copy + fsync of the file, {ckpt['copy_s']:.2f} s); open + validate "

@@ -211,7 +211,7 @@ static eopt_status required_hparams(const char *cls, eopt_dict *hp)
     if (!c)
         return eopt_fail(EOPT_ERR_ARG, "bench: unknown optimizer class '%s'", cls);
     eopt_dict args = {0}, group = {0};
-    c->defaults(&args, &group);
+    EOPT_TRY(eopt_optimizer_defaults(c, &args, &group));
     for (size_t k = 0; k < sizeof required / sizeof *required; k++) {
         const eopt_value *v = eopt_dict_get(&group, required[k].key);
         if (!v || v->kind == EOPT_VAL_NONE)

@@ -22,6 +22,7 @@ Run-time patches for Debian's torch 1.13 and Python 3.11 (the checkouts are neve
     faster; the ratio says so against eager PyTorch);
   - torch.optim.optimizer.ParamsT, torch.distributed.tensor (DTensor, DeviceMesh) and
     torch.distributed._functional_collectives (torch 2) are stand-ins: nothing here is distributed;
+  - torch._foreach_copy_, _foreach_lerp(_), _foreach_sign(_) (torch 2) are per-tensor loops;
   - dion's polar express casts to bfloat16 (`G.bfloat16()`): made float32 as in the golden
     fixtures, so that both sides compute in float32 (bfloat16 matmuls on a CPU are emulated);
   - torch.cuda.nvtx.range_push / range_pop (profiler markers; they need a CUDA build) do nothing;
@@ -118,6 +119,19 @@ def patch_torch():
     if not hasattr(dist, "ProcessGroup"):
         dist.ProcessGroup = type("ProcessGroup", (), {})
     torch.Tensor.bfloat16 = lambda self, *a, **k: self.float()
+
+    def each(w, k):  # a foreach weight: one for all, or one per tensor
+        return w[k] if isinstance(w, (list, tuple)) else w
+    foreach = {  # torch 2's multi-tensor ops as per-tensor loops (same math)
+        "_foreach_copy_": lambda dst, src, **kw: [d.copy_(s) for d, s in zip(dst, src)],
+        "_foreach_lerp": lambda a, b, w: [x.lerp(y, each(w, k)) for k, (x, y) in enumerate(zip(a, b))],
+        "_foreach_lerp_": lambda a, b, w: [x.lerp_(y, each(w, k)) for k, (x, y) in enumerate(zip(a, b))],
+        "_foreach_sign": lambda a: [x.sign() for x in a],
+        "_foreach_sign_": lambda a: [x.sign_() for x in a],
+    }
+    for name, fn in foreach.items():
+        if not hasattr(torch, name):
+            setattr(torch, name, fn)
     if not torch.cuda.is_available():  # NVTX ranges (profiler markers) need a CUDA build
         torch.cuda.nvtx.range_push = torch.cuda.nvtx.range_pop = lambda *a, **k: None
 

@@ -86,7 +86,8 @@ eopt_status eopt_bench_ns(eopt_backend *be, const char *coefficients, int iters,
  * "backward", then one part per optimizer (named as in the config). The backward time is a
  * forward+backward pass minus a forward-only pass on the same batch, both timed every
  * micro-batch (the forward-only pass is extra work the bench adds and does not count in the
- * step). Gradient norms, schedules, evaluation and checkpoints are left out. */
+ * step; on a busy machine one step's difference can come out negative: read the median).
+ * Gradient norms, schedules, evaluation and checkpoints are left out. */
 typedef struct {
     int nparts;
     char name[EOPT_BENCH_PARTS][EOPT_NAME_MAX];

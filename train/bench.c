@@ -299,6 +299,7 @@ typedef struct {
     const eopt_config *cfg;
     eopt_backend *be;
     eopt_text text;
+    eopt_tokens tokens; /* the training shards of data.kind = "tokens" */
     eopt_images images;
     eopt_batch_buffer bb;
     eopt_sampler sampler;
@@ -313,11 +314,19 @@ static int rig_gpt(const train_rig *t) { return t->cfg->model.kind == EOPT_MODEL
 static eopt_status rig_data(train_rig *t)
 {
     const eopt_config *c = t->cfg;
-    if (rig_gpt(t)) {
+    if (c->data.kind == EOPT_DATA_TEXT) {
         EOPT_TRY(eopt_text_load(c->data.path, c->data.val_fraction, &t->text));
         if (t->text.split <= c->run.seq_len)
             return eopt_fail(EOPT_ERR_CONFIG, "%s: data.path %s is too short for seq_len = %d", c->path,
                              c->data.path, c->run.seq_len);
+        return eopt_batch_buffer_create(t->be, c->run.batch_size, c->run.seq_len, 0, &t->bb);
+    }
+    if (c->data.kind == EOPT_DATA_TOKENS) {
+        const char *patterns[EOPT_CFG_MAX_SHARD_PATTERNS];
+        for (int k = 0; k < c->data.nshards[EOPT_SPLIT_TRAIN]; k++)
+            patterns[k] = c->data.shards[EOPT_SPLIT_TRAIN][k];
+        EOPT_TRY(eopt_tokens_open(c->data.format, c->data.nshards[EOPT_SPLIT_TRAIN], patterns, c->run.batch_size,
+                                  c->run.seq_len, c->model.vocab_size, c->data.shuffle, &t->tokens));
         return eopt_batch_buffer_create(t->be, c->run.batch_size, c->run.seq_len, 0, &t->bb);
     }
     EOPT_TRY(eopt_fashion_mnist_load(c->data.path[0] ? c->data.path : NULL, 1, c->data.normalize, &t->images));
@@ -375,9 +384,23 @@ static void rig_free(train_rig *t)
     if (t->bb.be)
         eopt_batch_buffer_free(&t->bb);
     eopt_text_free(&t->text);
+    eopt_tokens_close(&t->tokens);
     eopt_images_free(&t->images);
     if (t->be)
         eopt_backend_close(t->be);
+}
+
+static eopt_status rig_next(train_rig *t)
+{
+    int B = t->cfg->run.batch_size;
+    switch (t->cfg->data.kind) {
+    case EOPT_DATA_TEXT:
+        return eopt_text_next(&t->text, EOPT_SPLIT_TRAIN, &t->sampler, B, &t->bb);
+    case EOPT_DATA_TOKENS:
+        return eopt_tokens_next(&t->tokens, &t->sampler, B, &t->bb);
+    default:
+        return eopt_images_next(&t->images, &t->sampler, B, &t->bb);
+    }
 }
 
 /* One step, each part's seconds added into part[]: data, forward, backward, optimizers. */
@@ -389,8 +412,7 @@ static eopt_status rig_step(train_rig *t, double *part)
     for (int a = 0; a < A; a++) {
         float loss;
         double t0 = now();
-        EOPT_TRY(rig_gpt(t) ? eopt_text_next(&t->text, EOPT_SPLIT_TRAIN, &t->sampler, c->run.batch_size, &t->bb)
-                            : eopt_images_next(&t->images, &t->sampler, c->run.batch_size, &t->bb));
+        EOPT_TRY(rig_next(t));
         EOPT_TRY(eopt_backend_sync(t->be));
         double t1 = now();
         EOPT_TRY(eopt_model_forward(t->model, &t->bb.batch, 0, 1.0f, &loss, NULL));

@@ -230,6 +230,14 @@ static int run(int argc, char **argv)
             eopt_command_help(&eopt_cmd_bench, stdout);
             return 0;
         }
+    for (int k = 1; k < argc; k++) { /* an option of the table, or a value after one */
+        const eopt_option *o = options;
+        while (o->name && strcmp(o->name, argv[k]) != 0)
+            o++;
+        if (argv[k][0] == '-' && !o->name)
+            return eopt_usage_error(&eopt_cmd_bench, "unknown option '%s'", argv[k]);
+        k += o->name && o->arg;
+    }
     if (!parse_args(argc, argv, &a))
         return eopt_usage_error(&eopt_cmd_bench, "give a subcommand and its options");
     if (strcmp(a.sub, "train") == 0)

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../framework/log.h"
+
 typedef struct {
     long long step;
     int tmp; /* a leftover <name>.h5.tmp of an interrupted write */
@@ -110,18 +112,29 @@ eopt_status eopt_checkpoint_save_rotating(const char *dir, const char *prefix, c
 eopt_status eopt_checkpoint_open_latest(const char *dir, const char *prefix, const eopt_ckpt_options *opt,
                                         eopt_ckpt **out) {
     ckpt_entry *e;
-    int n;
+    int n, tried = 0;
     EOPT_TRY(list_entries(dir, prefix, &e, &n));
-    eopt_status st = eopt_fail(EOPT_ERR_IO, "no checkpoint '%s/%s<step>.h5'", dir, prefix);
+    eopt_status st = EOPT_ERR_IO;
+    char failed[4096] = "", reason[1024] = ""; /* the last file that did not open, and why */
     for (int k = 0; k < n; k++) {
         if (e[k].tmp)
             continue;
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, e[k].name);
+        if (tried > 0) /* the newer file is skipped only now that an older one exists */
+            eopt_log(EOPT_LOG_WARN, "%s: skipped, it does not open (%s); trying the older %s", failed, reason, path);
         st = eopt_checkpoint_open(path, opt, out);
         if (st == EOPT_OK || st == EOPT_ERR_INTERRUPTED)
             break;
+        snprintf(failed, sizeof failed, "%s", path);
+        snprintf(reason, sizeof reason, "%s", eopt_last_error());
+        tried++;
     }
     free(e);
-    return st;
+    if (st == EOPT_OK || st == EOPT_ERR_INTERRUPTED)
+        return st;
+    if (tried == 0)
+        return eopt_fail(EOPT_ERR_IO, "no checkpoint '%s/%s<step>.h5'", dir, prefix);
+    return eopt_fail(EOPT_ERR_FORMAT, "none of the %d checkpoint%s in %s opens (the oldest, %s: %s)", tried,
+                     tried > 1 ? "s" : "", dir, failed, reason);
 }

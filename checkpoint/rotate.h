@@ -17,10 +17,11 @@ eopt_status eopt_checkpoint_save_rotating(const char *dir, const char *prefix, c
                                           char *path_out, size_t size);
 /* Deletes all but the newest `keep` checkpoints of dir/prefix, and every stale .tmp. */
 eopt_status eopt_checkpoint_prune(const char *dir, const char *prefix, int keep);
-/* The newest checkpoint of dir/prefix that opens and validates (a damaged newest file is
- * skipped with its reason kept for the message if none opens). *out is open: close it with
- * eopt_checkpoint_close. EOPT_ERR_IO if the directory holds none; EOPT_ERR_INTERRUPTED (no
- * older file tried) when eopt_interrupt() stops the check of one. */
+/* The newest checkpoint of dir/prefix that opens and validates: each newer file that does not
+ * is skipped with a warning (eopt_log) naming it and why. *out is open: close it with
+ * eopt_checkpoint_close. EOPT_ERR_IO if the directory holds no checkpoint (or does not exist);
+ * EOPT_ERR_FORMAT if it holds some and none opens (the message names the count and the last
+ * reason); EOPT_ERR_INTERRUPTED (no older file tried) when eopt_interrupt() stops the check of one. */
 eopt_status eopt_checkpoint_open_latest(const char *dir, const char *prefix, const eopt_ckpt_options *opt,
                                         eopt_ckpt **out);
 

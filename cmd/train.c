@@ -130,11 +130,17 @@ static int run(int argc, char **argv)
         return 0;
     if (res.interrupted) /* checkpointed: exit as the signal would have, without a core */
         return 128 + caught;
-    {
-        printf("eval loss %.4f", res.eval_loss);
-        if (cfg.model.kind == EOPT_MODEL_MLP)
-            printf(", test accuracy %.2f%%", 100 * res.accuracy);
-        printf(", %.0f %s/s\n", res.throughput, cfg.model.kind == EOPT_MODEL_GPT ? "tokens" : "samples");
+    if (res.already_finished) {
+        printf("run already finished at step %lld (run.steps = %lld): nothing to do; raise run.steps to continue "
+               "it\n", (long long)res.step, (long long)cfg.run.steps);
+        return 0;
     }
-    return 0;
+    printf("eval loss %.4f", res.eval_loss);
+    if (cfg.model.kind == EOPT_MODEL_MLP)
+        printf(", test accuracy %.2f%%", 100 * res.accuracy);
+    printf(", %.0f %s/s", res.throughput, cfg.model.kind == EOPT_MODEL_GPT ? "tokens" : "samples");
+    if (res.nonfinite_steps > 0)
+        printf(", %lld non-finite steps skipped", (long long)res.nonfinite_steps);
+    printf("\n");
+    return fflush(stdout) == 0 ? 0 : 1;
 }

@@ -29,7 +29,7 @@ static const char *const data_token_keys[] = {"kind", "format", "train", "val", 
 static const char *const run_keys[] = {"steps",         "batch_size",    "seq_len",     "grad_accum", "eval_interval",
                                        "eval_batches",  "seed",          "device",      "threads",    "on_nonfinite",
                                        "sample_tokens", "sample_prompt", "temperature", "top_k",      "grad_clip",
-                                       NULL};
+                                       "max_nonfinite_skips", NULL};
 static const char *const optimizer_keys[] = {"name", "class", "args", "schedule", "ramps", "groups", NULL};
 /* and the hyperparameters of the optimizer's class */
 static const char *const group_keys[] = {"name", "params", "exclude", "ndim", "schedule", "ramps", NULL};
@@ -458,6 +458,7 @@ static eopt_status parse_run(parser *p, const config_setting_t *g)
     EOPT_TRY(get_i(p, g, "threads", 0, 1024, 0, &c->run.threads));
     EOPT_TRY(get_choice(p, g, "on_nonfinite", policies, 0, &policy));
     c->run.on_nonfinite = (eopt_nonfinite_policy)policy;
+    EOPT_TRY(get_i(p, g, "max_nonfinite_skips", 0, 1 << 30, 10, &c->run.max_nonfinite_skips));
     const int tokens = c->data.kind == EOPT_DATA_TOKENS;
     EOPT_TRY(get_i(p, g, "sample_tokens", 0, 1 << 20, gpt && !tokens ? 300 : 0, &c->run.sample_tokens));
     if (tokens && c->run.sample_tokens > 0) /* a sample is decoded as bytes */

@@ -6,8 +6,9 @@
  *              | { kind = "fashion-mnist"; path; normalize; }
  *              | { kind = "tokens"; format = "llmc" | "nanogpt"; train; val; shuffle; }
  *   run        = { steps; batch_size; seq_len; grad_accum; eval_interval; eval_batches; seed;
- *                  device; threads; on_nonfinite = "stop" | "skip"; sample_tokens; sample_prompt;
- *                  temperature; top_k; grad_clip; }
+ *                  device; threads; on_nonfinite = "stop" | "skip"; max_nonfinite_skips (default 10:
+ *                  "skip" stops the run with an error after that many non-finite steps in a row);
+ *                  sample_tokens; sample_prompt; temperature; top_k; grad_clip; }
  *   optimizers = ( { name; class; args = {...}; schedule = {...}; ramps = { <key> = {...}; ... };
  *                    groups = ( { params = ["glob", ...]; exclude = [...]; ndim = 2 | [0, 1];
  *                                 schedule = {...}; ramps = {...}; <hyperparameter> = value; ... } ); } )
@@ -98,6 +99,7 @@ typedef struct {
         uint64_t seed;
         char device[16];
         eopt_nonfinite_policy on_nonfinite;
+        int max_nonfinite_skips; /* "skip": more consecutive non-finite steps than this stop the run */
         int sample_tokens, top_k;
         double temperature;
         double grad_clip; /* > 0: gradients scaled to this global norm when above it (0: off) */

@@ -253,8 +253,9 @@ void eopt_config_write(const eopt_config *c, FILE *f)
     put_int(f, (int64_t)c->run.seed);
     fputs(";\n  device = ", f);
     put_str(f, c->run.device);
-    fprintf(f, ";\n  threads = %d;\n  on_nonfinite = \"%s\";\n  sample_tokens = %d;\n  sample_prompt = ", c->run.threads,
-            policies[c->run.on_nonfinite], c->run.sample_tokens);
+    fprintf(f, ";\n  threads = %d;\n  on_nonfinite = \"%s\";\n  max_nonfinite_skips = %d;\n  sample_tokens = %d;\n"
+            "  sample_prompt = ", c->run.threads, policies[c->run.on_nonfinite], c->run.max_nonfinite_skips,
+            c->run.sample_tokens);
     put_str(f, c->run.sample_prompt);
     fputs(";\n  temperature = ", f);
     put_float(f, c->run.temperature);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../framework/log.h"
 #include "../framework/version.h"
@@ -228,8 +229,14 @@ static eopt_status write_file(const char *path, const char *text, const eopt_con
         fputs(text, f);
     else
         write_record(f, cfg, r);
-    if (fclose(f) != 0 || (!append && rename(tmp, path) != 0))
-        return eopt_fail(EOPT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    int failed = fflush(f) != 0 || ferror(f); /* a full disk: the error flag of any write above */
+    failed |= fclose(f) != 0;
+    if (failed || (!append && rename(tmp, path) != 0)) {
+        eopt_status st = eopt_fail(EOPT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+        if (!append)
+            unlink(tmp);
+        return st;
+    }
     return EOPT_OK;
 }
 
@@ -379,8 +386,13 @@ eopt_status eopt_metrics_truncate(const char *path, int64_t step)
     }
     free(line);
     fclose(in);
-    if (fclose(out) != 0 || rename(tmp, path) != 0)
-        return eopt_fail(EOPT_ERR_IO, "cannot rewrite %s: %s", path, strerror(errno));
+    int failed = fflush(out) != 0 || ferror(out);
+    failed |= fclose(out) != 0;
+    if (failed || rename(tmp, path) != 0) { /* the old file stays as it was */
+        eopt_status st = eopt_fail(EOPT_ERR_IO, "cannot rewrite %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return st;
+    }
     if (dropped)
         eopt_log(EOPT_LOG_INFO, "%s: %lld records after step %lld dropped (the run continues from there)", path,
                  (long long)dropped, (long long)step);

@@ -39,6 +39,7 @@ typedef struct {
     float *norms_dev, *norms;                  /* [3 nparams]: grad, param, update sums of squares */
     eopt_tensor *before;                       /* weights before the step (update RMS) */
     int64_t step;
+    int skipped_in_row;                        /* non-finite steps skipped since the last good one */
     double best_eval;
     FILE *metrics;
     int bar;                                   /* progress on a terminal line */
@@ -148,7 +149,7 @@ static void teardown(trainer *t)
 {
     free(t->config_text);
     if (t->metrics)
-        fclose(t->metrics);
+        fclose(t->metrics); /* an error path: its error is already the one reported */
     for (int i = 0; t->before && t->model && i < t->model->nparams; i++)
         eopt_tensor_free(&t->before[i]);
     free(t->before);
@@ -362,14 +363,24 @@ static eopt_status start_from(trainer *t)
     if (!path)
         return EOPT_OK;
     if (o->resume && strcmp(o->resume, "auto") == 0) {
-        eopt_status st = eopt_checkpoint_open_latest(t->cfg->checkpoint.dir, CKPT_PREFIX, NULL, &ck);
-        if (st == EOPT_ERR_IO) { /* nothing to resume: a fresh run */
+        const char *dir = t->cfg->checkpoint.dir;
+        eopt_status st = eopt_checkpoint_open_latest(dir, CKPT_PREFIX, NULL, &ck);
+        if (st == EOPT_ERR_IO) { /* the folder holds no checkpoint: a fresh run */
             eopt_clear_error();
-            eopt_log(EOPT_LOG_WARN, "--resume auto: no checkpoint in %s; a fresh run starts there",
-                     t->cfg->checkpoint.dir);
+            eopt_log(EOPT_LOG_WARN, "--resume auto: no checkpoint in %s; a fresh run starts there", dir);
             return EOPT_OK;
         }
-        EOPT_TRY(st);
+        if (st == EOPT_ERR_INTERRUPTED)
+            return st;
+        if (st != EOPT_OK) { /* checkpoints, none readable: never start over on top of them unasked */
+            char why[1024];
+            snprintf(why, sizeof why, "%s", eopt_last_error());
+            if (!o->force)
+                return eopt_fail(st, "--resume auto: %s; no fresh run starts over this run's files: add --force "
+                                 "to move them aside and start over", why);
+            eopt_log(EOPT_LOG_WARN, "--resume auto --force: %s; starting over", why);
+            return eopt_run_dir_claim(t->cfg, t->config_text, 0, 1);
+        }
     } else
         EOPT_TRY(eopt_checkpoint_open(path, NULL, &ck));
     trainer_position pos = {0};
@@ -507,12 +518,31 @@ typedef struct {
     int logged, evaluated, nonfinite;
 } step_info;
 
+/* Whatever went wrong writing the metrics since the last check (a full disk, a file size limit)
+ * as an error naming the file: the run stops there, its checkpoints untouched. */
+static eopt_status metrics_flush(trainer *t)
+{
+    if (fflush(t->metrics) != 0 || ferror(t->metrics))
+        return eopt_fail(EOPT_ERR_IO, "cannot write the metrics file %s: %s", t->cfg->log.metrics, strerror(errno));
+    return EOPT_OK;
+}
+
+static eopt_status close_metrics(trainer *t)
+{
+    eopt_status st = t->metrics ? metrics_flush(t) : EOPT_OK;
+    if (t->metrics && fclose(t->metrics) != 0 && st == EOPT_OK)
+        st = eopt_fail(EOPT_ERR_IO, "cannot write the metrics file %s: %s", t->cfg->log.metrics, strerror(errno));
+    t->metrics = NULL;
+    return st;
+}
+
 /* The header line that starts a metrics file and follows each resume (docs/metrics.md). */
-static void write_metrics_header(trainer *t)
+static eopt_status write_metrics_header(trainer *t)
 {
     fprintf(t->metrics, "{\"schema\": \"eopt-metrics\", \"version\": %d, \"model\": \"%s\", \"steps\": %lld, "
             "\"items\": \"%s\"}\n", EOPT_METRICS_VERSION, is_gpt(t) ? "gpt" : "mlp", (long long)t->cfg->run.steps,
             is_gpt(t) ? "tokens" : "samples");
+    return metrics_flush(t);
 }
 
 /* One optimizer's scheduled values: "lr" and every ramped group hyperparameter as a list over
@@ -561,11 +591,11 @@ static void write_optimizer_metrics(trainer *t, int o, int logged)
     fputc('}', f);
 }
 
-static void write_metrics(trainer *t, const step_info *si)
+static eopt_status write_metrics(trainer *t, const step_info *si)
 {
     FILE *f = t->metrics;
     if (!f)
-        return;
+        return EOPT_OK;
     fprintf(f, "{\"step\": %lld", (long long)si->step);
     if (si->nonfinite)
         fprintf(f, ", \"event\": \"nonfinite\", \"action\": \"%s\"",
@@ -590,7 +620,7 @@ static void write_metrics(trainer *t, const step_info *si)
             json_num(f, "eval_accuracy", si->accuracy);
         fprintf(f, "}\n");
     }
-    fflush(f);
+    return metrics_flush(t);
 }
 
 static void fmt_time(double s, char *buf, size_t size)
@@ -639,8 +669,7 @@ static eopt_status open_metrics(trainer *t)
     t->metrics = fopen(path, t->step > 0 ? "a" : "w");
     if (!t->metrics)
         return eopt_fail(EOPT_ERR_IO, "cannot open the metrics file %s: %s", path, strerror(errno));
-    write_metrics_header(t); /* also after a resume, which may have changed run.steps */
-    return EOPT_OK;
+    return write_metrics_header(t); /* also after a resume, which may have changed run.steps */
 }
 
 static eopt_status print_sample(trainer *t)
@@ -819,10 +848,18 @@ static eopt_status train_step(trainer *t, step_info *si, eopt_train_result *res)
     si->clip_scale = 1;
     si->nonfinite = !isfinite(si->loss) || !isfinite(g2);
     si->logged = (t->step + 1) % c->log.interval == 0 || t->step + 1 == c->run.steps;
+    t->skipped_in_row = si->nonfinite ? t->skipped_in_row + 1 : 0;
     if (si->nonfinite) {
         res->nonfinite_steps++;
+        if (c->run.on_nonfinite == EOPT_NONFINITE_SKIP && t->skipped_in_row > c->run.max_nonfinite_skips) {
+            (void)write_metrics(t, si);
+            return eopt_fail(EOPT_ERR_NUMERIC, "step %lld: %d non-finite steps in a row (loss %g, gradient norm %g), "
+                             "more than run.max_nonfinite_skips = %d; stopped (the last checkpoint is intact)",
+                             (long long)t->step + 1, t->skipped_in_row, si->loss, si->grad_norm,
+                             c->run.max_nonfinite_skips);
+        }
         if (c->run.on_nonfinite == EOPT_NONFINITE_STOP) {
-            write_metrics(t, si);
+            (void)write_metrics(t, si); /* the error below is the one to report */
             return eopt_fail(EOPT_ERR_NUMERIC, "step %lld: non-finite %s (loss %g, gradient norm %g); stopped "
                              "(run.on_nonfinite = \"skip\" skips such steps)",
                              (long long)t->step + 1, isfinite(si->loss) ? "gradients" : "loss", si->loss,
@@ -868,7 +905,7 @@ static eopt_status run(trainer *t, eopt_train_result *res)
             if (si.eval_loss < t->best_eval)
                 t->best_eval = si.eval_loss;
         }
-        write_metrics(t, &si);
+        EOPT_TRY(write_metrics(t, &si));
         progress(t, &si);
         if (!final && c->checkpoint.interval > 0 && t->step % c->checkpoint.interval == 0)
             EOPT_TRY(save(t, res));
@@ -877,9 +914,18 @@ static eopt_status run(trainer *t, eopt_train_result *res)
     res->interrupted = t->step < c->run.steps;
     res->throughput = t->t_train > 0 ? (double)t->items_done / t->t_train : 0;
     EOPT_TRY(save(t, res));
+    EOPT_TRY(close_metrics(t));
+    char skipped[96] = "";
+    if (res->nonfinite_steps > 0)
+        snprintf(skipped, sizeof skipped, " (%lld non-finite step%s skipped)", (long long)res->nonfinite_steps,
+                 res->nonfinite_steps > 1 ? "s" : "");
     if (!t->o->quiet)
-        eopt_log(EOPT_LOG_INFO, "%s at step %lld: checkpoint %s", res->interrupted ? "stopped" : "finished",
-                 (long long)t->step, res->last_checkpoint);
+        eopt_log(EOPT_LOG_INFO, "%s at step %lld%s: checkpoint %s", res->interrupted ? "stopped" : "finished",
+                 (long long)t->step, skipped, res->last_checkpoint);
+    if (!res->interrupted && !isfinite(res->eval_loss))
+        return eopt_fail(EOPT_ERR_NUMERIC, "the run finished at step %lld with a non-finite evaluation loss (%g)%s: "
+                         "it diverged (checkpoint %s)", (long long)t->step, res->eval_loss, skipped,
+                         res->last_checkpoint);
     return res->interrupted ? EOPT_OK : print_sample(t);
 }
 
@@ -903,6 +949,12 @@ eopt_status eopt_train(const eopt_config *cfg, const eopt_train_options *opt, eo
     if (st == EOPT_OK)
         st = start_from(&t);
     res->start_step = t.step;
+    if (st == EOPT_OK && t.o->resume && t.step >= cfg->run.steps) { /* nothing to do, nothing written */
+        res->step = t.step;
+        res->already_finished = 1;
+        teardown(&t);
+        return EOPT_OK;
+    }
     if (st == EOPT_OK && !t.o->quiet)
         summary(&t);
     if (st == EOPT_OK)

@@ -22,7 +22,13 @@
  * Metrics (log.metrics, JSON lines, docs/metrics.md): a header, then one line per step (loss,
  * gradient norm, throughput, time, every optimizer's lr and ramped values per group; gradient,
  * update and parameter statistics on log.interval steps) and one per evaluation. A resume cuts
- * the file back to the checkpoint's step. */
+ * the file back to the checkpoint's step. A failed write of the metrics or the run folder's
+ * records is an EOPT_ERR_IO naming the file, and the run stops there (its checkpoints intact).
+ *
+ * --resume auto with checkpoints of which none opens is an error (force: the run's files move
+ * aside and a fresh run starts); each newer file skipped for an older one is named in a warning.
+ * A run that ends with a non-finite evaluation loss is an EOPT_ERR_NUMERIC (after its final
+ * checkpoint); resuming a finished run does nothing (already_finished). */
 #ifndef EOPT_TRAIN_H
 #define EOPT_TRAIN_H
 
@@ -45,11 +51,13 @@ typedef struct {
     int64_t start_step;       /* the step this call started from (> 0 after a resume) */
     int64_t step;             /* steps done */
     int interrupted;          /* stopped by a signal or stop_at before the configured steps */
+    int already_finished;     /* a resume from a checkpoint at or past run.steps: nothing was done */
     double train_loss;        /* the last step's */
     double eval_loss;         /* the last evaluation's (NaN if none) */
     double accuracy;          /* MLP: test accuracy of the final evaluation (NaN for GPT) */
     double throughput;        /* tokens (GPT) or samples (MLP) per second over the run */
-    int64_t nonfinite_steps;  /* steps skipped for a non-finite loss or gradient */
+    int64_t nonfinite_steps;  /* steps skipped for a non-finite loss or gradient (run.on_nonfinite = "skip":
+                                 more than run.max_nonfinite_skips in a row stop the run, EOPT_ERR_NUMERIC) */
     char last_checkpoint[EOPT_CFG_PATH_MAX + 64];
 } eopt_train_result;
 

@@ -337,3 +337,181 @@ Test(reliability, resuming_a_finished_run_says_so, .timeout = 60)
     }
     cleanup(dir);
 }
+
+/* ---- the fault harness: the eopt binary killed, interrupted, out of disk ---- */
+
+#define FAULT_STEPS 20
+#define FAULT_SETS "run.steps=20", "checkpoint.interval=1", "checkpoint.keep=3"
+
+/* Starts `eopt train <dir>.cfg --set ... [extra]`, output into <dir>.out, under a file size
+ * limit (fsize > 0; SIGXFSZ ignored, so writes fail as on a full disk). */
+static pid_t spawn(const char *dir, const char *extra, rlim_t fsize)
+{
+    const char *bin = getenv("EOPT_BIN");
+    char cfgp[400], out[400];
+    snprintf(cfgp, sizeof cfgp, "%s.cfg", dir);
+    snprintf(out, sizeof out, "%s.out", dir);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        FILE *f = freopen(out, "a", stdout);
+        if (!f || dup2(fileno(stdout), 2) < 0)
+            _exit(98);
+        if (fsize > 0) {
+            signal(SIGXFSZ, SIG_IGN);
+            struct rlimit rl = {fsize, fsize};
+            setrlimit(RLIMIT_FSIZE, &rl);
+        }
+        const char *argv[] = {bin, "train", cfgp, "--set", "run.steps=20", "--set", "checkpoint.interval=1",
+                              "--set", "checkpoint.keep=3", extra ? "--resume" : NULL, extra, NULL}; /* FAULT_SETS */
+        execv(bin, (char *const *)argv);
+        _exit(97);
+    }
+    return pid;
+}
+
+/* The exit status, or 128 + the signal that ended it. */
+static int finish(pid_t pid)
+{
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* The final line of <dir>.out ("eval loss X, N tokens/s") and the metrics' train lines: each
+ * step 1..FAULT_STEPS exactly once, in order. */
+static void check_finished(const char *dir, double want_eval)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s.out", dir);
+    char *out = slurp(path), *last = strstr(out, "eval loss "), *next;
+    while (last && (next = strstr(last + 1, "eval loss ")))
+        last = next;
+    cr_assert(last, "no final line in %s", out);
+    if (want_eval == want_eval)
+        cr_expect_eq(strtod(last + 10, NULL), want_eval, "resumed %g, uninterrupted %g\n%s", strtod(last + 10, NULL),
+                     want_eval, out);
+    free(out);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    cr_assert(f);
+    char line[16384];
+    int64_t expect = 1;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "\"train_loss\"")) {
+            int64_t s = strtoll(strstr(line, "\"step\":") + 7, NULL, 10);
+            cr_expect_eq(s, expect, "metrics: step %lld where %lld belongs", (long long)s, (long long)expect);
+            expect = s + 1;
+        }
+    fclose(f);
+    cr_expect_eq(expect, FAULT_STEPS + 1, "metrics end at step %lld", (long long)expect - 1);
+}
+
+static double uninterrupted_eval(void)
+{
+    char dir[300];
+    setup(dir, sizeof dir, "ref", 0, NULL);
+    cr_assert_eq(finish(spawn(dir, NULL, 0)), 0);
+    char path[400];
+    snprintf(path, sizeof path, "%s.out", dir);
+    char *out = slurp(path), *e = strstr(out, "eval loss ");
+    cr_assert(e, "%s", out);
+    double v = strtod(e + 10, NULL);
+    free(out);
+    cleanup(dir);
+    snprintf(path, sizeof path, "rm -f '%s.out'", dir);
+    cr_expect_eq(system(path), 0);
+    return v;
+}
+
+static void cleanup_out(const char *dir)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -f '%s.out'", dir);
+    cr_expect_eq(system(cmd), 0);
+    cleanup(dir);
+}
+
+/* SIGKILL at random times (mostly during a save: one per step): every resume finds a checkpoint
+ * that opens, and the run ends exactly as an uninterrupted one. */
+Test(faults, sigkill_at_random_times, .timeout = 120)
+{
+    if (!getenv("EOPT_BIN"))
+        cr_skip_test("EOPT_BIN is not set");
+    unsigned seed = (unsigned)time(NULL);
+    srand(seed);
+    double want = uninterrupted_eval();
+    char dir[300];
+    setup(dir, sizeof dir, "kill", 0, NULL);
+    for (int k = 0; k < 4; k++) {
+        pid_t pid = spawn(dir, k ? "auto" : NULL, 0);
+        sleep_ms(50 + rand() % 300);
+        kill(pid, SIGKILL);
+        int st = finish(pid);
+        cr_expect(st == 128 + SIGKILL || st == 0, "seed %u, kill %d: exit %d", seed, k, st);
+    }
+    cr_assert_eq(finish(spawn(dir, "auto", 0)), 0, "seed %u", seed);
+    check_finished(dir, want);
+    cleanup_out(dir);
+}
+
+/* SIGINT and SIGTERM at random times, from startup (the load of the checkpoint) through the
+ * saves: each run checkpoints and exits 128 + the signal (or is ended by it before its handler
+ * is set, or has finished), and the folder resumes to the same end. */
+Test(faults, sigint_sigterm_during_load_and_save, .timeout = 120)
+{
+    if (!getenv("EOPT_BIN"))
+        cr_skip_test("EOPT_BIN is not set");
+    unsigned seed = (unsigned)time(NULL) ^ 0x5151u;
+    srand(seed);
+    double want = uninterrupted_eval();
+    char dir[300];
+    setup(dir, sizeof dir, "sig", 0, NULL);
+    for (int k = 0; k < 4; k++) {
+        int sig = k % 2 ? SIGTERM : SIGINT;
+        pid_t pid = spawn(dir, k ? "auto" : NULL, 0);
+        sleep_ms(20 + rand() % 300);
+        kill(pid, sig);
+        int st = finish(pid);
+        cr_expect(st == 128 + sig || st == 0, "seed %u, signal %d: exit %d", seed, sig, st);
+    }
+    cr_assert_eq(finish(spawn(dir, "auto", 0)), 0, "seed %u", seed);
+    check_finished(dir, want);
+    cleanup_out(dir);
+}
+
+/* A full disk on a resume (a file size limit below the run's records): `eopt train` exits 1
+ * naming the file, the folder's files stay as they were, and with room again the run resumes to
+ * the end. (A full disk during a save: tests/test_ckpt_guard.c.) */
+Test(faults, disk_full_exits_nonzero, .timeout = 120)
+{
+    if (!getenv("EOPT_BIN"))
+        cr_skip_test("EOPT_BIN is not set");
+    double want = uninterrupted_eval();
+    char dir[300], path[400];
+    const char *sets[] = {FAULT_SETS};
+    setup(dir, sizeof dir, "disk", 3, sets);
+    eopt_train_result r;
+    cr_assert_eq(eopt_train(&cfg, &(eopt_train_options){.quiet = 1, .stop_at = 4}, &r), EOPT_OK, "%s",
+                 eopt_last_error());
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    char *metrics = slurp(path);
+    cr_expect_eq(finish(spawn(dir, "auto", 1000)), 1);
+    char *after = slurp(path);
+    cr_expect_str_eq(after, metrics, "the metrics changed");
+    free(after);
+    free(metrics);
+    snprintf(path, sizeof path, "%s.out", dir);
+    char *out = slurp(path);
+    cr_expect(strstr(out, "eopt train: cannot write") && strstr(out, "config.cfg: File too large"), "%s", out);
+    free(out);
+    cr_assert_eq(finish(spawn(dir, "auto", 0)), 0);
+    check_finished(dir, want);
+    cleanup_out(dir);
+}

@@ -50,7 +50,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 # Run by `make test` before the Criterion suites (whose summary line closes the output).
 TEST_SCRIPTS ?= tests/build_dirs.sh tests/install.sh
 
-.PHONY: all test test-asan install deps clean bench docs fuzz fuzz-ci fuzz-lib memcheck
+.PHONY: all test test-asan install deps clean bench docs fuzz fuzz-ci fuzz-lib memcheck soak
 all: $(BUILD)/eopt $(BUILD)/libeopt.a $(BUILD)/libeopt.so
 
 $(BUILD)/%.o: %.c
@@ -80,6 +80,11 @@ $(BUILD)/eopt-tests: $(TEST_OBJ) $(BUILD)/libeopt.a
 bench: $(BUILD)/eopt
 	@command -v gnuplot >/dev/null || { echo "make bench: gnuplot is missing (Debian: apt-get install gnuplot-nox)"; exit 1; }
 	/usr/bin/python3 bench/report.py --eopt $(BUILD)/eopt --out bench/results $(BENCH_ARGS)
+
+# Long runs of the small GPT with each matrix optimizer, RSS sampled (tests/soak.sh; STEPS,
+# CONFIGS, THREADS, OUT). Hours on 2 cores: not part of `make test` or CI.
+soak: $(BUILD)/eopt
+	EOPT_BIN=$(abspath $(BUILD)/eopt) sh tests/soak.sh
 
 # Tests read the fixtures in place; the eopt binary is used by the command-line tests.
 test: $(BUILD)/eopt-tests $(BUILD)/eopt $(if $(TEST_SCRIPTS),$(BUILD)/libeopt.a $(BUILD)/libeopt.so)

@@ -44,11 +44,12 @@ static const eopt_option options[] = {
      "which is runs/<config name>, or runs/<config name>-<hash of the --set overrides> with overrides"},
     {"--resume", "FILE|auto",
      "continue from a checkpoint: model, optimizer state, schedules, data position and random state, so that "
-     "the run goes on bit for bit; auto takes the newest step_*.h5 in the run's folder (none: a fresh start). "
+     "the run goes on bit for bit; auto takes the newest step_*.h5 in the run's folder that opens, naming each "
+     "newer one it skips (none at all: a fresh start; none that opens: an error, --force starts over). "
      "The folder's config must match (every difference is reported; --force accepts them)"},
     {"--force", NULL,
      "start a new run in a folder that holds another run's files (they are moved aside, never deleted), or "
-     "resume although the config differs"},
+     "resume although the config differs, or (with --resume auto) start over when no checkpoint opens"},
     {"--dry-run", NULL, "print the startup summary (parameters per optimizer and group, schedules, data, "
                         "device) and exit without training"},
     {"--init", "FILE", "start from the model weights of a checkpoint, at step 0 with fresh optimizers"},

@@ -488,7 +488,7 @@ Test(faults, sigint_sigterm_during_load_and_save, .timeout = 120)
 
 /* A full disk on a resume (a file size limit below the run's records): `eopt train` exits 1
  * naming the file, the folder's files stay as they were, and with room again the run resumes to
- * the end. (A full disk during a save: tests/test_ckpt_guard.c.) */
+ * the end. (A full disk during a save: tests/test_guard.c.) */
 Test(faults, disk_full_exits_nonzero, .timeout = 120)
 {
     if (!getenv("EOPT_BIN"))

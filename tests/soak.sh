@@ -2,8 +2,9 @@
 # `make soak`: long runs of the small GPT (configs/gpt_*.cfg), one per matrix optimizer, with the
 # resident memory sampled every second. One line each: RSS after warm-up (the first 20% of the
 # samples: the first evaluation and checkpoint come at 10% of the steps) and at the end,
-# non-finite steps, the first and last train and eval losses; "ok" when RSS stays within 5% (+1 MiB) of its post-warm-up value, no step was non-finite, the run exited
-# 0 and both losses fell. Not run in CI (20,000 steps x 9 optimizers is hours on 2 cores).
+# non-finite steps, the first and last train and eval losses; "ok" when RSS stays within 5%
+# (+1 MiB) of its post-warm-up value, no step was non-finite, the run exited 0 and both losses
+# fell. Not run in CI (20,000 steps x 9 optimizers is hours on 2 cores).
 #
 #   STEPS    steps per run (20000)
 #   CONFIGS  config names under configs/ (every gpt_* with a matrix optimizer)

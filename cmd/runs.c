@@ -45,8 +45,10 @@ static void run_name(const char *where, char *name, size_t size)
     size_t n = strlen(buf);
     while (n > 1 && buf[n - 1] == '/')
         buf[--n] = 0;
-    const char *slash = strrchr(buf, '/');
-    snprintf(name, size, "%s", slash ? slash + 1 : buf);
+    const char *slash = strrchr(buf, '/'), *base = slash ? slash + 1 : buf;
+    size_t len = strlen(base) < size ? strlen(base) : size - 1; /* a long name is cut, by design */
+    memcpy(name, base, len);
+    name[len] = 0;
 }
 
 int eopt_run_metrics_read(const char *where, eopt_run_metrics *m, char *err, size_t size)

@@ -189,11 +189,39 @@ eopt_status eopt_ws_reset(eopt_workspace *ws)
     return EOPT_OK;
 }
 
-void *eopt_ws_bytes(eopt_workspace *ws, size_t bytes)
+size_t eopt_ws_size(size_t bytes)
 {
     size_t size = (bytes + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN;
-    if (size == 0)
-        size = WS_ALIGN;
+    return size ? size : WS_ALIGN;
+}
+
+eopt_status eopt_ws_reserve(eopt_workspace *ws, size_t bytes)
+{
+    size_t need = eopt_ws_taken(ws);
+    if (need > ws->peak)
+        ws->peak = need;
+    if (ws->nextra == 0 && (bytes == 0 || (ws->base && ws->cap >= bytes))) {
+        ws->used = 0;
+        return EOPT_OK;
+    }
+    char *base = ws_raw_alloc(ws, bytes); /* before anything is freed: a failure changes nothing */
+    if (!base)
+        return eopt_fail(EOPT_ERR_NOMEM, "cannot allocate a workspace of %zu bytes", bytes);
+    for (int k = 0; k < ws->nextra; k++)
+        ws_raw_free(ws, ws->extra[k]);
+    if (ws->base)
+        ws_raw_free(ws, ws->base);
+    ws->nextra = 0;
+    ws->base = base;
+    ws->cap = bytes;
+    ws->used = 0;
+    ws->extra_used = 0;
+    return EOPT_OK;
+}
+
+void *eopt_ws_bytes(eopt_workspace *ws, size_t bytes)
+{
+    size_t size = eopt_ws_size(bytes);
     if (ws->base && ws->used + size <= ws->cap) {
         void *p = ws->base + ws->used;
         ws->used += size;

@@ -66,6 +66,16 @@ eopt_status eopt_ws_reset(eopt_workspace *ws);
 float *eopt_ws_floats(eopt_workspace *ws, int64_t n);
 int32_t *eopt_ws_ints(eopt_workspace *ws, int64_t n);
 void *eopt_ws_bytes(eopt_workspace *ws, size_t bytes);
+/* What a get of `bytes` takes from the arena (rounded up to the alignment): the unit in which
+ * an optimizer declares the upper bound of its temporaries (eopt_ws_floats_size: n floats). */
+size_t eopt_ws_size(size_t bytes);
+static inline size_t eopt_ws_floats_size(int64_t n) { return eopt_ws_size((size_t)n * sizeof(float)); }
+/* Makes the arena one block of at least `bytes`, nothing handed out, so that gets totalling at
+ * most `bytes` before the next reset allocate nothing. Fails with nothing changed (the old block
+ * and its contents stay); a block already large enough is kept as it is (contents not cleared). */
+eopt_status eopt_ws_reserve(eopt_workspace *ws, size_t bytes);
+/* What the gets since the last reset or reserve took. */
+static inline size_t eopt_ws_taken(const eopt_workspace *ws) { return ws->used + ws->extra_used; }
 void eopt_ws_free(eopt_workspace *ws);
 
 #endif

@@ -488,6 +488,38 @@ static void dion_begin_group(eopt_optimizer *opt, int g, void *hp)
     eopt_dict_set(&opt->groups[g].hp, "step", eopt_int(h->step)); /* replaces a present key: cannot fail */
 }
 
+/* The workspace of one matrix of matrix_param (muon_matrix / dion2_matrix with orthogonalize
+ * and normalize_neurons); the matrices of a batch each take theirs. */
+static size_t matrix_workspace_bytes(const eopt_backend *be, const dion_group *dg, int m, int n)
+{
+    const dion_hp *h = &dg->h;
+    const int nor = h->algo == ALG_NORMUON || h->algo == ALG_NORDION2;
+    int r = m, cols = n;
+    size_t b = 0;
+    if (h->algo == ALG_MUON || h->algo == ALG_NORMUON) {
+        b = eopt_ws_floats_size((int64_t)m * n) * (h->nesterov ? 2 : 1);
+    } else {
+        const int rows = nor || m <= n, K = rows ? m : n, k = (int)eopt_dion2_select_count(h->fraction, K);
+        r = rows ? k : m, cols = rows ? n : k;
+        b = eopt_ws_floats_size(K) + 3 * eopt_ws_floats_size((int64_t)r * cols) + eopt_ws_floats_size(k) +
+            eopt_ws_size((size_t)K * sizeof(int32_t));
+    }
+    b += eopt_ns_workspace_bytes(be, &dg->ns, r, cols) + (dg->soft > 0.0 ? eopt_soften_workspace_bytes() : 0);
+    if (nor)
+        b += eopt_ws_floats_size(2) + 2 * eopt_ws_floats_size(r);
+    return b;
+}
+
+static size_t dion_workspace_bytes(const eopt_optimizer *opt, const void *hp, int i)
+{
+    const dion_group *dg = hp;
+    int m, n;
+    int64_t batch;
+    if (dg->h.algo == ALG_ADAMW || dg->h.algo == ALG_LION || matrix_shape(opt, i, &dg->h, &m, &n, &batch) != EOPT_OK)
+        return 0;
+    return (size_t)batch * matrix_workspace_bytes(opt->be, dg, m, n);
+}
+
 static eopt_status dion_update(eopt_optimizer *opt, const void *hp, int i)
 {
     const dion_group *dg = hp;
@@ -512,6 +544,7 @@ static eopt_status dion_update(eopt_optimizer *opt, const void *hp, int i)
         .check_param = dion_check,                                                                                     \
         .begin_group = dion_begin_group,                                                                               \
         .update = dion_update,                                                                                         \
+        .workspace_bytes = dion_workspace_bytes,                                                                       \
         .schedulable = (const char *const[]){__VA_ARGS__, "beta1", "beta2", "weight_decay", "epsilon",                 \
                                              "softening", NULL},                                                       \
     }

@@ -8,6 +8,15 @@ void eopt_eig_approx(eopt_backend *be, int n, const float *K, const float *Q, fl
     be->reduce(be, EOPT_RED_DOT, EOPT_AXIS_COLS, n, n, KQ, Q, n, 1.0f, lam);
 }
 
+size_t eopt_eig_eigh_workspace_bytes(eopt_eigh_kind kind, int n)
+{
+    const int64_t nn = (int64_t)n * n;
+    size_t b = eopt_ws_floats_size(nn) + eopt_ws_floats_size(n);
+    if (kind == EOPT_EIGH_SOAP)
+        b += eopt_ws_floats_size(nn) + eopt_ws_floats_size(n) + eopt_ws_floats_size(1) + eopt_eig_sort_workspace_bytes(n);
+    return b;
+}
+
 eopt_status eopt_eig_eigh(eopt_backend *be, eopt_workspace *ws, eopt_eigh_kind kind, int n, const float *K, float *Q)
 {
     const int64_t nn = (int64_t)n * n;

@@ -20,6 +20,9 @@ void eopt_eig_approx(eopt_backend *be, int n, const float *K, const float *Q, fl
 
 /* Q (n x n) = the eigenvectors of the symmetric K, descending eigenvalue order. The backend's
  * float32 solver has no float64 retry: its failure is returned (EOPT_ERR_NUMERIC). */
+/* The workspace eopt_eig_eigh and eopt_eig_sort take for an n x n factor. */
+size_t eopt_eig_eigh_workspace_bytes(eopt_eigh_kind kind, int n);
+static inline size_t eopt_eig_sort_workspace_bytes(int n) { return eopt_ws_size((size_t)n * sizeof(int32_t)); }
 eopt_status eopt_eig_eigh(eopt_backend *be, eopt_workspace *ws, eopt_eigh_kind kind, int n, const float *K, float *Q);
 
 /* The sort of a refresh: pi = argsort(lam) descending (stable), Qs = Q[:, pi], KQs = KQ[:, pi]

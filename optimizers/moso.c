@@ -84,7 +84,6 @@ static eopt_status moso_param(eopt_optimizer *opt, double max_rms, const moso_hp
 {
     eopt_backend *be = opt->be;
     eopt_workspace *ws = &opt->ws;
-    EOPT_TRY(eopt_ws_reset(ws)); /* the previous parameter's temporaries are dead */
     const eopt_tensor *w = opt->params[i].w;
     const int m = (int)w->shape[0], n = (int)w->shape[1], left = m <= n, s = left ? m : n;
     const int64_t mn = (int64_t)m * n, ss = (int64_t)s * s;
@@ -135,6 +134,15 @@ static eopt_status moso_param(eopt_optimizer *opt, double max_rms, const moso_hp
     return EOPT_OK;
 }
 
+/* The workspace of moso_param: its temporaries, the sort and MOSO's eigh. */
+static size_t moso_workspace_bytes(const eopt_optimizer *opt, const void *hp, int i)
+{
+    (void)hp;
+    const int m = (int)opt->params[i].w->shape[0], n = (int)opt->params[i].w->shape[1], s = m <= n ? m : n;
+    return 5 * eopt_ws_floats_size((int64_t)s * s) + eopt_ws_floats_size(s) + 3 * eopt_ws_floats_size((int64_t)m * n) +
+           eopt_ws_floats_size(1) + eopt_eig_sort_workspace_bytes(s) + eopt_eig_eigh_workspace_bytes(EOPT_EIGH_MOSO, s);
+}
+
 static eopt_status moso_update(eopt_optimizer *opt, const void *hp, int i)
 {
     return moso_param(opt, ((const moso_cfg *)opt->impl)->max_rms, hp, i);
@@ -153,5 +161,6 @@ const eopt_optimizer_class eopt_class_moso = {
     .read_group = moso_group,
     .check_param = moso_check,
     .update = moso_update,
+    .workspace_bytes = moso_workspace_bytes,
     .schedulable = (const char *const[]){"lr", "momentum", "shampoo_beta", "eps", "weight_decay", NULL},
 };

@@ -274,7 +274,6 @@ static eopt_status muon_param(eopt_optimizer *opt, const muon_cfg *c, const muon
 {
     eopt_backend *be = opt->be;
     eopt_workspace *ws = &opt->ws;
-    EOPT_TRY(eopt_ws_reset(ws)); /* the previous parameter's temporaries are dead */
     const eopt_param *p = &opt->params[i];
     const int m = (int)p->w->shape[0], n = (int)p->w->shape[1];
     const int64_t mn = (int64_t)m * n;
@@ -300,6 +299,21 @@ static eopt_status muon_param(eopt_optimizer *opt, const muon_cfg *c, const muon
     return moment2_apply(opt, c, h, i, step, P, O, G, X);
 }
 
+/* The workspace of muon_param (and moment2_apply): O, X, NS, the second moment's temporaries. */
+static size_t muon_workspace_bytes(const eopt_optimizer *opt, const void *hp, int i)
+{
+    (void)hp;
+    const muon_cfg *c = opt->impl;
+    const int m = (int)opt->params[i].w->shape[0], n = (int)opt->params[i].w->shape[1];
+    const int64_t mn = (int64_t)m * n;
+    size_t b = eopt_ws_floats_size(mn) * (c->nesterov ? 2 : 1) + eopt_ns_workspace_bytes(opt->be, &c->ns, m, n);
+    if (c->moment2 != M2_NONE)
+        b += eopt_ws_floats_size(3);
+    if (c->moment2 == M2_NORMUON)
+        b += eopt_ws_floats_size(mn) + eopt_ws_floats_size(m >= n ? m : n);
+    return b;
+}
+
 static eopt_status muon_update(eopt_optimizer *opt, const void *hp, int i)
 {
     return muon_param(opt, opt->impl, hp, i);
@@ -319,6 +333,7 @@ const eopt_optimizer_class eopt_class_muon = {
     .read_group = muon_group,
     .check_param = muon_check,
     .update = muon_update,
+    .workspace_bytes = muon_workspace_bytes,
     .schedulable = (const char *const[]){"lr", "momentum", "weight_decay", NULL},
 };
 
@@ -336,5 +351,6 @@ const eopt_optimizer_class eopt_class_adaptive_muon = {
     .read_group = muon_group,
     .check_param = muon_check,
     .update = muon_update,
+    .workspace_bytes = muon_workspace_bytes,
     .schedulable = (const char *const[]){"lr", "momentum", "weight_decay", "beta2", "eps", NULL},
 };

@@ -104,7 +104,6 @@ static eopt_status muown_param(eopt_optimizer *opt, const muown_cfg *c, const mu
 {
     eopt_backend *be = opt->be;
     eopt_workspace *ws = &opt->ws;
-    EOPT_TRY(eopt_ws_reset(ws)); /* the previous parameter's temporaries are dead */
     const eopt_param *p = &opt->params[i];
     const int m = (int)p->w->shape[0], n = (int)p->w->shape[1];
     const int64_t mn = (int64_t)m * n;
@@ -142,6 +141,16 @@ static eopt_status muown_param(eopt_optimizer *opt, const muown_cfg *c, const mu
     return EOPT_OK;
 }
 
+/* The workspace of muown_param: V, O, grad_g, the Adam direction of g, NS. */
+static size_t muown_workspace_bytes(const eopt_optimizer *opt, const void *hp, int i)
+{
+    (void)hp;
+    const muown_cfg *c = opt->impl;
+    const int m = (int)opt->params[i].w->shape[0], n = (int)opt->params[i].w->shape[1];
+    return 2 * eopt_ws_floats_size((int64_t)m * n) + 2 * eopt_ws_floats_size(m) +
+           eopt_ns_workspace_bytes(opt->be, &c->ns, m, n);
+}
+
 static eopt_status muown_update(eopt_optimizer *opt, const void *hp, int i)
 {
     return muown_param(opt, opt->impl, hp, i);
@@ -162,5 +171,6 @@ const eopt_optimizer_class eopt_class_muown = {
     .check_param = muown_check,
     .start_state = muown_start,
     .update = muown_update,
+    .workspace_bytes = muown_workspace_bytes,
     .schedulable = (const char *const[]){"lr", "momentum", "weight_decay", NULL},
 };

@@ -172,6 +172,14 @@ static void ns_step(eopt_backend *be, eopt_prec prec, eopt_ns_triple t, int m, i
         be->gemm(be, prec, 0, 0, m, n, m, alpha, P, r, 0, X, n, 0, a, Xn, n, 0, 1);
 }
 
+size_t eopt_ns_workspace_bytes(const eopt_backend *be, const eopt_ns_config *cfg, int m, int n)
+{
+    const size_t esz = be->device != EOPT_DEV_CPU && cfg->prec == EOPT_PREC_BF16 ? 2 : 4;
+    const size_t r = (size_t)(m < n ? m : n), count = (size_t)m * (size_t)n;
+    return eopt_ws_floats_size(1) + eopt_ws_floats_size((int64_t)count) + 2 * eopt_ws_size(count * esz) +
+           2 * eopt_ws_size(r * r * esz);
+}
+
 eopt_status eopt_ns_orthogonalize(eopt_backend *be, eopt_workspace *ws, const eopt_ns_config *cfg, int m, int n,
                                   const float *X, float *O)
 {

@@ -50,6 +50,8 @@ eopt_status eopt_ns_precision(const char *fp32_matmul_prec, eopt_prec *out);
 
 /* O = NS(X) for an m x n matrix (any aspect ratio). O may equal X. Temporaries come from ws
  * (no allocation after the first call). */
+/* The workspace eopt_ns_orthogonalize takes for an m x n matrix (an upper bound). */
+size_t eopt_ns_workspace_bytes(const eopt_backend *be, const eopt_ns_config *cfg, int m, int n);
 eopt_status eopt_ns_orthogonalize(eopt_backend *be, eopt_workspace *ws, const eopt_ns_config *cfg, int m, int n,
                                   const float *X, float *O);
 

@@ -221,24 +221,52 @@ static eopt_status start_states(eopt_optimizer *opt)
     return st;
 }
 
+/* Every update's workspace, reserved before the first: the largest bound of the parameters
+ * with a gradient (each update starts from a reset arena), and the backend's solver workspace
+ * for the largest eigenproblem or QR a class declares. */
+static eopt_status reserve_updates(eopt_optimizer *opt, const unsigned char *hp)
+{
+    const eopt_optimizer_class *c = opt->cls;
+    size_t need = 0;
+    for (int g = 0; g < opt->ngroups; g++)
+        for (int k = 0; k < opt->groups[g].n; k++) {
+            const int i = opt->groups[g].index[k];
+            if (opt->params[i].grad && c->workspace_bytes) {
+                size_t b = c->workspace_bytes(opt, hp + (size_t)g * c->hp_size, i);
+                need = b > need ? b : need;
+            }
+        }
+    return eopt_ws_reserve(&opt->ws, need);
+}
+
 eopt_status eopt_optimizer_step(eopt_optimizer *opt)
 {
     const eopt_optimizer_class *c = opt->cls;
     unsigned char *hp = NULL;
-    EOPT_TRY(eopt_ws_reset(&opt->ws));
     eopt_status st = read_groups(opt, &hp);
     if (st == EOPT_OK)
         st = check_params(opt, hp);
     if (st == EOPT_OK)
+        st = reserve_updates(opt, hp);
+    if (st == EOPT_OK)
         st = start_states(opt);
+    /* From here on nothing allocates: a failure below is numeric (a solver, a device error) and
+     * leaves the parameters before it updated; rolling those back would cost a copy of every
+     * parameter and state tensor per step. */
     for (int g = 0; g < opt->ngroups && st == EOPT_OK; g++) {
         void *h = hp + (size_t)g * c->hp_size;
         if (c->begin_group)
             c->begin_group(opt, g, h);
         for (int k = 0; k < opt->groups[g].n && st == EOPT_OK; k++) {
             const int i = opt->groups[g].index[k];
-            if (opt->params[i].grad && (st = c->update(opt, h, i)) != EOPT_OK)
+            if (!opt->params[i].grad)
+                continue;
+            if ((st = eopt_ws_reset(&opt->ws)) == EOPT_OK) /* allocates nothing: the block is reserved */
+                st = c->update(opt, h, i);
+            if (st != EOPT_OK)
                 st = eopt_fail_context(st, "%s parameter '%s'", c->id, opt->params[i].name);
+            else if (eopt_ws_taken(&opt->ws) > (c->workspace_bytes ? c->workspace_bytes(opt, h, i) : 0))
+                opt->ws_overruns++;
         }
     }
     free(hp);

@@ -64,8 +64,14 @@ typedef struct {
     eopt_status (*start_state)(eopt_optimizer *opt, int i);
     /* Optional: what a step does to a group before its parameters (dion's step counter). */
     void (*begin_group)(eopt_optimizer *opt, int g, void *hp);
-    /* One parameter's update (it has a gradient and state). */
+    /* One parameter's update (it has a gradient and state). Its temporaries come from opt->ws,
+     * reset before each update. */
     eopt_status (*update)(eopt_optimizer *opt, const void *hp, int i);
+    /* Optional (NULL: update takes no workspace): an upper bound of the workspace update(i)
+     * takes, from shapes and configuration alone (sums of eopt_ws_size), written next to the
+     * update it bounds. The loop reserves the largest before the first update, so that no
+     * update allocates; opt->ws_overruns counts updates that took more (tests check it is 0). */
+    size_t (*workspace_bytes)(const eopt_optimizer *opt, const void *hp, int i);
     /* State keys a newer upstream may add and this class ignores (SOAP's eigvals_L/R). */
     const char *const *optional_state_keys;
     /* Float hyperparameters a schedule may move between steps (group keys, or constructor
@@ -84,6 +90,7 @@ struct eopt_optimizer {
     eopt_state *state;  /* [nparams] */
     void *impl; /* the class's constructor arguments, read (impl_size bytes) */
     eopt_workspace ws;
+    int ws_overruns; /* updates that took more workspace than workspace_bytes declared (a bug) */
 };
 
 /* The class table: every optimizer eopt knows, looked up by id ("dion.Muon"). */
@@ -105,9 +112,11 @@ eopt_status eopt_optimizer_create(const char *class_name, eopt_backend *be, cons
                                   int nparams, eopt_optimizer **out);
 void eopt_optimizer_free(eopt_optimizer *opt);
 /* One step. Everything upstream would reject (a group's hyperparameters, a parameter, a
- * gradient's shape or dtype) is checked first and missing state created for every parameter
- * with a gradient (undone if that fails): a failure there leaves every parameter and state
- * tensor as it was. A failure inside an update (backend memory, a solver) stops the step. */
+ * gradient's shape or dtype) is checked first, the memory of every update reserved (workspace,
+ * solver workspace) and missing state created for every parameter with a gradient (undone if
+ * that fails): a failure there, allocation failures included, leaves every parameter and state
+ * tensor as it was. Only a numeric failure inside an update (an eigensolver that does not
+ * converge, a device error) can stop a step after some parameters were updated. */
 eopt_status eopt_optimizer_step(eopt_optimizer *opt);
 /* The class's defaults: constructor arguments and param-group keys, in upstream's order. */
 eopt_status eopt_optimizer_defaults(const eopt_optimizer_class *cls, eopt_dict *args, eopt_dict *group);

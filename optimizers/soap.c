@@ -263,7 +263,6 @@ static eopt_status soap_param(eopt_optimizer *opt, const soap_cfg *c, const soap
 {
     eopt_backend *be = opt->be;
     eopt_workspace *ws = &opt->ws;
-    EOPT_TRY(eopt_ws_reset(ws)); /* the previous parameter's temporaries are dead */
     const soap_view s = soap_state(opt, i);
     const int m = s.m, n = s.n;
     const int64_t mn = (int64_t)m * n, k = *s.step, t = k + 1;
@@ -302,6 +301,29 @@ static eopt_status soap_param(eopt_optimizer *opt, const soap_cfg *c, const soap
     return EOPT_OK;
 }
 
+/* The workspace of soap_param: the factor update, a refresh (counted at every step: the bound
+ * must not depend on the step) with either basis path, and the preconditioned update. */
+static size_t soap_workspace_bytes(const eopt_optimizer *opt, const void *hp, int i)
+{
+    (void)hp;
+    const soap_cfg *c = opt->impl;
+    const int m = (int)opt->params[i].w->shape[0], n = (int)opt->params[i].w->shape[1], mx = m > n ? m : n;
+    const int64_t mn = (int64_t)m * n, mm = (int64_t)m * m, nn = (int64_t)n * n;
+    const size_t factors = c->kl ? 2 * eopt_ws_floats_size(mm) + 2 * eopt_ws_floats_size(nn) + eopt_ws_floats_size(mn) +
+                                       eopt_ws_floats_size(mx)
+                                 : eopt_ws_floats_size((int64_t)mx * mx);
+    size_t basis[2];
+    for (int k = 0; k < 2; k++) {
+        const int d = k ? n : m;
+        const size_t eigh = eopt_eig_eigh_workspace_bytes(EOPT_EIGH_SOAP, d);
+        const size_t qr = 2 * eopt_ws_floats_size((int64_t)d * d) + eopt_eig_sort_workspace_bytes(d);
+        basis[k] = eigh > qr ? eigh : qr;
+    }
+    const size_t refresh = 4 * eopt_ws_floats_size(mn) + 2 * eopt_ws_floats_size(mm) + 2 * eopt_ws_floats_size(nn) +
+                           eopt_ws_floats_size(m) + eopt_ws_floats_size(n) + eopt_ws_floats_size(4) + basis[0] + basis[1];
+    return factors + refresh + 2 * eopt_ws_floats_size(mn) + eopt_ws_floats_size(1);
+}
+
 static eopt_status soap_update(eopt_optimizer *opt, const void *hp, int i)
 {
     return soap_param(opt, opt->impl, hp, i);
@@ -321,6 +343,7 @@ const eopt_optimizer_class eopt_class_soap = {
     .read_group = soap_group,
     .check_param = soap_check,
     .update = soap_update,
+    .workspace_bytes = soap_workspace_bytes,
     .optional_state_keys = (const char *const[]){"eigvals_L", "eigvals_R", NULL},
     .schedulable = (const char *const[]){"lr", "shampoo_beta", "eps", "weight_decay", NULL},
 };

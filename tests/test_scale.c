@@ -387,8 +387,62 @@ static int alloc_budget;
 static void *(*real_alloc)(eopt_backend *, size_t);
 static void *budget_alloc(eopt_backend *b, size_t bytes) { return alloc_budget-- > 0 ? real_alloc(b, bytes) : NULL; }
 
-/* Every class, with every allocation of its first step failing in turn (state tensors and the
- * workspace): the step returns EOPT_ERR_NOMEM, never crashes, and succeeds once memory suffices. */
+/* Every parameter and state tensor of `opt`, concatenated on the host (state keys and counts
+ * included through the byte counts): what a failed step must leave unchanged. */
+static size_t snapshot(const eopt_optimizer *opt, unsigned char *buf, size_t cap)
+{
+    size_t at = 0;
+    for (int i = 0; i < opt->nparams; i++) {
+        const eopt_tensor *ts[1 + EOPT_STATE_MAX];
+        int nt = 0;
+        ts[nt++] = opt->params[i].w;
+        for (int k = 0; k < opt->state[i].n; k++)
+            ts[nt++] = &opt->state[i].t[k];
+        for (int k = 0; k < nt; k++) {
+            const size_t b = eopt_tensor_bytes(ts[k]);
+            cr_assert(at + b + sizeof b <= cap);
+            memcpy(buf + at, &b, sizeof b);
+            cr_assert_eq(eopt_tensor_to_host(ts[k], buf + at + sizeof b, b), EOPT_OK);
+            at += b + sizeof b;
+        }
+    }
+    return at;
+}
+
+/* Steps `opt` with its k-th allocation failing, for every k until a step succeeds: each failed
+ * step returns EOPT_ERR_NOMEM and leaves every parameter and state tensor bit-identical (no
+ * half-applied step). Returns how many allocations the successful step made. */
+static int fail_each_allocation(eopt_optimizer *opt, const char *id, const char *when)
+{
+    enum { CAP = 1 << 20 };
+    unsigned char *before = malloc(CAP), *after = malloc(CAP);
+    cr_assert(before && after);
+    const size_t nb = snapshot(opt, before, CAP);
+    for (int budget = 0; budget < 200; budget++) {
+        alloc_budget = budget;
+        eopt_status st = eopt_optimizer_step(opt);
+        alloc_budget = 1 << 30;
+        if (st == EOPT_OK) {
+            cr_expect_eq(opt->ws_overruns, 0, "%s (%s): an update took more workspace than declared", id, when);
+            free(before);
+            free(after);
+            return budget;
+        }
+        cr_expect_eq(st, EOPT_ERR_NOMEM, "%s (%s), %d allocations: %s", id, when, budget, eopt_last_error());
+        const size_t na = snapshot(opt, after, CAP);
+        cr_expect(na == nb && memcmp(before, after, nb) == 0, "%s (%s): a step failing at allocation %d changed the "
+                  "parameters or state", id, when, budget);
+    }
+    cr_expect(0, "%s (%s): no step succeeded with 200 allocations", id, when);
+    free(before);
+    free(after);
+    return -1;
+}
+
+/* Every class, with every allocation of a step failing in turn (state tensors and the
+ * workspace): the first step (state created in it) and a step on existing state with the
+ * workspace released. Each failure returns EOPT_ERR_NOMEM and leaves every parameter and state
+ * tensor bit-identical; the step then succeeds, with no update beyond its declared workspace. */
 Test(scale, allocation_failure_is_an_error)
 {
     eopt_backend fb = *be;
@@ -401,26 +455,18 @@ Test(scale, allocation_failure_is_an_error)
         eopt_dict_set(&hp, "lr", eopt_float(1e-3));
         eopt_dict_set(&hp, "momentum", eopt_float(0.95));
         eopt_dict_set(&hp, "weight_decay", eopt_float(0.01));
-        int ok = 0;
-        for (int budget = 0; budget < 200 && !ok; budget++) {
-            rig r;
-            cr_assert_eq(rig_open(&r, be, NULL, NULL, NULL, 2, shape, 71), EOPT_OK);
-            rig_grads(&r, 81, 1, 1.0f);
-            const int n = 2;
-            alloc_budget = 1 << 30;
-            cr_assert_eq(eopt_optimizer_create(cls[c]->id, &fb, NULL, 1, &hp, &n, r.p, 2, &r.opt), EOPT_OK, "%s: %s",
-                         cls[c]->id, eopt_last_error());
-            alloc_budget = budget;
-            eopt_status st = eopt_optimizer_step(r.opt);
-            alloc_budget = 1 << 30;
-            if (st == EOPT_OK)
-                ok = 1;
-            else
-                cr_expect_eq(st, EOPT_ERR_NOMEM, "%s, %d allocations: %s", cls[c]->id, budget, eopt_last_error());
-            eopt_optimizer_free(r.opt);
-            r.opt = NULL;
-            rig_close(&r);
-        }
-        cr_expect(ok, "%s: no step succeeded with 200 allocations", cls[c]->id);
+        rig r;
+        cr_assert_eq(rig_open(&r, be, NULL, NULL, NULL, 2, shape, 71), EOPT_OK);
+        rig_grads(&r, 81, 1, 1.0f);
+        const int n = 2;
+        alloc_budget = 1 << 30;
+        cr_assert_eq(eopt_optimizer_create(cls[c]->id, &fb, NULL, 1, &hp, &n, r.p, 2, &r.opt), EOPT_OK, "%s: %s",
+                     cls[c]->id, eopt_last_error());
+        fail_each_allocation(r.opt, cls[c]->id, "first step");
+        eopt_ws_free(&r.opt->ws); /* the next step must allocate its workspace again */
+        fail_each_allocation(r.opt, cls[c]->id, "later step");
+        eopt_optimizer_free(r.opt);
+        r.opt = NULL;
+        rig_close(&r);
     }
 }

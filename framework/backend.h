@@ -89,6 +89,10 @@ struct eopt_backend {
     /* Householder QR (LAPACK sign convention) of A (m x n, m >= n): A replaced by the explicit
      * Q (m x n, orthonormal columns). */
     eopt_status (*qr)(eopt_backend *be, int m, int n, float *A);
+    /* Optional (NULL: the solvers' workspace cannot be reserved): makes syevd(n) and qr(n, n),
+     * and every smaller call, allocate nothing; fails with the kept workspace unchanged. An
+     * optimizer step calls it before its first update. */
+    eopt_status (*reserve_solver)(eopt_backend *be, int n);
 
     /* Element-wise kernel e->op over e->n elements (framework/kernels; see eopt_ew_run). */
     void (*ew)(eopt_backend *be, const eopt_ew *e);

@@ -120,9 +120,12 @@ static void *cpu_grow(eopt_backend *be, size_t bytes)
     cpu_ctx *c = be->ctx;
     if (bytes <= c->bytes)
         return c->buf;
+    void *buf = malloc(bytes); /* the old workspace stays if this fails */
+    if (!buf)
+        return NULL;
     free(c->buf);
-    c->buf = malloc(bytes);
-    c->bytes = c->buf ? bytes : 0;
+    c->buf = buf;
+    c->bytes = bytes;
     return c->buf;
 }
 
@@ -166,6 +169,25 @@ static void transpose_square(int n, float *A)
  * the same); the vectors come back as column-major columns and a transpose makes them the
  * columns of the row-major result. Minimums (ssyevd, JOBZ = 'V'): LWORK 1 + 6n + 2n^2,
  * LIWORK 3 + 5n. */
+/* ssyevd's LWORK for an n x n problem: LAPACK's query, at least the minimum. */
+static eopt_status syevd_lwork(int n, int64_t *lwork)
+{
+    const int64_t n64 = n, lwmin = 1 + 6 * n64 + 2 * n64 * n64;
+    float query = 0.0f, dummy = 0.0f;
+    lapack_int iquery = 0;
+    lapack_int info = LAPACKE_ssyevd_work(LAPACK_COL_MAJOR, 'V', 'L', n, &dummy, n, &dummy, &query, -1, &iquery, -1);
+    *lwork = lwork_from_query(query, lwmin);
+    if (info != 0 || !lapack_fits(*lwork))
+        return eopt_fail(EOPT_ERR_NUMERIC, "ssyevd workspace query failed on a %dx%d matrix (info %d)", n, n,
+                         (int)info);
+    return EOPT_OK;
+}
+
+static size_t syevd_bytes(int64_t lwork, int64_t liwork)
+{
+    return (size_t)lwork * sizeof(float) + (size_t)liwork * sizeof(lapack_int);
+}
+
 static eopt_status cpu_syevd(eopt_backend *be, int n, float *A, float *w)
 {
     if (n < 0)
@@ -181,14 +203,9 @@ static eopt_status cpu_syevd(eopt_backend *be, int n, float *A, float *w)
     if (nonfinite(n, n, A, 1))
         return eopt_fail(EOPT_ERR_NUMERIC, "ssyevd failed on a %dx%d matrix: NaN or infinity in its lower triangle",
                          n, n);
-    float query = 0.0f;
-    lapack_int iquery = 0;
-    lapack_int info = LAPACKE_ssyevd_work(LAPACK_COL_MAJOR, 'V', 'L', n, A, n, w, &query, -1, &iquery, -1);
-    const int64_t lwork = lwork_from_query(query, lwmin);
-    if (info != 0 || !lapack_fits(lwork))
-        return eopt_fail(EOPT_ERR_NUMERIC, "ssyevd workspace query failed on a %dx%d matrix (info %d)", n, n,
-                         (int)info);
-    float *work = cpu_grow(be, (size_t)lwork * sizeof(float) + (size_t)liwork * sizeof(lapack_int));
+    int64_t lwork;
+    EOPT_TRY(syevd_lwork(n, &lwork));
+    float *work = cpu_grow(be, syevd_bytes(lwork, liwork));
     if (!work)
         return eopt_fail(EOPT_ERR_NOMEM, "ssyevd: out of memory for the workspace of a %dx%d matrix", n, n);
     lapack_int *iwork = (lapack_int *)(work + lwork);
@@ -196,7 +213,7 @@ static eopt_status cpu_syevd(eopt_backend *be, int n, float *A, float *w)
         for (int j = 0; j < i; j++)
             A[(size_t)j * n + i] = A[(size_t)i * n + j];
     int caller = threads_enter(be);
-    info = LAPACKE_ssyevd_work(LAPACK_COL_MAJOR, 'V', 'L', n, A, n, w, work, (lapack_int)lwork, iwork,
+    lapack_int info = LAPACKE_ssyevd_work(LAPACK_COL_MAJOR, 'V', 'L', n, A, n, w, work, (lapack_int)lwork, iwork,
                                (lapack_int)liwork);
     threads_leave(be, caller);
     if (info != 0)
@@ -208,6 +225,21 @@ static eopt_status cpu_syevd(eopt_backend *be, int n, float *A, float *w)
 /* sgeqrf then sorgqr on a column-major copy Q (m x n, ld m) in the workspace, as LAPACKE's
  * row-major path does, transposed back into A. Minimum LWORK of both: n; the query gives the
  * blocked size. */
+/* The LWORK of sgeqrf and sorgqr on an m x n matrix: the larger query, at least n. */
+static eopt_status qr_lwork(int m, int n, int64_t *lwork)
+{
+    float q1 = 0.0f, q2 = 0.0f;
+    lapack_int info = LAPACKE_sgeqrf_work(LAPACK_COL_MAJOR, m, n, NULL, m, NULL, &q1, -1);
+    if (info == 0)
+        info = LAPACKE_sorgqr_work(LAPACK_COL_MAJOR, m, n, n, NULL, m, NULL, &q2, -1);
+    const int64_t l1 = lwork_from_query(q1, n), l2 = lwork_from_query(q2, n);
+    *lwork = l1 > l2 ? l1 : l2;
+    if (info != 0 || !lapack_fits(*lwork))
+        return eopt_fail(EOPT_ERR_NUMERIC, "sgeqrf/sorgqr workspace query failed on a %dx%d matrix (info %d)", m,
+                         n, (int)info);
+    return EOPT_OK;
+}
+
 static eopt_status cpu_qr(eopt_backend *be, int m, int n, float *A)
 {
     if (m < n || n < 0)
@@ -217,14 +249,8 @@ static eopt_status cpu_qr(eopt_backend *be, int m, int n, float *A)
     if (nonfinite(m, n, A, 0))
         return eopt_fail(EOPT_ERR_NUMERIC, "sgeqrf failed on a %dx%d matrix: NaN or infinity in it", m, n);
     const int64_t mn = (int64_t)m * n;
-    float q1 = 0.0f, q2 = 0.0f;
-    lapack_int info = LAPACKE_sgeqrf_work(LAPACK_COL_MAJOR, m, n, NULL, m, NULL, &q1, -1);
-    if (info == 0)
-        info = LAPACKE_sorgqr_work(LAPACK_COL_MAJOR, m, n, n, NULL, m, NULL, &q2, -1);
-    const int64_t l1 = lwork_from_query(q1, n), l2 = lwork_from_query(q2, n), lwork = l1 > l2 ? l1 : l2;
-    if (info != 0 || !lapack_fits(lwork))
-        return eopt_fail(EOPT_ERR_NUMERIC, "sgeqrf/sorgqr workspace query failed on a %dx%d matrix (info %d)", m,
-                         n, (int)info);
+    int64_t lwork;
+    EOPT_TRY(qr_lwork(m, n, &lwork));
     float *Q = cpu_grow(be, ((size_t)mn + (size_t)n + (size_t)lwork) * sizeof(float));
     if (!Q)
         return eopt_fail(EOPT_ERR_NOMEM, "qr: out of memory for the workspace of a %dx%d matrix", m, n);
@@ -233,7 +259,7 @@ static eopt_status cpu_qr(eopt_backend *be, int m, int n, float *A)
         for (int j = 0; j < n; j++)
             Q[(size_t)j * m + i] = A[(size_t)i * n + j];
     int caller = threads_enter(be);
-    info = LAPACKE_sgeqrf_work(LAPACK_COL_MAJOR, m, n, Q, m, tau, work, (lapack_int)lwork);
+    lapack_int info = LAPACKE_sgeqrf_work(LAPACK_COL_MAJOR, m, n, Q, m, tau, work, (lapack_int)lwork);
     if (info == 0)
         info = LAPACKE_sorgqr_work(LAPACK_COL_MAJOR, m, n, n, Q, m, tau, work, (lapack_int)lwork);
     threads_leave(be, caller);
@@ -242,6 +268,22 @@ static eopt_status cpu_qr(eopt_backend *be, int m, int n, float *A)
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++)
             A[(size_t)i * n + j] = Q[(size_t)j * m + i];
+    return EOPT_OK;
+}
+
+/* The workspace of syevd(n) and qr(n, n) (the sizes grow with n), kept: a later call of either
+ * at or below n allocates nothing. Sizes syevd refuses are left to syevd's own message. */
+static eopt_status cpu_reserve_solver(eopt_backend *be, int n)
+{
+    const int64_t n64 = n;
+    if (n <= 0 || !lapack_fits(1 + 6 * n64 + 2 * n64 * n64))
+        return EOPT_OK;
+    int64_t lw_eig, lw_qr;
+    EOPT_TRY(syevd_lwork(n, &lw_eig));
+    EOPT_TRY(qr_lwork(n, n, &lw_qr));
+    const size_t eig = syevd_bytes(lw_eig, 3 + 5 * n64), qr = ((size_t)(n64 * n64 + n64 + lw_qr)) * sizeof(float);
+    if (!cpu_grow(be, eig > qr ? eig : qr))
+        return eopt_fail(EOPT_ERR_NOMEM, "cannot allocate the solver workspace of a %dx%d matrix", n, n);
     return EOPT_OK;
 }
 
@@ -406,6 +448,7 @@ eopt_status eopt_backend_cpu_create(int threads, eopt_backend **out)
         .syrk = cpu_syrk,
         .syevd = cpu_syevd,
         .qr = cpu_qr,
+        .reserve_solver = cpu_reserve_solver,
         .ew = cpu_ew_threads,
         .reduce = cpu_reduce,
         .index = cpu_index,

@@ -143,6 +143,13 @@ static size_t moso_workspace_bytes(const eopt_optimizer *opt, const void *hp, in
            eopt_ws_floats_size(1) + eopt_eig_sort_workspace_bytes(s) + eopt_eig_eigh_workspace_bytes(EOPT_EIGH_MOSO, s);
 }
 
+/* The one-sided factor: the smaller side. */
+static int moso_solver_size(const eopt_optimizer *opt, int i)
+{
+    const int64_t *shape = opt->params[i].w->shape;
+    return (int)(shape[0] < shape[1] ? shape[0] : shape[1]);
+}
+
 static eopt_status moso_update(eopt_optimizer *opt, const void *hp, int i)
 {
     return moso_param(opt, ((const moso_cfg *)opt->impl)->max_rms, hp, i);
@@ -162,5 +169,6 @@ const eopt_optimizer_class eopt_class_moso = {
     .check_param = moso_check,
     .update = moso_update,
     .workspace_bytes = moso_workspace_bytes,
+    .solver_size = moso_solver_size,
     .schedulable = (const char *const[]){"lr", "momentum", "shampoo_beta", "eps", "weight_decay", NULL},
 };

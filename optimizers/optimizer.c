@@ -228,14 +228,19 @@ static eopt_status reserve_updates(eopt_optimizer *opt, const unsigned char *hp)
 {
     const eopt_optimizer_class *c = opt->cls;
     size_t need = 0;
+    int solver = 0;
     for (int g = 0; g < opt->ngroups; g++)
         for (int k = 0; k < opt->groups[g].n; k++) {
             const int i = opt->groups[g].index[k];
-            if (opt->params[i].grad && c->workspace_bytes) {
-                size_t b = c->workspace_bytes(opt, hp + (size_t)g * c->hp_size, i);
-                need = b > need ? b : need;
-            }
+            if (!opt->params[i].grad)
+                continue;
+            const size_t b = c->workspace_bytes ? c->workspace_bytes(opt, hp + (size_t)g * c->hp_size, i) : 0;
+            const int s = c->solver_size ? c->solver_size(opt, i) : 0;
+            need = b > need ? b : need;
+            solver = s > solver ? s : solver;
         }
+    if (solver > 0 && opt->be->reserve_solver)
+        EOPT_TRY(opt->be->reserve_solver(opt->be, solver));
     return eopt_ws_reserve(&opt->ws, need);
 }
 

@@ -72,6 +72,9 @@ typedef struct {
      * update it bounds. The loop reserves the largest before the first update, so that no
      * update allocates; opt->ws_overruns counts updates that took more (tests check it is 0). */
     size_t (*workspace_bytes)(const eopt_optimizer *opt, const void *hp, int i);
+    /* Optional (NULL: no solver): the largest n of the backend's syevd(n) / qr(n, n) that
+     * update(i) calls; the loop reserves the solver workspace of the largest (reserve_solver). */
+    int (*solver_size)(const eopt_optimizer *opt, int i);
     /* State keys a newer upstream may add and this class ignores (SOAP's eigvals_L/R). */
     const char *const *optional_state_keys;
     /* Float hyperparameters a schedule may move between steps (group keys, or constructor

@@ -324,6 +324,13 @@ static size_t soap_workspace_bytes(const eopt_optimizer *opt, const void *hp, in
     return factors + refresh + 2 * eopt_ws_floats_size(mn) + eopt_ws_floats_size(1);
 }
 
+/* Both factors are solved (eigh or QR): the larger side. */
+static int soap_solver_size(const eopt_optimizer *opt, int i)
+{
+    const int64_t *shape = opt->params[i].w->shape;
+    return (int)(shape[0] > shape[1] ? shape[0] : shape[1]);
+}
+
 static eopt_status soap_update(eopt_optimizer *opt, const void *hp, int i)
 {
     return soap_param(opt, opt->impl, hp, i);
@@ -344,6 +351,7 @@ const eopt_optimizer_class eopt_class_soap = {
     .check_param = soap_check,
     .update = soap_update,
     .workspace_bytes = soap_workspace_bytes,
+    .solver_size = soap_solver_size,
     .optional_state_keys = (const char *const[]){"eigvals_L", "eigvals_R", NULL},
     .schedulable = (const char *const[]){"lr", "shampoo_beta", "eps", "weight_decay", NULL},
 };

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "checkpoint/checkpoint.h"
+#include "tests/testutil.h"
 #include "framework/log.h"
 #include "train/config.h"
 #include "train/trainer.h"
@@ -37,21 +38,13 @@ static const char *base_cfg =
     "checkpoint = { dir = \"%s\"; interval = 2; keep = 0; };\n"
     "log = { interval = 2; progress = \"none\"; };\n";
 
-static const char *corpus(void)
+static void write_words(FILE *f)
 {
-    static char path[] = "/tmp/eopt-reliability-text-v1.txt";
-    char tmp[300];
-    if (access(path, R_OK) == 0)
-        return path;
-    snprintf(tmp, sizeof tmp, "%s.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    cr_assert(f);
     for (int k = 0; k < 2000; k++)
         fprintf(f, "%s ", (const char *[]){"call", "me", "ishmael", "the", "white", "whale"}[k * 7 % 6]);
-    fclose(f);
-    cr_assert_eq(rename(tmp, path), 0);
-    return path;
 }
+
+static const char *corpus(void) { return tu_text_corpus("eopt-reliability-text-v1.txt", write_words); }
 
 /* A run folder in /tmp and its config (file `dir`/../<tag>.cfg for the binary); cfg parsed. */
 static void setup(char *dir, size_t size, const char *tag, int nset, const char *const *sets)

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "checkpoint/checkpoint.h"
+#include "tests/testutil.h"
 #include "framework/log.h"
 #include "train/config.h"
 #include "train/trainer.h"
@@ -67,23 +68,13 @@ static const char *base_cfg =
     "checkpoint = { dir = \"%s\"; interval = 2; keep = 2; };\n"
     "log = { interval = 2; progress = \"none\"; };\n";
 
-static char text_path[256];
-
-static const char *corpus(void)
+static void write_words(FILE *f)
 {
-    char tmp[300];
-    snprintf(text_path, sizeof text_path, "/tmp/eopt-runs-text-v1.txt");
-    if (access(text_path, R_OK) == 0)
-        return text_path;
-    snprintf(tmp, sizeof tmp, "%s.%d", text_path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    cr_assert(f);
     for (int k = 0; k < 2000; k++)
         fprintf(f, "%s ", (const char *[]){"call", "me", "ishmael", "the", "white", "whale"}[k * 7 % 6]);
-    fclose(f);
-    cr_assert_eq(rename(tmp, text_path), 0);
-    return text_path;
 }
+
+static const char *corpus(void) { return tu_text_corpus("eopt-runs-text-v1.txt", write_words); }
 
 static void make_cfg(char *buf, size_t size, const char *cls, const char *args, const char *extra, const char *dir)
 {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "eopt.h"
+#include "tests/testutil.h"
 #include "checkpoint/checkpoint.h"
 #include "train/config.h"
 #include "framework/log.h"
@@ -200,29 +201,18 @@ static const char *base_cfg =
     "checkpoint = { dir = \"%s\"; keep = 2; };\n"
     "log = { interval = 2; progress = \"none\"; };\n";
 
-static char text_path[256];
-
-/* A small text corpus (a few KB, always the same bytes), shared by the test processes: written
- * under a private name, then renamed into place. */
-static const char *corpus(void)
+/* A small text corpus (a few KB, always the same bytes), shared by the test processes. */
+static void write_words(FILE *f)
 {
-    char tmp[300];
-    snprintf(text_path, sizeof text_path, "/tmp/eopt-trainer-text-v1.txt");
-    if (access(text_path, R_OK) == 0)
-        return text_path;
-    snprintf(tmp, sizeof tmp, "%s.%d", text_path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    cr_assert(f);
     const char *words[] = {"the", "whale", "sea", "ship", "call", "me", "ishmael", "white", "captain", "ahab"};
     uint32_t x = 12345;
     for (int k = 0; k < 3000; k++) {
         x = x * 1103515245u + 12345u;
         fprintf(f, "%s%s", words[(x >> 16) % 10], k % 12 == 11 ? ".\n" : " ");
     }
-    fclose(f);
-    cr_assert_eq(rename(tmp, text_path), 0);
-    return text_path;
 }
+
+static const char *corpus(void) { return tu_text_corpus("eopt-trainer-text-v1.txt", write_words); }
 
 static void make_cfg(char *buf, size_t size, const char *cls, const char *args, const char *extra, const char *dir)
 {

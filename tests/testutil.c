@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/testutil.h"
 
@@ -107,4 +108,20 @@ float *rig_state(rig *r, int i, const char *key)
     eopt_tensor *t = eopt_state_get(r->opt, i, key);
     cr_assert(t, "no state '%s' for parameter %d", key, i);
     return tu_host(t);
+}
+
+const char *tu_text_corpus(const char *name, void (*write)(FILE *f))
+{
+    static __thread char path[256];
+    char tmp[300];
+    snprintf(path, sizeof path, "/tmp/%s", name);
+    if (access(path, R_OK) == 0)
+        return path;
+    snprintf(tmp, sizeof tmp, "%s.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    cr_assert(f, "%s", tmp);
+    write(f);
+    cr_assert_eq(fclose(f), 0);
+    cr_assert_eq(rename(tmp, path), 0);
+    return path;
 }

@@ -4,6 +4,8 @@
 #ifndef EOPT_TESTUTIL_H
 #define EOPT_TESTUTIL_H
 
+#include <stdio.h>
+
 #include "eopt.h"
 
 /* The backend EOPT_DEVICE names (eopt_backend_open(NULL, threads)); asserts that it opens. */
@@ -11,6 +13,9 @@ eopt_backend *tu_backend(int threads);
 
 /* The fixture directory: $EOPT_FIXTURES (make test sets it), else ../shared/fixtures. */
 const char *tu_fixture_dir(void);
+/* A text corpus in /tmp/NAME shared by the test processes: written once by `write` under a private
+ * name, then renamed into place, so a reader never sees a half-written file. Returns the path. */
+const char *tu_text_corpus(const char *name, void (*write)(FILE *f));
 /* Path of a file in the fixture directory, the rest formatted like printf ("models/%s", name). */
 void tu_fixture(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -59,7 +59,8 @@ static const eopt_option options[] = {
 const eopt_command eopt_cmd_train = {
     "train", "CONFIG", "train a model from a config file (configs/*.cfg)",
     "Every config key, its type, default and meaning: docs/config.md; an optimizer's arguments: eopt describe "
-    "CLASS. SIGINT or SIGTERM writes a checkpoint and exits (status 128 + the signal); --resume auto continues.\n"
+    "CLASS. SIGINT or SIGTERM writes a checkpoint and exits (status 128 + the signal); --resume auto continues. "
+    "A run that diverges (run.diverge_loss) exits 0; outcome.json in the run's folder says how it ended.\n"
     "Example:\n  eopt train configs/gpt_muon_adamw.cfg --set run.steps=200 --set optimizers.matrix.args.lr=0.01",
     options, run};
 
@@ -131,6 +132,10 @@ static int run(int argc, char **argv)
         return 0;
     if (res.interrupted) /* checkpointed: exit as the signal would have, without a core */
         return 128 + caught;
+    if (res.diverged) { /* an outcome, not an error: a study records it and goes on */
+        printf("diverged at step %lld: %s\n", (long long)res.step + 1, res.diverge_reason);
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
     if (res.already_finished) {
         printf("run already finished at step %lld (run.steps = %lld): nothing to do; raise run.steps to continue "
                "it\n", (long long)res.step, (long long)cfg.run.steps);

@@ -29,7 +29,7 @@ static const char *const data_token_keys[] = {"kind", "format", "train", "val", 
 static const char *const run_keys[] = {"steps",         "batch_size",    "seq_len",     "grad_accum", "eval_interval",
                                        "eval_batches",  "seed",          "device",      "threads",    "on_nonfinite",
                                        "sample_tokens", "sample_prompt", "temperature", "top_k",      "grad_clip",
-                                       "max_nonfinite_skips", NULL};
+                                       "max_nonfinite_skips", "diverge_loss", NULL};
 static const char *const optimizer_keys[] = {"name", "class", "args", "schedule", "ramps", "groups", NULL};
 /* and the hyperparameters of the optimizer's class */
 static const char *const group_keys[] = {"name", "params", "exclude", "ndim", "schedule", "ramps", NULL};
@@ -467,6 +467,7 @@ static eopt_status parse_run(parser *p, const config_setting_t *g)
     EOPT_TRY(get_str(p, g, "sample_prompt", "\n", c->run.sample_prompt, sizeof c->run.sample_prompt));
     EOPT_TRY(get_float(p, g, "temperature", 0, 100, 0.8, &c->run.temperature));
     EOPT_TRY(get_float(p, g, "grad_clip", 0, HUGE_VAL, 0, &c->run.grad_clip));
+    EOPT_TRY(get_float(p, g, "diverge_loss", 0, HUGE_VAL, 0, &c->run.diverge_loss));
     return get_i(p, g, "top_k", 0, 1 << 20, 40, &c->run.top_k);
 }
 

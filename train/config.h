@@ -8,7 +8,8 @@
  *   run        = { steps; batch_size; seq_len; grad_accum; eval_interval; eval_batches; seed;
  *                  device; threads; on_nonfinite = "stop" | "skip"; max_nonfinite_skips (default 10:
  *                  "skip" stops the run with an error after that many non-finite steps in a row);
- *                  sample_tokens; sample_prompt; temperature; top_k; grad_clip; }
+ *                  sample_tokens; sample_prompt; temperature; top_k; grad_clip;
+ *                  diverge_loss (> 0: a loss above it ends the run as diverged, trainer.h); }
  *   optimizers = ( { name; class; args = {...}; schedule = {...}; ramps = { <key> = {...}; ... };
  *                    groups = ( { params = ["glob", ...]; exclude = [...]; ndim = 2 | [0, 1];
  *                                 schedule = {...}; ramps = {...}; <hyperparameter> = value; ... } ); } )
@@ -103,6 +104,7 @@ typedef struct {
         int sample_tokens, top_k;
         double temperature;
         double grad_clip; /* > 0: gradients scaled to this global norm when above it (0: off) */
+        double diverge_loss; /* > 0: a loss above it (or a non-finite one under "stop") ends the run as diverged */
         char sample_prompt[256];
     } run;
     int nopt;

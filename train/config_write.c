@@ -261,6 +261,10 @@ void eopt_config_write(const eopt_config *c, FILE *f)
     put_float(f, c->run.temperature);
     fprintf(f, ";\n  top_k = %d;\n  grad_clip = ", c->run.top_k);
     put_float(f, c->run.grad_clip);
+    if (c->run.diverge_loss > 0) { /* written only when set: the configs of earlier runs stay the same */
+        fputs(";\n  diverge_loss = ", f);
+        put_float(f, c->run.diverge_loss);
+    }
     fputs(";\n};\n\noptimizers = (\n", f);
     for (int o = 0; o < c->nopt; o++) {
         put_optimizer(f, &c->opts[o]);

@@ -55,7 +55,7 @@ static int run_file(const eopt_config *cfg, const char *name)
 {
     const char *metrics = strrchr(cfg->log.metrics, '/');
     size_t np = strlen(EOPT_RUN_CKPT_PREFIX);
-    return strcmp(name, EOPT_RUN_CONFIG) == 0 || strcmp(name, EOPT_RUN_INFO) == 0 ||
+    return strcmp(name, EOPT_RUN_CONFIG) == 0 || strcmp(name, EOPT_RUN_INFO) == 0 || strcmp(name, EOPT_RUN_OUTCOME) == 0 ||
            strcmp(name, EOPT_RUN_RESUMES) == 0 || (metrics && strcmp(name, metrics + 1) == 0) ||
            (strncmp(name, EOPT_RUN_CKPT_PREFIX, np) == 0 && strstr(name, ".h5"));
 }
@@ -249,6 +249,30 @@ eopt_status eopt_run_dir_record(const eopt_config *cfg, const char *config_text,
     EOPT_TRY(write_file(path, config_text, cfg, r, 0));
     join(path, sizeof path, dir, r->step > 0 ? EOPT_RUN_RESUMES : EOPT_RUN_INFO);
     return write_file(path, NULL, cfg, r, r->step > 0);
+}
+
+eopt_status eopt_run_dir_outcome(const char *dir, const char *state, int64_t step, const char *reason)
+{
+    char path[2 * EOPT_CFG_PATH_MAX], tmp[2 * EOPT_CFG_PATH_MAX + 8];
+    join(path, sizeof path, dir, EOPT_RUN_OUTCOME);
+    if (!state)
+        return unlink(path) == 0 || errno == ENOENT ? EOPT_OK
+                                                    : eopt_fail(EOPT_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return eopt_fail(EOPT_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    fprintf(f, "{\"state\": \"%s\", \"step\": %lld, \"reason\": ", state, (long long)step);
+    json_str(f, reason ? reason : "");
+    fputs("}\n", f);
+    int failed = fflush(f) != 0 || ferror(f);
+    failed |= fclose(f) != 0;
+    if (failed || rename(tmp, path) != 0) {
+        eopt_status st = eopt_fail(EOPT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return st;
+    }
+    return EOPT_OK;
 }
 
 /* ---- comparing configs ---- */

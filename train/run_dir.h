@@ -7,6 +7,9 @@
  *   resumes.jsonl    one such object (plus "step") per resume
  *   metrics.jsonl    (docs/metrics.md), unless log.metrics names another file
  *   step_*.h5        checkpoints (each with the resolved config as its root `config` attribute)
+ *   outcome.json     how the run ended: {"state": "finished" | "diverged" | "interrupted" | "failed",
+ *                    "step": N, "reason": "..."}; written atomically at every end of a run that got
+ *                    as far as recording its folder, removed when the run (re)starts
  * all written before step 1. A fresh run into a folder that holds another run's files is refused
  * (force: they move into <dir>/previous-<UTC time>/, nothing is deleted). A resume compares the
  * folder's config.cfg with the run's and refuses any difference (force: the old one is kept as
@@ -22,6 +25,7 @@
 #define EOPT_RUN_INFO "run.json"
 #define EOPT_RUN_RESUMES "resumes.jsonl"
 #define EOPT_RUN_CKPT_PREFIX "step_"
+#define EOPT_RUN_OUTCOME "outcome.json"
 
 /* What the run's folder must allow before anything is written: `config_text` is the run's
  * resolved config. */
@@ -35,6 +39,9 @@ typedef struct {
 
 /* Writes config.cfg and run.json (a fresh run) or appends to resumes.jsonl (a resume). */
 eopt_status eopt_run_dir_record(const eopt_config *cfg, const char *config_text, const eopt_run_record *r);
+
+/* outcome.json in the run's folder (state NULL: removed, a run under way has none). */
+eopt_status eopt_run_dir_outcome(const char *dir, const char *state, int64_t step, const char *reason);
 
 /* Every difference between two resolved configs (libconfig texts) as "path: a -> b" joined by
  * "; " into buf (truncated to size); the count (-1 if either does not parse). */

@@ -515,7 +515,7 @@ static void json_num(FILE *f, const char *key, double v)
 typedef struct {
     int64_t step; /* 1-based: the step just taken */
     double loss, grad_norm, clip_scale, eval_loss, accuracy, rate;
-    int logged, evaluated, nonfinite;
+    int logged, evaluated, nonfinite, diverged;
 } step_info;
 
 /* Whatever went wrong writing the metrics since the last check (a full disk, a file size limit)
@@ -597,7 +597,9 @@ static eopt_status write_metrics(trainer *t, const step_info *si)
     if (!f)
         return EOPT_OK;
     fprintf(f, "{\"step\": %lld", (long long)si->step);
-    if (si->nonfinite)
+    if (si->diverged)
+        fprintf(f, ", \"event\": \"diverged\"");
+    else if (si->nonfinite)
         fprintf(f, ", \"event\": \"nonfinite\", \"action\": \"%s\"",
                 t->cfg->run.on_nonfinite == EOPT_NONFINITE_SKIP ? "skip" : "stop");
     json_num(f, "train_loss", si->loss);
@@ -606,7 +608,7 @@ static eopt_status write_metrics(trainer *t, const step_info *si)
         json_num(f, "clip_scale", si->clip_scale);
     json_num(f, is_gpt(t) ? "tokens_per_s" : "samples_per_s", si->rate);
     json_num(f, "time_s", t->t_before + t->t_train);
-    if (!si->nonfinite) {
+    if (!si->nonfinite && !si->diverged) {
         fprintf(f, ", \"optimizers\": {");
         for (int o = 0; o < t->nopt; o++)
             write_optimizer_metrics(t, o, si->logged);
@@ -831,6 +833,23 @@ static void clip_gradients(trainer *t, double scale)
                    eopt_f32(m->params[i].grad), eopt_f32(m->params[i].grad));
 }
 
+/* run.diverge_loss: a loss above it, or a non-finite step the policy would fail on, is a divergence. */
+static int diverged(const eopt_config *c, step_info *si, int in_row, eopt_train_result *res)
+{
+    double bound = c->run.diverge_loss;
+    int fatal = si->nonfinite && (c->run.on_nonfinite == EOPT_NONFINITE_STOP || in_row > c->run.max_nonfinite_skips);
+    if (bound <= 0 || !(fatal || (!si->nonfinite && si->loss > bound)))
+        return 0;
+    if (fatal)
+        snprintf(res->diverge_reason, sizeof res->diverge_reason, "non-finite loss or gradient (loss %g, gradient "
+                 "norm %g)", si->loss, si->grad_norm);
+    else
+        snprintf(res->diverge_reason, sizeof res->diverge_reason, "loss %g above run.diverge_loss = %g", si->loss,
+                 bound);
+    si->logged = 0;
+    return si->diverged = res->diverged = 1;
+}
+
 static eopt_status train_step(trainer *t, step_info *si, eopt_train_result *res)
 {
     const eopt_config *c = t->cfg;
@@ -849,6 +868,8 @@ static eopt_status train_step(trainer *t, step_info *si, eopt_train_result *res)
     si->nonfinite = !isfinite(si->loss) || !isfinite(g2);
     si->logged = (t->step + 1) % c->log.interval == 0 || t->step + 1 == c->run.steps;
     t->skipped_in_row = si->nonfinite ? t->skipped_in_row + 1 : 0;
+    if (diverged(c, si, t->skipped_in_row, res))
+        return EOPT_OK; /* the step is not taken; run() records it */
     if (si->nonfinite) {
         res->nonfinite_steps++;
         if (c->run.on_nonfinite == EOPT_NONFINITE_SKIP && t->skipped_in_row > c->run.max_nonfinite_skips) {
@@ -897,6 +918,10 @@ static eopt_status run(trainer *t, eopt_train_result *res)
     while (t->step < stop_at && !interrupt_requested) {
         step_info si;
         EOPT_TRY(train_step(t, &si, res));
+        if (res->diverged) {
+            EOPT_TRY(write_metrics(t, &si));
+            break;
+        }
         int final = t->step == c->run.steps;
         if (final || (c->run.eval_interval > 0 && t->step % c->run.eval_interval == 0)) {
             EOPT_TRY(evaluate(t, final, &si.eval_loss, &si.accuracy));
@@ -911,7 +936,7 @@ static eopt_status run(trainer *t, eopt_train_result *res)
             EOPT_TRY(save(t, res));
     }
     res->step = t->step;
-    res->interrupted = t->step < c->run.steps;
+    res->interrupted = t->step < c->run.steps && !res->diverged;
     res->throughput = t->t_train > 0 ? (double)t->items_done / t->t_train : 0;
     EOPT_TRY(save(t, res));
     EOPT_TRY(close_metrics(t));
@@ -920,13 +945,29 @@ static eopt_status run(trainer *t, eopt_train_result *res)
         snprintf(skipped, sizeof skipped, " (%lld non-finite step%s skipped)", (long long)res->nonfinite_steps,
                  res->nonfinite_steps > 1 ? "s" : "");
     if (!t->o->quiet)
-        eopt_log(EOPT_LOG_INFO, "%s at step %lld%s: checkpoint %s", res->interrupted ? "stopped" : "finished",
-                 (long long)t->step, skipped, res->last_checkpoint);
-    if (!res->interrupted && !isfinite(res->eval_loss))
+        eopt_log(EOPT_LOG_INFO, "%s at step %lld%s: checkpoint %s", res->diverged ? "diverged" : res->interrupted ?
+                 "stopped" : "finished", (long long)t->step + res->diverged, skipped, res->last_checkpoint);
+    if (!res->interrupted && !res->diverged && !isfinite(res->eval_loss))
         return eopt_fail(EOPT_ERR_NUMERIC, "the run finished at step %lld with a non-finite evaluation loss (%g)%s: "
                          "it diverged (checkpoint %s)", (long long)t->step, res->eval_loss, skipped,
                          res->last_checkpoint);
-    return res->interrupted ? EOPT_OK : print_sample(t);
+    return res->interrupted || res->diverged ? EOPT_OK : print_sample(t);
+}
+
+/* outcome.json: how this run ended (the error, when it failed, is kept as the one to report). */
+static eopt_status record_outcome(const trainer *t, eopt_status st, const eopt_train_result *res)
+{
+    char reason[1024] = "";
+    const char *state = res->diverged ? "diverged" : st == EOPT_ERR_INTERRUPTED || res->interrupted ? "interrupted"
+                        : st != EOPT_OK ? "failed" : "finished";
+    if (st != EOPT_OK)
+        snprintf(reason, sizeof reason, "%s", eopt_last_error());
+    else if (res->diverged)
+        snprintf(reason, sizeof reason, "%s", res->diverge_reason);
+    eopt_status w = eopt_run_dir_outcome(t->cfg->checkpoint.dir, state, t->step + res->diverged, reason);
+    if (st != EOPT_OK)
+        eopt_fail(st, "%s", reason);
+    return st != EOPT_OK ? st : w;
 }
 
 eopt_status eopt_train(const eopt_config *cfg, const eopt_train_options *opt, eopt_train_result *res)
@@ -949,16 +990,20 @@ eopt_status eopt_train(const eopt_config *cfg, const eopt_train_options *opt, eo
     if (st == EOPT_OK)
         st = start_from(&t);
     res->start_step = t.step;
-    if (st == EOPT_OK && t.o->resume && t.step >= cfg->run.steps) { /* nothing to do, nothing written */
+    if (st == EOPT_OK && t.o->resume && t.step >= cfg->run.steps) { /* nothing to do: only outcome.json */
         res->step = t.step;
         res->already_finished = 1;
+        st = record_outcome(&t, st, res);
         teardown(&t);
-        return EOPT_OK;
+        return st;
     }
     if (st == EOPT_OK && !t.o->quiet)
         summary(&t);
     if (st == EOPT_OK)
         st = record_run(&t);
+    int recorded = st == EOPT_OK;
+    if (st == EOPT_OK)
+        st = eopt_run_dir_outcome(cfg->checkpoint.dir, NULL, 0, NULL);
     if (st == EOPT_OK)
         st = open_metrics(&t);
     if (st == EOPT_OK) {
@@ -966,6 +1011,8 @@ eopt_status eopt_train(const eopt_config *cfg, const eopt_train_options *opt, eo
         t.bar = p == EOPT_PROGRESS_BAR || (p == EOPT_PROGRESS_AUTO && isatty(STDERR_FILENO));
         st = run(&t, res);
     }
+    if (recorded)
+        st = record_outcome(&t, st, res);
     teardown(&t);
     return st;
 }

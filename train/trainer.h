@@ -28,7 +28,13 @@
  * --resume auto with checkpoints of which none opens is an error (force: the run's files move
  * aside and a fresh run starts); each newer file skipped for an older one is named in a warning.
  * A run that ends with a non-finite evaluation loss is an EOPT_ERR_NUMERIC (after its final
- * checkpoint); resuming a finished run does nothing (already_finished). */
+ * checkpoint); resuming a finished run does nothing (already_finished).
+ *
+ * Divergence (run.diverge_loss > 0): a training loss above the bound, or a non-finite loss or
+ * gradient that run.on_nonfinite would fail on, ends the run as diverged (res->diverged, EOPT_OK):
+ * that step is not taken, its metrics line carries "event": "diverged", the run checkpoints the
+ * step before. Every end of a run that recorded its folder writes outcome.json there (run_dir.h):
+ * finished, diverged (at the step whose loss diverged), interrupted or failed (the error). */
 #ifndef EOPT_TRAIN_H
 #define EOPT_TRAIN_H
 
@@ -59,6 +65,8 @@ typedef struct {
     int64_t nonfinite_steps;  /* steps skipped for a non-finite loss or gradient (run.on_nonfinite = "skip":
                                  more than run.max_nonfinite_skips in a row stop the run, EOPT_ERR_NUMERIC) */
     char last_checkpoint[EOPT_CFG_PATH_MAX + 64];
+    int diverged;             /* run.diverge_loss: the run stopped at step + 1 (not taken), checkpointed at step */
+    char diverge_reason[256]; /* "loss X above run.diverge_loss = Y" or "non-finite loss ..." */
 } eopt_train_result;
 
 eopt_status eopt_train(const eopt_config *cfg, const eopt_train_options *opt, eopt_train_result *res);

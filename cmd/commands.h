@@ -6,6 +6,7 @@
 #include "cli.h"
 
 extern const eopt_command eopt_cmd_train;
+extern const eopt_command eopt_cmd_study;
 extern const eopt_command eopt_cmd_describe;
 extern const eopt_command eopt_cmd_inspect;
 extern const eopt_command eopt_cmd_replay;

@@ -301,16 +301,17 @@ static int parse_args(int argc, char **argv, study_args *a)
 }
 
 /* Every run to do (all, or --task I) that has not ended finished or diverged. */
-static int pending_tasks(const eopt_study *s, int task, int *tasks)
+static int pending_tasks(const eopt_study *s, int task, int *tasks, int *ended)
 {
     int n = 0;
+    *ended = 0;
     for (int r = task >= 0 ? task : 0; r < (task >= 0 ? task + 1 : s->nruns); r++) {
         char dir[EOPT_CFG_PATH_MAX + EOPT_STUDY_NAME_MAX + 16];
         eopt_study_run_state st;
         run_dir(s, r, dir, sizeof dir);
         eopt_study_state(dir, &st);
         if (strcmp(st.state, "finished") == 0 || strcmp(st.state, "diverged") == 0)
-            printf("skip %s: %s at step %lld\n", s->runs[r].name, st.state, (long long)st.step);
+            (*ended)++;
         else
             tasks[n++] = r;
     }
@@ -366,9 +367,10 @@ static int run(int argc, char **argv)
             sigemptyset(&sa.sa_mask);
             sigaction(SIGINT, &sa, NULL);
             sigaction(SIGTERM, &sa, NULL);
-            int n = pending_tasks(&s, a.task, tasks);
-            printf("study %s: %d runs, %d to run, %d at once, %d thread%s each, in %s\n", s.name, a.task >= 0 ? 1 : s.nruns,
-                   n, jobs, ru.threads, ru.threads > 1 ? "s" : "", s.dir);
+            int ended, n = pending_tasks(&s, a.task, tasks, &ended);
+            printf("study %s: %d run%s, %d ended before (finished or diverged), %d to run, %d at once, %d thread%s "
+                   "each, in %s\n", s.name, a.task >= 0 ? 1 : s.nruns, s.nruns > 1 && a.task < 0 ? "s" : "", ended, n,
+                   jobs, ru.threads, ru.threads > 1 ? "s" : "", s.dir);
             rc = run_tasks(&ru, tasks, n, jobs);
         }
         free(tasks);

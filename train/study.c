@@ -223,6 +223,12 @@ static eopt_status add_axis(eopt_study *s, const config_setting_t *at, const cha
                        "key = \"...\"", s->axes[k].path, a->path, a->key);
     }
     a->grid = grid;
+    a->line = (int)config_setting_source_line(at);
+    if (config_setting_name(at))
+        snprintf(a->where, sizeof a->where, "%s", config_setting_name(at));
+    else
+        snprintf(a->where, sizeof a->where, "%.30s.[%d]", config_setting_name(config_setting_parent(at)),
+                 config_setting_index(at));
     a->values = calloc((size_t)(capacity > 0 ? capacity : 1), sizeof *a->values);
     if (!a->values)
         return eopt_fail(EOPT_ERR_NOMEM, "%s: out of memory", s->path);
@@ -409,6 +415,7 @@ static eopt_status parse_base(eopt_study *s, const config_setting_t *b)
 {
     if (!b)
         return bad(s, NULL, "missing key 'base' (a training config: base = \"configs/x.cfg\" or base = { ... })");
+    s->base_line = (int)config_setting_source_line(b);
     if (config_setting_type(b) == CONFIG_TYPE_STRING) {
         const char *p = config_setting_get_string(b), *slash = strrchr(s->path, '/');
         int dirlen = p[0] == '/' || !slash ? 0 : (int)(slash - s->path + 1);
@@ -541,6 +548,35 @@ void eopt_study_run_sets(const eopt_study *s, int r, const char *extra, const ch
         sets[(*n)++] = extra;
 }
 
+static eopt_status resolve(const eopt_study *s, int nset, const char *const *sets, eopt_config *cfg)
+{
+    return s->base_text ? eopt_config_parse(s->base_text, s->path, nset, sets, cfg)
+                        : eopt_config_load(s->base, nset, sets, cfg);
+}
+
+/* Run r fails: the axis whose value fails alone on the base and set, named with its line. */
+static eopt_status blame(const eopt_study *s, int r, eopt_status st, eopt_config *cfg)
+{
+    const char *sets[EOPT_STUDY_MAX_SETS + 1];
+    char one[EOPT_CFG_PATH_MAX + EOPT_STUDY_VALUE_MAX + 2], why[1024];
+    snprintf(why, sizeof why, "%s", eopt_last_error());
+    for (int k = 0; k < s->nsets; k++)
+        sets[k] = s->sets[k];
+    if (resolve(s, s->nsets, sets, cfg) != EOPT_OK)
+        return eopt_fail_context(st, "%s:%d: base%s", s->path, s->base_line, s->nsets ? " and set" : "");
+    for (int a = 0; a < s->naxes; a++) {
+        int v = s->runs[r].value[a];
+        if (v < 0)
+            continue;
+        snprintf(one, sizeof one, "%s=%s", s->axes[a].path, s->axes[a].values[v].text);
+        sets[s->nsets] = one;
+        if (resolve(s, s->nsets + 1, sets, cfg) != EOPT_OK)
+            return eopt_fail_context(st, "%s:%d: %s (%s = %s)", s->path, s->axes[a].line, s->axes[a].where,
+                                     s->axes[a].path, s->axes[a].values[v].text);
+    }
+    return eopt_fail(st, "%s: run '%s' (task %d): %s", s->path, s->runs[r].name, r, why); /* only together */
+}
+
 eopt_status eopt_study_check(const eopt_study *s)
 {
     eopt_config *cfg = malloc(sizeof *cfg);
@@ -551,9 +587,9 @@ eopt_status eopt_study_check(const eopt_study *s)
         const char *sets[EOPT_STUDY_MAX_SETS + EOPT_STUDY_MAX_AXES + 1];
         int n;
         eopt_study_run_sets(s, r, NULL, sets, &n);
-        st = s->base_text ? eopt_config_parse(s->base_text, s->path, n, sets, cfg) : eopt_config_load(s->base, n, sets, cfg);
+        st = resolve(s, n, sets, cfg);
         if (st != EOPT_OK)
-            eopt_fail_context(st, "%s: run '%s' (task %d)", s->path, s->runs[r].name, r);
+            st = blame(s, r, st, cfg);
     }
     free(cfg);
     return st;

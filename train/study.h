@@ -41,6 +41,8 @@ typedef struct {
     char path[EOPT_CFG_PATH_MAX]; /* the config setting: "optimizers.matrix.args.lr" */
     char key[32];                 /* its name in run names and `runs` entries: "lr" */
     int grid;                     /* a grid axis (values below) rather than one set run by run */
+    char where[48];               /* "grid.[1]", "axes.[0]", "seeds" and its line: for messages */
+    int line;
     int nvalues;
     eopt_study_value *values;
 } eopt_study_axis;
@@ -55,6 +57,7 @@ typedef struct {
     char name[128];                 /* its name without folder and .cfg */
     char dir[EOPT_CFG_PATH_MAX];    /* `dir` or "studies/<name>" */
     char base[EOPT_CFG_PATH_MAX];   /* the base config file ("" when inline) */
+    int base_line;
     char *base_text;                /* an inline base as libconfig text (malloc'd), else NULL */
     int jobs, threads;              /* 0: not given */
     int nsets;
@@ -75,7 +78,8 @@ void eopt_study_free(eopt_study *s);
 void eopt_study_run_sets(const eopt_study *s, int r, const char *extra, const char **sets, int *n);
 
 /* Resolves every run's config (base, set, settings) as `eopt train` will: the first failure is
- * an error naming the study file, the run and the config's message. */
+ * an error naming the study file's line (the base and set, or the axis whose value alone fails
+ * on the base), the run and the config's message. */
 eopt_status eopt_study_check(const eopt_study *s);
 
 /* Creates the study folder: study.cfg (a copy of the study file; an existing different one is

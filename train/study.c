@@ -76,6 +76,12 @@ static void float_text(double v, int point, char *buf, size_t size)
         if (strtod(buf, NULL) == v)
             break;
     }
+    if (strchr(buf, 'e') && fabs(v) >= 1e-4 && fabs(v) < 1e15) /* 50, not 5e+01 */
+        for (int p = 0; p <= 20; p++) {
+            snprintf(buf, size, "%.*f", p, v);
+            if (strtod(buf, NULL) == v)
+                break;
+        }
     if (point && isfinite(v) && !strpbrk(buf, ".e"))
         snprintf(buf + strlen(buf), size - strlen(buf), ".0");
 }

@@ -37,7 +37,7 @@ static const eopt_option options[] = {
     {"--jobs", "N", "runs at once (default: the file's `jobs`, else 1)"},
     {"--threads", "T", "CPU threads per run (default: the file's `threads`, else the cores / jobs); a resumed run "
                        "keeps the threads it started with"},
-    {"--list", NULL, "print the run names, one per line, in task order, and exit"},
+    {"--list", NULL, "check every run's config and print the run names, one per line, in task order"},
     {"--task", "I", "run only run number I (0-based, task order): what one Slurm array task runs"},
     {"--status", NULL, "print each run's state, step and last training loss (STUDY.cfg or a study folder)"},
     {"--force", NULL, "accept a study file that differs from the one the study folder started with"},
@@ -339,7 +339,10 @@ static int run(int argc, char **argv)
                                 s.nruns - 1);
     }
     rc = 0;
-    if (a.list)
+    if (a.list && eopt_study_check(&s) != EOPT_OK) {
+        fprintf(stderr, "eopt study: %s\n", eopt_last_error());
+        rc = 2;
+    } else if (a.list)
         for (int r = 0; r < s.nruns; r++)
             printf("%s\n", s.runs[r].name);
     else if (a.status) {

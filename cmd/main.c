@@ -56,8 +56,10 @@ static void print_log(eopt_log_level level, const char *msg, void *user)
         fflush(stderr);
     } else if (level == EOPT_LOG_WARN)
         fprintf(stderr, "eopt: warning: %s\n", msg);
-    else
+    else {
         printf("%s\n", msg);
+        fflush(stdout); /* a log file (a study's train.log) follows the run line by line */
+    }
 }
 
 int main(int argc, char **argv)

@@ -3,6 +3,7 @@
  * the run's train.log), up to `jobs` at once; SIGINT/SIGTERM are passed on to the children, which
  * checkpoint, and a later start resumes them. */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
@@ -356,7 +357,8 @@ static int run(int argc, char **argv)
         runner ru = {&s, NULL, 1, a.force};
         char base[EOPT_CFG_PATH_MAX + 16];
         int jobs = a.jobs ? a.jobs : s.jobs ? s.jobs : 1, *tasks = malloc(sizeof(int) * (size_t)s.nruns);
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        cpu_set_t cpus; /* the cores this process may use (taskset, a Slurm allocation), else all */
+        long cores = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : sysconf(_SC_NPROCESSORS_ONLN);
         if (a.task >= 0)
             jobs = 1;
         ru.threads = a.threads ? a.threads : s.threads ? s.threads : cores / jobs > 1 ? (int)(cores / jobs) : 1;

@@ -13,6 +13,7 @@
 #include "checkpoint/checkpoint.h"
 #include "tests/testutil.h"
 #include "train/study.h"
+#include "train/trainer.h"
 
 #define TINY "tests/studies/tiny.cfg"
 
@@ -320,4 +321,36 @@ Test(study, diverged_run_is_recorded_and_a_changed_study_file_refused, .timeout 
     cr_expect(strstr(out, "3 runs, 2 ended before (finished or diverged), 1 to run") && strstr(out, "lr0.01: finished"),
               "%s", out);
     rmdir_all(dir);
+}
+
+/* run.diverge_loss: a non-finite loss under "stop" is a divergence (EOPT_OK, outcome "diverged");
+ * without the bound it stays an error (outcome "failed"). */
+Test(study, nonfinite_loss_is_a_divergence_only_with_a_bound, .timeout = 60)
+{
+    static eopt_config cfg;
+    char dir[300], path[400];
+    corpus();
+    for (int bound = 0; bound < 2; bound++) {
+        const char *sets[] = {"optimizers.adamw.args.lr=1e30", "log.progress=\"none\"",
+                              bound ? "run.diverge_loss=8.0" : "run.diverge_loss=0.0"};
+        tmpdir(dir, sizeof dir, "nonfinite");
+        cr_assert_eq(eopt_config_load("tests/studies/tiny_base.cfg", 3, sets, &cfg), EOPT_OK, "%s", eopt_last_error());
+        snprintf(cfg.checkpoint.dir, sizeof cfg.checkpoint.dir, "%s", dir);
+        snprintf(cfg.log.metrics, sizeof cfg.log.metrics, "%s/metrics.jsonl", dir);
+        eopt_train_result res;
+        eopt_status st = eopt_train(&cfg, &(eopt_train_options){.quiet = 1}, &res);
+        snprintf(path, sizeof path, "%s/outcome.json", dir);
+        char *o = slurp(path);
+        cr_assert(o, "no outcome.json");
+        if (bound) {
+            cr_expect_eq(st, EOPT_OK, "%s", eopt_last_error());
+            cr_expect(res.diverged && !res.interrupted);
+            cr_expect(strstr(o, "{\"state\": \"diverged\", \"step\": ") && strstr(o, "non-finite loss or gradient"), "%s", o);
+        } else {
+            cr_expect_eq(st, EOPT_ERR_NUMERIC);
+            cr_expect(strstr(o, "{\"state\": \"failed\", ") && strstr(o, "non-finite"), "%s", o);
+        }
+        free(o);
+        rmdir_all(dir);
+    }
 }

@@ -92,17 +92,22 @@ static void append(char *buf, size_t size, const char *text)
     snprintf(buf + n, size - n, "%s", text);
 }
 
-/* A setting as libconfig text (what `eopt train --set PATH=TEXT` reads back). */
-static void setting_text(const config_setting_t *v, char *buf, size_t size)
+/* Appends a setting as libconfig text (what `eopt train --set PATH=TEXT` reads back) to buf. */
+static void append_setting(const config_setting_t *v, char *buf, size_t size)
 {
     int t = config_setting_type(v);
     char tmp[64];
-    buf[0] = 0;
     switch (t) {
     case CONFIG_TYPE_INT:
-    case CONFIG_TYPE_INT64: snprintf(buf, size, "%lld", (long long)config_setting_get_int64(v)); return;
-    case CONFIG_TYPE_FLOAT: float_text(config_setting_get_float(v), 1, buf, size); return;
-    case CONFIG_TYPE_BOOL: snprintf(buf, size, "%s", config_setting_get_bool(v) ? "true" : "false"); return;
+    case CONFIG_TYPE_INT64:
+        snprintf(tmp, sizeof tmp, "%lld", (long long)config_setting_get_int64(v));
+        append(buf, size, tmp);
+        return;
+    case CONFIG_TYPE_FLOAT:
+        float_text(config_setting_get_float(v), 1, tmp, sizeof tmp);
+        append(buf, size, tmp);
+        return;
+    case CONFIG_TYPE_BOOL: append(buf, size, config_setting_get_bool(v) ? "true" : "false"); return;
     case CONFIG_TYPE_STRING:
         append(buf, size, "\"");
         for (const char *c = config_setting_get_string(v); *c; c++) {
@@ -116,18 +121,13 @@ static void setting_text(const config_setting_t *v, char *buf, size_t size)
     append(buf, size, t == CONFIG_TYPE_GROUP ? "{ " : t == CONFIG_TYPE_ARRAY ? "[" : "(");
     for (int k = 0; k < config_setting_length(v); k++) {
         const config_setting_t *e = config_setting_get_elem(v, k);
-        char *inner = malloc(size);
-        if (!inner)
-            return;
-        setting_text(e, inner, size);
         if (t == CONFIG_TYPE_GROUP)
             snprintf(tmp, sizeof tmp, "%s = ", config_setting_name(e));
         else
             snprintf(tmp, sizeof tmp, "%s", k ? ", " : "");
         append(buf, size, tmp);
-        append(buf, size, inner);
+        append_setting(e, buf, size);
         append(buf, size, t == CONFIG_TYPE_GROUP ? "; " : "");
-        free(inner);
     }
     append(buf, size, t == CONFIG_TYPE_GROUP ? "}" : t == CONFIG_TYPE_ARRAY ? "]" : ")");
 }
@@ -177,7 +177,7 @@ static eopt_status make_value(const eopt_study *s, const config_setting_t *v, eo
 {
     int t = config_setting_type(v);
     memset(out, 0, sizeof *out);
-    setting_text(v, out->text, sizeof out->text);
+    append_setting(v, out->text, sizeof out->text);
     if (strlen(out->text) + 1 >= sizeof out->text)
         return bad(s, v, "the value is longer than %d characters", (int)sizeof out->text - 2);
     if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64 || t == CONFIG_TYPE_FLOAT) {
@@ -432,17 +432,16 @@ static eopt_status parse_base(eopt_study *s, const config_setting_t *b)
     if (config_setting_type(b) != CONFIG_TYPE_GROUP)
         return bad(s, b, "expected a config file name (relative to this file) or an inline config { ... }");
     size_t size = 1 << 20;
-    char *text = calloc(size, 1), *one = malloc(size);
-    if (!text || !one) {
-        free(text), free(one);
+    char *text = calloc(size, 1);
+    if (!text)
         return eopt_fail(EOPT_ERR_NOMEM, "%s: out of memory", s->path);
-    }
     for (int k = 0; k < config_setting_length(b); k++) {
         const config_setting_t *m = config_setting_get_elem(b, k);
-        setting_text(m, one, size);
-        snprintf(text + strlen(text), size - strlen(text), "%s = %s;\n", config_setting_name(m), one);
+        append(text, size, config_setting_name(m));
+        append(text, size, " = ");
+        append_setting(m, text, size);
+        append(text, size, ";\n");
     }
-    free(one);
     s->base_text = text;
     return EOPT_OK;
 }

@@ -626,8 +626,8 @@ static char *read_all(const char *path)
 
 static eopt_status write_text(const char *path, const char *text)
 {
-    char tmp[EOPT_CFG_PATH_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    char tmp[EOPT_CFG_PATH_MAX + 32];
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()); /* Slurm tasks write at once */
     FILE *f = fopen(tmp, "w");
     if (!f)
         return eopt_fail(EOPT_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
@@ -705,8 +705,8 @@ static void json_value(FILE *f, const eopt_study_value *v)
 
 eopt_status eopt_study_write_json(const eopt_study *s, const char *path)
 {
-    char tmp[EOPT_CFG_PATH_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    char tmp[EOPT_CFG_PATH_MAX + 32];
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()); /* Slurm tasks write at once */
     FILE *f = fopen(tmp, "w");
     if (!f)
         return eopt_fail(EOPT_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));

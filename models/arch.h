@@ -26,6 +26,9 @@ typedef struct eopt_model_arch {
     eopt_status (*correct)(eopt_model *m, const eopt_batch *b, int *correct); /* NULL: not a classifier */
     eopt_status (*generate)(eopt_model *m, const int32_t *prompt, int nprompt, int n, float temperature, int top_k,
                             uint64_t seed, int32_t *out); /* NULL: not a language model */
+    /* Diagnostics: the largest attention logit of each layer in the last forward (out[n_layer]);
+     * NULL: no attention. */
+    eopt_status (*attn_logit_max)(eopt_model *m, float *out);
 } eopt_model_arch;
 
 extern const eopt_model_arch eopt_arch_mlp, eopt_arch_gpt;

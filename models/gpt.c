@@ -33,6 +33,7 @@ typedef struct {
     float *colbuf;                       /* a column reduction [C] */
     float *ones;                         /* N ones for bias gradients */
     int32_t *gen_tokens;                 /* the context of eopt_model_generate [max_T] */
+    int last_B, last_T;                  /* the batch shape of the last forward (its qkv are kept) */
 } gpt_acts;
 
 /* Parameter order: wte, wpe, 12 per block, ln_f.weight, ln_f.bias. */
@@ -180,6 +181,7 @@ static void gpt_logits(eopt_model *m, const int32_t *tokens, int B, int T)
     gpt_acts *a = m->impl;
     eopt_backend *be = m->be;
     const int C = m->cfg.n_embd, V = m->cfg.vocab_size, H = m->cfg.n_head, L = m->cfg.n_layer, N = B * T;
+    a->last_B = B, a->last_T = T;
     eopt_embedding_forward(be, B, T, C, tokens, eopt_pw(m, WTE), eopt_pw(m, WPE), a->x);
     for (int l = 0; l < L; l++) {
         gpt_layer_acts *y = &a->layer[l];
@@ -233,6 +235,30 @@ static void gpt_backward(eopt_model *m, const int32_t *tokens, int B, int T)
     }
     /* the embedding adds the rows of the input tokens: the second half of the tied gradient */
     eopt_embedding_backward(be, B, T, C, V, tokens, a->dx, eopt_pg(m, WTE), eopt_pg(m, WPE), a->ones);
+}
+
+/* Diagnostics: each layer's largest attention logit q.k / sqrt(hs) over the causal positions of
+ * the last forward's batch, recomputed from its kept q and k (y->qkv) into the backward's score
+ * scratch (datt, free between steps): the forward itself pays nothing for it. */
+static eopt_status gpt_attn_logit_max(eopt_model *m, float *out)
+{
+    gpt_acts *a = m->impl;
+    eopt_backend *be = m->be;
+    const int B = a->last_B, T = a->last_T, C = m->cfg.n_embd, H = m->cfg.n_head, hs = C / H;
+    const int64_t TT = (int64_t)T * T, nrows = (int64_t)B * H * T;
+    if (B == 0)
+        return eopt_fail(EOPT_ERR_ARG, "gpt: no forward pass yet to take attention logits from");
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        for (int b = 0; b < B; b++) {
+            const float *q = a->layer[l].qkv + (int64_t)b * T * 3 * C;
+            be->gemm(be, EOPT_PREC_FP32, 0, 1, T, T, hs, 1.0f / sqrtf((float)hs), q, 3 * C, hs, q + C, 3 * C, hs, 0.0f,
+                     a->datt + b * H * TT, T, TT, H);
+        }
+        eopt_ew_run(be, EOPT_EW(causal_mask, nrows * T, .y = a->datt, .a = a->datt, .cols = T));
+        be->reduce(be, EOPT_RED_MAX, EOPT_AXIS_ALL, (int)nrows, T, a->datt, NULL, T, 1.0f, a->rows);
+        out[l] = eopt_read_scalar(be, a->rows);
+    }
+    return EOPT_OK;
 }
 
 static eopt_status gpt_check_batch(const eopt_model *m, const eopt_batch *b, int need_targets)
@@ -326,4 +352,5 @@ const eopt_model_arch eopt_arch_gpt = {
     .check_batch = gpt_check_batch,
     .forward = gpt_forward,
     .generate = gpt_generate,
+    .attn_logit_max = gpt_attn_logit_max,
 };

@@ -143,6 +143,16 @@ eopt_status eopt_model_correct(eopt_model *m, const eopt_batch *batch, int *corr
     return checked(m, m->arch->correct(m, batch, correct), "model accuracy");
 }
 
+eopt_status eopt_model_attn_logit_max(eopt_model *m, float *out, int *n)
+{
+    *n = 0;
+    if (!m->arch->attn_logit_max)
+        return EOPT_OK;
+    EOPT_TRY(checked(m, m->arch->attn_logit_max(m, out), "attention logits"));
+    *n = m->cfg.n_layer;
+    return EOPT_OK;
+}
+
 eopt_status eopt_model_generate(eopt_model *m, const int32_t *prompt, int nprompt, int n, float temperature, int top_k,
                                 uint64_t seed, int32_t *out)
 {

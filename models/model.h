@@ -73,6 +73,11 @@ eopt_status eopt_model_correct(eopt_model *m, const eopt_batch *batch, int *corr
 eopt_status eopt_model_generate(eopt_model *m, const int32_t *prompt, int nprompt, int n, float temperature, int top_k,
                                 uint64_t seed, int32_t *out);
 
+/* Diagnostics: the largest attention logit q.k / sqrt(head size) over the causal positions of
+ * each layer in the last forward's batch (GPT: *n = n_layer values into out, host); models
+ * without attention: *n = 0. Recomputed from kept activations: call it before another forward. */
+eopt_status eopt_model_attn_logit_max(eopt_model *m, float *out, int *n);
+
 /* Checks forward and backward against a reference file (shared/fixtures/models/NAME.h5: root
  * attributes with the hyperparameters, /model, /inputs, /expected). Errors are relative:
  * loss |l - ref| / |ref|, gradients max over tensors of max|g - ref| / max|ref| (logits

@@ -327,6 +327,8 @@ static eopt_status dion_setup(eopt_optimizer *opt)
 typedef struct {
     eopt_backend *be;
     eopt_workspace *ws;
+    eopt_optimizer *opt; /* and the parameter index i: diagnostics */
+    int i;
     const dion_hp *h;
     const eopt_ns_config *ns;
     double soft;
@@ -347,6 +349,7 @@ static float adjusted_lr(const dion_hp *h, int m, int n)
 static eopt_status orthogonalize(const dion_ctx *c, int r, int cols, const float *A, float *O)
 {
     EOPT_TRY(eopt_ns_orthogonalize(c->be, c->ws, c->ns, r, cols, A, O));
+    EOPT_TRY(eopt_diag_ns_residual(c->opt, c->i, r, cols, O));
     if (c->soft > 0.0)
         EOPT_TRY(eopt_soften(c->be, c->ws, r, cols, A, O, c->soft, c->h->eps));
     return EOPT_OK;
@@ -441,7 +444,8 @@ static eopt_status matrix_param(eopt_optimizer *opt, int i, const dion_hp *h, co
     float *V = vt ? eopt_f32(vt) : NULL;
     if (h->algo == ALG_MUON || h->algo == ALG_DION2)
         V = NULL;
-    const dion_ctx c = {.be = opt->be, .ws = &opt->ws, .h = h, .ns = ns, .soft = soft, .adj_lr = adjusted_lr(h, m, n)};
+    const dion_ctx c = {.be = opt->be, .ws = &opt->ws, .opt = opt, .i = i, .h = h, .ns = ns, .soft = soft,
+                        .adj_lr = adjusted_lr(h, m, n)};
     const int64_t mn = (int64_t)m * n;
     for (int64_t b = 0; b < batch; b++) {
         float *Vb = V ? V + b * m : NULL;

@@ -1,5 +1,10 @@
 #include "eigenbasis.h"
 
+#include <math.h>
+#include <stdlib.h>
+
+#include "newton_schulz.h"
+
 void eopt_eig_approx(eopt_backend *be, int n, const float *K, const float *Q, float *KQ, float *lam)
 {
     /* upstream: rowsum((Q^T K) . Q^T); with K symmetric (Q^T K)^T = K Q, so the same products,
@@ -17,7 +22,8 @@ size_t eopt_eig_eigh_workspace_bytes(eopt_eigh_kind kind, int n)
     return b;
 }
 
-eopt_status eopt_eig_eigh(eopt_backend *be, eopt_workspace *ws, eopt_eigh_kind kind, int n, const float *K, float *Q)
+eopt_status eopt_eig_eigh(eopt_backend *be, eopt_workspace *ws, eopt_eigh_kind kind, int n, const float *K, float *Q,
+                          int64_t *fallbacks)
 {
     const int64_t nn = (int64_t)n * n;
     float *A = eopt_ws_floats(ws, nn), *w = eopt_ws_floats(ws, n);
@@ -43,6 +49,8 @@ eopt_status eopt_eig_eigh(eopt_backend *be, eopt_workspace *ws, eopt_eigh_kind k
     }
     EOPT_TRY(be->syevd(be, n, A, w));
     eopt_ew_run(be, EOPT_EW(soap_eigh_desc, nn, .q = Q, .vecs = A, .max_offdiag = maxoff, .order = order, .cols = n));
+    if (fallbacks && maxoff)
+        *fallbacks += eopt_read_scalar(be, maxoff) == 0.0f;
     return EOPT_OK;
 }
 
@@ -101,4 +109,33 @@ void eopt_soap_apply(eopt_backend *be, int rows, int cols, float *P, const float
         be->reduce(be, EOPT_RED_SUMSQ, EOPT_AXIS_ALL, rows, cols, U, NULL, cols, (float)(1.0 / (double)n), ms);
     eopt_ew_run(be, EOPT_EW(soap_apply, n, .param = P, .update = U, .mean_sq = ms, .neg_lr = (float)-lr,
                             .max_rms = (float)max_rms, .rms_eps = 1e-7f, .decay = (float)decay));
+}
+
+eopt_status eopt_eig_drift(eopt_backend *be, eopt_workspace *ws, int n, const float *Q, double *drift)
+{
+    float *r = eopt_ws_floats(ws, 1);
+    if (!r)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory for the basis drift (%d)", n);
+    EOPT_TRY(eopt_ns_residual(be, ws, n, n, Q, r));
+    *drift = eopt_read_scalar(be, r);
+    return EOPT_OK;
+}
+
+eopt_status eopt_eig_condition(eopt_backend *be, eopt_workspace *ws, int n, const float *K, double *cond)
+{
+    float *A = eopt_ws_floats(ws, (int64_t)n * n), *w = eopt_ws_floats(ws, n), lo, hi;
+    if (!A || !w)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory for the factor condition (%d)", n);
+    be->copy(be, A, K, (size_t)n * n * sizeof(float));
+    eopt_status st = be->syevd(be, n, A, w); /* ascending */
+    *cond = NAN;
+    if (st == EOPT_ERR_NUMERIC) { /* a non-finite factor: no number, not a failed step */
+        eopt_clear_error();
+        return EOPT_OK;
+    }
+    EOPT_TRY(st);
+    be->download(be, &lo, w, sizeof lo);
+    be->download(be, &hi, w + n - 1, sizeof hi);
+    *cond = lo > 0.0f ? (double)hi / (double)lo : INFINITY;
+    return EOPT_OK;
 }

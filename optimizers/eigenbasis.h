@@ -19,11 +19,14 @@ typedef enum { EOPT_EIGH_SOAP = 0, EOPT_EIGH_MOSO } eopt_eigh_kind;
 void eopt_eig_approx(eopt_backend *be, int n, const float *K, const float *Q, float *KQ, float *lam);
 
 /* Q (n x n) = the eigenvectors of the symmetric K, descending eigenvalue order. The backend's
- * float32 solver has no float64 retry: its failure is returned (EOPT_ERR_NUMERIC). */
+ * float32 solver has no float64 retry: its failure is returned (EOPT_ERR_NUMERIC). fallbacks
+ * (NULL: not counted; counting reads one device scalar) is incremented when SOAP's
+ * eigh_with_fallback took its fallback, the identity basis of an exactly diagonal K. */
 /* The workspace eopt_eig_eigh and eopt_eig_sort take for an n x n factor. */
 size_t eopt_eig_eigh_workspace_bytes(eopt_eigh_kind kind, int n);
 static inline size_t eopt_eig_sort_workspace_bytes(int n) { return eopt_ws_size((size_t)n * sizeof(int32_t)); }
-eopt_status eopt_eig_eigh(eopt_backend *be, eopt_workspace *ws, eopt_eigh_kind kind, int n, const float *K, float *Q);
+eopt_status eopt_eig_eigh(eopt_backend *be, eopt_workspace *ws, eopt_eigh_kind kind, int n, const float *K, float *Q,
+                          int64_t *fallbacks);
 
 /* The sort of a refresh: pi = argsort(lam) descending (stable), Qs = Q[:, pi], KQs = KQ[:, pi]
  * (= K Qs), and Vs = V (rows x cols) permuted by pi along `axis` (EOPT_AXIS_ROWS: row i of Vs is
@@ -40,6 +43,13 @@ eopt_status eopt_eig_power_qr(eopt_backend *be, int n, const float *K, const flo
 /* One-sided basis change of X (m x n), Q square: into the basis Y = Q^T X (left) | X Q (right);
  * out of it Y = Q X (left) | X Q^T (right). SOAP's two-sided precondition() is left then right. */
 void eopt_eig_project(eopt_backend *be, int left, int into, int m, int n, const float *Q, const float *X, float *Y);
+
+/* Diagnostics of a factor K (n x n, symmetric) and its basis Q: the drift ||Q^T Q - I||_F / sqrt(n)
+ * (eopt_ns_residual) and the condition number lambda_max / lambda_min of K from the backend's
+ * syevd of a copy (infinite when lambda_min <= 0, NaN for a factor the solver refuses). Take n x n + n + 1 floats of ws; each reads
+ * device scalars (diagnostic steps only). */
+eopt_status eopt_eig_drift(eopt_backend *be, eopt_workspace *ws, int n, const float *Q, double *drift);
+eopt_status eopt_eig_condition(eopt_backend *be, eopt_workspace *ws, int n, const float *K, double *cond);
 
 /* The element-wise end of a SOAP/MOSO step (the inner Adam is eopt_adam_update, adamw.h). */
 

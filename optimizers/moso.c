@@ -118,7 +118,7 @@ static eopt_status moso_param(eopt_optimizer *opt, double max_rms, const moso_hp
     EOPT_TRY(eopt_eig_sort(be, ws, s, lam, Q, KQ, k ? Qs : NULL, k ? KQs : NULL, left ? EOPT_AXIS_ROWS : EOPT_AXIS_COLS,
                            m, n, exp_avg_sq, Vs));
     if (k == 0)
-        EOPT_TRY(eopt_eig_eigh(be, ws, EOPT_EIGH_MOSO, s, C, Qn));
+        EOPT_TRY(eopt_eig_eigh(be, ws, EOPT_EIGH_MOSO, s, C, Qn, NULL));
     else
         EOPT_TRY(eopt_eig_power_qr(be, s, C, Qs, KQs, 1, Qn));
     be->copy(be, Q, Qn, (size_t)ss * sizeof(float));
@@ -150,6 +150,19 @@ static int moso_solver_size(const eopt_optimizer *opt, int i)
     return (int)(shape[0] < shape[1] ? shape[0] : shape[1]);
 }
 
+/* Diagnostics (optimizer.h): the drift of the basis Q_M and the condition number of the factor M,
+ * named by the side it preconditions (cond_L when m <= n, else cond_R). */
+static eopt_status moso_diagnostics(eopt_optimizer *opt, int i)
+{
+    const int m = (int)opt->params[i].w->shape[0], n = (int)opt->params[i].w->shape[1], s = m <= n ? m : n;
+    double drift, cond;
+    EOPT_TRY(eopt_eig_drift(opt->be, &opt->ws, s, eopt_f32(eopt_state_get(opt, i, "Q_M")), &drift));
+    EOPT_TRY(eopt_eig_condition(opt->be, &opt->ws, s, eopt_f32(eopt_state_get(opt, i, "M")), &cond));
+    eopt_diag_note(opt, i, "q_drift", drift);
+    eopt_diag_note(opt, i, m <= n ? "cond_L" : "cond_R", cond);
+    return EOPT_OK;
+}
+
 static eopt_status moso_update(eopt_optimizer *opt, const void *hp, int i)
 {
     return moso_param(opt, ((const moso_cfg *)opt->impl)->max_rms, hp, i);
@@ -170,5 +183,6 @@ const eopt_optimizer_class eopt_class_moso = {
     .update = moso_update,
     .workspace_bytes = moso_workspace_bytes,
     .solver_size = moso_solver_size,
+    .diagnostics = moso_diagnostics,
     .schedulable = (const char *const[]){"lr", "momentum", "shampoo_beta", "eps", "weight_decay", NULL},
 };

@@ -290,6 +290,7 @@ static eopt_status muon_param(eopt_optimizer *opt, const muon_cfg *c, const muon
                             .l2_grad = l2 != 0.0 ? G : NULL, .grad = G, .param = P,
                             .one_minus_mu = (float)(1.0 - h->momentum), .mu = (float)h->momentum, .wd = (float)l2));
     EOPT_TRY(eopt_ns_orthogonalize(be, ws, &c->ns, m, n, X, O));
+    EOPT_TRY(eopt_diag_ns_residual(opt, i, m, n, O));
     const eopt_muon_step step = {.decay = (float)decay, .scale = (float)s, .extra = (float)c->extra,
                                  .neg_lr = (float)-h->lr};
     if (c->moment2 == M2_NONE) {

@@ -127,6 +127,7 @@ static eopt_status muown_param(eopt_optimizer *opt, const muown_cfg *c, const mu
                             .one_minus_mu = (float)(1.0 - h->momentum), .cols = n));
     /* direction: v_new = v - lr (NS(B) s) extra (decay 0: only g decays) */
     EOPT_TRY(eopt_ns_orthogonalize(be, ws, &c->ns, m, n, B, O));
+    EOPT_TRY(eopt_diag_ns_residual(opt, i, m, n, O));
     eopt_ew_run(be, EOPT_EW(muon_apply, mn, .param = V, .update = O,
                             .step = {.scale = (float)s, .extra = (float)c->extra, .neg_lr = (float)-h->lr}));
     /* magnitude: Adam on g, then decoupled decay of g alone */

@@ -177,7 +177,7 @@ size_t eopt_ns_workspace_bytes(const eopt_backend *be, const eopt_ns_config *cfg
     const size_t esz = be->device != EOPT_DEV_CPU && cfg->prec == EOPT_PREC_BF16 ? 2 : 4;
     const size_t r = (size_t)(m < n ? m : n), count = (size_t)m * (size_t)n;
     return eopt_ws_floats_size(1) + eopt_ws_floats_size((int64_t)count) + 2 * eopt_ws_size(count * esz) +
-           2 * eopt_ws_size(r * r * esz);
+           2 * eopt_ws_size(r * r * esz) + eopt_ws_floats_size(1) + eopt_ws_floats_size((int64_t)(r * r));
 }
 
 eopt_status eopt_ns_orthogonalize(eopt_backend *be, eopt_workspace *ws, const eopt_ns_config *cfg, int m, int n,
@@ -209,5 +209,17 @@ eopt_status eopt_ns_orthogonalize(eopt_backend *be, eopt_workspace *ws, const eo
         be->from_bf16(be, count, bufs[cur], O);
     else
         be->copy(be, O, bufs[cur], (size_t)count * esz);
+    return EOPT_OK;
+}
+
+eopt_status eopt_ns_residual(eopt_backend *be, eopt_workspace *ws, int m, int n, const float *O, float *res)
+{
+    const int tall = m > n, r = tall ? n : m;
+    float *A = eopt_ws_floats(ws, (int64_t)r * r);
+    if (!A)
+        return eopt_fail(EOPT_ERR_NOMEM, "orthogonality residual workspace for a %dx%d matrix", m, n);
+    be->syrk(be, EOPT_PREC_FP32, tall, r, tall ? m : n, 1.0f, O, n, 0.0f, A, r);
+    eopt_ew_run(be, EOPT_EW(soap_add_diag, (int64_t)r * r, .y = A, .a = A, .eps = -1.0f, .cols = r)); /* A - I */
+    be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ALL, r, r, A, NULL, r, (float)(1.0 / sqrt((double)r)), res);
     return EOPT_OK;
 }

@@ -55,4 +55,11 @@ size_t eopt_ns_workspace_bytes(const eopt_backend *be, const eopt_ns_config *cfg
 eopt_status eopt_ns_orthogonalize(eopt_backend *be, eopt_workspace *ws, const eopt_ns_config *cfg, int m, int n,
                                   const float *X, float *O);
 
+/* How far O (m x n) is from orthogonal, into *res (device): with r = min(m, n) and the r x r
+ * Gram A = O O^T (wide) or O^T O (tall), ||A - I||_F / sqrt(r): 0 for exactly orthonormal rows
+ * (columns), about 1 for a matrix far from it. Takes r x r floats of ws (counted in
+ * eopt_ns_workspace_bytes, so that a diagnostic step stays within an update's workspace).
+ * Diagnostics call it on the last orthogonalisation; SOAP/MOSO on their bases. */
+eopt_status eopt_ns_residual(eopt_backend *be, eopt_workspace *ws, int m, int n, const float *O, float *res);
+
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "classes.h"
+#include "newton_schulz.h"
 
 static const eopt_optimizer_class *const all_classes[] = {EOPT_OPTIMIZER_CLASSES NULL};
 
@@ -55,6 +56,7 @@ void eopt_optimizer_free(eopt_optimizer *opt)
     free(opt->groups);
     free(opt->params);
     free(opt->state);
+    free(opt->diag);
     eopt_ws_free(&opt->ws);
     free(opt->impl);
     free(opt);
@@ -163,8 +165,9 @@ eopt_status eopt_optimizer_create(const char *class_name, eopt_backend *be, cons
     opt->params = calloc((size_t)nparams, sizeof *opt->params);
     opt->state = calloc((size_t)nparams, sizeof *opt->state);
     opt->impl = calloc(1, cls->impl_size ? cls->impl_size : 1);
+    opt->diag = calloc((size_t)nparams, sizeof *opt->diag);
     eopt_status st = EOPT_OK;
-    if (!opt->groups || !opt->params || !opt->state || !opt->impl) {
+    if (!opt->groups || !opt->params || !opt->state || !opt->impl || !opt->diag) {
         st = eopt_fail(EOPT_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -280,6 +283,50 @@ eopt_status eopt_optimizer_step(eopt_optimizer *opt)
     char what[96]; /* a failed backend operation of the step (backend.h) is the step's failure */
     snprintf(what, sizeof what, "%s step", c->name);
     return eopt_backend_check(opt->be, what);
+}
+
+void eopt_optimizer_diag_begin(eopt_optimizer *opt)
+{
+    for (int i = 0; i < opt->nparams; i++)
+        opt->diag[i].n = 0;
+    opt->diag_on = 1;
+}
+
+eopt_status eopt_optimizer_diag_end(eopt_optimizer *opt)
+{
+    eopt_status st = EOPT_OK;
+    for (int i = 0; i < opt->nparams && st == EOPT_OK && opt->cls->diagnostics; i++)
+        if (opt->state[i].n > 0 && (st = eopt_ws_reset(&opt->ws)) == EOPT_OK)
+            st = opt->cls->diagnostics(opt, i);
+    opt->diag_on = 0;
+    if (st != EOPT_OK)
+        return st;
+    return eopt_backend_check(opt->be, "optimizer diagnostics");
+}
+
+void eopt_diag_note(eopt_optimizer *opt, int i, const char *key, double value)
+{
+    eopt_diag_values *d = &opt->diag[i];
+    int k = 0;
+    while (k < d->n && strcmp(d->key[k], key) != 0)
+        k++;
+    if (k == EOPT_DIAG_MAX)
+        return;
+    if (k == d->n)
+        snprintf(d->key[d->n++], sizeof d->key[0], "%s", key);
+    d->value[k] = value;
+}
+
+eopt_status eopt_diag_ns_residual(eopt_optimizer *opt, int i, int m, int n, const float *O)
+{
+    if (!opt->diag_on)
+        return EOPT_OK;
+    float *r = eopt_ws_floats(&opt->ws, 1);
+    if (!r)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory for the Newton-Schulz residual (%dx%d)", m, n);
+    EOPT_TRY(eopt_ns_residual(opt->be, &opt->ws, m, n, O, r));
+    eopt_diag_note(opt, i, "ns_residual", eopt_read_scalar(opt->be, r));
+    return EOPT_OK;
 }
 
 eopt_status eopt_state_add(eopt_optimizer *opt, int i, const char *key, eopt_dtype dt, int ndim, const int64_t *shape,

@@ -31,6 +31,17 @@ typedef struct {
 
 typedef struct eopt_optimizer eopt_optimizer;
 
+/* Diagnostics of one parameter (train/diagnostics.c reads them): named scalars an optimizer
+ * reports on a diagnostic step (NS residual, basis drift, factor conditioning, ...), and the
+ * count of numerical fallbacks its updates took since the optimizer was built. */
+#define EOPT_DIAG_MAX 8
+typedef struct {
+    int n;
+    char key[EOPT_DIAG_MAX][16];
+    double value[EOPT_DIAG_MAX];
+    int64_t fallbacks;
+} eopt_diag_values;
+
 typedef struct {
     const char *id;     /* unique name in eopt (configs, API): "Muon", "dion.Muon", "SOAP", ... */
     const char *name;   /* the checkpoint's `class` attribute: "Muon", "SOAP", ... (not unique:
@@ -75,6 +86,9 @@ typedef struct {
     /* Optional (NULL: no solver): the largest n of the backend's syevd(n) / qr(n, n) that
      * update(i) calls; the loop reserves the solver workspace of the largest (reserve_solver). */
     int (*solver_size)(const eopt_optimizer *opt, int i);
+    /* Optional: on a diagnostic step, after the update, what parameter i's state shows
+     * (eopt_diag_note: SOAP's basis drift and factor conditions). May use opt->ws. */
+    eopt_status (*diagnostics)(eopt_optimizer *opt, int i);
     /* State keys a newer upstream may add and this class ignores (SOAP's eigvals_L/R). */
     const char *const *optional_state_keys;
     /* Float hyperparameters a schedule may move between steps (group keys, or constructor
@@ -94,6 +108,10 @@ struct eopt_optimizer {
     void *impl; /* the class's constructor arguments, read (impl_size bytes) */
     eopt_workspace ws;
     int ws_overruns; /* updates that took more workspace than workspace_bytes declared (a bug) */
+    /* Diagnostics: with diag_on set (eopt_optimizer_diag_begin), updates record named scalars
+     * into diag[i] (eopt_diag_note); off, they cost nothing. diag: [nparams]. */
+    int diag_on;
+    eopt_diag_values *diag;
 };
 
 /* The class table: every optimizer eopt knows, looked up by id ("dion.Muon"). */
@@ -133,6 +151,17 @@ const char *eopt_optimizer_schedulable_names(const eopt_optimizer_class *cls, ch
  * schedulable is refused with the allowed ones named; the class checks the value's range when
  * it steps. */
 eopt_status eopt_optimizer_set_hparam(eopt_optimizer *opt, int g, const char *key, double value);
+
+/* Diagnostics around one step: begin clears every parameter's values and turns recording on;
+ * end runs the classes' diagnostics hooks on the parameters with state and turns it off. */
+void eopt_optimizer_diag_begin(eopt_optimizer *opt);
+eopt_status eopt_optimizer_diag_end(eopt_optimizer *opt);
+/* Records (or replaces) the scalar `key` of parameter i; a key past EOPT_DIAG_MAX is dropped. */
+void eopt_diag_note(eopt_optimizer *opt, int i, const char *key, double value);
+/* On a diagnostic step: "ns_residual" of parameter i from its last orthogonalisation O (m x n),
+ * ||O O^T - I||_F / sqrt(min(m, n)) (eopt_ns_residual; workspace from opt->ws, within
+ * eopt_ns_workspace_bytes). Does nothing when recording is off. */
+eopt_status eopt_diag_ns_residual(eopt_optimizer *opt, int i, int m, int n, const float *O);
 
 /* State helpers for the classes. */
 eopt_status eopt_state_add(eopt_optimizer *opt, int i, const char *key, eopt_dtype dt, int ndim, const int64_t *shape,

@@ -206,10 +206,10 @@ static void commit(eopt_backend *be, int64_t n, float *dst, const float *src, co
  * into Vs, then power_iter_steps QR power iterations). */
 static eopt_status new_basis(eopt_backend *be, eopt_workspace *ws, const soap_cfg *c, int use_eigh, int d,
                              const float *K, const float *Q, const float *KQ, const float *lam, eopt_axis axis, int m,
-                             int n, const float *V, float *Vs, float *Qn)
+                             int n, const float *V, float *Vs, float *Qn, int64_t *fallbacks)
 {
     if (use_eigh)
-        return eopt_eig_eigh(be, ws, EOPT_EIGH_SOAP, d, K, Qn);
+        return eopt_eig_eigh(be, ws, EOPT_EIGH_SOAP, d, K, Qn, fallbacks);
     float *Qs = eopt_ws_floats(ws, (int64_t)d * d), *KQs = eopt_ws_floats(ws, (int64_t)d * d);
     if (!Qs || !KQs)
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory in the QR refresh (%d)", d);
@@ -221,7 +221,7 @@ static eopt_status new_basis(eopt_backend *be, eopt_workspace *ws, const soap_cf
  *   A = Q_L exp_avg Q_R^T (old bases);  new Q_L, Q_R;  exp_avg = Q_L'^T A Q_R'.
  * New values are built in the workspace and committed only once every solver call succeeded. */
 static eopt_status refresh(eopt_backend *be, eopt_workspace *ws, const soap_cfg *c, const soap_view *s, int use_eigh,
-                           int adaptive)
+                           int adaptive, int64_t *fallbacks)
 {
     const int m = s->m, n = s->n;
     const int64_t mn = (int64_t)m * n, mm = (int64_t)m * m, nn = (int64_t)n * n;
@@ -245,8 +245,9 @@ static eopt_status refresh(eopt_backend *be, eopt_workspace *ws, const soap_cfg 
         be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ALL, 1, n, lamR, NULL, n, 1.0f, &crit[3]);
     }
     /* the R permutation acts on the already row-permuted exp_avg_sq */
-    EOPT_TRY(new_basis(be, ws, c, use_eigh, m, s->L, s->QL, KQL, lamL, EOPT_AXIS_ROWS, m, n, s->exp_avg_sq, V1, QLn));
-    EOPT_TRY(new_basis(be, ws, c, use_eigh, n, s->R, s->QR, KQR, lamR, EOPT_AXIS_COLS, m, n, V1, V2, QRn));
+    EOPT_TRY(new_basis(be, ws, c, use_eigh, m, s->L, s->QL, KQL, lamL, EOPT_AXIS_ROWS, m, n, s->exp_avg_sq, V1, QLn,
+                       fallbacks));
+    EOPT_TRY(new_basis(be, ws, c, use_eigh, n, s->R, s->QR, KQR, lamR, EOPT_AXIS_COLS, m, n, V1, V2, QRn, fallbacks));
     eopt_eig_project(be, 1, 1, m, n, QLn, A, T);
     eopt_eig_project(be, 0, 1, m, n, QRn, T, A);
     const float *skip = adaptive ? crit : NULL;
@@ -274,7 +275,8 @@ static eopt_status soap_param(eopt_optimizer *opt, const soap_cfg *c, const soap
     EOPT_TRY(c->kl ? kl_factors(be, ws, &s, G, h->eps, w) : std_factors(be, ws, &s, G, w));
     /* refresh on the absolute step index; Python's % makes a negative frequency act as |f| */
     if (k >= c->warmup && k % llabs(c->freq) == 0)
-        EOPT_TRY(refresh(be, ws, c, &s, c->use_eigh || k == c->warmup, c->adaptive && k > c->warmup));
+        EOPT_TRY(refresh(be, ws, c, &s, c->use_eigh || k == c->warmup, c->adaptive && k > c->warmup,
+                         &opt->diag[i].fallbacks));
     if (h->wd != 0.0 && c->wd_method == WD_L2) /* g += wd P, into the caller's gradient as upstream */
         eopt_axpby(be, mn, 1.0f, G, (float)h->wd, P, G);
     float *U = eopt_ws_floats(ws, mn), *T = eopt_ws_floats(ws, mn), *ms = eopt_ws_floats(ws, 1);
@@ -324,6 +326,23 @@ static size_t soap_workspace_bytes(const eopt_optimizer *opt, const void *hp, in
     return factors + refresh + 2 * eopt_ws_floats_size(mn) + eopt_ws_floats_size(1);
 }
 
+/* Diagnostics (optimizer.h): the drift of both bases (the larger), each factor's condition
+ * number, and the eigh fallbacks taken. Within the step's workspace (refresh counts more). */
+static eopt_status soap_diagnostics(eopt_optimizer *opt, int i)
+{
+    const soap_view s = soap_state(opt, i);
+    double drift_l, drift_r, cond_l, cond_r;
+    EOPT_TRY(eopt_eig_drift(opt->be, &opt->ws, s.m, s.QL, &drift_l));
+    EOPT_TRY(eopt_eig_drift(opt->be, &opt->ws, s.n, s.QR, &drift_r));
+    EOPT_TRY(eopt_eig_condition(opt->be, &opt->ws, s.m, s.L, &cond_l));
+    EOPT_TRY(eopt_eig_condition(opt->be, &opt->ws, s.n, s.R, &cond_r));
+    eopt_diag_note(opt, i, "q_drift", drift_l > drift_r ? drift_l : drift_r);
+    eopt_diag_note(opt, i, "cond_L", cond_l);
+    eopt_diag_note(opt, i, "cond_R", cond_r);
+    eopt_diag_note(opt, i, "fallbacks", (double)opt->diag[i].fallbacks);
+    return EOPT_OK;
+}
+
 /* Both factors are solved (eigh or QR): the larger side. */
 static int soap_solver_size(const eopt_optimizer *opt, int i)
 {
@@ -352,6 +371,7 @@ const eopt_optimizer_class eopt_class_soap = {
     .update = soap_update,
     .workspace_bytes = soap_workspace_bytes,
     .solver_size = soap_solver_size,
+    .diagnostics = soap_diagnostics,
     .optional_state_keys = (const char *const[]){"eigvals_L", "eigvals_R", NULL},
     .schedulable = (const char *const[]){"lr", "shampoo_beta", "eps", "weight_decay", NULL},
 };

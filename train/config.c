@@ -39,7 +39,8 @@ static const char *const ramp_constant_keys[] = {"kind", "value", NULL};
 static const char *const ramp_shaped_keys[] = {"kind", "from", "to", "start", "end", NULL};
 static const char *const ramp_piecewise_keys[] = {"kind", "points", NULL};
 static const char *const checkpoint_keys[] = {"dir", "interval", "keep", NULL};
-static const char *const log_keys[] = {"metrics", "interval", "progress", NULL};
+static const char *const log_keys[] = {"metrics", "interval", "progress", "diagnostics_interval", "spike_window",
+                                       "spike_z", NULL};
 
 static const eopt_config_keys key_tables[] = {
     {"", top_keys},
@@ -843,6 +844,9 @@ static eopt_status parse_output(parser *p, const config_setting_t *ck, const con
     int pr;
     EOPT_TRY(get_choice(p, log, "progress", progress, 0, &pr));
     c->log.progress = (eopt_progress)pr;
+    EOPT_TRY(get_int(p, log, "diagnostics_interval", 0, INT64_MAX / 2, 0, &c->log.diagnostics_interval));
+    EOPT_TRY(get_i(p, log, "spike_window", 2, 1 << 20, 50, &c->log.spike_window));
+    EOPT_TRY(get_float(p, log, "spike_z", 0, 1e30, 6, &c->log.spike_z));
     return EOPT_OK;
 }
 

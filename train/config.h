@@ -14,7 +14,8 @@
  *                    groups = ( { params = ["glob", ...]; exclude = [...]; ndim = 2 | [0, 1];
  *                                 schedule = {...}; ramps = {...}; <hyperparameter> = value; ... } ); } )
  *   checkpoint = { dir; interval; keep; }
- *   log        = { metrics; interval; progress = "auto" | "bar" | "lines" | "none"; }
+ *   log        = { metrics; interval; progress = "auto" | "bar" | "lines" | "none";
+ *                  diagnostics_interval; spike_window; spike_z; }
  *
  * Token data (train/data.h): `train` and `val` are each a glob of shard files or a list of them
  * (matches sorted, the patterns in order), e.g. llm.c's dev/data/fineweb.py output
@@ -118,6 +119,9 @@ typedef struct {
         char metrics[EOPT_CFG_PATH_MAX];
         int64_t interval;
         eopt_progress progress;
+        int64_t diagnostics_interval; /* a diagnostics line every this many steps (0: off) */
+        int spike_window;             /* losses the spike detector's mean and std run over */
+        double spike_z;               /* z-score above which a loss is a spike (0: no detector) */
     } log;
 } eopt_config;
 

@@ -278,7 +278,11 @@ void eopt_config_write(const eopt_config *c, FILE *f)
     put_str(f, c->log.metrics);
     fputs("; interval = ", f);
     put_int(f, c->log.interval);
-    fprintf(f, "; progress = \"%s\"; };\n", progress[c->log.progress]);
+    fprintf(f, "; progress = \"%s\"; diagnostics_interval = ", progress[c->log.progress]);
+    put_int(f, c->log.diagnostics_interval);
+    fprintf(f, "; spike_window = %d; spike_z = ", c->log.spike_window);
+    put_float(f, c->log.spike_z);
+    fputs("; };\n", f);
 }
 
 char *eopt_config_text(const eopt_config *c)

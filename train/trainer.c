@@ -14,6 +14,7 @@
 #include "../checkpoint/rotate.h"
 #include "../framework/log.h"
 #include "data.h"
+#include "diagnostics.h"
 #include "run_dir.h"
 
 #define CKPT_PREFIX EOPT_RUN_CKPT_PREFIX
@@ -37,7 +38,9 @@ typedef struct {
     eopt_param *oparams[EOPT_CFG_MAX_OPTS];    /* each optimizer's parameters, in state-index order */
     int *model_index[EOPT_CFG_MAX_OPTS];       /* model param index of each optimizer param */
     float *norms_dev, *norms;                  /* [3 nparams]: grad, param, update sums of squares */
-    eopt_tensor *before;                       /* weights before the step (update RMS) */
+    eopt_tensor *before;                       /* weights before the step; after it, the step's update */
+    eopt_diagnostics diag;                     /* diagnostics.h */
+    eopt_spike_detector spikes;
     int64_t step;
     int skipped_in_row;                        /* non-finite steps skipped since the last good one */
     double best_eval;
@@ -140,6 +143,8 @@ static eopt_status build(trainer *t)
         return eopt_fail(EOPT_ERR_NOMEM, "trainer: out of memory");
     for (int i = 0; i < m->nparams; i++)
         EOPT_TRY(eopt_tensor_alloc_like(&t->before[i], m->params[i].w));
+    EOPT_TRY(eopt_diagnostics_create(m, c->run.seed, &t->diag));
+    EOPT_TRY(eopt_spike_init(&t->spikes, c->log.spike_window, c->log.spike_z));
     t->sampler.seed = c->run.seed;
     t->best_eval = INFINITY;
     return EOPT_OK;
@@ -153,6 +158,9 @@ static void teardown(trainer *t)
     for (int i = 0; t->before && t->model && i < t->model->nparams; i++)
         eopt_tensor_free(&t->before[i]);
     free(t->before);
+    if (t->be)
+        eopt_diagnostics_free(&t->diag);
+    eopt_spike_free(&t->spikes);
     free(t->norms);
     if (t->norms_dev)
         t->be->free(t->be, t->norms_dev);
@@ -200,9 +208,14 @@ static eopt_status save(trainer *t, eopt_train_result *res)
     EOPT_TRY(eopt_dict_set(&tr, "data_position", eopt_int((int64_t)t->sampler.position)));
     EOPT_TRY(eopt_dict_set(&tr, "best_eval_loss", eopt_float(t->best_eval)));
     EOPT_TRY(eopt_dict_set(&tr, "train_seconds", eopt_float(t->t_before + t->t_train)));
+    EOPT_TRY(eopt_dict_set(&tr, "loss_spikes", eopt_int(t->spikes.spikes)));
     int64_t sampler[2] = {(int64_t)t->sampler.seed, (int64_t)t->sampler.position}, two = 2;
     eopt_tensor st = eopt_tensor_view(sampler, NULL, EOPT_I64, 1, &two);
-    eopt_ckpt_dataset data = {"sampler", &st};
+    /* the spike detector's window, oldest first, as the bits of its float64 losses (exact) */
+    double window[t->spikes.window];
+    int64_t nwin = eopt_spike_values(&t->spikes, window);
+    eopt_tensor sw = eopt_tensor_view(window, NULL, EOPT_I64, 1, &nwin);
+    eopt_ckpt_dataset data[2] = {{"sampler", &st}, {"spike_window", &sw}};
     eopt_ckpt_write w = {.step = t->step,
                          .producer = "eopt train",
                          .nparams = m->nparams,
@@ -212,8 +225,8 @@ static eopt_status save(trainer *t, eopt_train_result *res)
                          .nopt = t->nopt,
                          .opts = opts,
                          .trainer = &tr,
-                         .ntrainer_data = 1,
-                         .trainer_data = &data,
+                         .ntrainer_data = nwin > 0 ? 2 : 1,
+                         .trainer_data = data,
                          .config = t->config_text};
     EOPT_TRY(eopt_make_dirs(c->checkpoint.dir));
     return eopt_checkpoint_save_rotating(c->checkpoint.dir, CKPT_PREFIX, &w, c->checkpoint.keep,
@@ -333,6 +346,8 @@ typedef struct {
     int64_t step;
     double best_eval, seconds;
     eopt_sampler sampler;
+    int64_t spikes;             /* loss spikes so far */
+    const eopt_tensor *window;  /* the spike detector's losses (float64 bits), or NULL */
 } trainer_position;
 
 static eopt_status read_trainer(const eopt_ckpt *ck, trainer_position *p)
@@ -350,6 +365,11 @@ static eopt_status read_trainer(const eopt_ckpt *ck, trainer_position *p)
     const int64_t *v = s->data;
     p->sampler.seed = (uint64_t)v[0];
     p->sampler.position = (uint64_t)v[1];
+    if (eopt_dict_get(d, "loss_spikes")) /* absent in files from before the spike detector */
+        EOPT_TRY(eopt_dict_int(d, what, "loss_spikes", &p->spikes));
+    p->window = eopt_ckpt_trainer_data(ck, "spike_window");
+    if (p->window && (p->window->dtype != EOPT_I64 || p->window->ndim != 1))
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: /trainer/spike_window is not a 1-D int64 dataset", what);
     return EOPT_OK;
 }
 
@@ -393,6 +413,13 @@ static eopt_status start_from(trainer *t)
         t->best_eval = pos.best_eval;
         t->t_before = pos.seconds;
         t->sampler = pos.sampler;
+        t->spikes.spikes = pos.spikes;
+        if (pos.window && pos.window->numel > 0) {
+            int n = (int)(pos.window->numel < t->spikes.window ? pos.window->numel : t->spikes.window);
+            double window[n]; /* the last n: the detector keeps no more */
+            memcpy(window, (const int64_t *)pos.window->data + pos.window->numel - n, sizeof window);
+            eopt_spike_restore(&t->spikes, window, n);
+        }
     }
     if (st == EOPT_OK && !o->quiet)
         eopt_log(EOPT_LOG_INFO, "%s %s (step %lld)", o->resume ? "resuming from" : "initialised from",
@@ -434,7 +461,8 @@ static void grad_sumsq(trainer *t)
     sumsq(t, 0, ts);
 }
 
-/* Parameter norms (slot 1) and update sums of squares (slot 2, w - before, left in before). */
+/* Parameter norms (slot 1) and update sums of squares (slot 2, w - before, left in before),
+ * every step (docs/metrics.md: per group). */
 static void param_stats(trainer *t)
 {
     eopt_model *m = t->model;
@@ -516,6 +544,8 @@ typedef struct {
     int64_t step; /* 1-based: the step just taken */
     double loss, grad_norm, clip_scale, eval_loss, accuracy, rate;
     int logged, evaluated, nonfinite, diverged;
+    int spiked, diagnosed; /* a loss spike (spike); a diagnostics line */
+    eopt_spike spike;
 } step_info;
 
 /* Whatever went wrong writing the metrics since the last check (a full disk, a file size limit)
@@ -548,7 +578,7 @@ static eopt_status write_metrics_header(trainer *t)
 /* One optimizer's scheduled values: "lr" and every ramped group hyperparameter as a list over
  * its groups, every ramped constructor argument as a number; on logged steps its gradient,
  * update and parameter statistics. */
-static void write_optimizer_metrics(trainer *t, int o, int logged)
+static void write_optimizer_metrics(trainer *t, int o)
 {
     FILE *f = t->metrics;
     const eopt_optimizer *op = t->opt[o];
@@ -577,16 +607,24 @@ static void write_optimizer_metrics(trainer *t, int o, int logged)
         }
         fputc(']', f);
     }
-    if (logged) {
-        double g2 = 0, p2 = 0, u2 = 0, numel = 0;
-        for (int k = 0; k < op->nparams; k++) {
-            int i = t->model_index[o][k];
-            g2 += t->norms[i], p2 += t->norms[m->nparams + i], u2 += t->norms[2 * m->nparams + i];
-            numel += (double)m->params[i].w->numel;
+    /* per group: sqrt(sum g^2), sqrt(mean dW^2), sqrt(sum W^2) over its parameters */
+    static const char *const stats[3] = {"grad_norm", "param_norm", "update_rms"};
+    for (int k = 0; k < 3; k++) {
+        fprintf(f, ", \"%s\": [", stats[k]);
+        for (int g = 0; g < op->ngroups; g++) {
+            double sum = 0, numel = 0;
+            for (int j = 0; j < op->groups[g].n; j++) {
+                int i = t->model_index[o][op->groups[g].index[j]];
+                sum += t->norms[(size_t)k * m->nparams + i];
+                numel += (double)m->params[i].w->numel;
+            }
+            const double v = sqrt(k == 2 ? sum / numel : sum);
+            if (isfinite(v))
+                fprintf(f, "%s%.9g", g ? ", " : "", v);
+            else
+                fprintf(f, "%snull", g ? ", " : "");
         }
-        json_num(f, "grad_norm", sqrt(g2));
-        json_num(f, "update_rms", sqrt(u2 / numel));
-        json_num(f, "param_norm", sqrt(p2));
+        fputc(']', f);
     }
     fputc('}', f);
 }
@@ -608,13 +646,18 @@ static eopt_status write_metrics(trainer *t, const step_info *si)
         json_num(f, "clip_scale", si->clip_scale);
     json_num(f, is_gpt(t) ? "tokens_per_s" : "samples_per_s", si->rate);
     json_num(f, "time_s", t->t_before + t->t_train);
+    if (si->spiked) /* finite: a spike has std > 0 */
+        fprintf(f, ", \"spike\": {\"z\": %.9g, \"mean\": %.9g, \"std\": %.9g}", si->spike.z, si->spike.mean,
+                si->spike.std);
     if (!si->nonfinite && !si->diverged) {
         fprintf(f, ", \"optimizers\": {");
         for (int o = 0; o < t->nopt; o++)
-            write_optimizer_metrics(t, o, si->logged);
+            write_optimizer_metrics(t, o);
         fputc('}', f);
     }
     fprintf(f, "}\n");
+    if (si->diagnosed)
+        eopt_diagnostics_write(&t->diag, t->model, si->step, f);
     if (si->evaluated) {
         fprintf(f, "{\"step\": %lld", (long long)si->step);
         json_num(f, "eval_loss", si->eval_loss);
@@ -647,11 +690,14 @@ static void progress(trainer *t, const step_info *si)
         n += snprintf(line + n, sizeof line - n, " | eval %.4f", si->eval_loss);
     if (si->evaluated && !is_gpt(t))
         n += snprintf(line + n, sizeof line - n, " (acc %.2f%%)", 100 * si->accuracy);
+    if (t->spikes.spikes > 0)
+        n += snprintf(line + n, sizeof line - n, " | spikes %lld", (long long)t->spikes.spikes);
     snprintf(line + n, sizeof line - n, " | %.0f %s/s | ETA %s", si->rate, is_gpt(t) ? "tok" : "samples", eta);
     if (t->bar) /* a line in place; evaluations (and the last step) stay */
         eopt_log(si->evaluated || t->step == c->run.steps ? EOPT_LOG_INFO : EOPT_LOG_PROGRESS, "%s", line);
-    else if (si->logged || si->evaluated || si->nonfinite)
-        eopt_log(EOPT_LOG_INFO, "%s%s", line, si->nonfinite ? " | non-finite loss or gradient" : "");
+    else if (si->logged || si->evaluated || si->nonfinite || si->spiked)
+        eopt_log(EOPT_LOG_INFO, "%s%s", line, si->nonfinite ? " | non-finite loss or gradient"
+                                              : si->spiked ? " | loss spike" : "");
 }
 
 static eopt_status open_metrics(trainer *t)
@@ -867,6 +913,9 @@ static eopt_status train_step(trainer *t, step_info *si, eopt_train_result *res)
     si->clip_scale = 1;
     si->nonfinite = !isfinite(si->loss) || !isfinite(g2);
     si->logged = (t->step + 1) % c->log.interval == 0 || t->step + 1 == c->run.steps;
+    si->spiked = !si->nonfinite && eopt_spike_check(&t->spikes, si->loss, &si->spike);
+    si->diagnosed = !si->nonfinite && (si->spiked || (c->log.diagnostics_interval > 0 &&
+                                                      (t->step + 1) % c->log.diagnostics_interval == 0));
     t->skipped_in_row = si->nonfinite ? t->skipped_in_row + 1 : 0;
     if (diverged(c, si, t->skipped_in_row, res))
         return EOPT_OK; /* the step is not taken; run() records it */
@@ -891,16 +940,20 @@ static eopt_status train_step(trainer *t, step_info *si, eopt_train_result *res)
         if (c->run.grad_clip > 0 && si->grad_norm > c->run.grad_clip)
             clip_gradients(t, si->clip_scale = c->run.grad_clip / si->grad_norm);
         EOPT_TRY(set_schedules(t));
-        if (si->logged)
-            for (int i = 0; i < m->nparams; i++)
-                EOPT_TRY(eopt_tensor_copy(&t->before[i], m->params[i].w));
+        for (int i = 0; i < m->nparams; i++)
+            EOPT_TRY(eopt_tensor_copy(&t->before[i], m->params[i].w));
         for (int o = 0; o < t->nopt; o++) {
+            if (si->diagnosed)
+                eopt_optimizer_diag_begin(t->opt[o]);
             eopt_status st = eopt_optimizer_step(t->opt[o]);
+            if (st == EOPT_OK && si->diagnosed)
+                st = eopt_optimizer_diag_end(t->opt[o]);
             if (st != EOPT_OK)
                 return eopt_fail_context(st, "step %lld, optimizer '%s'", (long long)t->step + 1, c->opts[o].name);
         }
-        if (si->logged)
-            param_stats(t);
+        param_stats(t);
+        if (si->diagnosed)
+            EOPT_TRY(eopt_diagnostics_collect(&t->diag, m, t->before, t->nopt, t->opt, t->model_index));
     }
     t->step++;
     t->steps_run++;
@@ -940,10 +993,13 @@ static eopt_status run(trainer *t, eopt_train_result *res)
     res->throughput = t->t_train > 0 ? (double)t->items_done / t->t_train : 0;
     EOPT_TRY(save(t, res));
     EOPT_TRY(close_metrics(t));
-    char skipped[96] = "";
+    char skipped[160] = "";
     if (res->nonfinite_steps > 0)
         snprintf(skipped, sizeof skipped, " (%lld non-finite step%s skipped)", (long long)res->nonfinite_steps,
                  res->nonfinite_steps > 1 ? "s" : "");
+    if (t->spikes.spikes > 0)
+        snprintf(skipped + strlen(skipped), sizeof skipped - strlen(skipped), " (%lld loss spike%s)",
+                 (long long)t->spikes.spikes, t->spikes.spikes > 1 ? "s" : "");
     if (!t->o->quiet)
         eopt_log(EOPT_LOG_INFO, "%s at step %lld%s: checkpoint %s", res->diverged ? "diverged" : res->interrupted ?
                  "stopped" : "finished", (long long)t->step + res->diverged, skipped, res->last_checkpoint);

@@ -51,7 +51,7 @@ typedef struct {
     const char *command;  /* the command line, for the run folder's record (NULL: none) */
 } eopt_train_options;
 
-#define EOPT_METRICS_VERSION 1 /* docs/metrics.md */
+#define EOPT_METRICS_VERSION 2 /* docs/metrics.md */
 
 typedef struct {
     int64_t start_step;       /* the step this call started from (> 0 after a resume) */

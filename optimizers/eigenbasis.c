@@ -1,5 +1,6 @@
 #include "eigenbasis.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -136,6 +137,9 @@ eopt_status eopt_eig_condition(eopt_backend *be, eopt_workspace *ws, int n, cons
     EOPT_TRY(st);
     be->download(be, &lo, w, sizeof lo);
     be->download(be, &hi, w + n - 1, sizeof hi);
-    *cond = lo > 0.0f ? (double)hi / (double)lo : INFINITY;
+    /* a float32 solver resolves eigenvalues to about n eps lambda_max: below that, K is singular
+     * as far as the step can tell, and the number is capped there */
+    const double floor = (double)hi * n * FLT_EPSILON;
+    *cond = hi > 0.0f ? (double)hi / (lo > floor ? (double)lo : floor) : NAN;
     return EOPT_OK;
 }

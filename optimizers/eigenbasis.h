@@ -45,8 +45,9 @@ eopt_status eopt_eig_power_qr(eopt_backend *be, int n, const float *K, const flo
 void eopt_eig_project(eopt_backend *be, int left, int into, int m, int n, const float *Q, const float *X, float *Y);
 
 /* Diagnostics of a factor K (n x n, symmetric) and its basis Q: the drift ||Q^T Q - I||_F / sqrt(n)
- * (eopt_ns_residual) and the condition number lambda_max / lambda_min of K from the backend's
- * syevd of a copy (infinite when lambda_min <= 0, NaN for a factor the solver refuses). Take n x n + n + 1 floats of ws; each reads
+ * (eopt_ns_residual) and the condition number lambda_max / max(lambda_min, n eps32 lambda_max) of
+ * K from the backend's syevd of a copy: capped at 1 / (n eps32) for a factor singular in float32
+ * (NaN for a zero factor or one the solver refuses). Take n x n + n + 1 floats of ws; each reads
  * device scalars (diagnostic steps only). */
 eopt_status eopt_eig_drift(eopt_backend *be, eopt_workspace *ws, int n, const float *Q, double *drift);
 eopt_status eopt_eig_condition(eopt_backend *be, eopt_workspace *ws, int n, const float *K, double *cond);

@@ -582,7 +582,7 @@ Test(trainer_checkpoint, schedules_trainer_state_and_metrics)
     snprintf(path, sizeof path, "%s/step_000000000004.h5", dir);
     cr_expect(access(path, F_OK) == 0);
 
-    /* metrics: one line per step; eval every 3 steps; per-optimizer statistics on log steps */
+    /* metrics: one line per step; eval every 3 steps; per-group statistics on every step */
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
     FILE *f = fopen(path, "r");
     cr_assert(f);
@@ -597,7 +597,7 @@ Test(trainer_checkpoint, schedules_trainer_state_and_metrics)
     fclose(f);
     cr_expect_eq(n, 6);
     cr_expect_eq(evals, 2);
-    cr_expect_eq(stats, 3);
+    cr_expect_eq(stats, 6);
     rmdir_all(dir);
 }
 

@@ -845,7 +845,7 @@ static eopt_status parse_output(parser *p, const config_setting_t *ck, const con
     EOPT_TRY(get_choice(p, log, "progress", progress, 0, &pr));
     c->log.progress = (eopt_progress)pr;
     EOPT_TRY(get_int(p, log, "diagnostics_interval", 0, INT64_MAX / 2, 0, &c->log.diagnostics_interval));
-    EOPT_TRY(get_i(p, log, "spike_window", 2, 1 << 20, 50, &c->log.spike_window));
+    EOPT_TRY(get_i(p, log, "spike_window", 2, 10000, 50, &c->log.spike_window));
     EOPT_TRY(get_float(p, log, "spike_z", 0, 1e30, 6, &c->log.spike_z));
     return EOPT_OK;
 }

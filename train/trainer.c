@@ -576,8 +576,8 @@ static eopt_status write_metrics_header(trainer *t)
 }
 
 /* One optimizer's scheduled values: "lr" and every ramped group hyperparameter as a list over
- * its groups, every ramped constructor argument as a number; on logged steps its gradient,
- * update and parameter statistics. */
+ * its groups, every ramped constructor argument as a number; then its gradient, parameter and
+ * update statistics, one value per group. */
 static void write_optimizer_metrics(trainer *t, int o)
 {
     FILE *f = t->metrics;
@@ -607,7 +607,7 @@ static void write_optimizer_metrics(trainer *t, int o)
         }
         fputc(']', f);
     }
-    /* per group: sqrt(sum g^2), sqrt(mean dW^2), sqrt(sum W^2) over its parameters */
+    /* per group, over its parameters (norms slots 0, 1, 2): sqrt(sum g^2), sqrt(sum W^2), sqrt(mean dW^2) */
     static const char *const stats[3] = {"grad_norm", "param_norm", "update_rms"};
     for (int k = 0; k < 3; k++) {
         fprintf(f, ", \"%s\": [", stats[k]);

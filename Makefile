@@ -50,7 +50,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 # Run by `make test` before the Criterion suites (whose summary line closes the output).
 TEST_SCRIPTS ?= tests/build_dirs.sh tests/install.sh
 
-.PHONY: all test test-asan install deps clean bench docs fuzz fuzz-ci fuzz-lib memcheck soak
+.PHONY: all test test-asan test-slurm install deps clean bench docs fuzz fuzz-ci fuzz-lib memcheck soak
 all: $(BUILD)/eopt $(BUILD)/libeopt.a $(BUILD)/libeopt.so
 
 $(BUILD)/%.o: %.c
@@ -90,6 +90,11 @@ soak: $(BUILD)/eopt
 test: $(BUILD)/eopt-tests $(BUILD)/eopt $(if $(TEST_SCRIPTS),$(BUILD)/libeopt.a $(BUILD)/libeopt.so)
 	@for t in $(TEST_SCRIPTS); do BUILD=$(BUILD) CUDA=$(CUDA) sh $$t || exit 1; done
 	EOPT_FIXTURES=$(FIXTURES) EOPT_BIN=$(abspath $(BUILD)/eopt) OMP_NUM_THREADS=2 $(BUILD)/eopt-tests $(TEST_ARGS)
+
+# `eopt study --slurm` against a real one-node Slurm on localhost (tests/slurm/: munged, slurmctld
+# and slurmd started in a temporary folder, stopped at the end; root only, ~20 s).
+test-slurm: $(BUILD)/eopt
+	EOPT_BIN=$(abspath $(BUILD)/eopt) sh tests/slurm/test.sh
 
 # The build and install scripts check the plain build only: a sanitized library cannot be
 # linked into a program built without the sanitizers.

@@ -10,11 +10,24 @@
 
 #include "train/slurm.h"
 
+static char made[64]; /* the test's folder, removed at the end */
+
+static void remove_made(void)
+{
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", made);
+    if (made[0] && system(cmd) != 0)
+        cr_log_warn("could not remove %s", made);
+}
+
+TestSuite(slurm, .fini = remove_made);
+
 /* A fresh folder holding a study file "s.cfg" and a stand-in program "eopt"; fills the study. */
 static void setup(char *dir, size_t size, eopt_slurm_study *s, char *cfg, char *eopt)
 {
     snprintf(dir, size, "/tmp/eopt-slurm-XXXXXX");
     cr_assert(mkdtemp(dir));
+    snprintf(made, sizeof made, "%s", dir);
     sprintf(cfg, "%s/s.cfg", dir);
     sprintf(eopt, "%s/eopt", dir);
     FILE *f = fopen(cfg, "w");

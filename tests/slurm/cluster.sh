@@ -104,7 +104,7 @@ start() {
     done
     export PATH="$PATH:/usr/sbin"
     mkdir -p "$dir/munge" "$dir/state" "$dir/spool" "$dir/log"
-    chmod 700 "$dir" "$dir/munge"
+    chmod 755 "$dir" "$dir/munge" # munged wants its socket folder searchable by all; the key is 0600
     dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 2>/dev/null
     chmod 600 "$dir/munge/munge.key"
     write_conf

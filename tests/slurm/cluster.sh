@@ -1,11 +1,12 @@
 #!/bin/sh
 # A real one-node Slurm on localhost for the tests: Debian's munged, slurmctld and slurmd, every
-# file (munge key and socket, slurm.conf, state, spool, logs, pid files) in one folder DIR.
+# file (munge key and socket, slurm.conf, state, spool, logs in log/, pids in run/) in one folder
+# DIR. The daemons run in the foreground as background jobs of this script (no systemd needed).
 #
 #   cluster.sh start DIR   write DIR/slurm.conf, start munged, slurmctld, slurmd; wait (bounded) until
 #                          `sinfo` shows the node idle, else stop them and print their logs
 #   cluster.sh env DIR     print `export SLURM_CONF=...` (eval it: sbatch, squeue, sinfo read it)
-#   cluster.sh stop DIR    stop the daemons started from DIR (by their pid files); safe to repeat
+#   cluster.sh stop DIR    stop the daemons started from DIR (by the pids in DIR/run); safe to repeat
 #
 # Runs as root with no systemd and no cgroups (a CI container), hence the choices in slurm.conf:
 # - SlurmUser=root, SlurmdUser=root: no `slurm` account or privilege drop to set up.
@@ -59,8 +60,6 @@ StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
 SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd.pid
-SlurmctldLogFile=$dir/log/slurmctld.log
-SlurmdLogFile=$dir/log/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
 ProctrackType=proctrack/linuxproc
@@ -80,11 +79,26 @@ EOF
 }
 
 show_logs() {
-    for f in "$dir"/log/*.log; do
+    for f in "$dir"/log/*; do
         [ -f "$f" ] || continue
         echo "---- $f (last 30 lines)" >&2
         tail -n 30 "$f" >&2
     done
+}
+
+# launch NAME PROGRAM ARGS...: runs the daemon in the background, its log (a daemon in the
+# foreground logs to stderr) in log/NAME.log and its pid in run/NAME.
+launch() {
+    name=$1
+    shift
+    "$@" </dev/null >>"$dir/log/$name.log" 2>&1 &
+    echo $! >"$dir/run/$name"
+}
+
+# Whether process $1 runs: a zombie does not (the daemons outlive this script, and a container's
+# init may never reap them).
+alive() {
+    [ -r "/proc/$1/stat" ] && [ "$(cut -d ' ' -f 3 "/proc/$1/stat" 2>/dev/null)" != Z ]
 }
 
 stop_pidfile() {
@@ -92,8 +106,8 @@ stop_pidfile() {
     pid=$(cat "$1")
     kill "$pid" 2>/dev/null || { rm -f "$1"; return 0; }
     i=0
-    while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-    kill -9 "$pid" 2>/dev/null || true
+    while alive "$pid" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    alive "$pid" && kill -9 "$pid" 2>/dev/null
     rm -f "$1"
 }
 
@@ -103,21 +117,28 @@ start() {
             die "$p is missing (Debian: apt-get install munge slurmctld slurmd slurm-client; or make deps)"
     done
     export PATH="$PATH:/usr/sbin"
-    mkdir -p "$dir/munge" "$dir/state" "$dir/spool" "$dir/log"
+    mkdir -p "$dir/munge" "$dir/state" "$dir/spool" "$dir/log" "$dir/run"
     chmod 755 "$dir" "$dir/munge" # munged wants its socket folder searchable by all; the key is 0600
     dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 2>/dev/null
     chmod 600 "$dir/munge/munge.key"
     write_conf
     export SLURM_CONF="$dir/slurm.conf"
-    munged --force --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.socket" \
-        --pid-file="$dir/munge/munged.pid" --log-file="$dir/log/munged.log" \
-        --seed-file="$dir/munge/munged.seed" || { show_logs; die "munged did not start"; }
-    slurmctld -c -f "$SLURM_CONF" || { show_logs; die "slurmctld did not start"; }
-    slurmd -N localhost -f "$SLURM_CONF" || { show_logs; stop; die "slurmd did not start"; }
+    # In the foreground (-F, -D) as background jobs: their pids are known at once, so stop never
+    # misses a daemon that has not written its own pid file yet.
+    launch munged munged -F --force --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.socket" \
+        --pid-file="$dir/munge/munged.pid" --seed-file="$dir/munge/munged.seed"
+    i=0
+    while [ ! -S "$dir/munge/munge.socket" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    [ -S "$dir/munge/munge.socket" ] || { show_logs; stop; die "munged did not start (no socket)"; }
+    launch slurmctld slurmctld -D -c -f "$SLURM_CONF"
+    launch slurmd slurmd -D -N localhost -f "$SLURM_CONF"
     t=0
     while [ $t -lt $((WAIT_S * 5)) ]; do
         state=$(sinfo -h -N -n localhost -o %t 2>/dev/null || true)
         [ "$state" = idle ] && { echo "cluster.sh: node localhost idle (SLURM_CONF=$SLURM_CONF)"; return 0; }
+        for d in munged slurmctld slurmd; do
+            alive "$(cat "$dir/run/$d")" || { show_logs; stop; die "$d exited at start; logs above"; }
+        done
         sleep 0.2
         t=$((t + 1))
     done
@@ -128,9 +149,9 @@ start() {
 
 stop() {
     # The node daemon first (it ends its running job steps), then the controller, then munged.
-    stop_pidfile "$dir/slurmd.pid"
-    stop_pidfile "$dir/slurmctld.pid"
-    stop_pidfile "$dir/munge/munged.pid"
+    stop_pidfile "$dir/run/slurmd"
+    stop_pidfile "$dir/run/slurmctld"
+    stop_pidfile "$dir/run/munged"
 }
 
 case $cmd in

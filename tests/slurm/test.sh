@@ -18,7 +18,7 @@ T=$(mktemp -d /tmp/eopt-slurm-test.XXXXXX)
 ok=0
 cleanup() {
     sh "$ROOT/tests/slurm/cluster.sh" stop "$T/cluster" || true
-    if [ $ok = 1 ]; then rm -rf "$T"; else echo "test-slurm: files kept in $T" >&2; fi
+    if [ $ok = 1 ] && [ -z "${EOPT_SLURM_KEEP:-}" ]; then rm -rf "$T"; else echo "test-slurm: files kept in $T" >&2; fi
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
@@ -67,6 +67,8 @@ for r in runs:
     out = json.load(open(os.path.join(d, "outcome.json")))
     assert out["state"] == "finished" and out["step"] == 20, f"{r}: outcome {out}"
     lines = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))]
+    assert lines[0].get("schema") == "eopt-metrics" and lines[0]["steps"] == 20, f"{r}: header {lines[0]}"
+    lines = lines[1:]
     steps = [l["step"] for l in lines if "train_loss" in l]
     assert steps == list(range(1, 21)), f"{r}: training steps logged {steps}"
     assert any(l["step"] == 20 and "eval_loss" in l for l in lines), f"{r}: no final evaluation"
@@ -90,6 +92,8 @@ id2=$("$EOPT" study "$T/tiny.cfg" --dir "$STUDY" --slurm) || fail "eopt study --
 tasks=$(wait_array "$id2")
 check_tasks "$id2" "$tasks"
 after=$(snapshot)
+n=$(cat "$STUDY"/slurm/"$id2"_*.out | grep -c '^skip .*: finished at step 20$' || true)
+[ "$n" = 4 ] || fail "job $id2: $n of 4 tasks said they skip a finished run: $(cat "$STUDY"/slurm/"$id2"_*.out)"
 [ "$before" = "$after" ] || fail "resubmitting changed run files:
 $(printf '%s\n' "$before" >"$T/before"; printf '%s\n' "$after" >"$T/after"; diff "$T/before" "$T/after")"
 echo "test-slurm: resubmitted as job $id2: all 4 tasks ended at once, no run file changed"

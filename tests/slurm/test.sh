@@ -1,15 +1,18 @@
 #!/bin/sh
 # `eopt study --slurm` against a real Slurm (make test-slurm): starts a one-node cluster on
-# localhost (cluster.sh), submits a study of 4 tiny MLP runs as a job array, waits for it, checks
-# that every run finished with complete metrics; then submits again and checks that nothing ran
-# again (every file of every run unchanged). The daemons are stopped on any exit.
-# EOPT_BIN: the eopt program (default build/eopt). Needs root (the cluster runs as root), the
-# Debian packages munge, slurmctld, slurmd, slurm-client (make deps) and Fashion-MNIST.
+# localhost (cluster.sh) and submits a study of 4 small MLP runs as a job array, whose task 0 is
+# cancelled (scancel: SIGTERM) after its first checkpoint; the 3 others must finish with complete
+# metrics. Submitted again, run 0 must resume from its checkpoint and finish with every step logged
+# once, and the other tasks skip their runs; submitted a third time, nothing may run (every file of
+# every run unchanged). The daemons are stopped on any exit.
+# EOPT_BIN: the eopt program (default build/eopt); EOPT_SLURM_KEEP=1 keeps the files. Needs root
+# (the cluster's daemons run as root), the Debian packages munge, slurmctld, slurmd, slurm-client
+# (make deps) and Fashion-MNIST.
 set -eu
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 EOPT=${EOPT_BIN:-$ROOT/build/eopt}
-WAIT_S=${EOPT_SLURM_JOB_WAIT_S:-120} # per job array; the study takes ~15 s on 2 busy cores
+WAIT_S=${EOPT_SLURM_JOB_WAIT_S:-120} # per wait; the whole test takes ~30 s on 2 busy cores
 fail() { echo "test-slurm: FAIL: $*" >&2; exit 1; }
 [ -x "$EOPT" ] || fail "no eopt program at $EOPT (make first)"
 [ "$(id -u)" = 0 ] || fail "needs root (the test cluster's daemons run as root)"
@@ -26,15 +29,17 @@ t0=$(date +%s)
 sh "$ROOT/tests/slurm/cluster.sh" start "$T/cluster"
 eval "$(sh "$ROOT/tests/slurm/cluster.sh" env "$T/cluster")"
 
-# 2 learning rates x 2 seeds of 20 steps; every step logged, so complete metrics are checkable.
-cat > "$T/tiny.cfg" <<EOF
+# 2 learning rates x 2 seeds of STEPS steps, every step logged (so that complete metrics are
+# checkable), a checkpoint every 20 steps to resume from.
+STEPS=200
+cat >"$T/tiny.cfg" <<END
 base = "$ROOT/configs/mlp_adamw.cfg";
-set = ["run.steps=20", "optimizers.[0].schedule.warmup=2", "run.eval_interval=10",
-       "run.eval_batches=2", "checkpoint.interval=10", "log.interval=1"];
+set = ["run.steps=$STEPS", "run.batch_size=32", "optimizers.[0].schedule.warmup=2", "run.eval_interval=100",
+       "run.eval_batches=2", "checkpoint.interval=20", "log.interval=1"];
 grid = ( { key = "lr"; path = "optimizers.adamw.args.lr"; values = [0.001, 0.003]; } );
 seeds = [1, 2];
 threads = 1;
-EOF
+END
 STUDY=$T/study
 
 # Prints the tasks' "<id>_<task> <state>" lines once none is pending or running (bounded).
@@ -42,60 +47,96 @@ wait_array() {
     i=0
     while squeue -h -j "$1" -t PD,CF,R,CG,S 2>/dev/null | grep -q .; do
         i=$((i + 1))
-        [ $i -le $((WAIT_S * 2)) ] || { squeue -j "$1" -t all >&2; fail "job array $1 still running after ${WAIT_S} s"; }
-        sleep 0.5
+        [ $i -le $((WAIT_S * 5)) ] || { squeue -j "$1" -t all >&2; fail "job array $1 still running after ${WAIT_S} s"; }
+        sleep 0.2
     done
     squeue -h -j "$1" -t all -o '%i %T' | sort
 }
 
-# Every array task completed (exit 0), one per run.
+# check_tasks JOB TASKS N STATE: N of the 4 array tasks ended in STATE (COMPLETED: exit status 0).
 check_tasks() {
-    n=$(printf '%s\n' "$2" | grep -c ' COMPLETED$' || true)
-    [ "$n" = 4 ] || { tail -n 20 "$STUDY"/slurm/"$1"_*.out >&2; fail "job $1: $n of 4 tasks completed:
+    n=$(printf '%s\n' "$2" | grep -c " $4\$" || true)
+    [ "$n" = "$3" ] || { tail -n 20 "$STUDY"/slurm/"$1"_*.out >&2; fail "job $1: $n of 4 tasks $4, want $3:
 $2"; }
 }
 
-# A run finished and logged steps 1..20 once each and the final evaluation.
+# check_skips JOB N: N of the job's tasks said they skip a finished run.
+check_skips() {
+    n=$(cat "$STUDY"/slurm/"$1"_*.out | grep -c "^skip .*: finished at step $STEPS\$" || true)
+    [ "$n" = "$2" ] || fail "job $1: $n tasks skipped a finished run, want $2: $(cat "$STUDY"/slurm/"$1"_*.out)"
+}
+
+# check_runs N_FINISHED [RESUMED]: that many runs finished with steps 1..STEPS logged once each and
+# the final evaluation, the others were interrupted and hold a checkpoint; RESUMED went on from a
+# checkpoint (resumes.jsonl) instead of starting over.
 check_runs() {
-    python3 - "$STUDY" <<'EOF' || fail "runs incomplete (above)"
-import json, os, sys
-study = sys.argv[1]
+    python3 - "$STUDY" "$STEPS" "$1" "${2:-}" <<'END' || fail "runs not as expected (above)"
+import glob, json, os, sys
+study, steps, want, resumed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 runs = sorted(os.listdir(os.path.join(study, "runs")))
 assert len(runs) == 4, f"{len(runs)} run folders, want 4: {runs}"
+done = []
 for r in runs:
     d = os.path.join(study, "runs", r)
     out = json.load(open(os.path.join(d, "outcome.json")))
-    assert out["state"] == "finished" and out["step"] == 20, f"{r}: outcome {out}"
+    if out["state"] != "finished":
+        assert out["state"] == "interrupted" and glob.glob(os.path.join(d, "step_*.h5")), f"{r}: outcome {out}"
+        continue
+    assert out["step"] == steps, f"{r}: outcome {out}"
     lines = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))]
-    assert lines[0].get("schema") == "eopt-metrics" and lines[0]["steps"] == 20, f"{r}: header {lines[0]}"
-    lines = lines[1:]
-    steps = [l["step"] for l in lines if "train_loss" in l]
-    assert steps == list(range(1, 21)), f"{r}: training steps logged {steps}"
-    assert any(l["step"] == 20 and "eval_loss" in l for l in lines), f"{r}: no final evaluation"
-print(f"test-slurm: {len(runs)} runs finished, steps 1..20 and the final evaluation logged: {', '.join(runs)}")
-EOF
+    assert lines[0].get("schema") == "eopt-metrics" and lines[0]["steps"] == steps, f"{r}: header {lines[0]}"
+    logged = [l["step"] for l in lines[1:] if "train_loss" in l]
+    assert logged == list(range(1, steps + 1)), f"{r}: training steps logged {logged[:3]}...{logged[-3:]}"
+    assert any(l.get("step") == steps and "eval_loss" in l for l in lines[1:]), f"{r}: no final evaluation"
+    done.append(r)
+assert len(done) == want, f"{len(done)} runs finished, want {want}: {done}"
+if resumed:
+    res = [json.loads(l) for l in open(os.path.join(study, "runs", resumed, "resumes.jsonl"))]
+    assert len(res) == 1 and 20 <= res[0]["step"] < steps, f"{resumed}: resumes {res}"
+    print(f"test-slurm: {resumed} resumed at step {res[0]['step']}")
+print(f"test-slurm: {len(done)} runs finished, steps 1..{steps} logged once each, and the final evaluation")
+END
 }
 
 # Every file of every run folder with its size and modification time.
 snapshot() { find "$STUDY/runs" -type f -printf '%P %s %T@\n' | sort; }
 
-id=$("$EOPT" study "$T/tiny.cfg" --dir "$STUDY" --slurm) || fail "eopt study --slurm failed"
-echo "test-slurm: submitted job array $id"
+submit() { "$EOPT" study "$T/tiny.cfg" --dir "$STUDY" --slurm || fail "eopt study --slurm failed"; }
+
+# 1. Task 0 cancelled after its first checkpoint; the others finish.
+run0=$("$EOPT" study "$T/tiny.cfg" --list | head -n 1)
+id=$(submit)
+echo "test-slurm: submitted job array $id; task 0 runs $run0"
+i=0
+until [ -f "$STUDY/runs/$run0/step_000000000020.h5" ]; do
+    i=$((i + 1))
+    [ $i -le $((WAIT_S * 10)) ] || fail "run $run0 wrote no checkpoint at step 20 in ${WAIT_S} s"
+    sleep 0.1
+done
+scancel "${id}_0"
 tasks=$(wait_array "$id")
-check_tasks "$id" "$tasks"
-check_runs
+check_tasks "$id" "$tasks" 1 CANCELLED
+check_tasks "$id" "$tasks" 3 COMPLETED
+check_runs 3
 t1=$(date +%s)
 
-before=$(snapshot)
-id2=$("$EOPT" study "$T/tiny.cfg" --dir "$STUDY" --slurm) || fail "eopt study --slurm (again) failed"
-[ "$id2" != "$id" ] || fail "the second submission returned the first job id $id"
+# 2. Submitted again: run 0 resumes and finishes, the other tasks skip their runs.
+id2=$(submit)
 tasks=$(wait_array "$id2")
-check_tasks "$id2" "$tasks"
+check_tasks "$id2" "$tasks" 4 COMPLETED
+check_runs 4 "$run0"
+check_skips "$id2" 3
+t2=$(date +%s)
+
+# 3. Submitted a third time: nothing runs.
+before=$(snapshot)
+id3=$(submit)
+tasks=$(wait_array "$id3")
+check_tasks "$id3" "$tasks" 4 COMPLETED
+check_skips "$id3" 4
 after=$(snapshot)
-n=$(cat "$STUDY"/slurm/"$id2"_*.out | grep -c '^skip .*: finished at step 20$' || true)
-[ "$n" = 4 ] || fail "job $id2: $n of 4 tasks said they skip a finished run: $(cat "$STUDY"/slurm/"$id2"_*.out)"
 [ "$before" = "$after" ] || fail "resubmitting changed run files:
 $(printf '%s\n' "$before" >"$T/before"; printf '%s\n' "$after" >"$T/after"; diff "$T/before" "$T/after")"
-echo "test-slurm: resubmitted as job $id2: all 4 tasks ended at once, no run file changed"
-echo "test-slurm: ok ($((t1 - t0)) s to the first array's end, $(($(date +%s) - t0)) s in all)"
+echo "test-slurm: submitted a third time (job $id3): every task skipped its run, no run file changed"
+echo "test-slurm: ok (the arrays ended $((t1 - t0)), $((t2 - t0)) and $(($(date +%s) - t0)) s after the start)"
 ok=1

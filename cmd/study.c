@@ -16,6 +16,7 @@
 
 #include "commands.h"
 #include "../train/run_dir.h"
+#include "../train/slurm.h"
 #include "../train/study.h"
 
 static volatile sig_atomic_t caught;
@@ -42,6 +43,11 @@ static const eopt_option options[] = {
     {"--task", "I", "run only run number I (0-based, task order): what one Slurm array task runs"},
     {"--status", NULL, "print each run's state, step and last training loss (STUDY.cfg or a study folder)"},
     {"--force", NULL, "accept a study file that differs from the one the study folder started with"},
+    {"--slurm", NULL, "write STUDY_DIR/slurm/study.sbatch, a job array of one task per run (--task I), submit it with "
+                      "`sbatch --parsable` ($EOPT_SBATCH, else sbatch from PATH) and print the job id; submitting "
+                      "again continues unfinished runs. --threads (default: the file's `threads`, else 1) is each "
+                      "task's --cpus-per-task"},
+    {"--sbatch-arg", "ARG", "with --slurm: one more sbatch option, e.g. --sbatch-arg=--partition=cpu (repeatable)"},
     {0}};
 
 const eopt_command eopt_cmd_study = {
@@ -252,7 +258,9 @@ static int is_dir(const char *path)
 
 typedef struct {
     const char *path, *dir;
-    int jobs, threads, list, task, status, force;
+    int jobs, threads, list, task, status, force, slurm;
+    int nsbatch;
+    const char *sbatch[64]; /* --sbatch-arg values */
 } study_args;
 
 static int parse_count(const char *v, int lo, int *out)
@@ -293,11 +301,22 @@ static int parse_args(int argc, char **argv, study_args *a)
             a->status = 1;
         else if (strcmp(opt, "--force") == 0)
             a->force = 1;
+        else if (strcmp(opt, "--slurm") == 0)
+            a->slurm = 1;
+        else if (strcmp(opt, "--sbatch-arg") == 0 && a->nsbatch == 64)
+            return eopt_usage_error(&eopt_cmd_study, "more than 64 --sbatch-arg");
+        else if (strcmp(opt, "--sbatch-arg") == 0)
+            a->sbatch[a->nsbatch++] = ar.val[0];
     }
     if (!a->path)
         return eopt_usage_error(&eopt_cmd_study, "no study file");
-    if (a->list + a->status + (a->task >= 0) > 1)
-        return eopt_usage_error(&eopt_cmd_study, "--list, --status and --task exclude each other");
+    if (a->list + a->status + (a->task >= 0) + a->slurm > 1)
+        return eopt_usage_error(&eopt_cmd_study, "--list, --status, --task and --slurm exclude each other");
+    if (a->nsbatch && !a->slurm)
+        return eopt_usage_error(&eopt_cmd_study, "--sbatch-arg needs --slurm");
+    if (a->jobs && a->slurm)
+        return eopt_usage_error(&eopt_cmd_study, "--jobs does not apply to --slurm (Slurm starts tasks wherever "
+                                                 "cores are free; --sbatch-arg=--array=0-N%%K runs at most K at once)");
     return 0;
 }
 
@@ -317,6 +336,31 @@ static int pending_tasks(const eopt_study *s, int task, int *tasks, int *ended)
             tasks[n++] = r;
     }
     return n;
+}
+
+/* --slurm, once the study's folder is made (so that the array's tasks never race to make it): the
+ * job id on stdout, what was submitted on stderr. */
+static int submit(const eopt_study *s, const study_args *a)
+{
+    char eopt[4096], id[64];
+    ssize_t n = readlink("/proc/self/exe", eopt, sizeof eopt - 1);
+    if (n <= 0) {
+        fprintf(stderr, "eopt study: cannot find this eopt program (/proc/self/exe): %s\n", strerror(errno));
+        return 1;
+    }
+    eopt[n] = 0;
+    eopt_slurm_study job = {.study_dir = s->dir, .study_cfg = a->path, .n_tasks = s->nruns, .eopt = eopt,
+                            .threads = a->threads ? a->threads : s->threads ? s->threads : 1,
+                            .sbatch_args = a->sbatch, .n_sbatch_args = a->nsbatch};
+    if (eopt_study_slurm_submit(&job, id, sizeof id) != EOPT_OK) {
+        fprintf(stderr, "eopt study: %s\n", eopt_last_error());
+        return 1;
+    }
+    fprintf(stderr, "study %s: job array %s submitted, %d tasks of %d core%s: %s/slurm/study.sbatch; output in "
+                    "%s/slurm/%s_<task>.out; progress: eopt study --status %s\n",
+            s->name, id, s->nruns, job.threads, job.threads > 1 ? "s" : "", s->dir, s->dir, id, s->dir);
+    printf("%s\n", id);
+    return 0;
 }
 
 static int run(int argc, char **argv)
@@ -365,6 +409,8 @@ static int run(int argc, char **argv)
         if (!tasks || eopt_study_check(&s) != EOPT_OK || eopt_study_prepare_dir(&s, a.force, base, sizeof base) != EOPT_OK) {
             fprintf(stderr, "eopt study: %s\n", tasks ? eopt_last_error() : "out of memory");
             rc = 2;
+        } else if (a.slurm) {
+            rc = submit(&s, &a);
         } else {
             ru.base = base;
             struct sigaction sa = {0};

@@ -1,11 +1,13 @@
-/* A study's Slurm job array (train/slurm.h): the script it writes, and how a missing, failing or
- * odd sbatch is reported. sbatch here is a stand-in script named by EOPT_SBATCH; the real Slurm
- * (munged, slurmctld, slurmd on localhost) runs in tests/slurm/test.sh (make test-slurm). */
+/* A study's Slurm job array (train/slurm.h): the script it writes, how a missing, failing or odd
+ * sbatch is reported, and `eopt study --slurm`. sbatch here is a stand-in script named by
+ * EOPT_SBATCH; the real Slurm (munged, slurmctld, slurmd on localhost) runs in tests/slurm/test.sh
+ * (make test-slurm). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "train/slurm.h"
@@ -162,4 +164,54 @@ Test(slurm, bad_requests)
     s.study_cfg = "/nonexistent/study.cfg";
     cr_assert_eq(eopt_study_slurm_submit(&s, id, sizeof id), EOPT_ERR_IO);
     cr_expect(strstr(eopt_last_error(), "/nonexistent/study.cfg"), "%s", eopt_last_error());
+}
+
+/* `eopt study --slurm`: the study folder made, one array task per run, the job id printed alone
+ * on stdout; --sbatch-arg without --slurm and --jobs with it are usage errors; no sbatch exits 1. */
+Test(slurm, study_command)
+{
+    char dir[64], cfg[96], eopt[96], fake[128], cmd[1024], out[256] = "";
+    eopt_slurm_study s;
+    setup(dir, sizeof dir, &s, cfg, eopt);
+    FILE *f = fopen(cfg, "w");
+    cr_assert(f);
+    fprintf(f, "base = \"%s/configs/mlp_adamw.cfg\";\nset = [\"run.steps=20\", \"optimizers.[0].schedule.warmup=2\"];\n"
+               "seeds = [1, 2, 3];\nthreads = 2;\n",
+            getcwd(cmd, sizeof cmd));
+    fclose(f);
+    snprintf(fake, sizeof fake, "%s/sbatch", dir);
+    script(fake, "echo 4242");
+    const char *bin = getenv("EOPT_BIN") ? getenv("EOPT_BIN") : "build/eopt";
+    snprintf(cmd, sizeof cmd, "EOPT_SBATCH=%s %s study %s --dir %s/st --slurm --sbatch-arg=--partition=p 2>/dev/null",
+             fake, bin, cfg, dir);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    cr_expect_eq(pclose(p), 0, "%s", cmd);
+    cr_expect_str_eq(out, "4242\n");
+    char path[256];
+    snprintf(path, sizeof path, "%s/st/study.json", dir);
+    cr_expect_eq(access(path, R_OK), 0, "the study folder is prepared before the tasks start");
+    snprintf(path, sizeof path, "%s/st/slurm/study.sbatch", dir);
+    const char *text = slurp(path);
+    cr_expect(strstr(text, "#SBATCH --array=0-2\n"), "%s", text);
+    cr_expect(strstr(text, "#SBATCH --cpus-per-task=2\n"), "%s", text);
+    cr_expect(strstr(text, "'--partition=p'"), "%s", text);
+    char exe[512];
+    cr_assert(realpath(bin, exe));
+    snprintf(cmd, sizeof cmd, "exec '%s' study '%s' --task", exe, cfg);
+    cr_expect(strstr(text, cmd), "%s\nwanted: %s", text, cmd);
+
+    snprintf(cmd, sizeof cmd, "%s study %s --sbatch-arg=-p 2>/dev/null", bin, cfg);
+    cr_expect_eq(WEXITSTATUS(system(cmd)), 2, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "%s study %s --slurm --jobs 2 2>/dev/null", bin, cfg);
+    cr_expect_eq(WEXITSTATUS(system(cmd)), 2, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "EOPT_SBATCH=/nonexistent/sbatch %s study %s --dir %s/st --slurm 2>&1", bin, cfg, dir);
+    p = popen(cmd, "r");
+    cr_assert(p);
+    n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    cr_expect_eq(WEXITSTATUS(pclose(p)), 1, "%s", cmd);
+    cr_expect(strstr(out, "not found"), "%s", out);
 }

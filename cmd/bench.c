@@ -13,6 +13,7 @@ static const eopt_option options[] = {
     {"--optimizer", "CLASS", "optimizer: the class to time (repeats)"},
     {"--shape", "MxN", "the parameter's shape (repeats; ns: default 768x768, 768x3072, 3072x768; checkpoint: "
                        "4096x1024)"},
+    {"--model", "NAME", "optimizer: every weight matrix of a model in one step (gpt2-small-matrices: GPT-2 small's 48)"},
     {"--steps", "K", "timed steps (default 10; train 20)"},
     {"--warmup", "W", "untimed steps first (default 2)"},
     {"--set", "PATH=VALUE", "train: a config override (repeats)"},
@@ -28,9 +29,10 @@ static const eopt_option options[] = {
 
 static const char usage_text[] =
     "subcommands:\n"
-    "  optimizer --optimizer CLASS [--optimizer CLASS]... --shape MxN [--shape MxN]...\n"
+    "  optimizer --optimizer CLASS [--optimizer CLASS]... --shape MxN [--shape MxN]... [--model NAME]\n"
     "            one parameter of each shape, default arguments: step time (median/min/max after the\n"
-    "            warm-up), flops executed per step, and its ratio to a float32 sgemm of the same flops\n"
+    "            warm-up), flops executed per step, and its ratio to a float32 sgemm of the same flops;\n"
+    "            --model gpt2-small-matrices: one step over GPT-2 small's 48 block matrices at once\n"
     "  ns [--shape MxN]... [--coefficients quintic] [--iters 5]\n"
     "            Newton-Schulz orthogonalisation alone, with the same columns\n"
     "  train CONFIG [--steps K] [--set PATH=VALUE]...\n"
@@ -40,7 +42,7 @@ static const char usage_text[] =
     "Flops are counted from the operations that run (train/bench.h documents each).\n";
 
 typedef struct {
-    const char *sub, *config, *dir, *device, *coefficients;
+    const char *sub, *config, *dir, *device, *coefficients, *model;
     const char *classes[32], *sets[64];
     int ncls, nset, nshape, shape[32][2];
     int steps, warmup, threads, iters, matrices, json;
@@ -75,6 +77,8 @@ static int parse_args(int argc, char **argv, bench_args *a)
             a->sets[a->nset++] = v;
         else if (strcmp(s, "--steps") == 0)
             a->steps = atoi(v);
+        else if (strcmp(s, "--model") == 0)
+            a->model = v;
         else if (strcmp(s, "--warmup") == 0)
             a->warmup = atoi(v);
         else if (strcmp(s, "--threads") == 0)
@@ -108,17 +112,17 @@ static int fail(const char *what)
     return 1;
 }
 
-/* One row of `optimizer` or `ns`. */
-static void print_result(const bench_args *a, const char *name, const int *shape, const eopt_bench_result *r,
-                         int first)
+/* One row of `optimizer` or `ns`: shape "MxN" of one rows x cols matrix, or a model's name. */
+static void print_result(const bench_args *a, const char *name, const char *shape, int rows, int cols,
+                         const eopt_bench_result *r, int first)
 {
     double flops = eopt_flops_total(&r->flops), ratio = r->time.median / r->sgemm_s;
     if (a->json) {
-        printf("{\"bench\": \"%s\", \"name\": \"%s\", \"shape\": \"%dx%d\", \"rows\": %d, \"cols\": %d, "
+        printf("{\"bench\": \"%s\", \"name\": \"%s\", \"shape\": \"%s\", \"rows\": %d, \"cols\": %d, "
                "\"steps\": %d, \"median_s\": %.6g, \"min_s\": %.6g, \"max_s\": %.6g, \"flops\": %.6g, "
                "\"flops_gemm\": %.6g, \"flops_syrk\": %.6g, \"flops_syevd\": %.6g, \"flops_qr\": %.6g, "
                "\"flops_elementwise\": %.6g, \"gflops_per_s\": %.6g, \"sgemm_s\": %.6g, \"ratio\": %.6g}\n",
-               a->sub, name, shape[0], shape[1], shape[0], shape[1], r->time.n, r->time.median, r->time.min,
+               a->sub, name, shape, rows, cols, r->time.n, r->time.median, r->time.min,
                r->time.max, flops, r->flops.gemm, r->flops.syrk, r->flops.syevd, r->flops.qr, r->flops.elementwise,
                flops / r->time.median * 1e-9, r->sgemm_s, ratio);
         return;
@@ -126,11 +130,29 @@ static void print_result(const bench_args *a, const char *name, const int *shape
     if (first)
         printf("%-14s %-11s %10s %10s %10s %11s %9s %11s %7s\n", "name", "shape", "median ms", "min ms", "max ms",
                "MFLOP/step", "GFLOP/s", "sgemm ms", "ratio");
-    char sh[32];
-    snprintf(sh, sizeof sh, "%dx%d", shape[0], shape[1]);
-    printf("%-14s %-11s %10.3f %10.3f %10.3f %11.2f %9.2f %11.3f %7.2f\n", name, sh, 1e3 * r->time.median,
+    printf("%-14s %-11s %10.3f %10.3f %10.3f %11.2f %9.2f %11.3f %7.2f\n", name, shape, 1e3 * r->time.median,
            1e3 * r->time.min, 1e3 * r->time.max, flops * 1e-6, flops / r->time.median * 1e-9, 1e3 * r->sgemm_s,
            ratio);
+}
+
+/* `optimizer --model NAME`: every class on all of the model's matrices (rows, cols: 0). */
+static int bench_model(const bench_args *a, eopt_backend *be)
+{
+    int shapes[256][2], n = eopt_bench_model_shapes(a->model, shapes, 256);
+    if (n == 0 || a->ncls == 0) {
+        fprintf(stderr, "eopt bench optimizer: give --optimizer CLASS and --model gpt2-small-matrices (got '%s')\n",
+                a->model);
+        return 2;
+    }
+    for (int c = 0; c < a->ncls; c++) {
+        eopt_bench_result r;
+        if (eopt_bench_optimizer_params(be, a->classes[c], NULL, n, (const int (*)[2])shapes, a->warmup, a->steps,
+                                        &r) != EOPT_OK)
+            return fail(a->sub);
+        print_result(a, a->classes[c], a->model, 0, 0, &r, c == 0);
+        fflush(stdout);
+    }
+    return 0;
 }
 
 /* `optimizer` (every class on every shape) and `ns` (every shape). */
@@ -140,6 +162,8 @@ static int bench_matrices(const bench_args *a, eopt_backend *be)
     memcpy(shapes, a->shape, sizeof shapes);
     if (ns && nshape == 0) /* the shapes of a GPT-2 small block and its MLP */
         nshape = 3, memcpy(shapes, (int[][2]){{768, 768}, {768, 3072}, {3072, 768}}, 6 * sizeof(int));
+    if (!ns && a->model) /* one row per class: every matrix of the model in one optimizer */
+        return bench_model(a, be);
     if ((!ns && a->ncls == 0) || nshape == 0) {
         fprintf(stderr, "eopt bench %s: give %s--shape MxN\n", a->sub, ns ? "" : "--optimizer CLASS and ");
         return 2;
@@ -153,9 +177,10 @@ static int bench_matrices(const bench_args *a, eopt_backend *be)
                                                        a->warmup, a->steps, &r);
             if (st != EOPT_OK)
                 return fail(a->sub);
-            char name[64];
+            char name[64], sh[32];
             snprintf(name, sizeof name, "NS(%s,%d)", a->coefficients, a->iters);
-            print_result(a, ns ? name : a->classes[c], shapes[s], &r, c == 0 && s == 0);
+            snprintf(sh, sizeof sh, "%dx%d", shapes[s][0], shapes[s][1]);
+            print_result(a, ns ? name : a->classes[c], sh, shapes[s][0], shapes[s][1], &r, c == 0 && s == 0);
             fflush(stdout);
         }
     return 0;

@@ -38,13 +38,16 @@ void eopt_backend_describe(const eopt_backend *be, char *buf, size_t size)
 
 void eopt_backend_fail(eopt_backend *be, eopt_status st, const char *fmt, ...)
 {
-    if (be->status != EOPT_OK)
-        return;
+    char msg[sizeof be->status_msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(be->status_msg, sizeof be->status_msg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    be->status = st;
+#pragma omp critical(eopt_backend_status) /* updates of several matrices may fail at once */
+    if (be->status == EOPT_OK) {
+        memcpy(be->status_msg, msg, sizeof msg);
+        be->status = st;
+    }
 }
 
 eopt_status eopt_backend_check(const eopt_backend *be, const char *what)

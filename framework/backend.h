@@ -53,6 +53,9 @@ typedef enum {
 
 typedef enum { EOPT_RAND_UNIFORM = 0, EOPT_RAND_NORMAL } eopt_rand_kind;
 
+/* The most threads that may call one CPU backend's solvers at once (see reserve_solver). */
+#define EOPT_BACKEND_SLOTS 64
+
 typedef struct eopt_backend eopt_backend;
 struct eopt_backend {
     const char *name;
@@ -91,7 +94,9 @@ struct eopt_backend {
     eopt_status (*qr)(eopt_backend *be, int m, int n, float *A);
     /* Optional (NULL: the solvers' workspace cannot be reserved): makes syevd(n) and qr(n, n),
      * and every smaller call, allocate nothing; fails with the kept workspace unchanged. An
-     * optimizer step calls it before its first update. */
+     * optimizer step calls it before its first update. The CPU keeps one solver workspace per
+     * thread of the outermost OpenMP parallel region (EOPT_BACKEND_SLOTS at most; outside any:
+     * the first), so threads that solve at once each reserve and use their own. */
     eopt_status (*reserve_solver)(eopt_backend *be, int n);
 
     /* Element-wise kernel e->op over e->n elements (framework/kernels; see eopt_ew_run). */
@@ -129,7 +134,8 @@ void eopt_backend_close(eopt_backend *be);
 void eopt_backend_describe(const eopt_backend *be, char *buf, size_t size);
 
 /* Records a failure (printf-style message naming the operation) unless one is already recorded:
- * the first is the cause, the later ones usually follow from it. Called by the backends. */
+ * the first is the cause, the later ones usually follow from it. Called by the backends, from
+ * any thread (the record is taken under a lock). */
 void eopt_backend_fail(eopt_backend *be, eopt_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* EOPT_OK, or the recorded failure as an eopt_status with the message
  * "<what>: <device>: <message>" ("optimizer step: cuda: cublasGemmEx failed: ..."). Reads a

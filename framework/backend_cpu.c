@@ -12,10 +12,15 @@
 #include "backend_math.h"
 #include "rng.h"
 
-/* The backend's context: the workspace of syevd and qr (see cpu_syevd), grown as needed and kept. */
+/* The backend's context: the workspaces of syevd and qr (see cpu_syevd), grown as needed and
+ * kept, one per thread that may solve at once (cpu_slot). */
 typedef struct {
     void *buf;
     size_t bytes;
+} cpu_workspace;
+
+typedef struct {
+    cpu_workspace slot[EOPT_BACKEND_SLOTS];
 } cpu_ctx;
 
 /* Loops shorter than this run on one thread: spawning costs more than it saves. */
@@ -72,7 +77,8 @@ static void cpu_sync(eopt_backend *be) { (void)be; }
 static void cpu_destroy(eopt_backend *be)
 {
     cpu_ctx *c = be->ctx;
-    free(c->buf);
+    for (int t = 0; t < EOPT_BACKEND_SLOTS; t++)
+        free(c->slot[t].buf);
     free(c);
     free(be);
 }
@@ -115,9 +121,20 @@ static void cpu_syrk(eopt_backend *be, eopt_prec prec, int trans, int n, int k, 
  * Sizes are computed in int64 and refused with a clear error where LAPACK's integers cannot
  * express them. */
 
+/* The calling thread's solver workspace: its number in the outermost parallel region (an
+ * optimizer step updates several matrices at once), the first outside any; NULL beyond
+ * EOPT_BACKEND_SLOTS. */
+static cpu_workspace *cpu_slot(eopt_backend *be)
+{
+    const int t = omp_get_level() > 0 ? omp_get_ancestor_thread_num(1) : 0;
+    return t < EOPT_BACKEND_SLOTS ? &((cpu_ctx *)be->ctx)->slot[t] : NULL;
+}
+
 static void *cpu_grow(eopt_backend *be, size_t bytes)
 {
-    cpu_ctx *c = be->ctx;
+    cpu_workspace *c = cpu_slot(be);
+    if (!c)
+        return NULL;
     if (bytes <= c->bytes)
         return c->buf;
     void *buf = malloc(bytes); /* the old workspace stays if this fails */

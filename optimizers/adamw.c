@@ -110,8 +110,9 @@ static void adamw_param(eopt_optimizer *opt, const adamw_hp *h, int i)
                                  .neg_step_size = (float)-(h->lr / bc1), .maximize = h->maximize));
 }
 
-static eopt_status adamw_update(eopt_optimizer *opt, const void *hp, int i)
+static eopt_status adamw_update(eopt_optimizer *opt, eopt_workspace *ws, const void *hp, int i)
 {
+    (void)ws;
     adamw_param(opt, hp, i);
     return EOPT_OK;
 }

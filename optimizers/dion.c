@@ -349,7 +349,7 @@ static float adjusted_lr(const dion_hp *h, int m, int n)
 static eopt_status orthogonalize(const dion_ctx *c, int r, int cols, const float *A, float *O)
 {
     EOPT_TRY(eopt_ns_orthogonalize(c->be, c->ws, c->ns, r, cols, A, O));
-    EOPT_TRY(eopt_diag_ns_residual(c->opt, c->i, r, cols, O));
+    EOPT_TRY(eopt_diag_ns_residual(c->opt, c->ws, c->i, r, cols, O));
     if (c->soft > 0.0)
         EOPT_TRY(eopt_soften(c->be, c->ws, r, cols, A, O, c->soft, c->h->eps));
     return EOPT_OK;
@@ -433,7 +433,8 @@ static eopt_status dion2_matrix(const dion_ctx *c, int m, int n, float *X, const
     return EOPT_OK;
 }
 
-static eopt_status matrix_param(eopt_optimizer *opt, int i, const dion_hp *h, const eopt_ns_config *ns, double soft)
+static eopt_status matrix_param(eopt_optimizer *opt, eopt_workspace *ws, int i, const dion_hp *h,
+                                const eopt_ns_config *ns, double soft)
 {
     int m, n;
     int64_t batch;
@@ -444,7 +445,7 @@ static eopt_status matrix_param(eopt_optimizer *opt, int i, const dion_hp *h, co
     float *V = vt ? eopt_f32(vt) : NULL;
     if (h->algo == ALG_MUON || h->algo == ALG_DION2)
         V = NULL;
-    const dion_ctx c = {.be = opt->be, .ws = &opt->ws, .opt = opt, .i = i, .h = h, .ns = ns, .soft = soft,
+    const dion_ctx c = {.be = opt->be, .ws = ws, .opt = opt, .i = i, .h = h, .ns = ns, .soft = soft,
                         .adj_lr = adjusted_lr(h, m, n)};
     const int64_t mn = (int64_t)m * n;
     for (int64_t b = 0; b < batch; b++) {
@@ -524,12 +525,12 @@ static size_t dion_workspace_bytes(const eopt_optimizer *opt, const void *hp, in
     return (size_t)batch * matrix_workspace_bytes(opt->be, dg, m, n);
 }
 
-static eopt_status dion_update(eopt_optimizer *opt, const void *hp, int i)
+static eopt_status dion_update(eopt_optimizer *opt, eopt_workspace *ws, const void *hp, int i)
 {
     const dion_group *dg = hp;
     if (dg->h.algo == ALG_ADAMW || dg->h.algo == ALG_LION)
         return elementwise_param(opt, i, &dg->h);
-    return matrix_param(opt, i, &dg->h, &dg->ns, dg->soft);
+    return matrix_param(opt, ws, i, &dg->h, &dg->ns, dg->soft);
 }
 
 #define DION_CLASS(var, id_, name_, args, group, ...)                                                                       \

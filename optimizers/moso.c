@@ -80,10 +80,9 @@ static eopt_status moso_init_state(eopt_optimizer *opt, int i)
 }
 
 /* One parameter's step (§4). */
-static eopt_status moso_param(eopt_optimizer *opt, double max_rms, const moso_hp *h, int i)
+static eopt_status moso_param(eopt_optimizer *opt, eopt_workspace *ws, double max_rms, const moso_hp *h, int i)
 {
     eopt_backend *be = opt->be;
-    eopt_workspace *ws = &opt->ws;
     const eopt_tensor *w = opt->params[i].w;
     const int m = (int)w->shape[0], n = (int)w->shape[1], left = m <= n, s = left ? m : n;
     const int64_t mn = (int64_t)m * n, ss = (int64_t)s * s;
@@ -163,9 +162,9 @@ static eopt_status moso_diagnostics(eopt_optimizer *opt, int i)
     return EOPT_OK;
 }
 
-static eopt_status moso_update(eopt_optimizer *opt, const void *hp, int i)
+static eopt_status moso_update(eopt_optimizer *opt, eopt_workspace *ws, const void *hp, int i)
 {
-    return moso_param(opt, ((const moso_cfg *)opt->impl)->max_rms, hp, i);
+    return moso_param(opt, ws, ((const moso_cfg *)opt->impl)->max_rms, hp, i);
 }
 
 const eopt_optimizer_class eopt_class_moso = {

@@ -225,14 +225,14 @@ static void decay_terms(const muon_cfg *c, const muon_hp *h, double *decay, doub
 
 /* AdaptiveMuon's second-moment step, then the scaled update `step` of P by O (§4.1-4.3); G is
  * the raw gradient, X the input of NS. */
-static eopt_status moment2_apply(eopt_optimizer *opt, const muon_cfg *c, const muon_hp *h, int i, eopt_muon_step step,
+static eopt_status moment2_apply(eopt_optimizer *opt, eopt_workspace *ws, const muon_cfg *c, const muon_hp *h, int i, eopt_muon_step step,
                                  float *P, const float *O, const float *G, const float *X)
 {
     eopt_backend *be = opt->be;
     const int m = (int)opt->params[i].w->shape[0], n = (int)opt->params[i].w->shape[1];
     float *V = eopt_f32(eopt_state_get(opt, i, "moment2_buffer"));
     const float w2 = (float)(1.0 - h->beta2), eps = (float)h->eps;
-    float *sc = eopt_ws_floats(&opt->ws, 3);
+    float *sc = eopt_ws_floats(ws, 3);
     if (!sc)
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory in the AdaptiveMuon step (%dx%d)", m, n);
     const int64_t mn = (int64_t)m * n;
@@ -246,7 +246,7 @@ static eopt_status moment2_apply(eopt_optimizer *opt, const muon_cfg *c, const m
     if (c->moment2 == M2_NORMUON) {
         const int rows = m >= n; /* statistic per row of a tall/square matrix, per column of a wide one */
         const int k = rows ? m : n;
-        float *N = eopt_ws_floats(&opt->ws, mn), *r = eopt_ws_floats(&opt->ws, k);
+        float *N = eopt_ws_floats(ws, mn), *r = eopt_ws_floats(ws, k);
         if (!N || !r)
             return eopt_fail(EOPT_ERR_NOMEM, "out of memory in the NorMuon step (%dx%d)", m, n);
         be->reduce(be, EOPT_RED_SUMSQ, rows ? EOPT_AXIS_ROWS : EOPT_AXIS_COLS, m, n, O, NULL, n,
@@ -270,10 +270,9 @@ static eopt_status moment2_apply(eopt_optimizer *opt, const muon_cfg *c, const m
 }
 
 /* One parameter's step (§3, §4). */
-static eopt_status muon_param(eopt_optimizer *opt, const muon_cfg *c, const muon_hp *h, int i)
+static eopt_status muon_param(eopt_optimizer *opt, eopt_workspace *ws, const muon_cfg *c, const muon_hp *h, int i)
 {
     eopt_backend *be = opt->be;
-    eopt_workspace *ws = &opt->ws;
     const eopt_param *p = &opt->params[i];
     const int m = (int)p->w->shape[0], n = (int)p->w->shape[1];
     const int64_t mn = (int64_t)m * n;
@@ -290,14 +289,14 @@ static eopt_status muon_param(eopt_optimizer *opt, const muon_cfg *c, const muon
                             .l2_grad = l2 != 0.0 ? G : NULL, .grad = G, .param = P,
                             .one_minus_mu = (float)(1.0 - h->momentum), .mu = (float)h->momentum, .wd = (float)l2));
     EOPT_TRY(eopt_ns_orthogonalize(be, ws, &c->ns, m, n, X, O));
-    EOPT_TRY(eopt_diag_ns_residual(opt, i, m, n, O));
+    EOPT_TRY(eopt_diag_ns_residual(opt, ws, i, m, n, O));
     const eopt_muon_step step = {.decay = (float)decay, .scale = (float)s, .extra = (float)c->extra,
                                  .neg_lr = (float)-h->lr};
     if (c->moment2 == M2_NONE) {
         eopt_ew_run(be, EOPT_EW(muon_apply, mn, .param = P, .update = O, .step = step));
         return EOPT_OK;
     }
-    return moment2_apply(opt, c, h, i, step, P, O, G, X);
+    return moment2_apply(opt, ws, c, h, i, step, P, O, G, X);
 }
 
 /* The workspace of muon_param (and moment2_apply): O, X, NS, the second moment's temporaries. */
@@ -315,9 +314,9 @@ static size_t muon_workspace_bytes(const eopt_optimizer *opt, const void *hp, in
     return b;
 }
 
-static eopt_status muon_update(eopt_optimizer *opt, const void *hp, int i)
+static eopt_status muon_update(eopt_optimizer *opt, eopt_workspace *ws, const void *hp, int i)
 {
-    return muon_param(opt, opt->impl, hp, i);
+    return muon_param(opt, ws, opt->impl, hp, i);
 }
 
 const eopt_optimizer_class eopt_class_muon = {

@@ -100,10 +100,9 @@ static eopt_status muown_start(eopt_optimizer *opt, int i)
 }
 
 /* One parameter's step (§9.3). */
-static eopt_status muown_param(eopt_optimizer *opt, const muown_cfg *c, const muown_hp *h, int i)
+static eopt_status muown_param(eopt_optimizer *opt, eopt_workspace *ws, const muown_cfg *c, const muown_hp *h, int i)
 {
     eopt_backend *be = opt->be;
-    eopt_workspace *ws = &opt->ws;
     const eopt_param *p = &opt->params[i];
     const int m = (int)p->w->shape[0], n = (int)p->w->shape[1];
     const int64_t mn = (int64_t)m * n;
@@ -127,7 +126,7 @@ static eopt_status muown_param(eopt_optimizer *opt, const muown_cfg *c, const mu
                             .one_minus_mu = (float)(1.0 - h->momentum), .cols = n));
     /* direction: v_new = v - lr (NS(B) s) extra (decay 0: only g decays) */
     EOPT_TRY(eopt_ns_orthogonalize(be, ws, &c->ns, m, n, B, O));
-    EOPT_TRY(eopt_diag_ns_residual(opt, i, m, n, O));
+    EOPT_TRY(eopt_diag_ns_residual(opt, ws, i, m, n, O));
     eopt_ew_run(be, EOPT_EW(muon_apply, mn, .param = V, .update = O,
                             .step = {.scale = (float)s, .extra = (float)c->extra, .neg_lr = (float)-h->lr}));
     /* magnitude: Adam on g, then decoupled decay of g alone */
@@ -152,9 +151,9 @@ static size_t muown_workspace_bytes(const eopt_optimizer *opt, const void *hp, i
            eopt_ns_workspace_bytes(opt->be, &c->ns, m, n);
 }
 
-static eopt_status muown_update(eopt_optimizer *opt, const void *hp, int i)
+static eopt_status muown_update(eopt_optimizer *opt, eopt_workspace *ws, const void *hp, int i)
 {
-    return muown_param(opt, opt->impl, hp, i);
+    return muown_param(opt, ws, opt->impl, hp, i);
 }
 
 const eopt_optimizer_class eopt_class_muown = {

@@ -1,5 +1,6 @@
 #include "optimizer.h"
 
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,9 @@ void eopt_optimizer_free(eopt_optimizer *opt)
     free(opt->state);
     free(opt->diag);
     eopt_ws_free(&opt->ws);
+    for (int k = 0; k < opt->nthread_ws; k++)
+        eopt_ws_free(&opt->thread_ws[k]);
+    free(opt->thread_ws);
     free(opt->impl);
     free(opt);
 }
@@ -224,15 +228,71 @@ static eopt_status start_states(eopt_optimizer *opt)
     return st;
 }
 
-/* Every update's workspace, reserved before the first: the largest bound of the parameters
- * with a gradient (each update starts from a reset arena), and the backend's solver workspace
- * for the largest eigenproblem or QR a class declares. */
+/* How many threads update a group's parameters at once (eopt_optimizer_step): the CPU
+ * backend's thread count when the group has at least that many parameters with a gradient,
+ * else 1 (one parameter after the other, each with multi-threaded BLAS). */
+static int group_threads(const eopt_optimizer *opt, int g)
+{
+    if (opt->be->device != EOPT_DEV_CPU)
+        return 1; /* the CUDA backend orders its operations on one stream */
+    int threads = opt->be->threads > 0 ? opt->be->threads : omp_get_max_threads(), graded = 0;
+    threads = threads < EOPT_BACKEND_SLOTS ? threads : EOPT_BACKEND_SLOTS;
+    for (int k = 0; k < opt->groups[g].n; k++)
+        graded += opt->params[opt->groups[g].index[k]].grad != NULL;
+    return threads > 1 && graded >= threads ? threads : 1;
+}
+
+/* The workspace of thread t of a parallel step (t = 0: opt->ws, also the sequential one's). */
+static eopt_workspace *thread_ws(eopt_optimizer *opt, int t) { return t ? &opt->thread_ws[t - 1] : &opt->ws; }
+
+/* The first failure of a parallel region in parameter order (what a sequential loop reports):
+ * the message is thread-local (error.h), so it is copied out of the thread that failed. */
+typedef struct {
+    eopt_status st;
+    int at;
+    char msg[2048];
+} step_failure;
+
+static void failure_note(step_failure *f, eopt_status st, int at)
+{
+    if (st == EOPT_OK)
+        return;
+#pragma omp critical(eopt_step_failure)
+    if (f->st == EOPT_OK || at < f->at) {
+        f->st = st;
+        f->at = at;
+        snprintf(f->msg, sizeof f->msg, "%s", eopt_last_error());
+    }
+}
+
+static eopt_status failure_status(const step_failure *f)
+{
+    return f->st == EOPT_OK ? EOPT_OK : eopt_fail(f->st, "%s", f->msg);
+}
+
+/* The backend's solver workspace of each of `threads` threads (the CPU backend keeps one per
+ * thread of a parallel region): reserved from those threads themselves. */
+static eopt_status reserve_solvers(eopt_backend *be, int n, int threads)
+{
+    if (threads == 1)
+        return be->reserve_solver(be, n);
+    step_failure f = {0};
+#pragma omp parallel num_threads(threads)
+    failure_note(&f, be->reserve_solver(be, n), omp_get_thread_num());
+    return failure_status(&f);
+}
+
+/* Every update's workspace, reserved before the first, for each thread that updates: the
+ * largest bound of the parameters with a gradient (each update starts from a reset arena), and
+ * the backend's solver workspace for the largest eigenproblem or QR a class declares. */
 static eopt_status reserve_updates(eopt_optimizer *opt, const unsigned char *hp)
 {
     const eopt_optimizer_class *c = opt->cls;
     size_t need = 0;
-    int solver = 0;
-    for (int g = 0; g < opt->ngroups; g++)
+    int solver = 0, threads = 1;
+    for (int g = 0; g < opt->ngroups; g++) {
+        const int t = group_threads(opt, g);
+        threads = t > threads ? t : threads;
         for (int k = 0; k < opt->groups[g].n; k++) {
             const int i = opt->groups[g].index[k];
             if (!opt->params[i].grad)
@@ -242,9 +302,67 @@ static eopt_status reserve_updates(eopt_optimizer *opt, const unsigned char *hp)
             need = b > need ? b : need;
             solver = s > solver ? s : solver;
         }
+    }
     if (solver > 0 && opt->be->reserve_solver)
-        EOPT_TRY(opt->be->reserve_solver(opt->be, solver));
-    return eopt_ws_reserve(&opt->ws, need);
+        EOPT_TRY(reserve_solvers(opt->be, solver, threads));
+    if (threads - 1 > opt->nthread_ws) {
+        eopt_workspace *grown = realloc(opt->thread_ws, (size_t)(threads - 1) * sizeof *grown);
+        if (!grown)
+            return eopt_fail(EOPT_ERR_NOMEM, "out of memory for the workspaces of %d threads", threads);
+        opt->thread_ws = grown;
+        for (; opt->nthread_ws < threads - 1; opt->nthread_ws++)
+            eopt_ws_init(&opt->thread_ws[opt->nthread_ws], opt->be);
+    }
+    for (int t = 0; t < threads; t++)
+        EOPT_TRY(eopt_ws_reserve(thread_ws(opt, t), need));
+    return EOPT_OK;
+}
+
+/* One parameter's update from a reset workspace (reserved: the reset allocates nothing). */
+static eopt_status update_param(eopt_optimizer *opt, eopt_workspace *ws, const void *h, int i)
+{
+    const eopt_optimizer_class *c = opt->cls;
+    eopt_status st = eopt_ws_reset(ws);
+    if (st == EOPT_OK)
+        st = c->update(opt, ws, h, i);
+    if (st != EOPT_OK)
+        return eopt_fail_context(st, "%s parameter '%s'", c->id, opt->params[i].name);
+    if (eopt_ws_taken(ws) > (c->workspace_bytes ? c->workspace_bytes(opt, h, i) : 0)) {
+#pragma omp atomic
+        opt->ws_overruns++;
+    }
+    return EOPT_OK;
+}
+
+/* Group g's parameters with a gradient, in order, or `threads` at a time (one per thread,
+ * BLAS single-threaded inside a parallel region): each update reads and writes only its own
+ * parameter and state, so the order changes no bit. After a failure no further update starts. */
+static eopt_status update_group(eopt_optimizer *opt, int g, const void *h, int threads)
+{
+    const eopt_group *gr = &opt->groups[g];
+    if (threads == 1) {
+        for (int k = 0; k < gr->n; k++)
+            if (opt->params[gr->index[k]].grad)
+                EOPT_TRY(update_param(opt, &opt->ws, h, gr->index[k]));
+        return EOPT_OK;
+    }
+    step_failure f = {0};
+    int stop = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int k = 0; k < gr->n; k++) {
+        int stopped;
+#pragma omp atomic read
+        stopped = stop;
+        if (stopped || !opt->params[gr->index[k]].grad)
+            continue;
+        const eopt_status st = update_param(opt, thread_ws(opt, omp_get_thread_num()), h, gr->index[k]);
+        if (st != EOPT_OK) {
+            failure_note(&f, st, k);
+#pragma omp atomic write
+            stop = 1;
+        }
+    }
+    return failure_status(&f);
 }
 
 eopt_status eopt_optimizer_step(eopt_optimizer *opt)
@@ -265,17 +383,7 @@ eopt_status eopt_optimizer_step(eopt_optimizer *opt)
         void *h = hp + (size_t)g * c->hp_size;
         if (c->begin_group)
             c->begin_group(opt, g, h);
-        for (int k = 0; k < opt->groups[g].n && st == EOPT_OK; k++) {
-            const int i = opt->groups[g].index[k];
-            if (!opt->params[i].grad)
-                continue;
-            if ((st = eopt_ws_reset(&opt->ws)) == EOPT_OK) /* allocates nothing: the block is reserved */
-                st = c->update(opt, h, i);
-            if (st != EOPT_OK)
-                st = eopt_fail_context(st, "%s parameter '%s'", c->id, opt->params[i].name);
-            else if (eopt_ws_taken(&opt->ws) > (c->workspace_bytes ? c->workspace_bytes(opt, h, i) : 0))
-                opt->ws_overruns++;
-        }
+        st = update_group(opt, g, h, group_threads(opt, g));
     }
     free(hp);
     if (st != EOPT_OK)
@@ -317,14 +425,14 @@ void eopt_diag_note(eopt_optimizer *opt, int i, const char *key, double value)
     d->value[k] = value;
 }
 
-eopt_status eopt_diag_ns_residual(eopt_optimizer *opt, int i, int m, int n, const float *O)
+eopt_status eopt_diag_ns_residual(eopt_optimizer *opt, eopt_workspace *ws, int i, int m, int n, const float *O)
 {
     if (!opt->diag_on)
         return EOPT_OK;
-    float *r = eopt_ws_floats(&opt->ws, 1);
+    float *r = eopt_ws_floats(ws, 1);
     if (!r)
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory for the Newton-Schulz residual (%dx%d)", m, n);
-    EOPT_TRY(eopt_ns_residual(opt->be, &opt->ws, m, n, O, r));
+    EOPT_TRY(eopt_ns_residual(opt->be, ws, m, n, O, r));
     eopt_diag_note(opt, i, "ns_residual", eopt_read_scalar(opt->be, r));
     return EOPT_OK;
 }

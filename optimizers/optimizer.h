@@ -75,9 +75,10 @@ typedef struct {
     eopt_status (*start_state)(eopt_optimizer *opt, int i);
     /* Optional: what a step does to a group before its parameters (dion's step counter). */
     void (*begin_group)(eopt_optimizer *opt, int g, void *hp);
-    /* One parameter's update (it has a gradient and state). Its temporaries come from opt->ws,
-     * reset before each update. */
-    eopt_status (*update)(eopt_optimizer *opt, const void *hp, int i);
+    /* One parameter's update (it has a gradient and state). Its temporaries come from ws, reset
+     * before each update. Updates of different parameters may run at once on different threads
+     * (each with its own ws): an update writes only parameter i, its gradient and its state. */
+    eopt_status (*update)(eopt_optimizer *opt, eopt_workspace *ws, const void *hp, int i);
     /* Optional (NULL: update takes no workspace): an upper bound of the workspace update(i)
      * takes, from shapes and configuration alone (sums of eopt_ws_size), written next to the
      * update it bounds. The loop reserves the largest before the first update, so that no
@@ -106,7 +107,9 @@ struct eopt_optimizer {
     eopt_param *params; /* in state-index order (groups in order) */
     eopt_state *state;  /* [nparams] */
     void *impl; /* the class's constructor arguments, read (impl_size bytes) */
-    eopt_workspace ws;
+    eopt_workspace ws; /* the updates' temporaries (the first thread's of a parallel step) */
+    int nthread_ws;
+    eopt_workspace *thread_ws; /* [nthread_ws]: the other threads' of a parallel step */
     int ws_overruns; /* updates that took more workspace than workspace_bytes declared (a bug) */
     /* Diagnostics: with diag_on set (eopt_optimizer_diag_begin), updates record named scalars
      * into diag[i] (eopt_diag_note); off, they cost nothing. diag: [nparams]. */
@@ -132,7 +135,11 @@ eopt_status eopt_optimizer_create(const char *class_name, eopt_backend *be, cons
                                   const eopt_dict *group_hp, const int *group_size, const eopt_param *params,
                                   int nparams, eopt_optimizer **out);
 void eopt_optimizer_free(eopt_optimizer *opt);
-/* One step. Everything upstream would reject (a group's hyperparameters, a parameter, a
+/* One step. On the CPU, a group with at least as many parameters with a gradient as the
+ * backend has threads updates them concurrently, one parameter per thread with single-threaded
+ * BLAS inside (small matrices gain most: a 256x256 product barely uses two threads); otherwise
+ * one after the other, each with multi-threaded BLAS. Both orders give the same bits. Everything
+ * upstream would reject (a group's hyperparameters, a parameter, a
  * gradient's shape or dtype) is checked first, the memory of every update reserved (workspace,
  * solver workspace) and missing state created for every parameter with a gradient (undone if
  * that fails): a failure there, allocation failures included, leaves every parameter and state
@@ -159,9 +166,9 @@ eopt_status eopt_optimizer_diag_end(eopt_optimizer *opt);
 /* Records (or replaces) the scalar `key` of parameter i; a key past EOPT_DIAG_MAX is dropped. */
 void eopt_diag_note(eopt_optimizer *opt, int i, const char *key, double value);
 /* On a diagnostic step: "ns_residual" of parameter i from its last orthogonalisation O (m x n),
- * ||O O^T - I||_F / sqrt(min(m, n)) (eopt_ns_residual; workspace from opt->ws, within
+ * ||O O^T - I||_F / sqrt(min(m, n)) (eopt_ns_residual; workspace from ws, the update's own, within
  * eopt_ns_workspace_bytes). Does nothing when recording is off. */
-eopt_status eopt_diag_ns_residual(eopt_optimizer *opt, int i, int m, int n, const float *O);
+eopt_status eopt_diag_ns_residual(eopt_optimizer *opt, eopt_workspace *ws, int i, int m, int n, const float *O);
 
 /* State helpers for the classes. */
 eopt_status eopt_state_add(eopt_optimizer *opt, int i, const char *key, eopt_dtype dt, int ndim, const int64_t *shape,

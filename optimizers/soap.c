@@ -260,10 +260,9 @@ static eopt_status refresh(eopt_backend *be, eopt_workspace *ws, const soap_cfg 
 }
 
 /* One parameter's step (§3.1). */
-static eopt_status soap_param(eopt_optimizer *opt, const soap_cfg *c, const soap_hp *h, int i)
+static eopt_status soap_param(eopt_optimizer *opt, eopt_workspace *ws, const soap_cfg *c, const soap_hp *h, int i)
 {
     eopt_backend *be = opt->be;
-    eopt_workspace *ws = &opt->ws;
     const soap_view s = soap_state(opt, i);
     const int m = s.m, n = s.n;
     const int64_t mn = (int64_t)m * n, k = *s.step, t = k + 1;
@@ -350,9 +349,9 @@ static int soap_solver_size(const eopt_optimizer *opt, int i)
     return (int)(shape[0] > shape[1] ? shape[0] : shape[1]);
 }
 
-static eopt_status soap_update(eopt_optimizer *opt, const void *hp, int i)
+static eopt_status soap_update(eopt_optimizer *opt, eopt_workspace *ws, const void *hp, int i)
 {
-    return soap_param(opt, opt->impl, hp, i);
+    return soap_param(opt, ws, opt->impl, hp, i);
 }
 
 const eopt_optimizer_class eopt_class_soap = {

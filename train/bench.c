@@ -28,14 +28,17 @@ double eopt_flops_total(const eopt_flops *f) { return f->gemm + f->syrk + f->sye
 
 static eopt_counting_backend *counting(eopt_backend *be) { return (eopt_counting_backend *)be; }
 
-/* Each wrapper counts, then runs the real operation on the wrapper itself (same context), so
- * that a failure is recorded in the status the measured code checks. */
+/* Each wrapper counts (atomically: a step updates several matrices at once), then runs the real
+ * operation on the wrapper itself (same context), so that a failure is recorded in the status
+ * the measured code checks. */
 static void count_gemm(eopt_backend *be, eopt_prec prec, int ta, int tb, int m, int n, int k, float alpha,
                        const void *A, int lda, int64_t sa, const void *B, int ldb, int64_t sb, float beta, void *C,
                        int ldc, int64_t sc, int batch)
 {
     eopt_counting_backend *c = counting(be);
-    c->flops.gemm += 2.0 * m * n * k * (batch > 1 ? batch : 1);
+    const double f = 2.0 * m * n * k * (batch > 1 ? batch : 1);
+#pragma omp atomic
+    c->flops.gemm += f;
     c->inner->gemm(be, prec, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
 }
 
@@ -43,6 +46,7 @@ static void count_syrk(eopt_backend *be, eopt_prec prec, int trans, int n, int k
                        int lda, float beta, float *C, int ldc)
 {
     eopt_counting_backend *c = counting(be);
+#pragma omp atomic
     c->flops.syrk += (double)n * (n + 1) * k;
     c->inner->syrk(be, prec, trans, n, k, alpha, A, lda, beta, C, ldc);
 }
@@ -50,6 +54,7 @@ static void count_syrk(eopt_backend *be, eopt_prec prec, int trans, int n, int k
 static eopt_status count_syevd(eopt_backend *be, int n, float *A, float *w)
 {
     eopt_counting_backend *c = counting(be);
+#pragma omp atomic
     c->flops.syevd += 14.0 / 3.0 * n * n * n;
     return c->inner->syevd(be, n, A, w);
 }
@@ -57,6 +62,7 @@ static eopt_status count_syevd(eopt_backend *be, int n, float *A, float *w)
 static eopt_status count_qr(eopt_backend *be, int m, int n, float *A)
 {
     eopt_counting_backend *c = counting(be);
+#pragma omp atomic
     c->flops.qr += 4.0 * m * n * n - 4.0 / 3.0 * n * n * n;
     return c->inner->qr(be, m, n, A);
 }
@@ -64,6 +70,7 @@ static eopt_status count_qr(eopt_backend *be, int m, int n, float *A)
 static void count_ew(eopt_backend *be, const eopt_ew *e)
 {
     eopt_counting_backend *c = counting(be);
+#pragma omp atomic
     c->flops.elementwise += (double)e->n;
     c->inner->ew(be, e);
 }
@@ -72,6 +79,7 @@ static void count_reduce(eopt_backend *be, eopt_reduce_op op, eopt_axis axis, in
                          const float *b, int ld, float alpha, float *out)
 {
     eopt_counting_backend *c = counting(be);
+#pragma omp atomic
     c->flops.elementwise += (double)rows * cols;
     c->inner->reduce(be, op, axis, rows, cols, a, b, ld, alpha, out);
 }
@@ -188,14 +196,17 @@ eopt_status eopt_bench_sgemm(eopt_backend *be, double flops, double *seconds)
 
 typedef struct {
     eopt_backend *be;
-    eopt_tensor *g;
+    int n;
+    eopt_tensor *g; /* [n] */
     eopt_optimizer *opt;
 } optimizer_call;
 
 static eopt_status fresh_gradient(void *arg, int call)
 {
     optimizer_call *o = arg;
-    o->be->random(o->be, EOPT_RAND_NORMAL, 100 + (uint64_t)call, 0, o->g->numel, eopt_f32(o->g));
+    for (int k = 0; k < o->n; k++)
+        o->be->random(o->be, EOPT_RAND_NORMAL, 100 + (uint64_t)call, (uint64_t)k << 32, o->g[k].numel,
+                      eopt_f32(&o->g[k]));
     return EOPT_OK;
 }
 
@@ -222,31 +233,55 @@ static eopt_status required_hparams(const char *cls, eopt_dict *hp)
 
 static eopt_status optimizer_step(void *arg) { return eopt_optimizer_step(((optimizer_call *)arg)->opt); }
 
-eopt_status eopt_bench_optimizer(eopt_backend *be, const char *cls, const eopt_dict *args, int rows, int cols,
-                                 int warmup, int steps, eopt_bench_result *r)
+int eopt_bench_model_shapes(const char *name, int (*shapes)[2], int max)
+{
+    static const int gpt2_block[4][2] = {{2304, 768}, {768, 768}, {3072, 768}, {768, 3072}};
+    if (strcmp(name, "gpt2-small-matrices") != 0 || max < 48)
+        return 0;
+    for (int k = 0; k < 48; k++)
+        shapes[k][0] = gpt2_block[k % 4][0], shapes[k][1] = gpt2_block[k % 4][1];
+    return 48;
+}
+
+eopt_status eopt_bench_optimizer_params(eopt_backend *be, const char *cls, const eopt_dict *args, int n,
+                                        const int (*shapes)[2], int warmup, int steps, eopt_bench_result *r)
 {
     eopt_counting_backend c;
     eopt_counting_backend_init(&c, be);
-    int64_t shape[2] = {rows, cols};
-    eopt_tensor w = {0}, g = {0};
-    eopt_status st = eopt_tensor_alloc(&w, &c.be, EOPT_F32, 2, shape);
-    if (st == EOPT_OK)
-        st = eopt_tensor_alloc(&g, &c.be, EOPT_F32, 2, shape);
-    optimizer_call o = {&c.be, &g, NULL};
+    eopt_tensor *w = calloc((size_t)n, sizeof *w), *g = calloc((size_t)n, sizeof *g);
+    eopt_param *p = calloc((size_t)n, sizeof *p);
+    eopt_status st = w && g && p ? EOPT_OK : eopt_fail(EOPT_ERR_NOMEM, "bench: out of memory");
+    for (int k = 0; k < n && st == EOPT_OK; k++) {
+        const int64_t shape[2] = {shapes[k][0], shapes[k][1]};
+        st = eopt_tensor_alloc(&w[k], &c.be, EOPT_F32, 2, shape);
+        if (st == EOPT_OK)
+            st = eopt_tensor_alloc(&g[k], &c.be, EOPT_F32, 2, shape);
+        if (st == EOPT_OK)
+            c.be.random(&c.be, EOPT_RAND_NORMAL, 1, (uint64_t)k << 32, w[k].numel, eopt_f32(&w[k]));
+        p[k] = (eopt_param){.w = &w[k], .grad = &g[k]};
+        snprintf(p[k].name, sizeof p[k].name, n == 1 ? "weight" : "weight%d", k);
+    }
+    optimizer_call o = {&c.be, n, g, NULL};
     if (st == EOPT_OK) {
-        c.be.random(&c.be, EOPT_RAND_NORMAL, 1, 0, w.numel, eopt_f32(&w));
-        eopt_param p = {.name = "weight", .w = &w, .grad = &g};
         eopt_dict hp = {0}, none = {0};
-        int one = 1;
         st = required_hparams(cls, &hp);
         if (st == EOPT_OK)
-            st = eopt_optimizer_create(cls, &c.be, args ? args : &none, 1, &hp, &one, &p, 1, &o.opt);
+            st = eopt_optimizer_create(cls, &c.be, args ? args : &none, 1, &hp, &n, p, n, &o.opt);
     }
     if (st == EOPT_OK)
         st = time_calls(&c, &(bench_call){fresh_gradient, optimizer_step, &o}, warmup, steps, r);
     eopt_optimizer_free(o.opt);
-    eopt_tensor_free(&w), eopt_tensor_free(&g);
+    for (int k = 0; w && g && k < n; k++)
+        eopt_tensor_free(&w[k]), eopt_tensor_free(&g[k]);
+    free(w), free(g), free(p);
     return st;
+}
+
+eopt_status eopt_bench_optimizer(eopt_backend *be, const char *cls, const eopt_dict *args, int rows, int cols,
+                                 int warmup, int steps, eopt_bench_result *r)
+{
+    const int shape[1][2] = {{rows, cols}};
+    return eopt_bench_optimizer_params(be, cls, args, 1, shape, warmup, steps, r);
 }
 
 /* ---- Newton-Schulz ---- */

@@ -75,6 +75,14 @@ eopt_status eopt_bench_sgemm(eopt_backend *be, double flops, double *seconds);
 eopt_status eopt_bench_optimizer(eopt_backend *be, const char *cls, const eopt_dict *args, int rows, int cols,
                                  int warmup, int steps, eopt_bench_result *r);
 
+/* The same with n parameters of the given shapes in one param group, gradients for all. */
+eopt_status eopt_bench_optimizer_params(eopt_backend *be, const char *cls, const eopt_dict *args, int n,
+                                        const int (*shapes)[2], int warmup, int steps, eopt_bench_result *r);
+/* The weight matrices of a named model into shapes (at most max), in its parameter order; the
+ * count, 0 for an unknown name. "gpt2-small-matrices": the 48 matrices of GPT-2 small's 12 blocks
+ * (attention 2304x768 and 768x768, MLP 3072x768 and 768x3072, torch's (out, in) layout). */
+int eopt_bench_model_shapes(const char *name, int (*shapes)[2], int max);
+
 /* eopt_ns_orthogonalize with NVIDIA's coefficient set `coefficients` and `iters` iterations on
  * a rows x cols N(0, 1) matrix. */
 eopt_status eopt_bench_ns(eopt_backend *be, const char *coefficients, int iters, int rows, int cols, int warmup,

@@ -3,7 +3,8 @@
 shapes as `eopt bench optimizer` and prints both step times and their ratio.
 
     bench/upstream.py --emerging PATH --dion PATH [--shape 256x256]... [--optimizer Muon]...
-                      [--steps 10] [--warmup 2] [--threads 2] [--eopt build/eopt] [--checkouts DIR]
+                      [--model gpt2-small-matrices] [--steps 10] [--warmup 2] [--threads 2]
+                      [--eopt build/eopt] [--checkouts DIR]
 
 PATH is a git repository (a clone or a bare mirror) of NVIDIA-NeMo/Emerging-Optimizers or
 microsoft/dion. Each pinned commit is extracted with `git archive` into --checkouts (default
@@ -12,7 +13,9 @@ in a process of its own (commits of one package cannot share an interpreter). Ea
 one rows x cols float32 parameter on the CPU, N(0, 1) gradients drawn outside the timing, and the
 same lr as eopt's bench (1e-3; momentum 0.95 and weight decay 0 where upstream requires them);
 the step time is the median of --steps after --warmup, with torch.set_num_threads(--threads).
-eopt runs `eopt bench optimizer ... --json --threads N` on the same shapes.
+--model gpt2-small-matrices adds one row per optimizer: a step over the 48 matrices of GPT-2
+small's 12 blocks (2304x768, 768x768, 3072x768, 768x3072 each) in one param group.
+eopt runs `eopt bench optimizer ... --json --threads N` on the same shapes (and --model).
 
 Run-time patches for Debian's torch 1.13 and Python 3.11 (the checkouts are never edited):
   - typing.override (Python 3.12) is added as the identity; absl.logging (absl-py, not in Debian's
@@ -51,6 +54,8 @@ PINNED = {
     "AdamW": ("torch", None, "torch.optim", "AdamW", {}),
 }
 REPO_NAMES = {"emerging": "Emerging-Optimizers", "dion": "dion"}
+# --model NAME -> its weight matrices in parameter order (as `eopt bench optimizer --model`)
+MODELS = {"gpt2-small-matrices": [(2304, 768), (768, 768), (3072, 768), (768, 3072)] * 12}
 
 
 def patch_torch():
@@ -149,13 +154,14 @@ def worker(checkout, spec):
     for cls in spec["classes"]:
         _, _, module, name, kw = PINNED[cls]
         Opt = getattr(importlib.import_module(module), name)
-        for rows, cols in spec["shapes"]:
+        for label, shapes in spec["shapes"]:
             g = torch.Generator().manual_seed(0)
-            w = torch.nn.Parameter(torch.randn(rows, cols, generator=g))
-            opt = Opt([w], lr=1e-3, **kw)
+            ws = [torch.nn.Parameter(torch.randn(rows, cols, generator=g)) for rows, cols in shapes]
+            opt = Opt(ws, lr=1e-3, **kw)
             times = []
             for k in range(spec["warmup"] + spec["steps"]):
-                w.grad = torch.randn(rows, cols, generator=g)
+                for w in ws:
+                    w.grad = torch.randn(w.shape, generator=g)
                 t0 = time.perf_counter()
                 opt.step()
                 if k >= spec["warmup"]:
@@ -163,18 +169,18 @@ def worker(checkout, spec):
             times.sort()
             n = len(times)
             med = times[n // 2] if n % 2 else 0.5 * (times[n // 2 - 1] + times[n // 2])
-            print(json.dumps({"name": cls, "shape": f"{rows}x{cols}", "median_s": med, "min_s": times[0],
+            print(json.dumps({"name": cls, "shape": label, "median_s": med, "min_s": times[0],
                               "max_s": times[-1]}), flush=True)
 
 
 def checkout_of(repo, commit, paths, root):
-    """The extracted tree of repo@commit under root (git archive on first use)."""
+    """The extracted tree of repo@commit under root (git archive on first use; an existing tree is used as it is)."""
     if repo == "torch":
         return ""
-    src = paths[repo]
-    if not src:
-        sys.exit(f"upstream.py: give --{repo} PATH (a git repository of {REPO_NAMES[repo]})")
-    dst = os.path.join(root, f"{repo}-{commit}")
+    src, dst = paths[repo], os.path.join(root, f"{repo}-{commit}")
+    if not src and not os.path.isdir(dst):
+        sys.exit(f"upstream.py: give --{repo} PATH (a git repository of {REPO_NAMES[repo]}) or a --checkouts "
+                 f"directory holding {repo}-{commit}")
     if not os.path.isdir(dst):
         os.makedirs(dst)
         archive = subprocess.run(["git", "-C", src, "archive", commit], check=True, stdout=subprocess.PIPE).stdout
@@ -183,14 +189,22 @@ def checkout_of(repo, commit, paths, root):
 
 
 def eopt_rows(eopt, classes, shapes, a):
-    cmd = [eopt, "bench", "optimizer", "--json", "--steps", str(a.steps), "--warmup", str(a.warmup),
-           "--threads", str(a.threads)]
+    """eopt's rows: one run for the single shapes, one for --model."""
+    base = [eopt, "bench", "optimizer", "--json", "--steps", str(a.steps), "--warmup", str(a.warmup),
+            "--threads", str(a.threads)]
     for c in classes:
-        cmd += ["--optimizer", c]
-    for r, c in shapes:
-        cmd += ["--shape", f"{r}x{c}"]
-    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
-    return {(r["name"], r["shape"]): r for r in map(json.loads, out.splitlines())}
+        base += ["--optimizer", c]
+    runs = []
+    singles = [label for label, _ in shapes if label not in MODELS]
+    if singles:
+        runs.append(base + [x for label in singles for x in ("--shape", label)])
+    if a.model:
+        runs.append(base + ["--model", a.model])
+    rows = {}
+    for cmd in runs:
+        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+        rows.update({(r["name"], r["shape"]): r for r in map(json.loads, out.splitlines())})
+    return rows
 
 
 def main():
@@ -200,6 +214,7 @@ def main():
     ap.add_argument("--checkouts", default="/tmp/eopt-upstream")
     ap.add_argument("--optimizer", action="append", choices=list(PINNED))
     ap.add_argument("--shape", action="append")
+    ap.add_argument("--model", choices=list(MODELS), help="also one step over every matrix of this model")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -210,7 +225,9 @@ def main():
     if a.worker:
         return worker(a.worker[0], json.loads(a.worker[1]))
     classes = a.optimizer or list(PINNED)
-    shapes = [tuple(int(x) for x in s.split("x")) for s in (a.shape or ["256x256", "512x512", "1024x1024"])]
+    shapes = [(s, [tuple(int(x) for x in s.split("x"))]) for s in (a.shape or ["256x256", "512x512", "1024x1024"])]
+    if a.model:
+        shapes = (shapes if a.shape else []) + [(a.model, MODELS[a.model])]
     paths = {"emerging": a.emerging, "dion": a.dion}
     by_tree = {}
     for c in classes:
@@ -233,8 +250,8 @@ def main():
     for c in classes:
         repo, commit = PINNED[c][:2]
         src = f"{REPO_NAMES[repo]}@{commit}" if commit else "torch " + __import__("torch").__version__
-        for r, col in shapes:
-            key = (c, f"{r}x{col}")
+        for label, _ in shapes:
+            key = (c, label)
             u, e = upstream.get(key), eopt.get(key)
             ratio = u["median_s"] / e["median_s"] if u and e else None
             if a.json:
@@ -243,7 +260,8 @@ def main():
                                   "ratio": ratio}))
             else:
                 us = f"{1e3 * u['median_s']:12.2f}" if u else f"{'failed':>12}"
-                print(f"{c:<14} {key[1]:<11} {src:<22} {us} {1e3 * e['median_s']:10.2f} "
+                es = f"{1e3 * e['median_s']:10.2f}" if e else f"{'failed':>10}"
+                print(f"{c:<14} {key[1]:<11} {src:<22} {us} {es} "
                       f"{ratio and f'{ratio:14.2f}' or '-':>14}")
 
 

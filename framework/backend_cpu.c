@@ -97,6 +97,18 @@ static void cpu_gemm(eopt_backend *be, eopt_prec prec, int ta, int tb, int m, in
     threads_leave(be, caller);
 }
 
+/* C[i][j] = C[j][i] for j > i: the lower triangle mirrored, so that callers get a full matrix.
+ * In 64 x 64 tiles: the column-wise reads of a row-by-row mirror miss the cache on every
+ * element once n passes a few hundred. */
+static void mirror_lower(int n, float *C, int ldc)
+{
+    for (int i0 = 0; i0 < n; i0 += 64)
+        for (int j0 = i0; j0 < n; j0 += 64)
+            for (int i = i0; i < n && i < i0 + 64; i++)
+                for (int j = j0 > i + 1 ? j0 : i + 1; j < n && j < j0 + 64; j++)
+                    C[(size_t)i * ldc + j] = C[(size_t)j * ldc + i];
+}
+
 static void cpu_syrk(eopt_backend *be, eopt_prec prec, int trans, int n, int k, float alpha, const float *A, int lda,
                      float beta, float *C, int ldc)
 {
@@ -106,9 +118,7 @@ static void cpu_syrk(eopt_backend *be, eopt_prec prec, int trans, int n, int k, 
     int caller = threads_enter(be);
     cblas_ssyrk(CblasRowMajor, CblasLower, trans ? CblasTrans : CblasNoTrans, n, k, alpha, A, lda, beta, C, ldc);
     threads_leave(be, caller);
-    for (int i = 0; i < n; i++) /* mirror the lower triangle: callers get a full matrix */
-        for (int j = i + 1; j < n; j++)
-            C[(size_t)i * ldc + j] = C[(size_t)j * ldc + i];
+    mirror_lower(n, C, ldc);
 }
 
 /* ---- decompositions ----
@@ -327,12 +337,15 @@ static void cpu_ew_threads(eopt_backend *be, const eopt_ew *e)
     threads_leave(be, caller);
 }
 
-/* Reduces the strided vector a[0], a[step], ... (n values). */
-static double red_line(eopt_reduce_op op, const float *a, const float *b, int64_t n, int64_t step)
+/* Columns per band of a column-wise reduction (cpu_reduce). */
+#define COL_BAND 256
+
+/* Reduces the vector a[0 .. n-1] (with b for DOT). */
+static double red_line(eopt_reduce_op op, const float *a, const float *b, int64_t n)
 {
     double acc = eopt_red_init(op);
     for (int64_t j = 0; j < n; j++)
-        acc = eopt_red_combine(op, acc, eopt_red_map(op, a[j * step], b ? b[j * step] : 0.0f));
+        acc = eopt_red_combine(op, acc, eopt_red_map(op, a[j], b ? b[j] : 0.0f));
     return acc;
 }
 
@@ -344,17 +357,30 @@ static void cpu_reduce(eopt_backend *be, eopt_reduce_op op, eopt_axis axis, int 
     if (axis == EOPT_AXIS_ROWS) {
 #pragma omp parallel for schedule(static) if (work >= PAR_MIN)
         for (int i = 0; i < rows; i++)
-            out[i] = eopt_red_finish(op, red_line(op, a + (size_t)i * ld, b ? b + (size_t)i * ld : NULL, cols, 1),
+            out[i] = eopt_red_finish(op, red_line(op, a + (size_t)i * ld, b ? b + (size_t)i * ld : NULL, cols),
                                      alpha);
     } else if (axis == EOPT_AXIS_COLS) {
+        /* A band of COL_BAND columns at a time, walked row by row (a column walk would miss the
+         * cache on every element); each column still accumulates its rows in order. */
 #pragma omp parallel for schedule(static) if (work >= PAR_MIN)
-        for (int j = 0; j < cols; j++)
-            out[j] = eopt_red_finish(op, red_line(op, a + j, b ? b + j : NULL, rows, ld), alpha);
+        for (int j0 = 0; j0 < cols; j0 += COL_BAND) {
+            const int w = cols - j0 < COL_BAND ? cols - j0 : COL_BAND;
+            double acc[COL_BAND];
+            for (int j = 0; j < w; j++)
+                acc[j] = eopt_red_init(op);
+            for (int i = 0; i < rows; i++) {
+                const float *ai = a + (size_t)i * ld + j0, *bi = b ? b + (size_t)i * ld + j0 : NULL;
+                for (int j = 0; j < w; j++)
+                    acc[j] = eopt_red_combine(op, acc[j], eopt_red_map(op, ai[j], bi ? bi[j] : 0.0f));
+            }
+            for (int j = 0; j < w; j++)
+                out[j0 + j] = eopt_red_finish(op, acc[j], alpha);
+        }
     } else {
         double acc = eopt_red_init(op);
         for (int i = 0; i < rows; i++)
             acc = eopt_red_combine(op, acc,
-                                   red_line(op, a + (size_t)i * ld, b ? b + (size_t)i * ld : NULL, cols, 1));
+                                   red_line(op, a + (size_t)i * ld, b ? b + (size_t)i * ld : NULL, cols));
         out[0] = eopt_red_finish(op, acc, alpha);
     }
     threads_leave(be, caller);

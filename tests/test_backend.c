@@ -189,7 +189,7 @@ static void check_syrk(eopt_prec prec, int trans, int n, int k, double tol)
 
 Test(backend_syrk, both_trans_all_precisions)
 {
-    static const int shapes[][2] = {{1, 7}, {7, 1}, {7, 13}, {33, 5}, {5, 33}, {1, 1}};
+    static const int shapes[][2] = {{1, 7}, {7, 1}, {7, 13}, {33, 5}, {5, 33}, {1, 1}, {130, 9}}; /* 130: 3 mirror tiles */
     static const double tol[] = {1e-5, 4e-3, 2e-2};
     for (int prec = 0; prec < 3; prec++)
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)

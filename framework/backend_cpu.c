@@ -249,23 +249,27 @@ static eopt_status cpu_syevd(eopt_backend *be, int n, float *A, float *w)
     return EOPT_OK;
 }
 
-/* sgeqrf then sorgqr on a column-major copy Q (m x n, ld m) in the workspace, as LAPACKE's
- * row-major path does, transposed back into A. Minimum LWORK of both: n; the query gives the
- * blocked size. */
-/* The LWORK of sgeqrf and sorgqr on an m x n matrix: the larger query, at least n. */
+/* QR in place, without a column-major copy: the row-major m x n matrix A is, read column-major,
+ * A^T (n x m), whose LQ factorisation A^T = L Q' (sgelqf) is the transpose of A = Q' ^T L^T, the
+ * QR factorisation with R = L^T. sgelqf applies the same Householder reflectors as sgeqrf on A
+ * (LAPACK's sign convention: R's diagonal -sign(alpha) ||x||), and sorglq forms Q' (n x m
+ * column-major) in A's memory, which read row-major is Q (m x n). Workspace: tau (n) and the
+ * larger query of both, at least n. */
 static eopt_status qr_lwork(int m, int n, int64_t *lwork)
 {
     float q1 = 0.0f, q2 = 0.0f;
-    lapack_int info = LAPACKE_sgeqrf_work(LAPACK_COL_MAJOR, m, n, NULL, m, NULL, &q1, -1);
+    lapack_int info = LAPACKE_sgelqf_work(LAPACK_COL_MAJOR, n, m, NULL, n, NULL, &q1, -1);
     if (info == 0)
-        info = LAPACKE_sorgqr_work(LAPACK_COL_MAJOR, m, n, n, NULL, m, NULL, &q2, -1);
+        info = LAPACKE_sorglq_work(LAPACK_COL_MAJOR, n, m, n, NULL, n, NULL, &q2, -1);
     const int64_t l1 = lwork_from_query(q1, n), l2 = lwork_from_query(q2, n);
     *lwork = l1 > l2 ? l1 : l2;
     if (info != 0 || !lapack_fits(*lwork))
-        return eopt_fail(EOPT_ERR_NUMERIC, "sgeqrf/sorgqr workspace query failed on a %dx%d matrix (info %d)", m,
+        return eopt_fail(EOPT_ERR_NUMERIC, "sgelqf/sorglq workspace query failed on a %dx%d matrix (info %d)", m,
                          n, (int)info);
     return EOPT_OK;
 }
+
+static size_t qr_bytes(int n, int64_t lwork) { return ((size_t)n + (size_t)lwork) * sizeof(float); }
 
 static eopt_status cpu_qr(eopt_backend *be, int m, int n, float *A)
 {
@@ -275,26 +279,19 @@ static eopt_status cpu_qr(eopt_backend *be, int m, int n, float *A)
         return EOPT_OK;
     if (nonfinite(m, n, A, 0))
         return eopt_fail(EOPT_ERR_NUMERIC, "sgeqrf failed on a %dx%d matrix: NaN or infinity in it", m, n);
-    const int64_t mn = (int64_t)m * n;
     int64_t lwork;
     EOPT_TRY(qr_lwork(m, n, &lwork));
-    float *Q = cpu_grow(be, ((size_t)mn + (size_t)n + (size_t)lwork) * sizeof(float));
-    if (!Q)
+    float *tau = cpu_grow(be, qr_bytes(n, lwork));
+    if (!tau)
         return eopt_fail(EOPT_ERR_NOMEM, "qr: out of memory for the workspace of a %dx%d matrix", m, n);
-    float *tau = Q + mn, *work = tau + n;
-    for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++)
-            Q[(size_t)j * m + i] = A[(size_t)i * n + j];
+    float *work = tau + n;
     int caller = threads_enter(be);
-    lapack_int info = LAPACKE_sgeqrf_work(LAPACK_COL_MAJOR, m, n, Q, m, tau, work, (lapack_int)lwork);
+    lapack_int info = LAPACKE_sgelqf_work(LAPACK_COL_MAJOR, n, m, A, n, tau, work, (lapack_int)lwork);
     if (info == 0)
-        info = LAPACKE_sorgqr_work(LAPACK_COL_MAJOR, m, n, n, Q, m, tau, work, (lapack_int)lwork);
+        info = LAPACKE_sorglq_work(LAPACK_COL_MAJOR, n, m, n, A, n, tau, work, (lapack_int)lwork);
     threads_leave(be, caller);
     if (info != 0)
-        return eopt_fail(EOPT_ERR_NUMERIC, "sgeqrf/sorgqr failed on a %dx%d matrix (info %d)", m, n, (int)info);
-    for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++)
-            A[(size_t)i * n + j] = Q[(size_t)j * m + i];
+        return eopt_fail(EOPT_ERR_NUMERIC, "sgelqf/sorglq failed on a %dx%d matrix (info %d)", m, n, (int)info);
     return EOPT_OK;
 }
 
@@ -308,7 +305,7 @@ static eopt_status cpu_reserve_solver(eopt_backend *be, int n)
     int64_t lw_eig, lw_qr;
     EOPT_TRY(syevd_lwork(n, &lw_eig));
     EOPT_TRY(qr_lwork(n, n, &lw_qr));
-    const size_t eig = syevd_bytes(lw_eig, 3 + 5 * n64), qr = ((size_t)(n64 * n64 + n64 + lw_qr)) * sizeof(float);
+    const size_t eig = syevd_bytes(lw_eig, 3 + 5 * n64), qr = qr_bytes(n, lw_qr);
     if (!cpu_grow(be, eig > qr ? eig : qr))
         return eopt_fail(EOPT_ERR_NOMEM, "cannot allocate the solver workspace of a %dx%d matrix", n, n);
     return EOPT_OK;

@@ -39,14 +39,14 @@ ifeq ($(CUDA),1)
   # --fmad=false: no contraction of a*b+c into FMA, so the shared element-wise math rounds as
   # on the CPU (C11 mode contracts nothing) and the backends agree bit for bit.
   NVFLAGS := -O2 -std=c++17 -Xcompiler -fPIC,-Wall,-Wextra -I. -arch=sm_90 --fmad=false -Werror all-warnings
-  # No cuRAND: random numbers come from the counter-based Philox shared with the CPU
-  # (framework/rng.h), so both backends draw identical numbers from the same seed.
+  # cuRAND's device API (header-only, no library) draws Philox4_32_10; framework/rng.h computes
+  # the same stream on the CPU, so both backends draw identical numbers from the same seed.
   LDLIBS  += -L$(CUDA_HOME)/lib64 -lcublas -lcusolver -lcudart -lstdc++
   CFLAGS  += -DEOPT_CUDA=1
 endif
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.cu.o)
 TEST_SRC := $(wildcard tests/*.c)
-TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o) $(if $(CU_SRC),$(patsubst %.cu,$(BUILD)/%.cu.o,$(wildcard tests/*.cu)))
 # Run by `make test` before the Criterion suites (whose summary line closes the output).
 TEST_SCRIPTS ?= tests/build_dirs.sh tests/install.sh
 

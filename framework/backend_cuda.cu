@@ -1,5 +1,6 @@
 /* The CUDA backend: cuBLAS for products, cuSOLVER for eigen and QR decompositions, own
- * kernels for the element-wise passes, reductions, indexing, sorting and random numbers.
+ * kernels for the element-wise passes, reductions, indexing and sorting, cuRAND's device API for
+ * random numbers.
  *
  * Every call goes to the legacy default stream, so operations run in the order they are
  * issued (backend.h) and a download waits for the work before it.
@@ -13,6 +14,7 @@
  * it. Nothing is printed. */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <curand_kernel.h>
 #include <cusolverDn.h>
 #include <limits.h>
 #include <math.h>
@@ -89,17 +91,29 @@ static int solver_ok(eopt_backend *be, cusolverStatus_t st, const char *what)
 static int launched(eopt_backend *be, const char *what) { return cu_ok(be, cudaGetLastError(), what); }
 
 /* A device buffer of at least `bytes` kept in the context: reallocated only when it grows, so
- * the solvers allocate nothing after their first call at a given size. */
+ * the solvers allocate nothing after their first call at a given size (or after
+ * reserve_solver). The new buffer is allocated before the old one is freed, so a failure keeps
+ * the old one. Out of memory returns NULL with the message set and the backend usable (as
+ * cuda_alloc); any other failure is also recorded in the sticky status. */
 static void *grow(eopt_backend *be, void **buf, size_t *cap, size_t bytes)
 {
     if (bytes <= *cap)
         return *buf;
-    cudaError_t err = cudaFree(*buf);
-    *buf = NULL;
-    *cap = 0;
-    if (!cu_ok(be, err, "cudaFree (solver workspace)") ||
-        !cu_ok(be, cudaMalloc(buf, bytes), "cudaMalloc (solver workspace)"))
+    void *fresh = NULL;
+    cudaError_t err = cudaMalloc(&fresh, bytes);
+    if (err == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        eopt_fail(EOPT_ERR_NOMEM, "cuda: cannot allocate a solver workspace of %zu bytes: %s", bytes,
+                  cudaGetErrorString(err));
         return NULL;
+    }
+    if (!cu_ok(be, err, "cudaMalloc (solver workspace)"))
+        return NULL;
+    if (!cu_ok(be, cudaFree(*buf), "cudaFree (solver workspace)")) {
+        cudaFree(fresh);
+        return NULL;
+    }
+    *buf = fresh;
     *cap = bytes;
     return *buf;
 }
@@ -272,31 +286,77 @@ static eopt_status solver_info(eopt_backend *be, const char *what, int m, int n)
     return EOPT_OK;
 }
 
+/* Workspace sizes (bytes) of syevd(n): the column-major copy V (scratch) and cuSOLVER's work.
+ * bufferSize reads only the sizes, not the (NULL) matrices. */
+static eopt_status syevd_space(eopt_backend *be, int n, size_t *scratch, size_t *work)
+{
+    if ((int64_t)n * n > INT_MAX)
+        return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSsyevd: a %dx%d matrix has more elements than int addresses", n,
+                         n);
+    int lwork = 0;
+    if (!solver_ok(be,
+                   cusolverDnSsyevd_bufferSize(ctx(be)->solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER, n,
+                                               NULL, n, NULL, &lwork),
+                   "cusolverDnSsyevd_bufferSize"))
+        return EOPT_ERR_DEVICE;
+    if (lwork < 0)
+        return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSsyevd: the workspace of a %dx%d matrix overflows int", n, n);
+    *scratch = (size_t)n * n * sizeof(float);
+    *work = (size_t)lwork * sizeof(float);
+    return EOPT_OK;
+}
+
+/* Workspace sizes of qr(m, n): the column-major copy Q and tau (scratch), and the larger of
+ * geqrf's and orgqr's work. */
+static eopt_status qr_space(eopt_backend *be, int m, int n, size_t *scratch, size_t *work)
+{
+    if ((int64_t)m * n > INT_MAX)
+        return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSgeqrf: a %dx%d matrix has more elements than int addresses", m,
+                         n);
+    cusolverDnHandle_t h = ctx(be)->solver;
+    int l1 = 0, l2 = 0;
+    if (!solver_ok(be, cusolverDnSgeqrf_bufferSize(h, m, n, NULL, m, &l1), "cusolverDnSgeqrf_bufferSize") ||
+        !solver_ok(be, cusolverDnSorgqr_bufferSize(h, m, n, n, NULL, m, NULL, &l2), "cusolverDnSorgqr_bufferSize"))
+        return EOPT_ERR_DEVICE;
+    if (l1 < 0 || l2 < 0)
+        return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSgeqrf/Sorgqr: the workspace of a %dx%d matrix overflows int", m,
+                         n);
+    *scratch = ((size_t)m * n + n) * sizeof(float);
+    *work = (size_t)(l1 > l2 ? l1 : l2) * sizeof(float);
+    return EOPT_OK;
+}
+
+/* Grows the kept scratch and work buffers to at least the given sizes (each keeps its old
+ * buffer if its growth fails). */
+static eopt_status solver_grow(eopt_backend *be, size_t scratch, size_t work)
+{
+    cuda_ctx *c = ctx(be);
+    if (!grow(be, &c->scratch, &c->scratch_bytes, scratch) || !grow(be, &c->work, &c->work_bytes, work))
+        return be->status != EOPT_OK ? EOPT_ERR_DEVICE : EOPT_ERR_NOMEM;
+    return EOPT_OK;
+}
+
 /* The solver runs on a copy, so A is untouched when it fails. A symmetric matrix is its own
  * transpose: the row-major lower triangle is the column-major upper one. The eigenvectors come
  * back as columns of the column-major copy and are transposed into the columns of row-major A. */
 static eopt_status cuda_syevd(eopt_backend *be, int n, float *A, float *w)
 {
+    if (n < 0)
+        return eopt_fail(EOPT_ERR_ARG, "cusolverDnSsyevd: negative size %d", n);
     if (n == 0)
         return EOPT_OK;
-    if ((int64_t)n * n > INT_MAX)
-        return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSsyevd: a %dx%d matrix has more elements than int addresses", n,
-                         n);
+    size_t scratch, work_bytes;
+    EOPT_TRY(syevd_space(be, n, &scratch, &work_bytes));
+    EOPT_TRY(solver_grow(be, scratch, work_bytes));
     cuda_ctx *c = ctx(be);
-    const cusolverEigMode_t jobz = CUSOLVER_EIG_MODE_VECTOR;
-    const cublasFillMode_t uplo = CUBLAS_FILL_MODE_UPPER;
-    float *V = (float *)grow(be, &c->scratch, &c->scratch_bytes, (size_t)n * n * sizeof(float));
-    int lwork = 0;
-    if (!V || !solver_ok(be, cusolverDnSsyevd_bufferSize(c->solver, jobz, uplo, n, V, n, w, &lwork),
-                         "cusolverDnSsyevd_bufferSize"))
-        return EOPT_ERR_DEVICE;
-    if (lwork < 0)
-        return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSsyevd: the workspace of a %dx%d matrix overflows int", n, n);
-    float *work = (float *)grow(be, &c->work, &c->work_bytes, (size_t)lwork * sizeof(float));
-    if (!work || !cu_ok(be, cudaMemcpyAsync(V, A, (size_t)n * n * sizeof(float), cudaMemcpyDeviceToDevice, 0),
-                        "cudaMemcpyAsync (syevd)"))
-        return EOPT_ERR_DEVICE;
-    if (!solver_ok(be, cusolverDnSsyevd(c->solver, jobz, uplo, n, V, n, w, work, lwork, c->info), "cusolverDnSsyevd"))
+    float *V = (float *)c->scratch, *work = (float *)c->work;
+    const int lwork = (int)(work_bytes / sizeof(float));
+    if (!cu_ok(be, cudaMemcpyAsync(V, A, (size_t)n * n * sizeof(float), cudaMemcpyDeviceToDevice, 0),
+               "cudaMemcpyAsync (syevd)") ||
+        !solver_ok(be,
+                   cusolverDnSsyevd(c->solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER, n, V, n, w, work,
+                                    lwork, c->info),
+                   "cusolverDnSsyevd"))
         return EOPT_ERR_DEVICE;
     EOPT_TRY(solver_info(be, "cusolverDnSsyevd", n, n));
     return transpose(be, n, n, V, n, A, n) ? EOPT_OK : EOPT_ERR_DEVICE;
@@ -306,28 +366,17 @@ static eopt_status cuda_syevd(eopt_backend *be, int n, float *A, float *w)
  * (sorgqr), transposed back into A. cuSOLVER follows LAPACK's sign convention. */
 static eopt_status cuda_qr(eopt_backend *be, int m, int n, float *A)
 {
-    if (m < n)
-        return eopt_fail(EOPT_ERR_SHAPE, "qr needs rows >= cols, got %dx%d", m, n);
+    if (m < n || n < 0)
+        return eopt_fail(EOPT_ERR_SHAPE, "qr needs rows >= cols >= 0, got %dx%d", m, n);
     if (n == 0)
         return EOPT_OK;
-    if ((int64_t)m * n > INT_MAX)
-        return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSgeqrf: a %dx%d matrix has more elements than int addresses", m,
-                         n);
+    size_t scratch, work_bytes;
+    EOPT_TRY(qr_space(be, m, n, &scratch, &work_bytes));
+    EOPT_TRY(solver_grow(be, scratch, work_bytes));
     cuda_ctx *c = ctx(be);
-    float *Q = (float *)grow(be, &c->scratch, &c->scratch_bytes, ((size_t)m * n + n) * sizeof(float));
-    if (!Q)
-        return EOPT_ERR_DEVICE;
-    float *tau = Q + (size_t)m * n;
-    int l1 = 0, l2 = 0;
-    if (!solver_ok(be, cusolverDnSgeqrf_bufferSize(c->solver, m, n, Q, m, &l1), "cusolverDnSgeqrf_bufferSize") ||
-        !solver_ok(be, cusolverDnSorgqr_bufferSize(c->solver, m, n, n, Q, m, tau, &l2), "cusolverDnSorgqr_bufferSize"))
-        return EOPT_ERR_DEVICE;
-    int lwork = l1 > l2 ? l1 : l2;
-    if (l1 < 0 || l2 < 0)
-        return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSgeqrf/Sorgqr: the workspace of a %dx%d matrix overflows int", m,
-                         n);
-    float *work = (float *)grow(be, &c->work, &c->work_bytes, (size_t)lwork * sizeof(float));
-    if (!work || !transpose(be, m, n, A, n, Q, m))
+    float *Q = (float *)c->scratch, *tau = Q + (size_t)m * n, *work = (float *)c->work;
+    const int lwork = (int)(work_bytes / sizeof(float));
+    if (!transpose(be, m, n, A, n, Q, m))
         return EOPT_ERR_DEVICE;
     if (!solver_ok(be, cusolverDnSgeqrf(c->solver, m, n, Q, m, tau, work, lwork, c->info), "cusolverDnSgeqrf"))
         return EOPT_ERR_DEVICE;
@@ -337,6 +386,18 @@ static eopt_status cuda_qr(eopt_backend *be, int m, int n, float *A)
     EOPT_TRY(solver_info(be, "cusolverDnSorgqr", m, n));
     /* column-major Q (m x n) is row-major n x m with ld m */
     return transpose(be, n, m, Q, m, A, n) ? EOPT_OK : EOPT_ERR_DEVICE;
+}
+
+/* The workspaces of syevd(n) and qr(n, n), kept (as the CPU's reserve_solver): a later call of
+ * either at or below n allocates nothing. Sizes the solvers refuse are left to their messages. */
+static eopt_status cuda_reserve_solver(eopt_backend *be, int n)
+{
+    if (n <= 0 || (int64_t)n * n > INT_MAX)
+        return EOPT_OK;
+    size_t s1, w1, s2, w2;
+    EOPT_TRY(syevd_space(be, n, &s1, &w1));
+    EOPT_TRY(qr_space(be, n, n, &s2, &w2));
+    return solver_grow(be, s1 > s2 ? s1 : s2, w1 > w2 ? w1 : w2);
 }
 
 /* ---- element-wise kernels: one per entry of EOPT_EW_ALL, each calling the shared inline
@@ -559,13 +620,26 @@ static void cuda_argsort_desc(eopt_backend *be, int n, const float *v, int32_t *
     launched(be, "argsort kernel");
 }
 
-/* ---- random numbers and bfloat16 (the shared per-value functions) ---- */
+/* ---- random numbers: cuRAND's Philox4_32_10 through its device API, the transforms shared
+ * with the CPU (rng.h), so both backends give the same numbers ---- */
 
+/* Uniform j: curand_uniform at offset j. Normal j: raw numbers 2p, 2p + 1 of pair p = j / 2
+ * (curand_normal's pairing), through the shared Box-Muller (rng.h says why not curand_normal's). */
 static __global__ void random_kernel(eopt_rand_kind kind, uint64_t seed, uint64_t offset, int64_t n, float *out)
 {
     GRID_STRIDE(j, n)
-    out[j] = kind == EOPT_RAND_NORMAL ? eopt_rand_normal(seed, offset + (uint64_t)j)
-                                      : eopt_rand_uniform(seed, offset + (uint64_t)j);
+    {
+        const uint64_t q = offset + (uint64_t)j;
+        curandStatePhilox4_32_10_t s;
+        if (kind == EOPT_RAND_UNIFORM) {
+            curand_init(seed, 0, q, &s);
+            out[j] = curand_uniform(&s);
+        } else {
+            curand_init(seed, 0, q & ~(uint64_t)1, &s);
+            const uint32_t x = curand(&s), y = curand(&s);
+            out[j] = eopt_box_muller(x, y, (int)(q & 1));
+        }
+    }
 }
 
 static void cuda_random(eopt_backend *be, eopt_rand_kind kind, uint64_t seed, uint64_t offset, int64_t n, float *out)
@@ -575,6 +649,8 @@ static void cuda_random(eopt_backend *be, eopt_rand_kind kind, uint64_t seed, ui
     random_kernel<<<blocks_for(n), THREADS>>>(kind, seed, offset, n, out);
     launched(be, "random kernel");
 }
+
+/* ---- bfloat16 (the shared per-value functions) ---- */
 
 static __global__ void to_bf16_kernel(int64_t n, const float *src, uint16_t *dst)
 {
@@ -672,6 +748,7 @@ extern "C" eopt_status eopt_backend_cuda_create(eopt_backend **out)
     be->syrk = cuda_syrk;
     be->syevd = cuda_syevd;
     be->qr = cuda_qr;
+    be->reserve_solver = cuda_reserve_solver;
     be->ew = cuda_ew;
     be->reduce = cuda_reduce;
     be->index = cuda_index;

@@ -409,7 +409,7 @@ static void expect_load_error(const char *path, eopt_optimizer *opt, const char 
 Test(checkpoint, loader_validates_state_and_class)
 {
     eopt_backend *be;
-    cr_assert_eq(eopt_backend_open("cpu", 2, &be), EOPT_OK);
+    cr_assert_eq(eopt_backend_open(NULL, 2, &be), EOPT_OK);
     eopt_restored r;
     const char *c;
     eopt_ckpt *ck = load_case(&c, be, &r);
@@ -463,7 +463,7 @@ Test(checkpoint, amsgrad_is_refused)
     if (!eopt_optimizer_find_checkpoint("AdamW", NULL))
         cr_skip_test("AdamW is not implemented yet");
     eopt_backend *be;
-    cr_assert_eq(eopt_backend_open("cpu", 2, &be), EOPT_OK);
+    cr_assert_eq(eopt_backend_open(NULL, 2, &be), EOPT_OK);
     char path[1024];
     const char *root = getenv("EOPT_FIXTURES");
     snprintf(path, sizeof path, "%s/optimizers/torch_adamw/step_5.h5", root ? root : "../shared/fixtures");
@@ -507,7 +507,7 @@ static const char *bin(void)
 Test(checkpoint, replay_command_and_save_at)
 {
     eopt_backend *be;
-    cr_assert_eq(eopt_backend_open("cpu", 2, &be), EOPT_OK);
+    cr_assert_eq(eopt_backend_open(NULL, 2, &be), EOPT_OK);
     eopt_restored r;
     const char *c;
     eopt_ckpt *ck = load_case(&c, be, &r);
@@ -569,7 +569,7 @@ static void nan_state(hid_t o)
 Test(checkpoint, inspect_check_lists_problems)
 {
     eopt_backend *be;
-    cr_assert_eq(eopt_backend_open("cpu", 2, &be), EOPT_OK);
+    cr_assert_eq(eopt_backend_open(NULL, 2, &be), EOPT_OK);
     eopt_restored r;
     const char *c;
     eopt_ckpt *ck = load_case(&c, be, &r);

@@ -53,13 +53,13 @@ static const char *const cases[] = {
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
-/* The checkpoint `file` of case c, restored on the CPU. */
+/* The checkpoint `file` of case c, restored on the backend EOPT_DEVICE names. */
 static eopt_ckpt *restore(const char *c, const char *file, eopt_backend **be, eopt_restored *r)
 {
     char path[1024];
     tu_fixture(path, sizeof path, "optimizers/%s/%s", c, file);
     eopt_ckpt *ck = NULL;
-    cr_assert_eq(eopt_backend_open("cpu", 2, be), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(eopt_backend_open(NULL, 2, be), EOPT_OK, "%s", eopt_last_error());
     cr_assert_eq(eopt_checkpoint_open(path, NULL, &ck), EOPT_OK, "%s", eopt_last_error());
     cr_assert_eq(eopt_restore(ck, *be, r), EOPT_OK, "%s", eopt_last_error());
     return ck;
@@ -551,7 +551,7 @@ static const char *usable_case(const char *file, int (*want)(const eopt_ckpt *))
         eopt_ckpt *ck = NULL;
         eopt_backend *be = NULL;
         eopt_restored r = {0};
-        int ok = eopt_backend_open("cpu", 2, &be) == EOPT_OK && eopt_checkpoint_open(path, NULL, &ck) == EOPT_OK &&
+        int ok = eopt_backend_open(NULL, 2, &be) == EOPT_OK && eopt_checkpoint_open(path, NULL, &ck) == EOPT_OK &&
                  (!want || want(ck)) && eopt_restore(ck, be, &r) == EOPT_OK;
         eopt_restored_free(&r);
         eopt_checkpoint_close(ck);

@@ -13,18 +13,14 @@
 #include "models/model.h"
 #include "tests/testutil.h"
 
-static eopt_backend *open_cpu(void)
-{
-    eopt_backend *be;
-    cr_assert_eq(eopt_backend_open("cpu", 2, &be), EOPT_OK, "%s", eopt_last_error());
-    return be;
-}
+/* The backend EOPT_DEVICE names. */
+static eopt_backend *open_device(void) { return tu_backend(2); }
 
 static void check_reference(const char *name)
 {
     char path[1024];
     tu_fixture(path, sizeof path, "models/%s", name);
-    eopt_backend *be = open_cpu();
+    eopt_backend *be = open_device();
     eopt_verify_result r;
     cr_assert_eq(eopt_verify_model(path, be, &r), EOPT_OK, "%s", eopt_last_error());
     cr_expect_leq(r.loss_rel_err, 1e-5, "%s: loss %.8g vs %.8g", name, r.loss, r.loss_ref);
@@ -44,7 +40,7 @@ Test(models_reference, verify_model_command)
     cr_assert(bin, "EOPT_BIN is not set");
     char path[1024], cmd[2200], line[512], last[512] = "";
     tu_fixture(path, sizeof path, "models/gpt_tiny.h5");
-    snprintf(cmd, sizeof cmd, "'%s' verify-model '%s' --device cpu", bin, path);
+    snprintf(cmd, sizeof cmd, "'%s' verify-model '%s' --device %s", bin, path, tu_device());
     FILE *p = popen(cmd, "r");
     cr_assert(p);
     while (fgets(line, sizeof line, p))
@@ -88,7 +84,7 @@ static void randomize(tiny *t, uint64_t seed, float std)
 
 static tiny tiny_mlp(void)
 {
-    tiny t = {.be = open_cpu()};
+    tiny t = {.be = open_device()};
     eopt_model_config cfg = {.kind = EOPT_MODEL_MLP, .ndims = 4, .dims = {7, 9, 6, 4}};
     enum { B = 5 };
     cr_assert_eq(eopt_model_create(&cfg, t.be, B, 1, &t.m), EOPT_OK, "%s", eopt_last_error());
@@ -107,7 +103,7 @@ static tiny tiny_mlp(void)
  * 0..9 only, so rows 10..12 of wte get gradient from the output projection alone. */
 static tiny tiny_gpt(void)
 {
-    tiny t = {.be = open_cpu()};
+    tiny t = {.be = open_device()};
     eopt_model_config cfg = {
         .kind = EOPT_MODEL_GPT, .vocab_size = 13, .block_size = 8, .n_layer = 2, .n_head = 2, .n_embd = 8};
     enum { B = 3, T = 6 };
@@ -334,7 +330,7 @@ Test(models_grad, gpt_one_repeated_token)
 Test(models_api, gpt2_vocab_activation_memory)
 {
     enum { B = 4, T = 16, V = 50257, N = B * T };
-    eopt_backend *be = open_cpu();
+    eopt_backend *be = open_device();
     eopt_model *m;
     eopt_model_config cfg = {
         .kind = EOPT_MODEL_GPT, .vocab_size = V, .block_size = T, .n_layer = 1, .n_head = 2, .n_embd = 16};
@@ -363,7 +359,7 @@ Test(models_api, gpt2_vocab_activation_memory)
 
 Test(models_api, bad_arguments)
 {
-    eopt_backend *be = open_cpu();
+    eopt_backend *be = open_device();
     eopt_model *m = NULL;
     eopt_model_config cfg = {
         .kind = EOPT_MODEL_GPT, .vocab_size = 16, .block_size = 8, .n_layer = 1, .n_head = 3, .n_embd = 8};
@@ -387,7 +383,7 @@ Test(models_api, bad_arguments)
  * LayerNorm weights 1; the same seed gives the same weights. */
 Test(models_api, gpt_init)
 {
-    eopt_backend *be = open_cpu();
+    eopt_backend *be = open_device();
     eopt_model *m, *m2;
     eopt_model_config cfg = {
         .kind = EOPT_MODEL_GPT, .vocab_size = 256, .block_size = 32, .n_layer = 2, .n_head = 2, .n_embd = 64};
@@ -534,7 +530,7 @@ Test(models_data, sampler_resumes)
     write_text(path, 5000);
     eopt_text t;
     cr_assert_eq(eopt_text_load(path, 0.1, &t), EOPT_OK);
-    eopt_backend *be = open_cpu();
+    eopt_backend *be = open_device();
     eopt_batch_buffer bb;
     enum { B = 3, T = 8 };
     cr_assert_eq(eopt_batch_buffer_create(be, B, T, 0, &bb), EOPT_OK);
@@ -621,7 +617,7 @@ Test(models_data, fashion_mnist, .timeout = 60)
     cr_expect(lo == 0.0f && hi == 1.0f, "pixels in %g..%g", lo, hi);
     cr_expect(fabs(mean - EOPT_FASHION_MNIST_MEAN) < 1e-3, "mean %g", mean);
 
-    eopt_backend *be = open_cpu();
+    eopt_backend *be = open_device();
     eopt_batch_buffer bb;
     cr_assert_eq(eopt_batch_buffer_create(be, 32, 0, 784, &bb), EOPT_OK);
     cr_assert_eq(eopt_images_slice(&test, 9968, 32, &bb), EOPT_OK);

@@ -337,7 +337,10 @@ static float *one_update(const char *cls, eopt_dict args, double lr, double mu, 
     if (strcmp(cls, "AdaptiveMuon") == 0)
         eopt_dict_set(&hp, "beta2", eopt_float(0.95));
     cr_assert_eq(rig_open(&r, be, cls, &args, &hp, 1, sh, 17), EOPT_OK, "%s", eopt_last_error());
-    float *p0 = tu_host(&r.w[0]);
+    /* P_before = 0: P_after = -lr U rounds once, so U comes back to float32 rounding whatever the
+     * random draws (P_before - P_after of N(0, 1) weights cancels up to |P| 2^-24 / lr) */
+    float *p0 = calloc((size_t)m * n, sizeof *p0);
+    tu_upload(&r.w[0], p0);
     rig_grads(&r, 21, 1, 1.0f);
     rig_step(&r);
     float *p1 = tu_host(&r.w[0]);

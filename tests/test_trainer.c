@@ -383,7 +383,7 @@ static void tiny_params(eopt_model **m, eopt_backend **be)
 {
     eopt_model_config mc = {.kind = EOPT_MODEL_GPT, .vocab_size = 256, .block_size = 16, .n_layer = 2, .n_head = 2,
                             .n_embd = 16};
-    cr_assert_eq(eopt_backend_open("cpu", 1, be), EOPT_OK);
+    cr_assert_eq(eopt_backend_open(NULL, 1, be), EOPT_OK);
     cr_assert_eq(eopt_model_create(&mc, *be, 2, 16, m), EOPT_OK, "%s", eopt_last_error());
 }
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/testutil.h"
@@ -14,6 +15,46 @@ eopt_backend *tu_backend(int threads)
     eopt_backend *be = NULL;
     cr_assert_eq(eopt_backend_open(NULL, threads, &be), EOPT_OK, "%s", eopt_last_error());
     return be;
+}
+
+/* Before any test: the device EOPT_DEVICE names must open, else the run stops with one line
+ * (EOPT_DEVICE=cuda without a GPU or without a CUDA build), not hundreds of failed tests. Tried
+ * in a child process: a CUDA context does not survive the fork of each test. */
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
+{
+    (void)set;
+    const char *dev = getenv("EOPT_DEVICE");
+    int fd[2];
+    if (!dev || !*dev || strcmp(dev, "cpu") == 0 || pipe(fd) != 0)
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        eopt_backend *be = NULL;
+        close(fd[0]);
+        if (eopt_backend_open(NULL, 1, &be) == EOPT_OK) {
+            eopt_backend_close(be);
+            _exit(0);
+        }
+        const char *msg = eopt_last_error();
+        ssize_t w = write(fd[1], msg, strlen(msg));
+        _exit(w < 0 ? 2 : 1);
+    }
+    close(fd[1]);
+    char msg[512] = "";
+    ssize_t got = pid > 0 ? read(fd[0], msg, sizeof msg - 1) : 0;
+    close(fd[0]);
+    msg[got > 0 ? got : 0] = '\0';
+    int status = 0;
+    if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return;
+    fprintf(stderr, "eopt-tests: EOPT_DEVICE=%s cannot be opened, no test run: %s\n", dev, msg);
+    exit(2);
+}
+
+const char *tu_device(void)
+{
+    const char *d = getenv("EOPT_DEVICE");
+    return d && *d ? d : "cpu";
 }
 
 const char *tu_fixture_dir(void)

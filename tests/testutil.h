@@ -8,8 +8,11 @@
 
 #include "eopt.h"
 
-/* The backend EOPT_DEVICE names (eopt_backend_open(NULL, threads)); asserts that it opens. */
+/* The backend EOPT_DEVICE names (eopt_backend_open(NULL, threads)); asserts that it opens. Every
+ * test that runs a model or an optimizer opens its backend so: EOPT_DEVICE=cuda moves them all. */
 eopt_backend *tu_backend(int threads);
+/* The device name EOPT_DEVICE gives ("cpu" when unset), for commands the tests run. */
+const char *tu_device(void);
 
 /* The fixture directory: $EOPT_FIXTURES (make test sets it), else ../shared/fixtures. */
 const char *tu_fixture_dir(void);

@@ -455,7 +455,8 @@ static eopt_status parse_run(parser *p, const config_setting_t *g)
         return bad(p, member(g, "eval_batches"), "text evaluation needs eval_batches >= 1");
     EOPT_TRY(get_int(p, g, "seed", 0, INT64_MAX, 1337, &seed));
     c->run.seed = (uint64_t)seed;
-    EOPT_TRY(get_str(p, g, "device", "cpu", c->run.device, sizeof c->run.device));
+    const char *device = getenv("EOPT_DEVICE"); /* the default device: EOPT_DEVICE, else cpu */
+    EOPT_TRY(get_str(p, g, "device", device && *device ? device : "cpu", c->run.device, sizeof c->run.device));
     EOPT_TRY(get_i(p, g, "threads", 0, 1024, 0, &c->run.threads));
     EOPT_TRY(get_choice(p, g, "on_nonfinite", policies, 0, &policy));
     c->run.on_nonfinite = (eopt_nonfinite_policy)policy;

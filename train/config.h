@@ -6,7 +6,7 @@
  *              | { kind = "fashion-mnist"; path; normalize; }
  *              | { kind = "tokens"; format = "llmc" | "nanogpt"; train; val; shuffle; }
  *   run        = { steps; batch_size; seq_len; grad_accum; eval_interval; eval_batches; seed;
- *                  device; threads; on_nonfinite = "stop" | "skip"; max_nonfinite_skips (default 10:
+ *                  device (default: EOPT_DEVICE, else "cpu"); threads; on_nonfinite = "stop" | "skip"; max_nonfinite_skips (default 10:
  *                  "skip" stops the run with an error after that many non-finite steps in a row);
  *                  sample_tokens; sample_prompt; temperature; top_k; grad_clip;
  *                  diverge_loss (> 0: a loss above it ends the run as diverged, trainer.h); }

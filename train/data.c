@@ -16,7 +16,7 @@
 static uint64_t rand64(uint64_t seed, uint64_t counter)
 {
     uint32_t r[4];
-    eopt_philox(seed, counter, r);
+    eopt_philox(seed, 0, counter, r);
     return (uint64_t)r[0] << 32 | r[1];
 }
 

@@ -50,7 +50,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o) $(if $(CU_SRC),$(patsubst %.cu,$(BUILD)
 # Run by `make test` before the Criterion suites (whose summary line closes the output).
 TEST_SCRIPTS ?= tests/build_dirs.sh tests/install.sh
 
-.PHONY: all test test-asan test-slurm install deps clean bench docs fuzz fuzz-ci fuzz-lib memcheck soak
+.PHONY: all test test-asan test-slurm install deps clean bench docs fuzz fuzz-ci fuzz-lib memcheck soak gpu-check gpu-pack
 all: $(BUILD)/eopt $(BUILD)/libeopt.a $(BUILD)/libeopt.so
 
 $(BUILD)/%.o: %.c
@@ -119,6 +119,18 @@ fuzz: $(FUZZ_TARGETS) build-fuzz/fuzz_checkpoint_raw
 fuzz-ci: $(FUZZ_TARGETS)
 	sh tests/fuzz/run.sh 60 $^
 
+# The one prepared check on a lent GPU (docs/gpu.md): the CUDA build, its tests and benchmarks
+# and the libraries the device lacks gathered into gpu-check/ (git-ignored, under 64 MiB), then
+# gpu-check/run.sh rehearsed here with an empty environment: without a GPU it stops in one line
+# (exit 3) after everything before the GPU part has worked.
+gpu-check:
+	$(MAKE) CUDA=1 BUILD=build-cuda build-cuda/eopt build-cuda/eopt-tests
+	$(MAKE) CUDA=1 BUILD=build-cuda gpu-pack
+	env -i PATH=/usr/bin:/bin OUT=$(abspath build-cuda/gpu-check-out) sh gpu-check/run.sh; \
+	  rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 3 ]
+gpu-pack:
+	BUILD=$(BUILD) CC="$(CC)" CFLAGS="$(CFLAGS)" LDLIBS="$(LDLIBS)" FIXTURES=$(FIXTURES) sh gpu/pack.sh
+
 # valgrind memcheck of short runs of every optimizer and of inspect, replay and resume.
 memcheck: $(BUILD)/eopt
 	BUILD=$(BUILD) FIXTURES=$(FIXTURES) sh tests/memcheck.sh
@@ -150,6 +162,6 @@ docs: $(BUILD)/eopt
 	mv $(BUILD)/config.md docs/config.md
 
 clean:
-	rm -rf build build-asan build-cuda build-cuda-asan build-fuzz
+	rm -rf build build-asan build-cuda build-cuda-asan build-fuzz gpu-check
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

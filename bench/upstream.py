@@ -5,6 +5,7 @@ shapes as `eopt bench optimizer` and prints both step times and their ratio.
     bench/upstream.py --emerging PATH --dion PATH [--shape 256x256]... [--optimizer Muon]...
                       [--model gpt2-small-matrices] [--steps 10] [--warmup 2] [--threads 2]
                       [--eopt build/eopt] [--checkouts DIR]
+                      [--device cpu|cuda]
 
 PATH is a git repository (a clone or a bare mirror) of NVIDIA-NeMo/Emerging-Optimizers or
 microsoft/dion. Each pinned commit is extracted with `git archive` into --checkouts (default
@@ -16,6 +17,11 @@ the step time is the median of --steps after --warmup, with torch.set_num_thread
 --model gpt2-small-matrices adds one row per optimizer: a step over the 48 matrices of GPT-2
 small's 12 blocks (2304x768, 768x768, 3072x768, 768x3072 each) in one param group.
 eopt runs `eopt bench optimizer ... --json --threads N` on the same shapes (and --model).
+A checkout already under --checkouts is used as it is (make gpu-check carries them to a GPU).
+
+--device cuda (make gpu-check, docs/gpu.md): parameters and gradients on the GPU, each step waited
+for (torch.cuda.synchronize) before its time is read, eopt with --device cuda; every class keeps its
+own default precision there (NVIDIA's fp32_matmul_prec, dion's bfloat16), as eopt does.
 
 Run-time patches for Debian's torch 1.13 and Python 3.11 (the checkouts are never edited):
   - typing.override (Python 3.12) is added as the identity; absl.logging (absl-py, not in Debian's
@@ -123,7 +129,8 @@ def patch_torch():
             setattr(dist, name, m)
     if not hasattr(dist, "ProcessGroup"):
         dist.ProcessGroup = type("ProcessGroup", (), {})
-    torch.Tensor.bfloat16 = lambda self, *a, **k: self.float()
+    if not torch.cuda.is_available():
+        torch.Tensor.bfloat16 = lambda self, *a, **k: self.float()
 
     def each(w, k):  # a foreach weight: one for all, or one per tensor
         return w[k] if isinstance(w, (list, tuple)) else w
@@ -151,19 +158,25 @@ def worker(checkout, spec):
     patch_torch()
     import torch
     torch.set_num_threads(spec["threads"])
+    dev = torch.device(spec.get("device", "cpu"))
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     for cls in spec["classes"]:
         _, _, module, name, kw = PINNED[cls]
+        if dev.type == "cuda":
+            kw = {k: v for k, v in kw.items() if k != "fp32_matmul_prec"}
         Opt = getattr(importlib.import_module(module), name)
         for label, shapes in spec["shapes"]:
-            g = torch.Generator().manual_seed(0)
-            ws = [torch.nn.Parameter(torch.randn(rows, cols, generator=g)) for rows, cols in shapes]
+            g = torch.Generator(device=dev).manual_seed(0)
+            ws = [torch.nn.Parameter(torch.randn(rows, cols, generator=g, device=dev)) for rows, cols in shapes]
             opt = Opt(ws, lr=1e-3, **kw)
             times = []
             for k in range(spec["warmup"] + spec["steps"]):
                 for w in ws:
-                    w.grad = torch.randn(w.shape, generator=g)
+                    w.grad = torch.randn(w.shape, generator=g, device=dev)
+                sync()
                 t0 = time.perf_counter()
                 opt.step()
+                sync()
                 if k >= spec["warmup"]:
                     times.append(time.perf_counter() - t0)
             times.sort()
@@ -191,7 +204,7 @@ def checkout_of(repo, commit, paths, root):
 def eopt_rows(eopt, classes, shapes, a):
     """eopt's rows: one run for the single shapes, one for --model."""
     base = [eopt, "bench", "optimizer", "--json", "--steps", str(a.steps), "--warmup", str(a.warmup),
-            "--threads", str(a.threads)]
+            "--threads", str(a.threads), "--device", a.device]
     for c in classes:
         base += ["--optimizer", c]
     runs = []
@@ -219,6 +232,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--eopt", default="build/eopt")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--json", action="store_true", help="one JSON object per row")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -236,7 +250,8 @@ def main():
     upstream = {}
     for (repo, commit), cls in by_tree.items():
         tree = checkout_of(repo, commit, paths, a.checkouts)
-        spec = {"classes": cls, "shapes": shapes, "steps": a.steps, "warmup": a.warmup, "threads": a.threads}
+        spec = {"classes": cls, "shapes": shapes, "steps": a.steps, "warmup": a.warmup, "threads": a.threads,
+                "device": a.device}
         out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", tree, json.dumps(spec)],
                              stdout=subprocess.PIPE, text=True)
         for r in map(json.loads, out.stdout.splitlines()):

@@ -86,8 +86,9 @@ struct eopt_backend {
     /* Symmetric eigendecomposition of A (n x n, lower triangle read): w ascending, A replaced
      * by the eigenvectors as columns (column j belongs to w[j]). syevd and qr keep their solver
      * workspace in the backend (a repeat of the largest size allocates nothing) and refuse, with
-     * EOPT_ERR_SHAPE, sizes the solver's int arguments cannot express; the CPU also refuses NaN
-     * or infinite input (EOPT_ERR_NUMERIC). */
+     * EOPT_ERR_SHAPE, sizes the solver's int arguments cannot express; both refuse NaN or
+     * infinite input with EOPT_ERR_NUMERIC (syevd: the CPU reads the lower triangle, CUDA the
+     * whole matrix). */
     eopt_status (*syevd)(eopt_backend *be, int n, float *A, float *w);
     /* Householder QR (LAPACK sign convention) of A (m x n, m >= n): A replaced by the explicit
      * Q (m x n, orthonormal columns). */

@@ -43,6 +43,7 @@ typedef struct {
     cusolverDnHandle_t solver;
     int *info;       /* cuSOLVER's devInfo */
     double *partial; /* PARTS partial results of whole-matrix reductions */
+    float *scalar;   /* one float: the finiteness check before the solvers */
     void *work;      /* cuSOLVER workspace, grown as needed and kept */
     size_t work_bytes;
     void *scratch; /* column-major copies and tau for syevd / qr, grown as needed and kept */
@@ -171,6 +172,7 @@ static void cuda_release(cuda_ctx *c)
 {
     cudaFree(c->info);
     cudaFree(c->partial);
+    cudaFree(c->scalar);
     cudaFree(c->work);
     cudaFree(c->scratch);
     if (c->solver)
@@ -336,6 +338,22 @@ static eopt_status solver_grow(eopt_backend *be, size_t scratch, size_t work)
     return EOPT_OK;
 }
 
+static void cuda_reduce(eopt_backend *be, eopt_reduce_op op, eopt_axis axis, int rows, int cols, const float *a,
+                        const float *b, int ld, float alpha, float *out);
+
+/* Refuses a rows x cols matrix holding a NaN or an infinity, as the CPU backend does (cuSOLVER
+ * has no defined answer for one): max |a| over the whole matrix (a NaN propagates), read back. */
+static eopt_status solver_finite(eopt_backend *be, const char *what, int rows, int cols, const float *A)
+{
+    float m = 0.0f;
+    cuda_reduce(be, EOPT_RED_MAXABS, EOPT_AXIS_ALL, rows, cols, A, NULL, cols, 1.0f, ctx(be)->scalar);
+    if (!cu_ok(be, cudaMemcpy(&m, ctx(be)->scalar, sizeof m, cudaMemcpyDeviceToHost), what))
+        return EOPT_ERR_DEVICE;
+    if (!isfinite(m))
+        return eopt_fail(EOPT_ERR_NUMERIC, "%s failed on a %dx%d matrix: NaN or infinity in it", what, rows, cols);
+    return EOPT_OK;
+}
+
 /* The solver runs on a copy, so A is untouched when it fails. A symmetric matrix is its own
  * transpose: the row-major lower triangle is the column-major upper one. The eigenvectors come
  * back as columns of the column-major copy and are transposed into the columns of row-major A. */
@@ -346,6 +364,7 @@ static eopt_status cuda_syevd(eopt_backend *be, int n, float *A, float *w)
     if (n == 0)
         return EOPT_OK;
     size_t scratch, work_bytes;
+    EOPT_TRY(solver_finite(be, "cusolverDnSsyevd", n, n, A));
     EOPT_TRY(syevd_space(be, n, &scratch, &work_bytes));
     EOPT_TRY(solver_grow(be, scratch, work_bytes));
     cuda_ctx *c = ctx(be);
@@ -371,6 +390,7 @@ static eopt_status cuda_qr(eopt_backend *be, int m, int n, float *A)
     if (n == 0)
         return EOPT_OK;
     size_t scratch, work_bytes;
+    EOPT_TRY(solver_finite(be, "cusolverDnSgeqrf", m, n, A));
     EOPT_TRY(qr_space(be, m, n, &scratch, &work_bytes));
     EOPT_TRY(solver_grow(be, scratch, work_bytes));
     cuda_ctx *c = ctx(be);
@@ -693,6 +713,8 @@ static eopt_status cuda_init(cuda_ctx *c)
         err = cudaMalloc(&c->info, sizeof(int));
     if (err == cudaSuccess)
         err = cudaMalloc(&c->partial, PARTS * sizeof(double));
+    if (err == cudaSuccess)
+        err = cudaMalloc(&c->scalar, sizeof(float));
     if (err != cudaSuccess)
         return eopt_fail(EOPT_ERR_DEVICE, "cuda: cannot initialise the GPU: %s", cudaGetErrorString(err));
     cublasStatus_t st = cublasCreate(&c->blas);

@@ -13,8 +13,16 @@
 #include "models/model.h"
 #include "tests/testutil.h"
 
-/* The backend EOPT_DEVICE names. */
+/* The backend EOPT_DEVICE names: the model math (reference, gradients) runs on it. */
 static eopt_backend *open_device(void) { return tu_backend(2); }
+
+/* The CPU, for the tests that read parameters in place (host memory). */
+static eopt_backend *open_cpu(void)
+{
+    eopt_backend *be;
+    cr_assert_eq(eopt_backend_open("cpu", 2, &be), EOPT_OK, "%s", eopt_last_error());
+    return be;
+}
 
 static void check_reference(const char *name)
 {
@@ -330,7 +338,7 @@ Test(models_grad, gpt_one_repeated_token)
 Test(models_api, gpt2_vocab_activation_memory)
 {
     enum { B = 4, T = 16, V = 50257, N = B * T };
-    eopt_backend *be = open_device();
+    eopt_backend *be = open_cpu();
     eopt_model *m;
     eopt_model_config cfg = {
         .kind = EOPT_MODEL_GPT, .vocab_size = V, .block_size = T, .n_layer = 1, .n_head = 2, .n_embd = 16};
@@ -359,7 +367,7 @@ Test(models_api, gpt2_vocab_activation_memory)
 
 Test(models_api, bad_arguments)
 {
-    eopt_backend *be = open_device();
+    eopt_backend *be = open_cpu();
     eopt_model *m = NULL;
     eopt_model_config cfg = {
         .kind = EOPT_MODEL_GPT, .vocab_size = 16, .block_size = 8, .n_layer = 1, .n_head = 3, .n_embd = 8};
@@ -383,7 +391,7 @@ Test(models_api, bad_arguments)
  * LayerNorm weights 1; the same seed gives the same weights. */
 Test(models_api, gpt_init)
 {
-    eopt_backend *be = open_device();
+    eopt_backend *be = open_cpu();
     eopt_model *m, *m2;
     eopt_model_config cfg = {
         .kind = EOPT_MODEL_GPT, .vocab_size = 256, .block_size = 32, .n_layer = 2, .n_head = 2, .n_embd = 64};
@@ -530,7 +538,7 @@ Test(models_data, sampler_resumes)
     write_text(path, 5000);
     eopt_text t;
     cr_assert_eq(eopt_text_load(path, 0.1, &t), EOPT_OK);
-    eopt_backend *be = open_device();
+    eopt_backend *be = open_cpu();
     eopt_batch_buffer bb;
     enum { B = 3, T = 8 };
     cr_assert_eq(eopt_batch_buffer_create(be, B, T, 0, &bb), EOPT_OK);
@@ -617,7 +625,7 @@ Test(models_data, fashion_mnist, .timeout = 60)
     cr_expect(lo == 0.0f && hi == 1.0f, "pixels in %g..%g", lo, hi);
     cr_expect(fabs(mean - EOPT_FASHION_MNIST_MEAN) < 1e-3, "mean %g", mean);
 
-    eopt_backend *be = open_device();
+    eopt_backend *be = open_cpu();
     eopt_batch_buffer bb;
     cr_assert_eq(eopt_batch_buffer_create(be, 32, 0, 784, &bb), EOPT_OK);
     cr_assert_eq(eopt_images_slice(&test, 9968, 32, &bb), EOPT_OK);

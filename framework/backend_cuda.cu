@@ -289,7 +289,8 @@ static eopt_status solver_info(eopt_backend *be, const char *what, int m, int n)
 }
 
 /* Workspace sizes (bytes) of syevd(n): the column-major copy V (scratch) and cuSOLVER's work.
- * bufferSize reads only the sizes, not the (NULL) matrices. */
+ * bufferSize reads only the sizes: the matrices passed are a valid but unrelated pointer (the
+ * context's scalar), as the sizes are wanted before the workspace exists (reserve_solver). */
 static eopt_status syevd_space(eopt_backend *be, int n, size_t *scratch, size_t *work)
 {
     if ((int64_t)n * n > INT_MAX)
@@ -298,7 +299,7 @@ static eopt_status syevd_space(eopt_backend *be, int n, size_t *scratch, size_t 
     int lwork = 0;
     if (!solver_ok(be,
                    cusolverDnSsyevd_bufferSize(ctx(be)->solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER, n,
-                                               NULL, n, NULL, &lwork),
+                                               ctx(be)->scalar, n, ctx(be)->scalar, &lwork),
                    "cusolverDnSsyevd_bufferSize"))
         return EOPT_ERR_DEVICE;
     if (lwork < 0)
@@ -316,9 +317,10 @@ static eopt_status qr_space(eopt_backend *be, int m, int n, size_t *scratch, siz
         return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSgeqrf: a %dx%d matrix has more elements than int addresses", m,
                          n);
     cusolverDnHandle_t h = ctx(be)->solver;
+    float *any = ctx(be)->scalar; /* as in syevd_space */
     int l1 = 0, l2 = 0;
-    if (!solver_ok(be, cusolverDnSgeqrf_bufferSize(h, m, n, NULL, m, &l1), "cusolverDnSgeqrf_bufferSize") ||
-        !solver_ok(be, cusolverDnSorgqr_bufferSize(h, m, n, n, NULL, m, NULL, &l2), "cusolverDnSorgqr_bufferSize"))
+    if (!solver_ok(be, cusolverDnSgeqrf_bufferSize(h, m, n, any, m, &l1), "cusolverDnSgeqrf_bufferSize") ||
+        !solver_ok(be, cusolverDnSorgqr_bufferSize(h, m, n, n, any, m, any, &l2), "cusolverDnSorgqr_bufferSize"))
         return EOPT_ERR_DEVICE;
     if (l1 < 0 || l2 < 0)
         return eopt_fail(EOPT_ERR_SHAPE, "cusolverDnSgeqrf/Sorgqr: the workspace of a %dx%d matrix overflows int", m,

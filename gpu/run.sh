@@ -19,9 +19,15 @@ W=${GPU_CHECK_WORK:-/tmp/eopt-gpu-check}
 mkdir -p "$OUT" "$W" || exit 2
 say() { echo "gpu-check: $*"; }
 
+# tar needs the xz program for .tar.xz; Python's tarfile (lzma) stands in where the image lacks it.
+unpack() {
+    tar -C "$W" -xJf "$1" 2>/dev/null || python3 -c 'import sys, tarfile
+t = tarfile.open(sys.argv[1])
+t.extractall(sys.argv[2], **({"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}))' "$1" "$W"
+}
 for t in libs fixtures upstream; do
     [ -f "$GC/$t.tar.xz" ] || { say "$GC/$t.tar.xz is missing: run \`make gpu-check\` and carry gpu-check/"; exit 2; }
-    tar -C "$W" -xJf "$GC/$t.tar.xz" || { say "cannot unpack $t.tar.xz into $W"; exit 2; }
+    unpack "$GC/$t.tar.xz" || { say "cannot unpack $t.tar.xz into $W"; exit 2; }
 done
 [ -e data/moby-dick.txt ] || { mkdir -p data && cp "$GC/data/moby-dick.txt" data/ 2>/dev/null; }
 

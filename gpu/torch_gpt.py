@@ -90,14 +90,14 @@ def main():
     fb, op = [], []
     for k in range(a.warmup + a.steps):
         idx = torch.randint(0, 50257, (a.batch, a.seq + 1), device=dev, generator=g)
+        for o in opts:
+            o.zero_grad(set_to_none=True)
         ev[0].record()
         loss = model(idx[:, :-1], idx[:, 1:])
         loss.backward()
         ev[1].record()
         for o in opts:
             o.step()
-        for o in opts:
-            o.zero_grad(set_to_none=True)
         ev[2].record()
         torch.cuda.synchronize()
         if k >= a.warmup:

@@ -251,6 +251,24 @@ Test(config_parse, reads_every_section)
     cr_expect_str_eq(c->log.metrics, "/tmp/x/metrics.jsonl");
 }
 
+/* run.device defaults to EOPT_DEVICE (else cpu), so EOPT_DEVICE=cuda moves the trainer and resume
+ * tests to the GPU; a device the config names wins. */
+Test(config_parse, device_defaults_to_eopt_device)
+{
+    char text[4096];
+    make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", "/tmp/x");
+    unsetenv("EOPT_DEVICE");
+    cr_assert_eq(parse(text, 0, NULL, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_str_eq(cfg_buf.run.device, "cpu");
+    setenv("EOPT_DEVICE", "cuda", 1);
+    cr_assert_eq(parse(text, 0, NULL, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_str_eq(cfg_buf.run.device, "cuda");
+    const char *set[] = {"run.device=cpu"};
+    cr_assert_eq(parse(text, 1, set, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_str_eq(cfg_buf.run.device, "cpu");
+    unsetenv("EOPT_DEVICE");
+}
+
 /* The message of a failed parse contains every needle. */
 static void expect_error(const char *text, int nset, const char *const *sets, const char *n1, const char *n2)
 {

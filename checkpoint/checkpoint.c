@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "../framework/log.h"
@@ -267,6 +268,40 @@ static const char *disk_reason(int err)
     return err == ENOSPC || err == EFBIG || err == EDQUOT || err == EIO || err == EROFS ? strerror(err) : "";
 }
 
+/* An upper bound of the bytes a save writes: the tensors, the config, and per object (dataset
+ * or group, with its attributes, link names and B-tree) a generous 16 KiB of HDF5 metadata. */
+static uint64_t save_bound(const eopt_ckpt_write *w)
+{
+    uint64_t bytes = 1 << 20, objects = (uint64_t)w->nparams + (uint64_t)w->naliases + (uint64_t)w->ntrainer_data;
+    for (int i = 0; i < w->nparams; i++)
+        bytes += eopt_tensor_bytes(w->params[i].w);
+    for (int k = 0; k < w->ntrainer_data; k++)
+        bytes += eopt_tensor_bytes(w->trainer_data[k].t);
+    for (int k = 0; k < w->nopt; k++) {
+        const eopt_optimizer *o = w->opts[k].opt;
+        objects += 4 + (uint64_t)o->ngroups + (uint64_t)o->nparams;
+        for (int i = 0; i < o->nparams; i++)
+            for (int q = 0; q < o->state[i].n; q++, objects++)
+                bytes += eopt_tensor_bytes(&o->state[i].t[q]);
+    }
+    return bytes + (w->config ? strlen(w->config) : 0) + (objects << 14);
+}
+
+/* libhdf5 1.10 cannot close a file whose flush failed (its cache is left inconsistent and the
+ * file stays open until a crash at exit), and a file size limit (RLIMIT_FSIZE) also binds the
+ * stand-in discard_writes gives it: a save that may pass the limit is refused before any write. */
+static eopt_status check_size_limit(const char *path, const eopt_ckpt_write *w)
+{
+    struct rlimit r;
+    uint64_t need = save_bound(w);
+    if (getrlimit(RLIMIT_FSIZE, &r) != 0 || r.rlim_cur == RLIM_INFINITY || need <= (uint64_t)r.rlim_cur)
+        return EOPT_OK;
+    return eopt_fail(EOPT_ERR_IO,
+                     "writing checkpoint '%s': it takes up to %llu bytes, more than the file size limit of %llu bytes "
+                     "(RLIMIT_FSIZE, `ulimit -f`)",
+                     path, (unsigned long long)need, (unsigned long long)r.rlim_cur);
+}
+
 eopt_status eopt_checkpoint_save(const char *path, const eopt_ckpt_write *w)
 {
     eopt_h5_quiet();
@@ -276,6 +311,7 @@ eopt_status eopt_checkpoint_save(const char *path, const eopt_ckpt_write *w)
     eopt_status st = devices_ok(w);
     if (st != EOPT_OK)
         return eopt_fail_context(st, "writing checkpoint '%s'", path);
+    EOPT_TRY(check_size_limit(path, w));
     hid_t fid = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (fid < 0)
         return eopt_fail(EOPT_ERR_IO, "cannot create '%s'", tmp);

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../framework/backend.h"
+
 void eopt_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 hid_t eopt_h5_open_read(const char *path)
@@ -241,6 +243,8 @@ eopt_status eopt_h5_attrs_read(hid_t obj, const char *where, const char *const *
     return EOPT_OK;
 }
 
+int eopt_h5_host_memory(const eopt_tensor *t) { return !t->be || t->be->device == EOPT_DEV_CPU; }
+
 static eopt_status dtype_types(eopt_dtype dt, hid_t *ft, hid_t *mt)
 {
     switch (dt) {
@@ -257,7 +261,7 @@ eopt_status eopt_h5_dataset_write(hid_t loc, const char *name, const eopt_tensor
     EOPT_TRY(dtype_types(t->dtype, &ft, &mt));
     size_t bytes = eopt_tensor_bytes(t);
     void *host = t->data;
-    if (t->be) {
+    if (!eopt_h5_host_memory(t)) {
         host = malloc(bytes ? bytes : 1);
         if (!host)
             return eopt_fail(EOPT_ERR_NOMEM, "out of memory writing '%s'", name);

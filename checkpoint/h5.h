@@ -32,6 +32,9 @@ eopt_status eopt_h5_attrs_read(hid_t obj, const char *where, const char *const *
 /* Every attribute of a dict, in the dict's order. */
 eopt_status eopt_h5_attrs_write(hid_t obj, const eopt_dict *d);
 
+/* Whether a tensor's data is host memory (no backend, or the CPU backend's): HDF5 reads and
+ * writes it in place, without a staging copy. */
+int eopt_h5_host_memory(const eopt_tensor *t);
 /* A tensor (any placement; float32, int32 or int64) as a dataset of its shape; 0-d -> scalar. */
 eopt_status eopt_h5_dataset_write(hid_t loc, const char *name, const eopt_tensor *t);
 /* Reads a numeric dataset into a new host tensor: floats -> float32, 64-bit integers -> int64,

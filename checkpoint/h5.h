@@ -43,6 +43,13 @@ eopt_status eopt_h5_dataset_read(hid_t loc, const char *name, const char *where,
 /* The same, converted by HDF5 to dt (float32, int32 or int64) whatever the stored type. */
 eopt_status eopt_h5_dataset_read_as(hid_t loc, const char *name, const char *where, eopt_dtype dt, eopt_tensor *out);
 
+/* Shape and natural dtype of a numeric dataset, as eopt_h5_dataset_read gives them, without its
+ * data (out->data is NULL). */
+eopt_status eopt_h5_dataset_describe(hid_t loc, const char *name, const char *where, eopt_tensor *out);
+/* Reads a numeric dataset straight into t's host memory (eopt_h5_host_memory), converted by HDF5
+ * to t's dtype; its shape must be t's. */
+eopt_status eopt_h5_dataset_read_into(hid_t loc, const char *name, const char *where, eopt_tensor *t);
+
 /* A 1-D dataset of variable-length UTF-8 strings. */
 eopt_status eopt_h5_strings_write(hid_t loc, const char *name, int n, const char *const *s);
 /* Reads a 1-D string dataset (variable or fixed length); each string must fit in `width`

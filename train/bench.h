@@ -118,6 +118,7 @@ eopt_status eopt_bench_train(const eopt_config *cfg, int warmup, int steps, eopt
  * cp: copy_file_range, page cache to page cache). */
 typedef struct {
     double mib, save_s, copy_s, copy_sync_s, open_s, load_s;
+    double save_cpu_s, copy_cpu_s, load_cpu_s; /* CPU time of this thread and the guard */
 } eopt_bench_checkpoint_result;
 
 eopt_status eopt_bench_checkpoint(eopt_backend *be, const char *dir, int nmat, int rows, int cols,

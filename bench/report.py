@@ -172,8 +172,9 @@ def main():
         text += upstream_table(upstream)
     text += ["", "## Checkpoint", "",
              f"{ckpt['mib']:.0f} MiB (22 x [4096, 1024] weights + AdamW state): save {ckpt['save_s']:.2f} s "
-             f"({ckpt['save_ratio']:.2f}x a copy + fsync of the file, {ckpt['copy_s']:.2f} s); open + validate "
-             f"{ckpt['open_s']:.2f} s; load (open + apply) {ckpt['load_s']:.2f} s ({ckpt['load_ratio']:.2f}x the copy).", ""]
+             f"({ckpt['save_ratio']:.2f}x cp + fsync of the file, {ckpt['copy_sync_s']:.2f} s); guard + open "
+             f"{ckpt['open_s']:.2f} s; load (guard, open, apply) {ckpt['load_s']:.2f} s ({ckpt['load_ratio']:.2f}x "
+             f"cp of the file, {ckpt['copy_s']:.2f} s); CPU: save {ckpt['save_cpu_s']:.2f} s, cp {ckpt['copy_cpu_s']:.2f} s, load {ckpt['load_cpu_s']:.2f} s.", ""]
     with open(md, "w") as f:
         f.write("\n".join(text))
     print(f"wrote {md} and {png}")

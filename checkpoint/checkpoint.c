@@ -4,10 +4,12 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "../framework/log.h"
@@ -32,6 +34,8 @@ typedef struct {
 
 struct eopt_ckpt {
     char path[1024];
+    hid_t fid; /* open while the tensors' data stay in the file (defer_tensors); else -1 */
+    int check; /* tensors must be finite */
     int64_t step;
     char producer[512];
     char *config; /* the root `config` attribute (a run's resolved config), or NULL */
@@ -267,6 +271,40 @@ static const char *disk_reason(int err)
     return err == ENOSPC || err == EFBIG || err == EDQUOT || err == EIO || err == EROFS ? strerror(err) : "";
 }
 
+/* An upper bound of the bytes a save writes: the tensors, the config, and per object (dataset
+ * or group, with its attributes, link names and B-tree) a generous 16 KiB of HDF5 metadata. */
+static uint64_t save_bound(const eopt_ckpt_write *w)
+{
+    uint64_t bytes = 1 << 20, objects = (uint64_t)w->nparams + (uint64_t)w->naliases + (uint64_t)w->ntrainer_data;
+    for (int i = 0; i < w->nparams; i++)
+        bytes += eopt_tensor_bytes(w->params[i].w);
+    for (int k = 0; k < w->ntrainer_data; k++)
+        bytes += eopt_tensor_bytes(w->trainer_data[k].t);
+    for (int k = 0; k < w->nopt; k++) {
+        const eopt_optimizer *o = w->opts[k].opt;
+        objects += 4 + (uint64_t)o->ngroups + (uint64_t)o->nparams;
+        for (int i = 0; i < o->nparams; i++)
+            for (int q = 0; q < o->state[i].n; q++, objects++)
+                bytes += eopt_tensor_bytes(&o->state[i].t[q]);
+    }
+    return bytes + (w->config ? strlen(w->config) : 0) + (objects << 14);
+}
+
+/* libhdf5 1.10 cannot close a file whose flush failed (its cache is left inconsistent and the
+ * file stays open until a crash at exit), and a file size limit (RLIMIT_FSIZE) also binds the
+ * stand-in discard_writes gives it: a save that may pass the limit is refused before any write. */
+static eopt_status check_size_limit(const char *path, const eopt_ckpt_write *w)
+{
+    struct rlimit r;
+    uint64_t need = save_bound(w);
+    if (getrlimit(RLIMIT_FSIZE, &r) != 0 || r.rlim_cur == RLIM_INFINITY || need <= (uint64_t)r.rlim_cur)
+        return EOPT_OK;
+    return eopt_fail(EOPT_ERR_IO,
+                     "writing checkpoint '%s': it takes up to %llu bytes, more than the file size limit of %llu bytes "
+                     "(RLIMIT_FSIZE, `ulimit -f`)",
+                     path, (unsigned long long)need, (unsigned long long)r.rlim_cur);
+}
+
 eopt_status eopt_checkpoint_save(const char *path, const eopt_ckpt_write *w)
 {
     eopt_h5_quiet();
@@ -276,6 +314,7 @@ eopt_status eopt_checkpoint_save(const char *path, const eopt_ckpt_write *w)
     eopt_status st = devices_ok(w);
     if (st != EOPT_OK)
         return eopt_fail_context(st, "writing checkpoint '%s'", path);
+    EOPT_TRY(check_size_limit(path, w));
     hid_t fid = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (fid < 0)
         return eopt_fail(EOPT_ERR_IO, "cannot create '%s'", tmp);
@@ -329,6 +368,8 @@ void eopt_checkpoint_close(eopt_ckpt *ck)
 {
     if (!ck)
         return;
+    if (ck->fid >= 0)
+        H5Fclose(ck->fid);
     free(ck->config);
     for (int k = 0; k < ck->ntensors; k++)
         eopt_tensor_free(&ck->tensors[k].t);
@@ -344,20 +385,31 @@ void eopt_checkpoint_close(eopt_ckpt *ck)
     free(ck);
 }
 
+/* A float32 is Inf or NaN when its exponent bits are all ones, that is when adding 1 to them
+ * carries into the sign bit: or-ed over a block without a branch (vectorised), the index
+ * looked for only in a block that holds one. */
 static eopt_status check_finite(const eopt_tensor *t, const char *where)
 {
     if (t->dtype != EOPT_F32)
         return EOPT_OK;
     const float *p = eopt_f32(t);
-    for (int64_t k = 0; k < t->numel; k++)
-        if (!isfinite(p[k]))
-            return eopt_fail(EOPT_ERR_NUMERIC, "%s: non-finite value %g at flat index %lld", where, (double)p[k],
-                             (long long)k);
+    const uint32_t *bits = t->data;
+    for (int64_t b = 0; b < t->numel; b += 4096) {
+        int64_t end = b + 4096 < t->numel ? b + 4096 : t->numel;
+        uint32_t bad = 0;
+#pragma omp simd reduction(| : bad)
+        for (int64_t k = b; k < end; k++)
+            bad |= (bits[k] & 0x7f800000u) + 0x00800000u;
+        for (int64_t k = b; (bad & 0x80000000u) && k < end; k++)
+            if (!isfinite(p[k]))
+                return eopt_fail(EOPT_ERR_NUMERIC, "%s: non-finite value %g at flat index %lld", where, (double)p[k],
+                                 (long long)k);
+    }
     return EOPT_OK;
 }
 
-/* Reads every dataset of group `g` into tensors[n] (name order). */
-static eopt_status read_datasets(hid_t g, const char *where, int check, ck_tensor **out, int *nout)
+/* Reads every dataset of group `g` into tensors[n] (name order); defer: shapes and dtypes only. */
+static eopt_status read_datasets(hid_t g, const char *where, int check, int defer, ck_tensor **out, int *nout)
 {
     int n;
     char **names;
@@ -374,10 +426,11 @@ static eopt_status read_datasets(hid_t g, const char *where, int check, ck_tenso
             st = eopt_fail(EOPT_ERR_FORMAT, "%s: name longer than %d characters", path, EOPT_NAME_MAX - 1);
         } else {
             snprintf(v[m].name, sizeof v[m].name, "%s", names[k]);
-            st = eopt_h5_dataset_read(g, names[k], where, &v[m].t);
+            st = defer ? eopt_h5_dataset_describe(g, names[k], where, &v[m].t)
+                       : eopt_h5_dataset_read(g, names[k], where, &v[m].t);
             if (st == EOPT_OK)
                 m++;
-            if (st == EOPT_OK && check)
+            if (st == EOPT_OK && check && !defer)
                 st = check_finite(&v[m - 1].t, path);
         }
     }
@@ -475,7 +528,7 @@ static eopt_status open_optional(hid_t loc, const char *name, const char *where,
     return EOPT_OK;
 }
 
-static eopt_status read_state(hid_t og, const char *where, int check, eopt_ckpt_opt_info *o)
+static eopt_status read_state(hid_t og, const char *where, int check, int defer, eopt_ckpt_opt_info *o)
 {
     o->nstate = calloc((size_t)(o->nparams ? o->nparams : 1), sizeof *o->nstate);
     o->state = calloc((size_t)(o->nparams ? o->nparams : 1), sizeof *o->state);
@@ -505,7 +558,7 @@ static eopt_status read_state(hid_t og, const char *where, int check, eopt_ckpt_
         hid_t ig = H5Gopen2(sg, names[k], H5P_DEFAULT);
         ck_tensor *t = NULL;
         int m = 0;
-        st = read_datasets(ig, iw, check, &t, &m);
+        st = read_datasets(ig, iw, check, defer, &t, &m);
         H5Gclose(ig);
         if (st != EOPT_OK)
             break;
@@ -532,7 +585,8 @@ static eopt_status read_state(hid_t og, const char *where, int check, eopt_ckpt_
     return st;
 }
 
-static eopt_status read_optimizer(hid_t top, const char *name, const char *path, int check, eopt_ckpt_opt_info *o)
+static eopt_status read_optimizer(hid_t top, const char *name, const char *path, int check, int defer,
+                                  eopt_ckpt_opt_info *o)
 {
     char where[2048];
     snprintf(where, sizeof where, "%.1500s:/optimizers/%.300s", path, name);
@@ -555,7 +609,7 @@ static eopt_status read_optimizer(hid_t top, const char *name, const char *path,
     if (st == EOPT_OK)
         st = read_groups(og, where, o);
     if (st == EOPT_OK)
-        st = read_state(og, where, check, o);
+        st = read_state(og, where, check, defer, o);
     H5Gclose(og);
     return st;
 }
@@ -577,7 +631,7 @@ static eopt_status list_members(hid_t fid, const eopt_ckpt *ck, const char *grou
     return st;
 }
 
-static eopt_status read_optimizers(hid_t fid, eopt_ckpt *ck, int check)
+static eopt_status read_optimizers(hid_t fid, eopt_ckpt *ck, int defer)
 {
     char where[2048];
     hid_t top;
@@ -588,7 +642,7 @@ static eopt_status read_optimizers(hid_t fid, eopt_ckpt *ck, int check)
     eopt_status st = ck->opts ? EOPT_OK : eopt_fail(EOPT_ERR_NOMEM, "out of memory");
     for (int k = 0; k < n && st == EOPT_OK; k++) {
         ck->nopt = k + 1;
-        st = read_optimizer(top, names[k], ck->path, check, &ck->opts[k]);
+        st = read_optimizer(top, names[k], ck->path, ck->check, defer, &ck->opts[k]);
     }
     eopt_h5_names_free(n, names);
     if (top >= 0)
@@ -636,7 +690,7 @@ static eopt_status read_trainer(hid_t fid, eopt_ckpt *ck)
     ck->has_trainer = 1;
     eopt_status st = eopt_h5_attrs_read(g, where, NULL, &ck->trainer);
     if (st == EOPT_OK)
-        st = read_datasets(g, where, 0, &ck->trainer_data, &ck->ntrainer_data);
+        st = read_datasets(g, where, 0, 0, &ck->trainer_data, &ck->ntrainer_data);
     H5Gclose(g);
     return st;
 }
@@ -716,14 +770,14 @@ static eopt_status read_root(hid_t fid, eopt_ckpt *ck)
     return EOPT_OK;
 }
 
-static eopt_status read_model(hid_t fid, eopt_ckpt *ck, int check)
+static eopt_status read_model(hid_t fid, eopt_ckpt *ck, int defer)
 {
     char where[2048];
     snprintf(where, sizeof where, "%.1500s:/model", ck->path);
     if (eopt_h5_kind_of(fid, "model", NULL) != EOPT_H5_GROUP)
         return eopt_fail(EOPT_ERR_FORMAT, "%s: group is missing", where);
     hid_t g = H5Gopen2(fid, "model", H5P_DEFAULT);
-    eopt_status st = read_datasets(g, where, check, &ck->tensors, &ck->ntensors);
+    eopt_status st = read_datasets(g, where, ck->check, defer, &ck->tensors, &ck->ntensors);
     H5Gclose(g);
     for (int k = 0; st == EOPT_OK && k < ck->ntensors; k++)
         if (ck->tensors[k].t.dtype != EOPT_F32)
@@ -735,11 +789,13 @@ eopt_status eopt_checkpoint_open(const char *path, const eopt_ckpt_options *opt,
 {
     *out = NULL;
     eopt_h5_quiet();
-    int check = !(opt && opt->allow_nonfinite);
+    int defer = opt && opt->defer_tensors;
     eopt_ckpt *ck = calloc(1, sizeof *ck);
     if (!ck)
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
     snprintf(ck->path, sizeof ck->path, "%s", path);
+    ck->fid = -1;
+    ck->check = !(opt && opt->allow_nonfinite);
     eopt_status st = opt && opt->trusted ? EOPT_OK : eopt_guard_open(path);
     if (st != EOPT_OK) {
         free(ck);
@@ -756,16 +812,19 @@ eopt_status eopt_checkpoint_open(const char *path, const eopt_ckpt_options *opt,
     }
     st = read_root(fid, ck);
     if (st == EOPT_OK)
-        st = read_model(fid, ck, check);
+        st = read_model(fid, ck, defer);
     if (st == EOPT_OK)
-        st = read_optimizers(fid, ck, check);
+        st = read_optimizers(fid, ck, defer);
     if (st == EOPT_OK)
         st = read_schedules(fid, ck);
     if (st == EOPT_OK)
         st = read_trainer(fid, ck);
     if (st == EOPT_OK)
         st = split_aliases(ck);
-    H5Fclose(fid);
+    if (st == EOPT_OK && defer)
+        ck->fid = fid; /* read from by fill() until eopt_checkpoint_close */
+    else
+        H5Fclose(fid);
     if (st != EOPT_OK) {
         eopt_checkpoint_close(ck);
         return st;
@@ -873,12 +932,36 @@ static eopt_status check_model(const eopt_ckpt *ck, const eopt_param *params, in
     return EOPT_OK;
 }
 
+/* The model's tensor for each parameter in host memory, all read and checked before the
+ * model changes: ck's own, or (defer_tensors) read from the file into staged[i]. */
+static eopt_status stage_model(const eopt_ckpt *ck, const eopt_param *params, int nparams, eopt_tensor *staged,
+                               const eopt_tensor **src)
+{
+    for (int i = 0; i < nparams; i++) {
+        src[i] = eopt_ckpt_tensor(ck, params[i].name);
+        if (src[i]->data)
+            continue;
+        EOPT_TRY(eopt_tensor_alloc(&staged[i], NULL, src[i]->dtype, src[i]->ndim, src[i]->shape));
+        EOPT_TRY(eopt_ckpt_read_tensor(ck, params[i].name, &staged[i]));
+        src[i] = &staged[i];
+    }
+    return EOPT_OK;
+}
+
 eopt_status eopt_ckpt_load_model(const eopt_ckpt *ck, eopt_param *params, int nparams)
 {
     EOPT_TRY(check_model(ck, params, nparams));
-    for (int i = 0; i < nparams; i++)
-        EOPT_TRY(eopt_tensor_copy(params[i].w, eopt_ckpt_tensor(ck, params[i].name)));
-    return EOPT_OK;
+    eopt_tensor *staged = calloc((size_t)(nparams ? nparams : 1), sizeof *staged);
+    const eopt_tensor **src = calloc((size_t)(nparams ? nparams : 1), sizeof *src);
+    eopt_status st = staged && src ? stage_model(ck, params, nparams, staged, src)
+                                   : eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < nparams && st == EOPT_OK; i++)
+        st = eopt_tensor_copy(params[i].w, src[i]); /* all read and checked: only copies */
+    for (int i = 0; staged && i < nparams; i++)
+        eopt_tensor_free(&staged[i]);
+    free(staged);
+    free(src);
+    return st;
 }
 
 static int is_optional(const eopt_optimizer_class *cls, const char *key)
@@ -925,9 +1008,48 @@ static eopt_status copy_entry(eopt_tensor *dst, const eopt_tensor *src)
     return st;
 }
 
+/* Puts a stored tensor (`h5path` in the file, "model/<name>" ...) into dst, which has its shape
+ * (any placement): copied from ck's memory, or (defer_tensors) read from the file straight into
+ * dst's memory (through a host buffer for a device tensor) and checked finite there. */
+static eopt_status fill(const eopt_ckpt *ck, const char *h5path, const eopt_tensor *src, eopt_tensor *dst)
+{
+    if (src->data)
+        return copy_entry(dst, src);
+    char where[1100], what[2048];
+    snprintf(where, sizeof where, "%s:", ck->path);
+    snprintf(what, sizeof what, "%s/%.900s", where, h5path);
+    eopt_tensor host = *dst;
+    eopt_status st = eopt_h5_host_memory(dst) ? EOPT_OK : eopt_tensor_alloc(&host, NULL, dst->dtype, dst->ndim, dst->shape);
+    if (st == EOPT_OK)
+        st = eopt_h5_dataset_read_into(ck->fid, h5path, where, &host);
+    if (st == EOPT_OK && ck->check)
+        st = check_finite(&host, what);
+    if (host.data != dst->data) {
+        if (st == EOPT_OK)
+            st = eopt_tensor_copy(dst, &host);
+        eopt_tensor_free(&host);
+    }
+    return st;
+}
+
+eopt_status eopt_ckpt_read_tensor(const eopt_ckpt *ck, const char *name, eopt_tensor *dst)
+{
+    const eopt_tensor *t = eopt_ckpt_tensor(ck, name);
+    char sa[64], sb[64], h5path[EOPT_NAME_MAX + 8];
+    if (!t)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s:/model/%s: parameter is missing", ck->path, name);
+    if (!eopt_tensor_same_shape(t, dst) || t->dtype != dst->dtype)
+        return eopt_fail(EOPT_ERR_SHAPE, "%s:/model/%s: %s %s in the file, %s %s expected", ck->path, name,
+                         eopt_shape_str(t->ndim, t->shape, sa, sizeof sa), eopt_dtype_name(t->dtype),
+                         eopt_shape_str(dst->ndim, dst->shape, sb, sizeof sb), eopt_dtype_name(dst->dtype));
+    snprintf(h5path, sizeof h5path, "model/%s", resolve(ck, name));
+    return fill(ck, h5path, t, dst);
+}
+
 /* Fills state j of `opt` (file index i) from the file: every key the class has must be there with
  * its shape and dtype; extra keys are errors unless the class lists them as optional. */
-static eopt_status load_state(const eopt_ckpt_opt_info *o, const char *where, int64_t i, eopt_optimizer *opt, int j)
+static eopt_status load_state(const eopt_ckpt *ck, const eopt_ckpt_opt_info *o, const char *where, int64_t i,
+                              eopt_optimizer *opt, int j)
 {
     char sa[64], sb[64];
     if (o->nstate[i] == 0)
@@ -958,8 +1080,11 @@ static eopt_status load_state(const eopt_ckpt_opt_info *o, const char *where, in
             return eopt_fail(EOPT_ERR_FORMAT, "%s/state/%lld/%s: dtype %s in the file, %s expected", where,
                              (long long)i, e->key, eopt_dtype_name(e->t.dtype), eopt_dtype_name(t->dtype));
     }
-    for (int q = 0; q < s->n; q++)
-        EOPT_TRY(copy_entry(&opt->state[j].t[q], &find_entry(o, i, s->key[q])->t));
+    for (int q = 0; q < s->n; q++) {
+        char h5path[EOPT_NAME_MAX + 64];
+        snprintf(h5path, sizeof h5path, "optimizers/%s/state/%lld/%s", o->name, (long long)i, s->key[q]);
+        EOPT_TRY(fill(ck, h5path, &find_entry(o, i, s->key[q])->t, &opt->state[j].t[q]));
+    }
     return EOPT_OK;
 }
 
@@ -1053,7 +1178,7 @@ static eopt_status create_from(const eopt_ckpt *ck, const eopt_ckpt_opt_info *o,
             eopt_fail_context(st, "%s", where);
     }
     for (int j = 0; st == EOPT_OK && j < o->nparams; j++)
-        st = load_state(o, where, file_index[j], opt, j);
+        st = load_state(ck, o, where, file_index[j], opt, j);
     free(hp);
     free(bound);
     free(sizes);

@@ -4,8 +4,9 @@
  * optimizers/optimizer.h exposes, and builds optimizers through the class registry.
  *
  * Writing is atomic (<path>.tmp, flush, fsync file and directory, rename). Reading validates
- * the whole file into host memory first; applying it to a model or optimizer either succeeds
- * completely or changes nothing. */
+ * the whole file into host memory first, or (defer_tensors) everything but the tensors' data,
+ * which is then read once straight into the optimizer state being built and a staging copy of
+ * the model; applying it to a model or optimizer either succeeds completely or changes nothing. */
 #ifndef EOPT_CHECKPOINT_H
 #define EOPT_CHECKPOINT_H
 
@@ -59,10 +60,16 @@ typedef struct eopt_ckpt eopt_ckpt; /* a validated checkpoint held in host memor
  * trusted = 1 skips the guard (guard.h) for a file the caller vouches for. Without it, every
  * file is first checked in a child process, except one this process saved and nobody changed
  * since. A damaged file fails with EOPT_ERR_FORMAT "damaged checkpoint '<path>': ...", an
- * interrupted check (eopt_interrupt) with EOPT_ERR_INTERRUPTED. */
+ * interrupted check (eopt_interrupt) with EOPT_ERR_INTERRUPTED.
+ * defer_tensors = 1 (a resume): the data of /model and of the optimizers' state stay in the file,
+ * which stays open, and are read once, straight into their destination, by load_model,
+ * read_tensor, create_optimizer, load_optimizer and apply, which check them finite there (still
+ * before anything changes). Until then eopt_ckpt_tensor and the state entries give shapes and
+ * dtypes with data NULL. Without it, open reads and checks every tensor into host memory. */
 typedef struct {
     int allow_nonfinite;
     int trusted;
+    int defer_tensors;
 } eopt_ckpt_options;
 
 eopt_status eopt_checkpoint_open(const char *path, const eopt_ckpt_options *opt, eopt_ckpt **out);
@@ -70,13 +77,16 @@ void eopt_checkpoint_close(eopt_ckpt *ck);
 const char *eopt_ckpt_path(const eopt_ckpt *ck);
 int64_t eopt_ckpt_step(const eopt_ckpt *ck);
 
-/* Model tensors: names, shapes and host data (float32). */
+/* Model tensors: names, shapes and host data (float32; NULL with defer_tensors). */
 int eopt_ckpt_num_tensors(const eopt_ckpt *ck);
 const char *eopt_ckpt_tensor_name(const eopt_ckpt *ck, int k);
 const eopt_tensor *eopt_ckpt_tensor(const eopt_ckpt *ck, const char *name); /* NULL if absent */
 /* Copies /model into params (matched by name; every param must be present with its shape;
  * aliases of the file are accepted). All checked before anything is written. */
 eopt_status eopt_ckpt_load_model(const eopt_ckpt *ck, eopt_param *params, int nparams);
+/* Puts /model/<name> (aliases accepted) into dst, which must have its shape and dtype (any
+ * placement): a copy, or with defer_tensors a read from the file, checked finite. */
+eopt_status eopt_ckpt_read_tensor(const eopt_ckpt *ck, const char *name, eopt_tensor *dst);
 
 int eopt_ckpt_num_optimizers(const eopt_ckpt *ck);
 const char *eopt_ckpt_optimizer_name(const eopt_ckpt *ck, int k);

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../framework/backend.h"
+
 void eopt_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 hid_t eopt_h5_open_read(const char *path)
@@ -241,6 +243,8 @@ eopt_status eopt_h5_attrs_read(hid_t obj, const char *where, const char *const *
     return EOPT_OK;
 }
 
+int eopt_h5_host_memory(const eopt_tensor *t) { return !t->be || t->be->device == EOPT_DEV_CPU; }
+
 static eopt_status dtype_types(eopt_dtype dt, hid_t *ft, hid_t *mt)
 {
     switch (dt) {
@@ -257,7 +261,7 @@ eopt_status eopt_h5_dataset_write(hid_t loc, const char *name, const eopt_tensor
     EOPT_TRY(dtype_types(t->dtype, &ft, &mt));
     size_t bytes = eopt_tensor_bytes(t);
     void *host = t->data;
-    if (t->be) {
+    if (!eopt_h5_host_memory(t)) {
         host = malloc(bytes ? bytes : 1);
         if (!host)
             return eopt_fail(EOPT_ERR_NOMEM, "out of memory writing '%s'", name);
@@ -288,13 +292,11 @@ static eopt_dtype natural_dtype(hid_t ft)
     return H5Tget_class(ft) == H5T_FLOAT ? EOPT_F32 : H5Tget_size(ft) == 8 ? EOPT_I64 : EOPT_I32;
 }
 
-/* want < 0: the dataset's natural dtype. */
-static eopt_status dataset_read(hid_t loc, const char *name, const char *where, int want, eopt_tensor *out)
+/* Describes an open numeric dataset in *out (data NULL): its shape, and dtype `want` (< 0: its
+ * natural dtype). */
+static eopt_status dataset_describe(hid_t d, const char *name, const char *where, int want, eopt_tensor *out)
 {
     *out = (eopt_tensor){0};
-    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
-    if (d < 0)
-        return eopt_fail(EOPT_ERR_FORMAT, "%s: dataset '%s' is missing", where, name);
     hid_t ft = H5Dget_type(d), sp = H5Dget_space(d);
     H5T_class_t c = H5Tget_class(ft);
     int nd = H5Sget_simple_extent_ndims(sp);
@@ -309,30 +311,72 @@ static eopt_status dataset_read(hid_t loc, const char *name, const char *where, 
         H5Sget_simple_extent_dims(sp, dims, NULL);
         for (int k = 0; k < nd; k++)
             shape[k] = (int64_t)dims[k];
-        eopt_dtype dt = want < 0 ? natural_dtype(ft) : (eopt_dtype)want;
-        hid_t ftype, mt;
-        st = dtype_types(dt, &ftype, &mt);
-        if (st == EOPT_OK)
-            st = eopt_tensor_alloc(out, NULL, dt, nd, shape);
-        if (st == EOPT_OK && out->numel > 0 && H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, out->data) < 0) {
-            eopt_tensor_free(out);
-            st = eopt_fail(EOPT_ERR_FORMAT, "%s/%s: cannot read dataset", where, name);
-        }
+        *out = eopt_tensor_view(NULL, NULL, want < 0 ? natural_dtype(ft) : (eopt_dtype)want, nd, shape);
     }
     H5Sclose(sp);
     H5Tclose(ft);
+    return st;
+}
+
+/* Reads the open dataset d into t's host memory, converted by HDF5 to t's dtype. */
+static eopt_status dataset_fetch(hid_t d, const char *name, const char *where, eopt_tensor *t)
+{
+    hid_t ft, mt;
+    EOPT_TRY(dtype_types(t->dtype, &ft, &mt));
+    if (t->numel > 0 && H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s/%s: cannot read dataset", where, name);
+    return EOPT_OK;
+}
+
+/* want < 0: the dataset's natural dtype; describe_only: shape and dtype, no data. */
+static eopt_status dataset_read(hid_t loc, const char *name, const char *where, int want, int describe_only,
+                                eopt_tensor *out)
+{
+    *out = (eopt_tensor){0};
+    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+    if (d < 0)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: dataset '%s' is missing", where, name);
+    eopt_tensor desc;
+    eopt_status st = dataset_describe(d, name, where, want, &desc);
+    if (st == EOPT_OK && describe_only)
+        *out = desc;
+    else if (st == EOPT_OK && (st = eopt_tensor_alloc(out, NULL, desc.dtype, desc.ndim, desc.shape)) == EOPT_OK &&
+             (st = dataset_fetch(d, name, where, out)) != EOPT_OK)
+        eopt_tensor_free(out);
     H5Dclose(d);
     return st;
 }
 
 eopt_status eopt_h5_dataset_read(hid_t loc, const char *name, const char *where, eopt_tensor *out)
 {
-    return dataset_read(loc, name, where, -1, out);
+    return dataset_read(loc, name, where, -1, 0, out);
 }
 
 eopt_status eopt_h5_dataset_read_as(hid_t loc, const char *name, const char *where, eopt_dtype dt, eopt_tensor *out)
 {
-    return dataset_read(loc, name, where, (int)dt, out);
+    return dataset_read(loc, name, where, (int)dt, 0, out);
+}
+
+eopt_status eopt_h5_dataset_describe(hid_t loc, const char *name, const char *where, eopt_tensor *out)
+{
+    return dataset_read(loc, name, where, -1, 1, out);
+}
+
+eopt_status eopt_h5_dataset_read_into(hid_t loc, const char *name, const char *where, eopt_tensor *t)
+{
+    char sa[64], sb[64];
+    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+    if (d < 0)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: dataset '%s' is missing", where, name);
+    eopt_tensor desc;
+    eopt_status st = dataset_describe(d, name, where, (int)t->dtype, &desc);
+    if (st == EOPT_OK && !eopt_tensor_same_shape(&desc, t))
+        st = eopt_fail(EOPT_ERR_SHAPE, "%s/%s: shape %s in the file, %s expected", where, name,
+                       eopt_shape_str(desc.ndim, desc.shape, sa, sizeof sa), eopt_shape_str(t->ndim, t->shape, sb, sizeof sb));
+    if (st == EOPT_OK)
+        st = dataset_fetch(d, name, where, t);
+    H5Dclose(d);
+    return st;
 }
 
 eopt_status eopt_h5_strings_write(hid_t loc, const char *name, int n, const char *const *s)

@@ -32,6 +32,9 @@ eopt_status eopt_h5_attrs_read(hid_t obj, const char *where, const char *const *
 /* Every attribute of a dict, in the dict's order. */
 eopt_status eopt_h5_attrs_write(hid_t obj, const eopt_dict *d);
 
+/* Whether a tensor's data is host memory (no backend, or the CPU backend's): HDF5 reads and
+ * writes it in place, without a staging copy. */
+int eopt_h5_host_memory(const eopt_tensor *t);
 /* A tensor (any placement; float32, int32 or int64) as a dataset of its shape; 0-d -> scalar. */
 eopt_status eopt_h5_dataset_write(hid_t loc, const char *name, const eopt_tensor *t);
 /* Reads a numeric dataset into a new host tensor: floats -> float32, 64-bit integers -> int64,
@@ -39,6 +42,13 @@ eopt_status eopt_h5_dataset_write(hid_t loc, const char *name, const eopt_tensor
 eopt_status eopt_h5_dataset_read(hid_t loc, const char *name, const char *where, eopt_tensor *out);
 /* The same, converted by HDF5 to dt (float32, int32 or int64) whatever the stored type. */
 eopt_status eopt_h5_dataset_read_as(hid_t loc, const char *name, const char *where, eopt_dtype dt, eopt_tensor *out);
+
+/* Shape and natural dtype of a numeric dataset, as eopt_h5_dataset_read gives them, without its
+ * data (out->data is NULL). */
+eopt_status eopt_h5_dataset_describe(hid_t loc, const char *name, const char *where, eopt_tensor *out);
+/* Reads a numeric dataset straight into t's host memory (eopt_h5_host_memory), converted by HDF5
+ * to t's dtype; its shape must be t's. */
+eopt_status eopt_h5_dataset_read_into(hid_t loc, const char *name, const char *where, eopt_tensor *t);
 
 /* A 1-D dataset of variable-length UTF-8 strings. */
 eopt_status eopt_h5_strings_write(hid_t loc, const char *name, int n, const char *const *s);

@@ -36,7 +36,7 @@ static eopt_status restore_params(const eopt_ckpt *ck, eopt_restored *r)
             return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
         EOPT_TRY(eopt_tensor_alloc(p->w, r->be, t->dtype, t->ndim, t->shape));
         EOPT_TRY(eopt_tensor_alloc(p->grad, r->be, t->dtype, t->ndim, t->shape));
-        EOPT_TRY(eopt_tensor_copy(p->w, t));
+        EOPT_TRY(eopt_ckpt_read_tensor(ck, p->name, p->w));
     }
     return EOPT_OK;
 }

@@ -1,4 +1,5 @@
 /* The `eopt` command: dispatches to the subcommands of commands.h. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -65,6 +66,9 @@ static void print_log(eopt_log_level level, const char *msg, void *user)
 int main(int argc, char **argv)
 {
     eopt_log_set_handler(print_log, NULL);
+    /* A write past a file size limit (ulimit -f) then fails with EFBIG, which every writer reports
+     * with the file's name, instead of killing the process without a word. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         help(stderr);
         return 2;

@@ -208,10 +208,12 @@ static unsigned char *snapshot(const running *r, size_t *len)
     return buf;
 }
 
-/* What a trainer does to resume: open (validates the file), then apply it all or nothing. */
-static eopt_status resume(const char *path, int allow_nonfinite, running *r)
+/* What a trainer does to resume: open (validates the file), then apply it all or nothing.
+ * defer = 1 as `eopt train` does: the tensors are read by the apply, straight into the state
+ * it builds; every refusal below is checked both ways. */
+static eopt_status resume_as(const char *path, int allow_nonfinite, int defer, running *r)
 {
-    eopt_ckpt_options o = {.allow_nonfinite = allow_nonfinite};
+    eopt_ckpt_options o = {.allow_nonfinite = allow_nonfinite, .defer_tensors = defer};
     eopt_ckpt *ck;
     EOPT_TRY(eopt_checkpoint_open(path, &o, &ck));
     const char *names[] = {OPT};
@@ -220,24 +222,34 @@ static eopt_status resume(const char *path, int allow_nonfinite, running *r)
     return st;
 }
 
+static eopt_status resume(const char *path, int allow_nonfinite, running *r)
+{
+    return resume_as(path, allow_nonfinite, 1, r);
+}
+
 /* Loading `path` into the running step_12 state of case c must fail with a message holding
- * every needle, and leave the running state bitwise untouched. */
+ * every needle, and leave the running state bitwise untouched: with the tensors read at open
+ * and with them read by the apply (defer_tensors). */
 static void expect_refused(const char *c, const char *path, const char *const *needles)
 {
-    running r;
-    running_open(&r, c);
-    size_t n0, n1;
-    unsigned char *before = snapshot(&r, &n0);
-    eopt_status st = resume(path, 0, &r);
-    cr_assert_neq(st, EOPT_OK, "loading %s succeeded", path);
-    const char *msg = eopt_last_error();
-    for (int k = 0; needles[k]; k++)
-        cr_expect(strstr(msg, needles[k]) != NULL, "message \"%s\" does not name \"%s\"", msg, needles[k]);
-    unsigned char *after = snapshot(&r, &n1);
-    cr_expect(n0 == n1 && memcmp(before, after, n0) == 0, "a refused load of %s changed the running state", path);
-    free(before);
-    free(after);
-    running_close(&r);
+    for (int defer = 0; defer < 2; defer++) {
+        running r;
+        running_open(&r, c);
+        size_t n0, n1;
+        unsigned char *before = snapshot(&r, &n0);
+        eopt_status st = resume_as(path, 0, defer, &r);
+        cr_assert_neq(st, EOPT_OK, "loading %s succeeded (defer_tensors %d)", path, defer);
+        const char *msg = eopt_last_error();
+        for (int k = 0; needles[k]; k++)
+            cr_expect(strstr(msg, needles[k]) != NULL, "message \"%s\" does not name \"%s\" (defer_tensors %d)", msg,
+                      needles[k], defer);
+        unsigned char *after = snapshot(&r, &n1);
+        cr_expect(n0 == n1 && memcmp(before, after, n0) == 0,
+                  "a refused load of %s changed the running state (defer_tensors %d)", path, defer);
+        free(before);
+        free(after);
+        running_close(&r);
+    }
     unlink(path);
 }
 
@@ -256,6 +268,14 @@ Test(ckpt_robust, intact_copy_loads)
     cr_assert_eq(resume(path, 0, &r), EOPT_OK, "%s", eopt_last_error());
     unsigned char *after = snapshot(&r, &n1);
     cr_expect(n0 != n1 || memcmp(before, after, n0) != 0, "loading step 5 over step 12 changed nothing");
+    running e; /* the tensors read at open: the same state to the bit */
+    running_open(&e, CASE);
+    cr_assert_eq(resume_as(path, 0, 0, &e), EOPT_OK, "%s", eopt_last_error());
+    size_t n2;
+    unsigned char *eager = snapshot(&e, &n2);
+    cr_expect(n1 == n2 && memcmp(after, eager, n1) == 0, "defer_tensors loads another state");
+    free(eager);
+    running_close(&e);
     free(before);
     free(after);
     running_close(&r);

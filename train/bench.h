@@ -111,11 +111,14 @@ typedef struct {
 eopt_status eopt_bench_train(const eopt_config *cfg, int warmup, int steps, eopt_bench_train_result *r);
 
 /* Checkpoint save and load of `nmat` rows x cols float32 weights with torch-AdamW state
- * (3 nmat matrices in all) in `dir`, beside a plain copy of the saved file (read, write, fsync)
- * in the same run. save: eopt_checkpoint_save (tmp file, fsync, rename); open: read and
- * validate the whole file; load: open + apply to the optimizer and the model. */
+ * (3 nmat matrices in all) in `dir`, beside a plain copy of the saved file in the same run.
+ * save: eopt_checkpoint_save (tmp file, fsync, rename), against copy_sync (cp, then fsync);
+ * open: guard and read (of the copy, which this process did not write: the guard runs, as for
+ * a resume); load: open + eopt_checkpoint_apply to the model and optimizer, against copy (as
+ * cp: copy_file_range, page cache to page cache). */
 typedef struct {
-    double mib, save_s, copy_s, open_s, load_s;
+    double mib, save_s, copy_s, copy_sync_s, open_s, load_s;
+    double save_cpu_s, copy_cpu_s, load_cpu_s; /* CPU time of this thread and the guard */
 } eopt_bench_checkpoint_result;
 
 eopt_status eopt_bench_checkpoint(eopt_backend *be, const char *dir, int nmat, int rows, int cols,

@@ -380,11 +380,13 @@ static eopt_status start_from(trainer *t)
     const eopt_train_options *o = t->o;
     const char *path = o->resume ? o->resume : o->init;
     eopt_ckpt *ck = NULL;
+    /* The tensors are read once, straight into the optimizer state being built (checkpoint.h). */
+    const eopt_ckpt_options deferred = {.defer_tensors = 1};
     if (!path)
         return EOPT_OK;
     if (o->resume && strcmp(o->resume, "auto") == 0) {
         const char *dir = t->cfg->checkpoint.dir;
-        eopt_status st = eopt_checkpoint_open_latest(dir, CKPT_PREFIX, NULL, &ck);
+        eopt_status st = eopt_checkpoint_open_latest(dir, CKPT_PREFIX, &deferred, &ck);
         if (st == EOPT_ERR_IO) { /* the folder holds no checkpoint: a fresh run */
             eopt_clear_error();
             eopt_log(EOPT_LOG_WARN, "--resume auto: no checkpoint in %s; a fresh run starts there", dir);
@@ -402,7 +404,7 @@ static eopt_status start_from(trainer *t)
             return eopt_run_dir_claim(t->cfg, t->config_text, 0, 1);
         }
     } else
-        EOPT_TRY(eopt_checkpoint_open(path, NULL, &ck));
+        EOPT_TRY(eopt_checkpoint_open(path, &deferred, &ck));
     trainer_position pos = {0};
     eopt_status st = o->resume ? read_trainer(ck, &pos) : EOPT_OK;
     if (st == EOPT_OK)

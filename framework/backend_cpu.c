@@ -313,12 +313,12 @@ static eopt_status cpu_reserve_solver(eopt_backend *be, int n)
 
 static void cpu_ew(eopt_backend *be, const eopt_ew *e)
 {
-    const int64_t n = e->n;
+    const int64_t n = e->n, work = n * (e->row_len > 1 ? e->row_len : 1);
     (void)be;
     switch (e->op) {
 #define CPU_EW_CASE(name)                                                                                             \
     case EOPT_EW_##name:                                                                                              \
-        _Pragma("omp parallel for schedule(static) if (n >= PAR_MIN)") for (int64_t i = 0; i < n; i++)                \
+        _Pragma("omp parallel for schedule(static) if (work >= PAR_MIN)") for (int64_t i = 0; i < n; i++)             \
             eopt_ew_##name(&e->name, i);                                                                              \
         break;
         EOPT_EW_ALL(CPU_EW_CASE)

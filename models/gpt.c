@@ -17,7 +17,7 @@ typedef struct {
     float *att;                           /* attention probabilities [B, H, T, T] */
     float *atty;                          /* heads concatenated [N, C] */
     float *ln2_xhat, *ln2_rstd, *ln2_out;
-    float *fc_pre, *fc_act;               /* [N, 4C] before and after GELU */
+    float *fc_grad, *fc_act;              /* [N, 4C]: GELU' at the pre-activation (for the backward), GELU */
 } gpt_layer_acts;
 
 typedef struct {
@@ -79,7 +79,7 @@ static void gpt_layout(const eopt_model *m, void *acts, eopt_arena *ar)
         y->ln2_xhat = eopt_arena_take(ar, N * C);
         y->ln2_rstd = eopt_arena_take(ar, N);
         y->ln2_out = eopt_arena_take(ar, N * C);
-        y->fc_pre = eopt_arena_take(ar, N * 4 * C);
+        y->fc_grad = eopt_arena_take(ar, N * 4 * C);
         y->fc_act = eopt_arena_take(ar, N * 4 * C);
     }
     a->x = eopt_arena_take(ar, N * C);
@@ -187,8 +187,8 @@ static void gpt_logits(eopt_model *m, const int32_t *tokens, int B, int T)
         eopt_linear_forward(be, N, C, C, y->atty, eopt_pw(m, BLK(l, PROJ_W)), eopt_pw(m, BLK(l, PROJ_B)), 1.0f, a->x);
         eopt_layernorm_forward(be, N, C, a->x, eopt_pw(m, BLK(l, LN2_W)), eopt_pw(m, BLK(l, LN2_B)), y->ln2_xhat,
                                y->ln2_rstd, y->ln2_out);
-        eopt_linear_forward(be, N, C, 4 * C, y->ln2_out, eopt_pw(m, BLK(l, FC_W)), NULL, 0.0f, y->fc_pre);
-        eopt_gelu_forward(be, N, 4 * C, y->fc_pre, eopt_pw(m, BLK(l, FC_B)), y->fc_pre, y->fc_act);
+        eopt_linear_forward(be, N, C, 4 * C, y->ln2_out, eopt_pw(m, BLK(l, FC_W)), NULL, 0.0f, y->fc_grad);
+        eopt_gelu_forward(be, N, 4 * C, y->fc_grad, eopt_pw(m, BLK(l, FC_B)), y->fc_grad, y->fc_act);
         eopt_linear_forward(be, N, 4 * C, C, y->fc_act, eopt_pw(m, BLK(l, MPROJ_W)), eopt_pw(m, BLK(l, MPROJ_B)), 1.0f,
                             a->x);
     }
@@ -212,7 +212,7 @@ static void gpt_backward(eopt_model *m, const int32_t *tokens, int B, int T)
         gpt_layer_acts *y = &a->layer[l];
         eopt_linear_backward(be, N, 4 * C, C, a->dx, y->fc_act, eopt_pw(m, BLK(l, MPROJ_W)),
                              eopt_pg(m, BLK(l, MPROJ_W)), eopt_pg(m, BLK(l, MPROJ_B)), a->ones, a->dfc);
-        eopt_gelu_backward(be, (int64_t)N * 4 * C, a->dfc, y->fc_pre, a->dfc);
+        eopt_gelu_backward(be, (int64_t)N * 4 * C, a->dfc, y->fc_grad, a->dfc);
         eopt_linear_backward(be, N, C, 4 * C, a->dfc, y->ln2_out, eopt_pw(m, BLK(l, FC_W)), eopt_pg(m, BLK(l, FC_W)),
                              eopt_pg(m, BLK(l, FC_B)), a->ones, a->dln);
         eopt_layernorm_backward(be, N, C, a->dln, y->ln2_xhat, y->ln2_rstd, eopt_pw(m, BLK(l, LN2_W)),

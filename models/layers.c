@@ -23,14 +23,14 @@ void eopt_linear_backward(eopt_backend *be, int N, int in, int out, const float 
         be->gemm(be, EOPT_PREC_FP32, 0, 0, N, in, out, 1.0f, dy, out, 0, W, in, 0, 0.0f, dx, in, 0, 1);
 }
 
-void eopt_gelu_forward(eopt_backend *be, int N, int cols, const float *x, const float *b, float *pre, float *act)
+void eopt_gelu_forward(eopt_backend *be, int N, int cols, const float *x, const float *b, float *grad, float *act)
 {
-    eopt_ew_run(be, EOPT_EW(bias_gelu, (int64_t)N * cols, .pre = pre, .act = act, .a = x, .bias = b, .cols = cols));
+    eopt_ew_run(be, EOPT_EW(bias_gelu, (int64_t)N * cols, .grad = grad, .act = act, .a = x, .bias = b, .cols = cols));
 }
 
-void eopt_gelu_backward(eopt_backend *be, int64_t n, const float *dact, const float *pre, float *dx)
+void eopt_gelu_backward(eopt_backend *be, int64_t n, const float *dact, const float *grad, float *dx)
 {
-    eopt_ew_run(be, EOPT_EW(gelu_backward, n, .dx = dx, .dout = dact, .pre = pre));
+    eopt_ew_run(be, EOPT_EW(mul, n, .y = dx, .a = dact, .b = grad));
 }
 
 void eopt_layernorm_forward(eopt_backend *be, int N, int C, const float *x, const float *w, const float *b,
@@ -49,24 +49,20 @@ void eopt_layernorm_backward(eopt_backend *be, int N, int C, const float *dout, 
                                  .rows = N, .cols = C));
 }
 
-/* One strided-batched product per sequence covers all H heads: head h's Q, K, V start at
- * column h hs of their thirds (stride hs), its T x T block at h T T. */
+/* Every product is one call over the B x H grid of (sequence, head) pairs: head h of sequence b
+ * has its Q, K, V at row b T, column h hs of their thirds of qkv (strides T 3C and hs), its
+ * output at row b T, column h hs of y (strides T C and hs), its T x T block at (b H + h) T T. */
 void eopt_attention_forward(eopt_backend *be, int B, int T, int C, int H, const float *qkv, float *att, float *y)
 {
     const int hs = C / H;
     const float scale = 1.0f / sqrtf((float)hs);
     const int64_t TT = (int64_t)T * T, nrows = (int64_t)B * H * T;
-    for (int b = 0; b < B; b++) {
-        const float *q = qkv + (int64_t)b * T * 3 * C;
-        be->gemm(be, EOPT_PREC_FP32, 0, 1, T, T, hs, scale, q, 3 * C, hs, q + C, 3 * C, hs, 0.0f, att + b * H * TT,
-                 T, TT, H);
-    }
+    const int64_t s_qkv[2] = {(int64_t)T * 3 * C, hs}, s_att[2] = {H * TT, TT}, s_y[2] = {(int64_t)T * C, hs};
+    be->gemm_strided_batched(be, 0, 1, T, T, hs, scale, qkv, 3 * C, s_qkv, qkv + C, 3 * C, s_qkv, 0.0f, att, T, s_att,
+                             B, H);
     eopt_ew_run(be, EOPT_EW_ROWS(softmax_causal, nrows, T, .probs = att, .scores = att, .cols = T));
-    for (int b = 0; b < B; b++) {
-        const float *v = qkv + (int64_t)b * T * 3 * C + 2 * C;
-        be->gemm(be, EOPT_PREC_FP32, 0, 0, T, hs, T, 1.0f, att + b * H * TT, T, TT, v, 3 * C, hs, 0.0f,
-                 y + (int64_t)b * T * C, C, hs, H);
-    }
+    be->gemm_strided_batched(be, 0, 0, T, hs, T, 1.0f, att, T, s_att, qkv + 2 * C, 3 * C, s_qkv, 0.0f, y, C, s_y, B,
+                             H);
 }
 
 void eopt_attention_backward(eopt_backend *be, int B, int T, int C, int H, const float *qkv, const float *att,
@@ -75,21 +71,17 @@ void eopt_attention_backward(eopt_backend *be, int B, int T, int C, int H, const
     const int hs = C / H;
     const float scale = 1.0f / sqrtf((float)hs);
     const int64_t TT = (int64_t)T * T, nrows = (int64_t)B * H * T;
-    for (int b = 0; b < B; b++) {
-        const float *v = qkv + (int64_t)b * T * 3 * C + 2 * C, *dyb = dy + (int64_t)b * T * C;
-        be->gemm(be, EOPT_PREC_FP32, 0, 1, T, T, hs, 1.0f, dyb, C, hs, v, 3 * C, hs, 0.0f, datt + b * H * TT, T, TT,
-                 H);
-        be->gemm(be, EOPT_PREC_FP32, 1, 0, T, hs, T, 1.0f, att + b * H * TT, T, TT, dyb, C, hs, 0.0f,
-                 dqkv + (int64_t)b * T * 3 * C + 2 * C, 3 * C, hs, H);
-    }
+    const int64_t s_qkv[2] = {(int64_t)T * 3 * C, hs}, s_att[2] = {H * TT, TT}, s_y[2] = {(int64_t)T * C, hs};
+    be->gemm_strided_batched(be, 0, 1, T, T, hs, 1.0f, dy, C, s_y, qkv + 2 * C, 3 * C, s_qkv, 0.0f, datt, T, s_att, B,
+                             H); /* dP = dY V^T */
+    be->gemm_strided_batched(be, 1, 0, T, hs, T, 1.0f, att, T, s_att, dy, C, s_y, 0.0f, dqkv + 2 * C, 3 * C, s_qkv, B,
+                             H); /* dV = P^T dY */
     eopt_ew_run(be, EOPT_EW_ROWS(softmax_causal_backward, nrows, T, .dscores = datt, .dprobs = datt, .probs = att,
                                  .cols = T));
-    for (int b = 0; b < B; b++) {
-        const float *q = qkv + (int64_t)b * T * 3 * C, *ds = datt + b * H * TT;
-        float *dq = dqkv + (int64_t)b * T * 3 * C;
-        be->gemm(be, EOPT_PREC_FP32, 0, 0, T, hs, T, scale, ds, T, TT, q + C, 3 * C, hs, 0.0f, dq, 3 * C, hs, H);
-        be->gemm(be, EOPT_PREC_FP32, 1, 0, T, hs, T, scale, ds, T, TT, q, 3 * C, hs, 0.0f, dq + C, 3 * C, hs, H);
-    }
+    be->gemm_strided_batched(be, 0, 0, T, hs, T, scale, datt, T, s_att, qkv + C, 3 * C, s_qkv, 0.0f, dqkv, 3 * C, s_qkv,
+                             B, H); /* dQ = dS K / sqrt(hs) */
+    be->gemm_strided_batched(be, 1, 0, T, hs, T, scale, datt, T, s_att, qkv, 3 * C, s_qkv, 0.0f, dqkv + C, 3 * C,
+                             s_qkv, B, H); /* dK = dS^T Q / sqrt(hs) */
 }
 
 void eopt_embedding_forward(eopt_backend *be, int B, int T, int C, const int32_t *tokens, const float *wte,

@@ -20,10 +20,10 @@ void eopt_linear_backward(eopt_backend *be, int N, int in, int out, const float 
 
 /* ---- GELU (GPT-2's tanh form), fused with the preceding layer's bias ---- */
 
-/* pre = x + b (kept for the backward), act = GELU(pre); x, b: [N, cols], [cols] */
-void eopt_gelu_forward(eopt_backend *be, int N, int cols, const float *x, const float *b, float *pre, float *act);
-/* dx = dact GELU'(pre) (dx may alias dact) */
-void eopt_gelu_backward(eopt_backend *be, int64_t n, const float *dact, const float *pre, float *dx);
+/* act = GELU(x + b), grad = GELU'(x + b) (kept for the backward; may alias x); x, b: [N, cols], [cols] */
+void eopt_gelu_forward(eopt_backend *be, int N, int cols, const float *x, const float *b, float *grad, float *act);
+/* dx = dact grad, grad from eopt_gelu_forward (dx may alias dact) */
+void eopt_gelu_backward(eopt_backend *be, int64_t n, const float *dact, const float *grad, float *dx);
 
 /* ---- LayerNorm over the C columns of each row, eps 1e-5, biased variance ---- */
 

@@ -1,14 +1,15 @@
 /* Element-wise kernels of the model family (see ew.h for the conventions): the
  * per-element pieces of the MLP and GPT-2 forward and backward passes (../../models/).
- * Row-major matrices: element i is at row r = i / cols, column c = i % cols. A few kernels
- * run one element per row (n = rows) and loop over that row's columns: each still writes
- * only its own output element, so they are race-free on a GPU. */
+ * Row-major matrices: element i is at row r = i / cols, column c = i % cols. Row kernels run
+ * one index per row (n = rows, launched with EOPT_EW_ROWS) and loop over that row's columns,
+ * fusing a row's reductions with its element-wise math: each writes only its own row (or
+ * column, for ln_param_grad), so they are race-free on a GPU. */
 #ifndef EOPT_KERNELS_MODEL_H
 #define EOPT_KERNELS_MODEL_H
 
 #define EOPT_EW_MODEL(X)                                                                                          \
-    X(add_bias) X(bias_gelu) X(gelu_backward) X(ln_forward) X(ln_backward) X(ln_param_grad) X(embed)                \
-    X(cross_entropy) X(softmax_causal) X(softmax_causal_backward) X(argmax_hit)
+    X(add_bias) X(bias_gelu) X(ln_forward) X(ln_backward) X(ln_param_grad) X(embed) X(cross_entropy)                \
+    X(softmax_causal) X(softmax_causal_backward) X(argmax_hit)
 
 /* Row r = i / cols and column i % cols of element i, in 32-bit arithmetic whenever both fit:
  * a 64-bit division costs several times more on a CPU and is emulated on a GPU. */
@@ -25,16 +26,9 @@ EOPT_HD int64_t eopt_col_of(int64_t i, int64_t cols)
  * as x sigmoid(2 u) (the same function, since 0.5 (1 + tanh(u)) = sigmoid(2 u)): one expf is
  * several times cheaper than tanhf. */
 #define EOPT_GELU_K 0.7978845608028654f
-
-EOPT_HD float eopt_gelu(float x)
+/* d gelu / dx = s + 2 x s (1 - s) k (1 + 3 * 0.044715 x^2), s = sigmoid(2 u), from x and s */
+EOPT_HD float eopt_gelu_grad(float x, float s)
 {
-    return x / (1.0f + expf(-2.0f * EOPT_GELU_K * (x + 0.044715f * x * x * x)));
-}
-
-/* d gelu / dx = s + 2 x s (1 - s) k (1 + 3 * 0.044715 x^2), s = sigmoid(2 u) */
-EOPT_HD float eopt_gelu_grad(float x)
-{
-    float s = 1.0f / (1.0f + expf(-2.0f * EOPT_GELU_K * (x + 0.044715f * x * x * x)));
     return s + 2.0f * x * s * (1.0f - s) * EOPT_GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
 }
 
@@ -49,27 +43,19 @@ EOPT_HD void eopt_ew_add_bias(const eopt_ew_add_bias_args *k, int64_t i)
     k->y[i] = k->a[i] + k->bias[eopt_col_of(i, k->cols)];
 }
 
-/* pre = a + bias[col] (the pre-activation, kept for the backward pass), act = gelu(pre) */
+/* x = a + bias[col], act = gelu(x) and grad = gelu'(x), kept for the backward (which is then
+ * one product, dx = dact grad): the sigmoid is computed once for both. grad may alias a. */
 typedef struct {
-    float *pre, *act;
+    float *grad, *act;
     const float *a, *bias;
     int64_t cols;
 } eopt_ew_bias_gelu_args;
 EOPT_HD void eopt_ew_bias_gelu(const eopt_ew_bias_gelu_args *k, int64_t i)
 {
     float x = k->a[i] + k->bias[eopt_col_of(i, k->cols)];
-    k->pre[i] = x;
-    k->act[i] = eopt_gelu(x);
-}
-
-/* dx = dout gelu'(pre) (dx may alias dout) */
-typedef struct {
-    float *dx;
-    const float *dout, *pre;
-} eopt_ew_gelu_backward_args;
-EOPT_HD void eopt_ew_gelu_backward(const eopt_ew_gelu_backward_args *k, int64_t i)
-{
-    k->dx[i] = k->dout[i] * eopt_gelu_grad(k->pre[i]);
+    float e = 1.0f + expf(-2.0f * EOPT_GELU_K * (x + 0.044715f * x * x * x));
+    k->act[i] = x / e;
+    k->grad[i] = eopt_gelu_grad(x, 1.0f / e);
 }
 
 /* LayerNorm, one row per element (n = rows, run with EOPT_EW_ROWS), eps and biased variance:

@@ -78,6 +78,14 @@ struct eopt_backend {
     void (*gemm)(eopt_backend *be, eopt_prec prec, int trans_a, int trans_b, int m, int n, int k, float alpha,
                  const void *A, int lda, int64_t stride_a, const void *B, int ldb, int64_t stride_b, float beta,
                  void *C, int ldc, int64_t stride_c, int batch);
+    /* float32 gemm over an outer x inner grid of matrices, in one call: matrix (o, i) of X
+     * starts at X + o stride_x[0] + i stride_x[1] (the attention's products over sequences and
+     * heads, whose strides differ). The CPU runs the products in parallel, one single-threaded
+     * sgemm each; CUDA issues strided-batched cuBLAS calls. */
+    void (*gemm_strided_batched)(eopt_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                                 const float *A, int lda, const int64_t stride_a[2], const float *B, int ldb,
+                                 const int64_t stride_b[2], float beta, float *C, int ldc, const int64_t stride_c[2],
+                                 int outer, int inner);
     /* Symmetric rank-k update, full (both triangles) result:
      * trans = 0: C (n x n) = alpha A A^T + beta C, A n x k;  trans = 1: C = alpha A^T A + beta C, A k x n.
      * A and C are float32 at every precision (on CUDA, TF32 / BF16 round the inputs inside the product). */

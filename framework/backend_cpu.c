@@ -109,6 +109,27 @@ static void mirror_lower(int n, float *C, int ldc)
                     C[(size_t)i * ldc + j] = C[(size_t)j * ldc + i];
 }
 
+/* Small products (attention: T x T x C/H) gain nothing from a threaded BLAS: the grid is split
+ * over the threads instead, and OpenBLAS runs single-threaded inside a parallel region. */
+static void cpu_gemm_strided_batched(eopt_backend *be, int ta, int tb, int m, int n, int k, float alpha,
+                                     const float *A, int lda, const int64_t sa[2], const float *B, int ldb,
+                                     const int64_t sb[2], float beta, float *C, int ldc, const int64_t sc[2],
+                                     int outer, int inner)
+{
+    if (!blas_args_ok(be, "cblas_sgemm", m, n, k, lda, ta ? m : k, ldb, tb ? k : n, ldc, n) || outer < 0 || inner < 0)
+        return;
+    const int64_t count = (int64_t)outer * inner, work = count * m * n * (k > 0 ? k : 1);
+    int caller = threads_enter(be);
+#pragma omp parallel for schedule(static) if (count > 1 && work >= PAR_MIN)
+    for (int64_t g = 0; g < count; g++) {
+        const int64_t o = g / inner, i = g % inner;
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha,
+                    A + o * sa[0] + i * sa[1], lda, B + o * sb[0] + i * sb[1], ldb, beta, C + o * sc[0] + i * sc[1],
+                    ldc);
+    }
+    threads_leave(be, caller);
+}
+
 static void cpu_syrk(eopt_backend *be, eopt_prec prec, int trans, int n, int k, float alpha, const float *A, int lda,
                      float beta, float *C, int ldc)
 {
@@ -313,12 +334,12 @@ static eopt_status cpu_reserve_solver(eopt_backend *be, int n)
 
 static void cpu_ew(eopt_backend *be, const eopt_ew *e)
 {
-    const int64_t n = e->n;
+    const int64_t n = e->n, work = n * (e->row_len > 1 ? e->row_len : 1);
     (void)be;
     switch (e->op) {
 #define CPU_EW_CASE(name)                                                                                             \
     case EOPT_EW_##name:                                                                                              \
-        _Pragma("omp parallel for schedule(static) if (n >= PAR_MIN)") for (int64_t i = 0; i < n; i++)                \
+        _Pragma("omp parallel for schedule(static) if (work >= PAR_MIN)") for (int64_t i = 0; i < n; i++)             \
             eopt_ew_##name(&e->name, i);                                                                              \
         break;
         EOPT_EW_ALL(CPU_EW_CASE)
@@ -485,6 +506,7 @@ eopt_status eopt_backend_cpu_create(int threads, eopt_backend **out)
         .sync = cpu_sync,
         .destroy = cpu_destroy,
         .gemm = cpu_gemm,
+        .gemm_strided_batched = cpu_gemm_strided_batched,
         .syrk = cpu_syrk,
         .syevd = cpu_syevd,
         .qr = cpu_qr,

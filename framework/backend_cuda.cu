@@ -251,6 +251,27 @@ static void cuda_gemm(eopt_backend *be, eopt_prec prec, int ta, int tb, int m, i
     blas_ok(be, st, "cublasGemmEx");
 }
 
+/* One strided-batched call over the whole grid when the outer stride continues the inner one
+ * (stride_x[0] = inner stride_x[1] for A, B and C), else one per outer index. */
+static void cuda_gemm_strided_batched(eopt_backend *be, int ta, int tb, int m, int n, int k, float alpha,
+                                      const float *A, int lda, const int64_t sa[2], const float *B, int ldb,
+                                      const int64_t sb[2], float beta, float *C, int ldc, const int64_t sc[2],
+                                      int outer, int inner)
+{
+    if (m <= 0 || n <= 0 || outer <= 0 || inner <= 0)
+        return;
+    cublasHandle_t h = ctx(be)->blas;
+    cublasOperation_t oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const int flat = sa[0] == inner * sa[1] && sb[0] == inner * sb[1] && sc[0] == inner * sc[1];
+    const int calls = flat ? 1 : outer, batch = flat ? outer * inner : inner;
+    for (int o = 0; o < calls; o++) /* row-major C = op(A) op(B) as column-major C^T = op(B)^T op(A)^T */
+        if (!blas_ok(be,
+                     cublasSgemmStridedBatched(h, ob, oa, n, m, k, &alpha, B + o * sb[0], ldb, sb[1], A + o * sa[0],
+                                               lda, sa[1], &beta, C + o * sc[0], ldc, sc[1], batch),
+                     "cublasSgemmStridedBatched"))
+            return;
+}
+
 /* FP32: cublasSsyrk into the column-major upper triangle, which is the row-major lower one
  * (the triangle the CPU backend computes). TF32 / BF16: a gemm on the float32 arrays with the
  * inputs rounded to TF32 or bfloat16 by cuBLAS (there is no reduced-precision syrk). Either
@@ -769,6 +790,7 @@ extern "C" eopt_status eopt_backend_cuda_create(eopt_backend **out)
     be->sync = cuda_sync;
     be->destroy = cuda_destroy;
     be->gemm = cuda_gemm;
+    be->gemm_strided_batched = cuda_gemm_strided_batched;
     be->syrk = cuda_syrk;
     be->syevd = cuda_syevd;
     be->qr = cuda_qr;

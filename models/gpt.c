@@ -17,7 +17,7 @@ typedef struct {
     float *att;                           /* attention probabilities [B, H, T, T] */
     float *atty;                          /* heads concatenated [N, C] */
     float *ln2_xhat, *ln2_rstd, *ln2_out;
-    float *fc_pre, *fc_act;               /* [N, 4C] before and after GELU */
+    float *fc_grad, *fc_act;              /* [N, 4C]: GELU' at the pre-activation (for the backward), GELU */
 } gpt_layer_acts;
 
 typedef struct {
@@ -26,11 +26,9 @@ typedef struct {
     float *x;                            /* the residual stream [N, C] */
     float *lnf_xhat, *lnf_rstd, *lnf_out;
     float *logits;                       /* [N, V]; the cross-entropy makes it the logits gradient */
-    float *ce_rows, *loss;               /* cross-entropy scratch [3N], the loss */
-    float *dx, *dln, *dxhat, *dy;        /* backward: residual gradient, LayerNorm in/out, head output */
+    float *ce_rows, *loss;               /* cross-entropy scratch [N], the loss */
+    float *dx, *dln, *dy;                /* backward: residual gradient, LayerNorm input gradient, head output */
     float *dqkv, *dfc, *datt;            /* [N, 3C], [N, 4C], [B, H, T, T] */
-    float *rows, *means;                 /* per-row scratch [B H T], LayerNorm row means [2N] */
-    float *colbuf;                       /* a column reduction [C] */
     float *ones;                         /* N ones for bias gradients */
     int32_t *gen_tokens;                 /* the context of eopt_model_generate [max_T] */
     int last_B, last_T;                  /* the batch shape of the last forward (its qkv are kept) */
@@ -81,7 +79,7 @@ static void gpt_layout(const eopt_model *m, void *acts, eopt_arena *ar)
         y->ln2_xhat = eopt_arena_take(ar, N * C);
         y->ln2_rstd = eopt_arena_take(ar, N);
         y->ln2_out = eopt_arena_take(ar, N * C);
-        y->fc_pre = eopt_arena_take(ar, N * 4 * C);
+        y->fc_grad = eopt_arena_take(ar, N * 4 * C);
         y->fc_act = eopt_arena_take(ar, N * 4 * C);
     }
     a->x = eopt_arena_take(ar, N * C);
@@ -89,18 +87,14 @@ static void gpt_layout(const eopt_model *m, void *acts, eopt_arena *ar)
     a->lnf_rstd = eopt_arena_take(ar, N);
     a->lnf_out = eopt_arena_take(ar, N * C);
     a->logits = eopt_arena_take(ar, N * V);
-    a->ce_rows = eopt_arena_take(ar, 3 * N);
+    a->ce_rows = eopt_arena_take(ar, N);
     a->loss = eopt_arena_take(ar, 1);
     a->dx = eopt_arena_take(ar, N * C);
     a->dln = eopt_arena_take(ar, N * C);
-    a->dxhat = eopt_arena_take(ar, N * C);
     a->dy = eopt_arena_take(ar, N * C);
     a->dqkv = eopt_arena_take(ar, N * 3 * C);
     a->dfc = eopt_arena_take(ar, N * 4 * C);
     a->datt = eopt_arena_take(ar, B * H * T * T);
-    a->rows = eopt_arena_take(ar, B * H * T);
-    a->means = eopt_arena_take(ar, 2 * N);
-    a->colbuf = eopt_arena_take(ar, C);
     a->ones = eopt_arena_take(ar, N);
     a->gen_tokens = (int32_t *)eopt_arena_take(ar, T); /* int32 and float have the same size */
 }
@@ -186,20 +180,20 @@ static void gpt_logits(eopt_model *m, const int32_t *tokens, int B, int T)
     for (int l = 0; l < L; l++) {
         gpt_layer_acts *y = &a->layer[l];
         eopt_layernorm_forward(be, N, C, a->x, eopt_pw(m, BLK(l, LN1_W)), eopt_pw(m, BLK(l, LN1_B)), y->ln1_xhat,
-                               y->ln1_rstd, y->ln1_out, a->means);
+                               y->ln1_rstd, y->ln1_out);
         eopt_linear_forward(be, N, C, 3 * C, y->ln1_out, eopt_pw(m, BLK(l, ATTN_W)), eopt_pw(m, BLK(l, ATTN_B)), 0.0f,
                             y->qkv);
-        eopt_attention_forward(be, B, T, C, H, y->qkv, y->att, y->atty, a->rows);
+        eopt_attention_forward(be, B, T, C, H, y->qkv, y->att, y->atty);
         eopt_linear_forward(be, N, C, C, y->atty, eopt_pw(m, BLK(l, PROJ_W)), eopt_pw(m, BLK(l, PROJ_B)), 1.0f, a->x);
         eopt_layernorm_forward(be, N, C, a->x, eopt_pw(m, BLK(l, LN2_W)), eopt_pw(m, BLK(l, LN2_B)), y->ln2_xhat,
-                               y->ln2_rstd, y->ln2_out, a->means);
-        eopt_linear_forward(be, N, C, 4 * C, y->ln2_out, eopt_pw(m, BLK(l, FC_W)), NULL, 0.0f, y->fc_pre);
-        eopt_gelu_forward(be, N, 4 * C, y->fc_pre, eopt_pw(m, BLK(l, FC_B)), y->fc_pre, y->fc_act);
+                               y->ln2_rstd, y->ln2_out);
+        eopt_linear_forward(be, N, C, 4 * C, y->ln2_out, eopt_pw(m, BLK(l, FC_W)), NULL, 0.0f, y->fc_grad);
+        eopt_gelu_forward(be, N, 4 * C, y->fc_grad, eopt_pw(m, BLK(l, FC_B)), y->fc_grad, y->fc_act);
         eopt_linear_forward(be, N, 4 * C, C, y->fc_act, eopt_pw(m, BLK(l, MPROJ_W)), eopt_pw(m, BLK(l, MPROJ_B)), 1.0f,
                             a->x);
     }
     eopt_layernorm_forward(be, N, C, a->x, eopt_pw(m, LNF_W(L)), eopt_pw(m, LNF_B(L)), a->lnf_xhat, a->lnf_rstd,
-                           a->lnf_out, a->means);
+                           a->lnf_out);
     eopt_linear_forward(be, N, C, V, a->lnf_out, eopt_pw(m, WTE), NULL, 0.0f, a->logits); /* lm_head = wte */
 }
 
@@ -213,25 +207,23 @@ static void gpt_backward(eopt_model *m, const int32_t *tokens, int B, int T)
     eopt_linear_backward(be, N, C, V, a->logits, a->lnf_out, eopt_pw(m, WTE), eopt_pg(m, WTE), NULL, NULL, a->dln);
     eopt_fill(be, (int64_t)N * C, 0.0f, a->dx);
     eopt_layernorm_backward(be, N, C, a->dln, a->lnf_xhat, a->lnf_rstd, eopt_pw(m, LNF_W(L)), eopt_pg(m, LNF_W(L)),
-                            eopt_pg(m, LNF_B(L)), a->dx, a->dxhat, a->means, a->colbuf, a->ones);
+                            eopt_pg(m, LNF_B(L)), a->dx);
     for (int l = L - 1; l >= 0; l--) {
         gpt_layer_acts *y = &a->layer[l];
         eopt_linear_backward(be, N, 4 * C, C, a->dx, y->fc_act, eopt_pw(m, BLK(l, MPROJ_W)),
                              eopt_pg(m, BLK(l, MPROJ_W)), eopt_pg(m, BLK(l, MPROJ_B)), a->ones, a->dfc);
-        eopt_gelu_backward(be, (int64_t)N * 4 * C, a->dfc, y->fc_pre, a->dfc);
+        eopt_gelu_backward(be, (int64_t)N * 4 * C, a->dfc, y->fc_grad, a->dfc);
         eopt_linear_backward(be, N, C, 4 * C, a->dfc, y->ln2_out, eopt_pw(m, BLK(l, FC_W)), eopt_pg(m, BLK(l, FC_W)),
                              eopt_pg(m, BLK(l, FC_B)), a->ones, a->dln);
         eopt_layernorm_backward(be, N, C, a->dln, y->ln2_xhat, y->ln2_rstd, eopt_pw(m, BLK(l, LN2_W)),
-                                eopt_pg(m, BLK(l, LN2_W)), eopt_pg(m, BLK(l, LN2_B)), a->dx, a->dxhat, a->means,
-                                a->colbuf, a->ones);
+                                eopt_pg(m, BLK(l, LN2_W)), eopt_pg(m, BLK(l, LN2_B)), a->dx);
         eopt_linear_backward(be, N, C, C, a->dx, y->atty, eopt_pw(m, BLK(l, PROJ_W)), eopt_pg(m, BLK(l, PROJ_W)),
                              eopt_pg(m, BLK(l, PROJ_B)), a->ones, a->dy);
-        eopt_attention_backward(be, B, T, C, H, y->qkv, y->att, a->dy, a->dqkv, a->datt, a->rows);
+        eopt_attention_backward(be, B, T, C, H, y->qkv, y->att, a->dy, a->dqkv, a->datt);
         eopt_linear_backward(be, N, C, 3 * C, a->dqkv, y->ln1_out, eopt_pw(m, BLK(l, ATTN_W)),
                              eopt_pg(m, BLK(l, ATTN_W)), eopt_pg(m, BLK(l, ATTN_B)), a->ones, a->dln);
         eopt_layernorm_backward(be, N, C, a->dln, y->ln1_xhat, y->ln1_rstd, eopt_pw(m, BLK(l, LN1_W)),
-                                eopt_pg(m, BLK(l, LN1_W)), eopt_pg(m, BLK(l, LN1_B)), a->dx, a->dxhat, a->means,
-                                a->colbuf, a->ones);
+                                eopt_pg(m, BLK(l, LN1_W)), eopt_pg(m, BLK(l, LN1_B)), a->dx);
     }
     /* the embedding adds the rows of the input tokens: the second half of the tied gradient */
     eopt_embedding_backward(be, B, T, C, V, tokens, a->dx, eopt_pg(m, WTE), eopt_pg(m, WPE), a->ones);

@@ -20,35 +20,32 @@ void eopt_linear_backward(eopt_backend *be, int N, int in, int out, const float 
 
 /* ---- GELU (GPT-2's tanh form), fused with the preceding layer's bias ---- */
 
-/* pre = x + b (kept for the backward), act = GELU(pre); x, b: [N, cols], [cols] */
-void eopt_gelu_forward(eopt_backend *be, int N, int cols, const float *x, const float *b, float *pre, float *act);
-/* dx = dact GELU'(pre) (dx may alias dact) */
-void eopt_gelu_backward(eopt_backend *be, int64_t n, const float *dact, const float *pre, float *dx);
+/* act = GELU(x + b), grad = GELU'(x + b) (kept for the backward; may alias x); x, b: [N, cols], [cols] */
+void eopt_gelu_forward(eopt_backend *be, int N, int cols, const float *x, const float *b, float *grad, float *act);
+/* dx = dact grad, grad from eopt_gelu_forward (dx may alias dact) */
+void eopt_gelu_backward(eopt_backend *be, int64_t n, const float *dact, const float *grad, float *dx);
 
 /* ---- LayerNorm over the C columns of each row, eps 1e-5, biased variance ---- */
 
 /* xhat = (x - mean) rstd, rstd = 1 / sqrt(var + eps), out = xhat w + b; keeps xhat, rstd
- * [N, C], [N] for the backward. mean: N floats of scratch. */
+ * [N, C], [N] for the backward. One fused pass per row. */
 void eopt_layernorm_forward(eopt_backend *be, int N, int C, const float *x, const float *w, const float *b,
-                            float *xhat, float *rstd, float *out, float *mean);
+                            float *xhat, float *rstd, float *out);
 /* dxhat = dout w; dx += rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)) (ACCUMULATES: the
- * residual stream); dw += sum_rows dout xhat; db += sum_rows dout. Scratch: dxhat [N, C],
- * means [2N], colbuf [C], ones [N]. */
+ * residual stream); dw += sum_rows dout xhat; db += sum_rows dout. */
 void eopt_layernorm_backward(eopt_backend *be, int N, int C, const float *dout, const float *xhat, const float *rstd,
-                             const float *w, float *dw, float *db, float *dx, float *dxhat, float *means,
-                             float *colbuf, const float *ones);
+                             const float *w, float *dw, float *db, float *dx);
 
 /* ---- causal self-attention of H heads over B sequences of T positions ---- */
 
 /* qkv [B T, 3C]: Q, K, V of head h are columns h hs .. (h+1) hs - 1 of its three C-wide
  * thirds, hs = C / H. P = softmax(mask(Q K^T / sqrt(hs))) into att [B, H, T, T] (kept for
- * the backward), Y = P V into y [B T, C] (heads concatenated). rows: B H T floats of scratch. */
-void eopt_attention_forward(eopt_backend *be, int B, int T, int C, int H, const float *qkv, float *att, float *y,
-                            float *rows);
+ * the backward), Y = P V into y [B T, C] (heads concatenated). */
+void eopt_attention_forward(eopt_backend *be, int B, int T, int C, int H, const float *qkv, float *att, float *y);
 /* dP = dY V^T, dV = P^T dY, dS = P (dP - rowsum(dP P)), dQ = dS K / sqrt(hs),
- * dK = dS^T Q / sqrt(hs), into dqkv [B T, 3C]. Scratch: datt [B, H, T, T], rows [B H T]. */
+ * dK = dS^T Q / sqrt(hs), into dqkv [B T, 3C]. Scratch: datt [B, H, T, T]. */
 void eopt_attention_backward(eopt_backend *be, int B, int T, int C, int H, const float *qkv, const float *att,
-                             const float *dy, float *dqkv, float *datt, float *rows);
+                             const float *dy, float *dqkv, float *datt);
 
 /* ---- token + position embedding ---- */
 
@@ -66,7 +63,7 @@ void eopt_embedding_backward(eopt_backend *be, int B, int T, int C, int V, const
 /* loss_dev (1 float) = mean_r (log sum_j exp(l_rj - max_r) + max_r - l_r,target_r) over the
  * N rows of logits [N, V]. The logits are overwritten in place: by exp(l - max) and, with
  * backward, by their gradient grad_scale / N (softmax - onehot(target)); so the only [N, V]
- * buffer a model needs is its logits. rows: 3N floats of scratch. */
+ * buffer a model needs is its logits. rows: N floats of scratch (the per-row losses). */
 void eopt_cross_entropy(eopt_backend *be, int N, int V, float *logits, const int32_t *targets, int backward,
                         float grad_scale, float *rows, float *loss_dev);
 

@@ -8,7 +8,7 @@
 
 typedef struct {
     float *block;                      /* the one device allocation everything below lives in */
-    float *pre[EOPT_MLP_MAX_LAYERS];   /* pre-activations [B, d_{i+1}] (the last is the logits) */
+    float *pre[EOPT_MLP_MAX_LAYERS];   /* [B, d_{i+1}]: GELU' at the pre-activation; the last is the logits */
     float *act[EOPT_MLP_MAX_LAYERS];   /* GELU(pre) for every layer but the last */
     float *rows, *loss, *ones;         /* cross-entropy scratch [3B], the loss; B ones for bias gradients */
     float *d0, *d1;                    /* backward ping-pong buffers [B, max d] */

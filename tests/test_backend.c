@@ -441,27 +441,23 @@ static eopt_ew ew_launch(eopt_ew_op op, int64_t n, const ew_bufs *u)
                        .one_minus_beta1 = s[1], .beta2 = s[2], .one_minus_beta2 = s[3], .sqrt_bc2 = s[4], .eps = s[5],
                        .neg_step_size = s[6], .maximize = s[7] < 0.0f);
     case EOPT_EW_add_bias: return EOPT_EW(add_bias, n, .y = y, .a = a, .bias = b, .cols = cols);
-    case EOPT_EW_bias_gelu: return EOPT_EW(bias_gelu, n, .pre = y, .act = y2, .a = a, .bias = b, .cols = cols);
-    case EOPT_EW_gelu_backward: return EOPT_EW(gelu_backward, n, .dx = y, .dout = a, .pre = b);
-    case EOPT_EW_sub_row: return EOPT_EW(sub_row, n, .y = y, .a = a, .row = b, .cols = cols);
-    case EOPT_EW_rsqrt_eps: return EOPT_EW(rsqrt_eps, n, .y = y, .a = a, .eps = s[0]);
-    case EOPT_EW_ln_affine:
-        return EOPT_EW(ln_affine, n, .xhat = y, .out = y2, .xc = a, .rstd = b, .weight = c, .bias = d, .cols = cols);
+    case EOPT_EW_bias_gelu: return EOPT_EW(bias_gelu, n, .grad = y, .act = y2, .a = a, .bias = b, .cols = cols);
+    case EOPT_EW_ln_forward:
+        return EOPT_EW_ROWS(ln_forward, n, cols, .xhat = y, .rstd = y2, .out = y3, .x = a, .weight = b, .bias = c,
+                            .eps = s[0], .cols = cols);
     case EOPT_EW_ln_backward:
-        return EOPT_EW(ln_backward, n, .dx = y, .dxhat = a, .xhat = b, .rstd = c, .mean_dxhat = d,
-                       .mean_dxhat_xhat = d + n / cols, .cols = cols);
+        return EOPT_EW_ROWS(ln_backward, n, cols, .dx = y, .dout = a, .xhat = b, .rstd = c, .weight = d, .cols = cols);
+    case EOPT_EW_ln_param_grad: /* one index per column of an n / cols x cols matrix */
+        return EOPT_EW_ROWS(ln_param_grad, cols, n / cols, .dweight = y, .dbias = y2, .dout = a, .xhat = b,
+                            .rows = n / cols, .cols = cols);
     case EOPT_EW_embed:
         return EOPT_EW(embed, n, .x = y, .wte = a, .wpe = b, .tokens = u->ia, .seq_len = (int64_t)s[0], .cols = cols);
-    case EOPT_EW_exp_row: return EOPT_EW(exp_row, n, .y = y, .a = a, .max = b, .cols = cols);
-    case EOPT_EW_ce_loss:
-        return EOPT_EW(ce_loss, n, .loss = y, .sum = a, .max = b, .target = c);
-    case EOPT_EW_ce_target: return EOPT_EW(ce_target, n, .target = y, .logits = a, .targets = u->ia, .cols = cols);
-    case EOPT_EW_ce_backward:
-        return EOPT_EW(ce_backward, n, .dlogits = y, .exps = a, .sum = b, .targets = u->ia, .scale = s[0],
-                       .cols = cols);
-    case EOPT_EW_causal_mask: return EOPT_EW(causal_mask, n, .y = y, .a = a, .cols = cols);
-    case EOPT_EW_softmax_backward:
-        return EOPT_EW(softmax_backward, n, .dscores = y, .dprobs = a, .probs = b, .row_dot = c, .cols = cols);
+    case EOPT_EW_cross_entropy:
+        return EOPT_EW_ROWS(cross_entropy, n, cols, .logits = y, .loss = y2, .targets = u->ia, .scale = s[0],
+                            .backward = 1, .cols = cols);
+    case EOPT_EW_softmax_causal: return EOPT_EW_ROWS(softmax_causal, n, cols, .probs = y, .scores = a, .cols = cols);
+    case EOPT_EW_softmax_causal_backward:
+        return EOPT_EW_ROWS(softmax_causal_backward, n, cols, .dscores = y, .dprobs = a, .probs = b, .cols = cols);
     case EOPT_EW_argmax_hit: return EOPT_EW(argmax_hit, n, .hit = y, .logits = a, .labels = u->ia, .cols = cols);
     case EOPT_EW_COUNT: break;
     }

@@ -56,6 +56,7 @@ typedef enum {
 typedef struct {
     eopt_ew_op op;
     int64_t n;
+    int64_t row_len; /* a row kernel's elements per index (its loop length), 0 = 1: the CPU's threading threshold */
     union {
 #define EOPT_EW_MEMBER(name) eopt_ew_##name##_args name;
         EOPT_EW_ALL(EOPT_EW_MEMBER)
@@ -65,5 +66,8 @@ typedef struct {
 
 /* EOPT_EW(name, n, .field = value, ...): the launch of kernel `name` over n elements. */
 #define EOPT_EW(name, n_, ...) ((eopt_ew){.op = EOPT_EW_##name, .n = (n_), .name = {__VA_ARGS__}})
+/* EOPT_EW_ROWS(name, rows, len, ...): a row kernel (one index per row, `len` elements each). */
+#define EOPT_EW_ROWS(name, rows, len, ...)                                                                            \
+    ((eopt_ew){.op = EOPT_EW_##name, .n = (rows), .row_len = (len), .name = {__VA_ARGS__}})
 
 #endif

@@ -246,9 +246,10 @@ static eopt_status gpt_attn_logit_max(eopt_model *m, float *out)
             be->gemm(be, EOPT_PREC_FP32, 0, 1, T, T, hs, 1.0f / sqrtf((float)hs), q, 3 * C, hs, q + C, 3 * C, hs, 0.0f,
                      a->datt + b * H * TT, T, TT, H);
         }
-        eopt_ew_run(be, EOPT_EW(causal_mask, nrows * T, .y = a->datt, .a = a->datt, .cols = T));
-        be->reduce(be, EOPT_RED_MAX, EOPT_AXIS_ALL, (int)nrows, T, a->datt, NULL, T, 1.0f, a->rows);
-        out[l] = eopt_read_scalar(be, a->rows);
+        eopt_ew_run(be, EOPT_EW_ROWS(causal_row_max, nrows, T, .scores = a->datt, .cols = T));
+        /* the rows' maxima sit at stride T; their maximum into the cross-entropy's scratch, free here */
+        be->reduce(be, EOPT_RED_MAX, EOPT_AXIS_ALL, (int)nrows, 1, a->datt, NULL, T, 1.0f, a->ce_rows);
+        out[l] = eopt_read_scalar(be, a->ce_rows);
     }
     return EOPT_OK;
 }

@@ -9,7 +9,7 @@
 
 #define EOPT_EW_MODEL(X)                                                                                          \
     X(add_bias) X(bias_gelu) X(ln_forward) X(ln_backward) X(ln_param_grad) X(embed) X(cross_entropy)                \
-    X(softmax_causal) X(softmax_causal_backward) X(argmax_hit)
+    X(softmax_causal) X(softmax_causal_backward) X(causal_row_max) X(argmax_hit)
 
 /* Row r = i / cols and column i % cols of element i, in 32-bit arithmetic whenever both fit:
  * a 64-bit division costs several times more on a CPU and is emulated on a GPU. */
@@ -226,6 +226,23 @@ EOPT_HD void eopt_ew_softmax_causal_backward(const eopt_ew_softmax_causal_backwa
         ds[j] = p[j] * (dp[j] - d);
     for (int64_t j = t + 1; j < T; j++)
         ds[j] = 0.0f;
+}
+
+/* The largest causal score of one row of a T x T score block (n = B H T rows, EOPT_EW_ROWS;
+ * cols = T): max_{j <= t} s_j, t = r % T, written over s_0 (each row writes only its own first
+ * element; the caller then reduces the rows' first elements). NaN propagates. */
+typedef struct {
+    float *scores;
+    int64_t cols;
+} eopt_ew_causal_row_max_args;
+EOPT_HD void eopt_ew_causal_row_max(const eopt_ew_causal_row_max_args *k, int64_t r)
+{
+    const int64_t T = k->cols, t = eopt_col_of(r, T);
+    float *s = k->scores + r * T;
+    float mx = s[0];
+    for (int64_t j = 1; j <= t; j++)
+        mx = (s[j] > mx || s[j] != s[j]) ? s[j] : mx;
+    s[0] = mx;
 }
 
 /* One element per row (n = rows): hit[r] = 1 if the first maximum of row r of logits is at labels[r]. */

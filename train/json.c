@@ -16,7 +16,14 @@ static eopt_status value(cursor *c, eopt_json *v);
 
 static eopt_status fail(const cursor *c, const char *what)
 {
-    return eopt_fail(EOPT_ERR_FORMAT, "JSON: expected %s at column %d", what, (int)(c->s - c->start) + 1);
+    int line = 1;
+    const char *bol = c->start;
+    for (const char *p = c->start; p < c->s; p++)
+        if (*p == '\n')
+            line++, bol = p + 1;
+    if (line == 1)
+        return eopt_fail(EOPT_ERR_FORMAT, "JSON: expected %s at column %d", what, (int)(c->s - bol) + 1);
+    return eopt_fail(EOPT_ERR_FORMAT, "JSON: expected %s at line %d, column %d", what, line, (int)(c->s - bol) + 1);
 }
 
 static void skip_space(cursor *c)

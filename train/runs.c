@@ -125,7 +125,7 @@ static eopt_status read_lines(eopt_run_metrics *m, FILE *f)
     return st;
 }
 
-eopt_status eopt_run_metrics_read(const char *where, eopt_run_metrics *m)
+eopt_status eopt_run_metrics_load(const char *where, eopt_run_metrics *m)
 {
     struct stat st;
     memset(m, 0, sizeof *m);
@@ -140,11 +140,18 @@ eopt_status eopt_run_metrics_read(const char *where, eopt_run_metrics *m)
     m->time_s = m->rate = NAN;
     eopt_status rc = read_lines(m, f);
     fclose(f);
-    if (rc == EOPT_OK && m->n == 0)
-        rc = eopt_fail(EOPT_ERR_FORMAT, "%s: no training steps recorded", m->path);
     if (rc != EOPT_OK)
         eopt_run_metrics_free(m);
     return rc;
+}
+
+eopt_status eopt_run_metrics_read(const char *where, eopt_run_metrics *m)
+{
+    EOPT_TRY(eopt_run_metrics_load(where, m));
+    if (m->n > 0)
+        return EOPT_OK;
+    eopt_run_metrics_free(m);
+    return eopt_fail(EOPT_ERR_FORMAT, "%s: no training steps recorded", m->path);
 }
 
 void eopt_run_metrics_free(eopt_run_metrics *m)

@@ -32,6 +32,8 @@ typedef struct {
  * the read, naming the file and line, except a last line without its newline (a line being
  * written), which is skipped. A file without steps fails too. */
 eopt_status eopt_run_metrics_read(const char *where, eopt_run_metrics *m);
+/* The same, where a file without steps (a run that has not taken one yet) is no error. */
+eopt_status eopt_run_metrics_load(const char *where, eopt_run_metrics *m);
 void eopt_run_metrics_free(eopt_run_metrics *m);
 
 #endif

@@ -383,26 +383,45 @@ static int has_series(const eopt_report *r, const int *pick, int n, const diag_s
     return 0;
 }
 
-/* The series' mean over configuration c's runs at each diagnostics step of its longest run. */
-static void diag_block(FILE *g, const eopt_report *r, int c, const diag_series *d)
+static int compare_steps(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The series' mean over configuration c's runs at each step where one of them has a value;
+ * the number of points written. */
+static int diag_block(FILE *g, const eopt_report *r, int c, const diag_series *d)
 {
     const eopt_report_config *cf = &r->configs[c];
-    const eopt_run_metrics *longest = &r->runs[cf->runs[0]].m;
-    for (int j = 1; j < cf->nruns; j++)
-        if (r->runs[cf->runs[j]].m.nd > longest->nd)
-            longest = &r->runs[cf->runs[j]].m;
-    for (int i = 0; i < longest->nd; i++) {
+    int total = 0, n = 0, points = 0;
+    for (int j = 0; j < cf->nruns; j++)
+        total += r->runs[cf->runs[j]].m.nd;
+    int64_t *at = malloc((size_t)total * sizeof *at + 1);
+    for (int j = 0; at && j < cf->nruns; j++) {
+        const eopt_run_metrics *m = &r->runs[cf->runs[j]].m;
+        for (int q = 0; q < m->nd; q++)
+            if (isfinite(series_of(m, d)[q]) && (!d->log || series_of(m, d)[q] > 0))
+                at[n++] = m->dstep[q];
+    }
+    if (at)
+        qsort(at, (size_t)n, sizeof *at, compare_steps);
+    for (int i = 0; i < n; i++) {
+        if (i > 0 && at[i] == at[i - 1])
+            continue;
         double sum = 0;
         int cnt = 0;
         for (int j = 0; j < cf->nruns; j++) {
             const eopt_run_metrics *m = &r->runs[cf->runs[j]].m;
             for (int q = 0; q < m->nd; q++)
-                if (m->dstep[q] == longest->dstep[i] && isfinite(series_of(m, d)[q]) && (!d->log || series_of(m, d)[q] > 0))
+                if (m->dstep[q] == at[i] && isfinite(series_of(m, d)[q]) && (!d->log || series_of(m, d)[q] > 0))
                     sum += series_of(m, d)[q], cnt++;
         }
-        if (cnt)
-            fprintf(g, "%lld %.9g\n", (long long)longest->dstep[i], sum / cnt);
+        fprintf(g, "%lld %.9g\n", (long long)at[i], sum / cnt);
+        points++;
     }
+    free(at);
+    return points;
 }
 
 static void diag_plot(plotter *p, const int *pick, int n, const char *file, const char *group)
@@ -417,10 +436,11 @@ static void diag_plot(plotter *p, const int *pick, int n, const char *file, cons
     FILE *g = begin_png(p, file, 560 * nk, 480);
     if (!g)
         return;
+    int points[3][MAX_LINES];
     for (int q = 0; q < nk; q++)
         for (int k = 0; k < n; k++) {
             fprintf(g, "$d%d_%d << EOD\n", q, k);
-            diag_block(g, r, pick[k], &diag_kinds[kinds[q]]);
+            points[q][k] = diag_block(g, r, pick[k], &diag_kinds[kinds[q]]);
             fprintf(g, "EOD\n");
         }
     char head[1024];
@@ -432,11 +452,14 @@ static void diag_plot(plotter *p, const int *pick, int n, const char *file, cons
         const diag_series *d = &diag_kinds[kinds[q]];
         title(g, "title", d->label);
         fprintf(g, "%s\nplot ", d->log ? "set logscale y" : "unset logscale y");
-        for (int k = 0; k < n; k++) {
+        for (int k = 0, first = 1; k < n; k++) {
+            if (!points[q][k])
+                continue;
             char t[512];
             describe(r, pick[k], 0, -2, t, sizeof t);
-            fprintf(g, "%s$d%d_%d using 1:2 with linespoints lw 1.8 pt 7 ps 0.5 lc rgb '#%s' title ", k ? ", " : "", q, k,
+            fprintf(g, "%s$d%d_%d using 1:2 with linespoints lw 1.8 pt 7 ps 0.5 lc rgb '#%s' title ", first ? "" : ", ", q, k,
                     eopt_gnuplot_colors[k % EOPT_GNUPLOT_NCOLORS]);
+            first = 0;
             eopt_gnuplot_quoted(g, t);
         }
         fprintf(g, "\n");

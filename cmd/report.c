@@ -48,13 +48,14 @@ static int is_by(const eopt_report *r, int axis)
     return 0;
 }
 
-/* "label=value, ..." over the axes that `want` selects (neither seed nor, unless asked, x). */
-static void describe(const eopt_report *r, int config, int by, int skip, char *buf, size_t size)
+/* "label=value, ..." over the `by` axes (by = 1: the line group) or the others but the seed
+ * (by = 0: a configuration within its group). */
+static void describe(const eopt_report *r, int config, int by, char *buf, size_t size)
 {
     size_t len = 0;
     buf[0] = 0;
     for (int a = 0; a < r->naxes && len < size; a++)
-        if (a != r->seed_axis && a != skip && is_by(r, a) == by)
+        if (a != r->seed_axis && is_by(r, a) == by)
             len += (size_t)snprintf(buf + len, size - len, "%s%s=%s", len ? ", " : "", r->labels[a],
                                     setting(r, config, a)->text);
     if (!buf[0])
@@ -334,7 +335,7 @@ static void loss_plot(plotter *p, const int *pick, int n, const char *file, cons
     for (int k = 0; k < n; k++) {
         const char *color = eopt_gnuplot_colors[k % EOPT_GNUPLOT_NCOLORS];
         char t[512];
-        describe(r, pick[k], 0, -2, t, sizeof t);
+        describe(r, pick[k], 0, t, sizeof t);
         fprintf(g, "%s$b%d using 1:3:4 with filledcurves lc rgb '#%s' notitle, $b%d using 1:2 with lines lw 2 lc rgb '#%s' title ",
                 k ? ", " : "", k, color, k, color);
         eopt_gnuplot_quoted(g, t);
@@ -456,7 +457,7 @@ static void diag_plot(plotter *p, const int *pick, int n, const char *file, cons
             if (!points[q][k])
                 continue;
             char t[512];
-            describe(r, pick[k], 0, -2, t, sizeof t);
+            describe(r, pick[k], 0, t, sizeof t);
             fprintf(g, "%s$d%d_%d using 1:2 with linespoints lw 1.8 pt 7 ps 0.5 lc rgb '#%s' title ", first ? "" : ", ", q, k,
                     eopt_gnuplot_colors[k % EOPT_GNUPLOT_NCOLORS]);
             first = 0;
@@ -497,7 +498,7 @@ static void group_plots(plotter *p)
             end++;
         int n = pick_lines(c, end, pick), has_steps = 0;
         char group[512], file[600];
-        describe(r, c, 1, -2, group, sizeof group);
+        describe(r, c, 1, group, sizeof group);
         if (end - c > n)
             note(p, "%s: the loss and diagnostics plots show 8 of its configurations, evenly spread", group);
         for (int k = c; k < end; k++)

@@ -312,6 +312,38 @@ Test(report, default_folder_and_options)
     remove_tree(dir);
 }
 
+/* A schedule (a libconfig group, written as its text) shows as its number when it holds one
+ * (and sorts as a number), else as its kind and numbers; an axis a run leaves unset as "-". */
+Test(report, group_and_unset_settings)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/eopt-report-XXXXXX");
+    cr_assert(mkdtemp(dir));
+    put(dir, "study.json",
+        "{\"schema\": \"eopt-study\", \"version\": 1, \"name\": \"g\", \"axes\": [\"o.matrix.ramps.softening\", \"o.adamw.args.lr\", "
+        "\"o.matrix.args.lr\"], \"seed_axis\": null, \"runs\": [\n"
+        " {\"name\": \"a\", \"settings\": {\"o.matrix.ramps.softening\": \"{ kind = \\\"cosine\\\"; from = 0.3; to = 0.0; start = 0; end = 250; }\", \"o.matrix.args.lr\": 0.02}},\n"
+        " {\"name\": \"b\", \"settings\": {\"o.matrix.ramps.softening\": \"{ kind = \\\"constant\\\"; value = 0.3; }\", \"o.matrix.args.lr\": 0.02}},\n"
+        " {\"name\": \"c\", \"settings\": {\"o.matrix.ramps.softening\": \"{ kind = \\\"constant\\\"; value = 0.0; }\", \"o.adamw.args.lr\": 1e-3, "
+        "\"o.matrix.args.lr\": 0.02}}]}\n");
+    eopt_report r;
+    cr_assert_eq(eopt_report_load(dir, NULL, NULL, &r), EOPT_OK, "%s", eopt_last_error());
+    cr_expect_str_eq(r.runs[0].values[0].text, "cosine from=0.3 to=0 start=0 end=250");
+    cr_expect_str_eq(r.runs[1].values[0].text, "0.3");
+    cr_expect(r.runs[1].values[0].is_num && r.runs[1].values[0].num == 0.3);
+    cr_expect_str_eq(r.runs[0].values[1].text, "-");
+    cr_expect_str_eq(r.labels[1], "adamw.args.lr");
+    cr_expect_str_eq(r.labels[2], "matrix.args.lr");
+    cr_expect_eq(r.x_axis, 1, "the first axis ending in lr");
+    cr_assert_eq(r.nconfigs, 3);
+    /* sorted by softening (numbers first), then the adamw lr */
+    cr_expect_eq(r.configs[0].first, 2);
+    cr_expect_eq(r.configs[1].first, 1);
+    cr_expect_eq(r.configs[2].first, 0);
+    eopt_report_free(&r);
+    remove_tree(dir);
+}
+
 /* The message of a load that must fail. */
 static const char *load_error(const char *dir)
 {
@@ -342,9 +374,9 @@ Test(report, damaged_files_are_named)
     e = load_error(dir);
     cr_expect(strstr(e, "study.json: not a study file"), "%s", e);
     put(dir, "study.json", "{\"schema\": \"eopt-study\", \"version\": 1, " AXES ", \"runs\": [{\"name\": \"x\", \"settings\": "
-                           "{\"run.seed\": 1}}]}");
+                           "{\"run.seed\": [1]}}]}");
     e = load_error(dir);
-    cr_expect(strstr(e, "study.json: run \"x\" has no setting for axis optimizers.matrix.class"), "%s", e);
+    cr_expect(strstr(e, "study.json: run \"x\", axis run.seed: a setting is not a number, string or boolean"), "%s", e);
     put(dir, "study.json", "{\"schema\": \"eopt-study\", \"version\": 1, " AXES ", \"runs\": [{\"name\": \"../x\", \"settings\": {}}]}");
     e = load_error(dir);
     cr_expect(strstr(e, "runs[0] has no \"name\" that is a file name"), "%s", e);

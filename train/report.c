@@ -2,6 +2,7 @@
 #include "report.h"
 
 #include <errno.h>
+#include <libconfig.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,19 +55,62 @@ static int compare_values(const eopt_report_value *a, const eopt_report_value *b
     return strcmp(a->text, b->text);
 }
 
+/* A group setting (a schedule, written as its libconfig text) as a short label: its one number
+ * when it holds a kind and one number ({ kind = "constant"; value = 0.3; } is 0.3, a number),
+ * else its kind and numeric members ("cosine from=0.3 to=0 start=0 end=250"). 0 if `text` is no
+ * libconfig group. */
+static int group_label(const char *text, char *buf, size_t size, eopt_report_value *v)
+{
+    config_t cfg;
+    size_t n = strlen(text) + 8;
+    char *src = malloc(n);
+    if (!src)
+        return 0;
+    snprintf(src, n, "v = %s;", text);
+    config_init(&cfg);
+    int ok = config_read_string(&cfg, src) == CONFIG_TRUE;
+    const config_setting_t *g = ok ? config_lookup(&cfg, "v") : NULL;
+    const char *kind = NULL;
+    ok = g && config_setting_type(g) == CONFIG_TYPE_GROUP;
+    if (ok) {
+        int nums = 0;
+        size_t len = 0;
+        config_setting_lookup_string(g, "kind", &kind);
+        len = (size_t)snprintf(buf, size, "%s", kind ? kind : "");
+        for (int k = 0; k < config_setting_length(g) && len < size; k++) {
+            const config_setting_t *e = config_setting_get_elem(g, k);
+            int t = config_setting_type(e);
+            if (t != CONFIG_TYPE_FLOAT && t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+                continue;
+            v->num = t == CONFIG_TYPE_FLOAT ? config_setting_get_float(e) : (double)config_setting_get_int64(e);
+            nums++;
+            len += (size_t)snprintf(buf + len, size - len, "%s%s=%g", len ? " " : "", config_setting_name(e), v->num);
+        }
+        v->is_num = nums == 1 && config_setting_length(g) == 1 + (kind != NULL);
+        if (v->is_num)
+            snprintf(buf, size, "%g", v->num);
+    }
+    config_destroy(&cfg);
+    free(src);
+    return ok;
+}
+
+/* A setting; an axis the run does not set (j NULL: the base config's value) is "-". */
 static eopt_status value_of(const eopt_json *j, eopt_report_value *v)
 {
-    char buf[64];
+    char buf[256];
     const char *text = buf;
-    v->is_num = j->type == EOPT_JSON_NUMBER;
-    v->num = j->num;
-    if (j->type == EOPT_JSON_NUMBER)
+    v->is_num = j && j->type == EOPT_JSON_NUMBER;
+    v->num = j ? j->num : 0;
+    if (!j)
+        text = "-";
+    else if (j->type == EOPT_JSON_NUMBER)
         snprintf(buf, sizeof buf, "%g", j->num);
     else if (j->type == EOPT_JSON_BOOL)
         text = j->num ? "true" : "false";
-    else if (j->type == EOPT_JSON_STRING)
+    else if (j->type == EOPT_JSON_STRING && !(j->str[0] == '{' && group_label(j->str, buf, sizeof buf, v)))
         text = j->str;
-    else
+    else if (j->type != EOPT_JSON_STRING)
         return eopt_fail(EOPT_ERR_FORMAT, "a setting is not a number, string or boolean");
     v->text = strdup(text);
     return v->text ? EOPT_OK : eopt_fail(EOPT_ERR_NOMEM, "out of memory");
@@ -139,10 +183,7 @@ static eopt_status read_settings(eopt_report *r, eopt_report_run *run, const eop
     if (!(run->values = calloc((size_t)r->naxes, sizeof *run->values)))
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
     for (int a = 0; a < r->naxes; a++) {
-        const eopt_json *v = eopt_json_get(s, r->axes[a]);
-        if (!v)
-            return eopt_fail(EOPT_ERR_FORMAT, "%s: run \"%s\" has no setting for axis %s", path, run->name, r->axes[a]);
-        eopt_status st = value_of(v, &run->values[a]);
+        eopt_status st = value_of(eopt_json_get(s, r->axes[a]), &run->values[a]);
         if (st != EOPT_OK)
             return eopt_fail_context(st, "%s: run \"%s\", axis %s", path, run->name, r->axes[a]);
     }

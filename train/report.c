@@ -9,8 +9,10 @@
 #include <sys/stat.h>
 
 #include "json.h"
+#include "study.h"
 
-static const char *const state_names[] = {"pending", "unfinished", "finished", "diverged", "interrupted", "failed"};
+static const char *const state_names[] = {"pending",  "running",     "unfinished", "finished",
+                                          "diverged", "interrupted", "failed"};
 
 const char *eopt_run_state_name(eopt_run_state s) { return state_names[s]; }
 
@@ -212,31 +214,23 @@ static eopt_status read_runs(eopt_report *r, const eopt_json *study, const char 
     return EOPT_OK;
 }
 
-static eopt_status read_outcome(eopt_report_run *run, const char *dir)
+/* The run's state from its folder, as `eopt study --status` tells it. */
+static eopt_status read_state(eopt_report_run *run, const char *dir)
 {
     char path[1400];
-    eopt_json o;
-    int found;
-    snprintf(path, sizeof path, "%s/runs/%s/outcome.json", dir, run->name);
-    EOPT_TRY(load_json(path, &o, &found));
-    if (!found)
-        return EOPT_OK;
-    const char *state = eopt_json_str(&o, "state"), *reason = eopt_json_str(&o, "reason");
-    double step = eopt_json_num(&o, "step");
-    int s = EOPT_RUN_FINISHED;
-    while (state && s <= EOPT_RUN_FAILED && strcmp(state, state_names[s]) != 0)
+    eopt_study_run_state st;
+    snprintf(path, sizeof path, "%s/runs/%s", dir, run->name);
+    eopt_study_state(path, &st);
+    int s = 0;
+    while (s <= EOPT_RUN_FAILED && strcmp(st.state, state_names[s]) != 0)
         s++;
-    eopt_status st = EOPT_OK;
-    if (!state || s > EOPT_RUN_FAILED)
-        st = eopt_fail(EOPT_ERR_FORMAT, "%s: \"state\" is %s%s%s, not finished, diverged, interrupted or failed", path,
-                       state ? "\"" : "", state ? state : "missing", state ? "\"" : "");
-    else {
-        run->state = (eopt_run_state)s;
-        run->step = isfinite(step) ? (int64_t)step : run->step;
-        snprintf(run->reason, sizeof run->reason, "%s", reason ? reason : "");
-    }
-    eopt_json_free(&o);
-    return st;
+    if (s > EOPT_RUN_FAILED)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s/outcome.json: \"state\" is \"%s\", not finished, diverged, interrupted or failed",
+                         path, st.state);
+    run->state = (eopt_run_state)s;
+    run->step = st.step > 0 ? st.step : 0;
+    snprintf(run->reason, sizeof run->reason, "%s", st.reason);
+    return EOPT_OK;
 }
 
 static eopt_status read_run(eopt_report_run *run, const char *dir)
@@ -245,11 +239,8 @@ static eopt_status read_run(eopt_report_run *run, const char *dir)
     struct stat sb;
     run->final_eval = run->best_eval = NAN;
     snprintf(path, sizeof path, "%s/runs/%s/metrics.jsonl", dir, run->name);
-    if (stat(path, &sb) == 0) {
+    if (stat(path, &sb) == 0)
         EOPT_TRY(eopt_run_metrics_load(path, &run->m));
-        run->state = EOPT_RUN_UNFINISHED;
-        run->step = run->m.n ? run->m.step[run->m.n - 1] : 0;
-    }
     for (int k = 0; k < run->m.ne; k++)
         if (isfinite(run->m.eval[k])) {
             run->final_eval = run->m.eval[k];
@@ -262,7 +253,7 @@ static eopt_status read_run(eopt_report_run *run, const char *dir)
     double threads = eopt_json_num(eopt_json_get(&info, "machine"), "threads");
     run->threads = isfinite(threads) ? (int)threads : 0;
     eopt_json_free(&info);
-    return read_outcome(run, dir);
+    return read_state(run, dir);
 }
 
 /* The axes of x and of `by` (NULL: all but seed and x). */

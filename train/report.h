@@ -4,7 +4,8 @@
  *
  * Over a configuration's seeds: the final and best eval loss (mean, sample std, n) of the
  * finished runs; the spikes of all its runs; its diverged runs and their steps; its runs not
- * finished (pending, unfinished, interrupted, failed); the mean tokens/s of its runs. */
+ * finished (pending, running, unfinished, interrupted, failed); the mean tokens/s of its runs.
+ * A run's state is the study's (train/study.h: eopt_study_state). */
 #ifndef EOPT_REPORT_H
 #define EOPT_REPORT_H
 
@@ -15,7 +16,8 @@
 
 typedef enum {
     EOPT_RUN_PENDING,     /* nothing recorded yet */
-    EOPT_RUN_UNFINISHED,  /* metrics but no outcome.json: running, or killed */
+    EOPT_RUN_RUNNING,     /* no outcome.json; its `running` marker names a live process */
+    EOPT_RUN_UNFINISHED,  /* no outcome.json; metrics or checkpoints: killed, or not started again */
     EOPT_RUN_FINISHED,
     EOPT_RUN_DIVERGED,
     EOPT_RUN_INTERRUPTED,

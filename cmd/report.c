@@ -294,7 +294,7 @@ static void loss_plot(plotter *p, const int *pick, int n, const char *file, cons
     const eopt_report *r = p->r;
     int64_t last = last_step(r, pick, n), width = (last + NBINS - 1) / NBINS;
     double mean[NBINS], lo[NBINS], hi[NBINS], ymin = INFINITY, ymax = -INFINITY, yall = -INFINITY;
-    int spikes[MAX_LINES];
+    int spikes[MAX_LINES], bands[MAX_LINES];
     FILE *g = begin_png(p, file, 1000, 600);
     if (!g)
         return;
@@ -302,8 +302,10 @@ static void loss_plot(plotter *p, const int *pick, int n, const char *file, cons
         const eopt_report_config *cf = &r->configs[pick[k]];
         loss_bands(r, pick[k], width, mean, lo, hi);
         fprintf(g, "$b%d << EOD\n", k);
+        bands[k] = 0;
         for (int b = 0; b < NBINS; b++)
             if (isfinite(mean[b])) {
+                bands[k]++;
                 fprintf(g, "%.9g %.9g %.9g %.9g\n", (b + 0.5) * (double)width, mean[b], lo[b], hi[b]);
                 ymin = fmin(ymin, lo[b]), yall = fmax(yall, hi[b]);
                 if (b > 0 && cf->diverged == 0) /* the first span (the initial drop) and diverged runs set no range */
@@ -330,23 +332,26 @@ static void loss_plot(plotter *p, const int *pick, int n, const char *file, cons
     snprintf(head, sizeof head, "%s: train loss, %s (band: min-max over seeds)", r->name, group);
     title(g, "title", head);
     fprintf(g, "set xlabel 'step'\nset ylabel 'train loss (mean per %lld steps)'\nset xrange [0:%lld]\n"
-               "set yrange [%.9g:%.9g]\nset key top right box opaque\nset style fill transparent solid 0.18 noborder\nplot ",
+               "set yrange [%.9g:%.9g]\nset key top right box opaque\nset style fill transparent solid 0.18 noborder\n",
             (long long)width, (long long)last, ymin - 0.05 * span, top + 0.04 * span);
+    fprintf(g, "plot NaN with points pt 6 ps 1.6 lw 2 lc rgb '#555555' title 'spike', NaN with points pt 2 ps 2.2 lw 2.5 "
+               "lc rgb '#555555' title 'diverged (at its step)'");
     for (int k = 0; k < n; k++) {
         const char *color = eopt_gnuplot_colors[k % EOPT_GNUPLOT_NCOLORS];
         char t[512];
         describe(r, pick[k], 0, t, sizeof t);
-        fprintf(g, "%s$b%d using 1:3:4 with filledcurves lc rgb '#%s' notitle, $b%d using 1:2 with lines lw 2 lc rgb '#%s' title ",
-                k ? ", " : "", k, color, k, color);
-        eopt_gnuplot_quoted(g, t);
+        if (bands[k]) {
+            fprintf(g, ", $b%d using 1:3:4 with filledcurves lc rgb '#%s' notitle, $b%d using 1:2 with lines lw 2 lc rgb '#%s' title ",
+                    k, color, k, color);
+            eopt_gnuplot_quoted(g, t);
+        }
         if (spikes[k]) /* spikes above the range are drawn at its top */
             fprintf(g, ", $s%d using 1:($2 < %.9g ? $2 : %.9g) with points pt 6 ps 1.6 lw 2 lc rgb '#%s' notitle", k,
                     top, top, color);
         if (r->configs[pick[k]].diverged)
             fprintf(g, ", $x%d using 1:(%.9g) with points pt 2 ps 2.2 lw 2.5 lc rgb '#%s' notitle", k, top, color);
     }
-    fprintf(g, ", NaN with points pt 6 ps 1.6 lw 2 lc rgb '#555555' title 'spike', NaN with points pt 2 ps 2.2 lw 2.5 "
-               "lc rgb '#555555' title 'diverged (at its step)'\n");
+    fprintf(g, "\n");
     char caption[600];
     snprintf(caption, sizeof caption, "Loss curves: %s", group);
     end_png(p, g, file, caption);

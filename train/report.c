@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "json.h"
@@ -54,7 +55,7 @@ static int compare_values(const eopt_report_value *a, const eopt_report_value *b
         return (a->num > b->num) - (a->num < b->num);
     if (a->is_num != b->is_num)
         return b->is_num - a->is_num;
-    return strcmp(a->text, b->text);
+    return strcasecmp(a->text, b->text);
 }
 
 /* A group setting (a schedule, written as its libconfig text) as a short label: its one number
@@ -285,25 +286,37 @@ static eopt_status pick_axes(eopt_report *r, const char *x, const char *by)
     return EOPT_OK;
 }
 
-/* The order of configurations: the `by` axes, then x, then the rest, in file order. */
+/* The axes but the seed in the table's order: the `by` axes, then x, then the rest in file order
+ * (order has room for naxes); their count. */
+static int column_order(const eopt_report *r, int *order)
+{
+    int n = 0;
+    for (int k = 0; k < r->nby; k++)
+        order[n++] = r->by[k];
+    if (r->x_axis >= 0 && r->x_axis != r->seed_axis)
+        order[n++] = r->x_axis;
+    for (int a = 0; a < r->naxes; a++) {
+        int seen = a == r->seed_axis;
+        for (int k = 0; k < n; k++)
+            seen |= order[k] == a;
+        if (!seen)
+            order[n++] = a;
+    }
+    return n;
+}
+
+/* The order of configurations: by their settings in column order. */
 static int compare_configs(const void *pa, const void *pb, void *ctx)
 {
     const eopt_report *r = ctx;
     const eopt_report_value *a = r->runs[((const eopt_report_config *)pa)->first].values,
                             *b = r->runs[((const eopt_report_config *)pb)->first].values;
-    int order[64], n = 0;
-    for (int k = 0; k < r->nby && n < 64; k++)
-        order[n++] = r->by[k];
-    if (r->x_axis >= 0 && n < 64)
-        order[n++] = r->x_axis;
-    for (int k = 0; k < r->naxes && n < 64; k++)
-        order[n++] = k;
-    for (int k = 0; k < n; k++)
-        if (order[k] != r->seed_axis) {
-            int c = compare_values(&a[order[k]], &b[order[k]]);
-            if (c)
-                return c;
-        }
+    int order[r->naxes + 1], n = column_order(r, order);
+    for (int k = 0; k < n; k++) {
+        int c = compare_values(&a[order[k]], &b[order[k]]);
+        if (c)
+            return c;
+    }
     return 0;
 }
 
@@ -462,26 +475,22 @@ static const char *mean_std(double mean, double std, char *buf, size_t size)
     return buf;
 }
 
-static int is_column(const eopt_report *r, int a) { return a != r->seed_axis; }
-
 eopt_status eopt_report_write_md(const eopt_report *r, FILE *f)
 {
+    int order[r->naxes + 1], ncol = column_order(r, order);
     fprintf(f, "| ");
-    for (int a = 0; a < r->naxes; a++)
-        if (is_column(r, a))
-            fprintf(f, "%s | ", r->labels[a]);
+    for (int k = 0; k < ncol; k++)
+        fprintf(f, "%s | ", r->labels[order[k]]);
     fprintf(f, "runs | final eval loss | best eval loss | n | spikes | diverged (at step) | unfinished | tokens/s |\n|");
-    for (int a = 0; a < r->naxes; a++)
-        if (is_column(r, a))
-            fprintf(f, "---|");
+    for (int k = 0; k < ncol; k++)
+        fprintf(f, "---|");
     fprintf(f, "---:|---:|---:|---:|---:|---|---:|---:|\n");
     for (int c = 0; c < r->nconfigs; c++) {
         const eopt_report_config *cf = &r->configs[c];
         char fin[64], best[64], div[512], rate[32];
         fprintf(f, "| ");
-        for (int a = 0; a < r->naxes; a++)
-            if (is_column(r, a))
-                fprintf(f, "%s | ", r->runs[cf->first].values[a].text);
+        for (int k = 0; k < ncol; k++)
+            fprintf(f, "%s | ", r->runs[cf->first].values[order[k]].text);
         diverged_steps(r, cf, ", ", div, sizeof div);
         fprintf(f, "%d | %s | %s | %d | %d | ", cf->nruns, mean_std(cf->final_mean, cf->final_std, fin, sizeof fin),
                 mean_std(cf->best_mean, cf->best_std, best, sizeof best), cf->n, cf->spikes);
@@ -509,17 +518,16 @@ static void csv_field(FILE *f, const char *s)
 
 eopt_status eopt_report_write_csv(const eopt_report *r, FILE *f)
 {
-    for (int a = 0; a < r->naxes; a++)
-        if (is_column(r, a))
-            csv_field(f, r->axes[a]), fputc(',', f);
+    int order[r->naxes + 1], ncol = column_order(r, order);
+    for (int k = 0; k < ncol; k++)
+        csv_field(f, r->axes[order[k]]), fputc(',', f);
     fprintf(f, "runs,final_eval_mean,final_eval_std,best_eval_mean,best_eval_std,n,spikes,diverged,diverged_steps,"
                "unfinished,tokens_per_s\n");
     for (int c = 0; c < r->nconfigs; c++) {
         const eopt_report_config *cf = &r->configs[c];
         char b[5][32], div[512];
-        for (int a = 0; a < r->naxes; a++)
-            if (is_column(r, a))
-                csv_field(f, r->runs[cf->first].values[a].text), fputc(',', f);
+        for (int k = 0; k < ncol; k++)
+            csv_field(f, r->runs[cf->first].values[order[k]].text), fputc(',', f);
         diverged_steps(r, cf, ";", div, sizeof div);
         fprintf(f, "%d,%s,%s,%s,%s,%d,%d,%d,%s,%d,%s\n", cf->nruns, num(cf->final_mean, "%.6g", b[0], 32),
                 num(cf->final_std, "%.6g", b[1], 32), num(cf->best_mean, "%.6g", b[2], 32),

@@ -14,6 +14,7 @@ extern const eopt_command eopt_cmd_verify_model;
 extern const eopt_command eopt_cmd_selfcheck;
 extern const eopt_command eopt_cmd_metrics;
 extern const eopt_command eopt_cmd_plot;
+extern const eopt_command eopt_cmd_report;
 extern const eopt_command eopt_cmd_bench;
 
 /* Every command above, NULL-terminated (commands.c): `eopt` dispatches through it and the tests

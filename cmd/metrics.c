@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "commands.h"
-#include "runs.h"
+#include "train/runs.h"
 
 typedef struct {
     double final_train, final_eval, best_eval, acc;
@@ -91,13 +91,12 @@ static int run(int argc, char **argv)
     eopt_args a;
     eopt_args_init(&a, &eopt_cmd_metrics, argc, argv);
     for (int id; rc == 0 && (id = eopt_args_next(&a)) != EOPT_ARGS_END;) {
-        char err[1200];
         if (id == EOPT_ARGS_EXIT)
             rc = a.status ? a.status : -1;
         else if (id != EOPT_ARGS_POS) /* --csv */
             csv = 1;
-        else if (eopt_run_metrics_read(a.val[0], &runs[n], err, sizeof err) != 0) {
-            fprintf(stderr, "eopt metrics: %s\n", err);
+        else if (eopt_run_metrics_read(a.val[0], &runs[n]) != EOPT_OK) {
+            fprintf(stderr, "eopt metrics: %s\n", eopt_last_error());
             rc = 1;
         } else
             n++;

@@ -5,24 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include "commands.h"
-#include "runs.h"
-
-static const char *const colors[] = {"0072B2", "D55E00", "009E73", "CC79A7", "E69F00", "56B4E9", "000000", "F0E442"};
-
-/* A string for a gnuplot double-quoted literal. */
-static void quoted(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fputc('\\', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
+#include "gnuplot.h"
+#include "train/runs.h"
 
 static void write_script(FILE *g, const eopt_run_metrics *runs, int n, const char *out, const char *title)
 {
@@ -38,21 +24,21 @@ static void write_script(FILE *g, const eopt_run_metrics *runs, int n, const cha
         fprintf(g, "EOD\n");
     }
     fprintf(g, "set terminal pngcairo noenhanced size 960,600 font 'sans,12' linewidth 1.5\nset output ");
-    quoted(g, out);
+    eopt_gnuplot_quoted(g, out);
     fprintf(g, "\nset title font ',15' ");
-    quoted(g, title);
+    eopt_gnuplot_quoted(g, title);
     fprintf(g, "\nset xlabel 'step'\nset ylabel 'loss'\nset grid lc rgb '#dddddd'\nset key top right box opaque\n"
                "set border 3\nset tics nomirror\nplot ");
     for (int k = 0; k < n; k++) {
-        const char *c = colors[k % 8];
+        const char *c = eopt_gnuplot_colors[k % EOPT_GNUPLOT_NCOLORS];
         fprintf(g, "%s$train%d using 1:2 with lines lw 0.8 lc rgb '#70%s' title ", k ? ", " : "", k, c);
         char t[300];
         snprintf(t, sizeof t, "%s train", runs[k].name);
-        quoted(g, t);
+        eopt_gnuplot_quoted(g, t);
         if (runs[k].ne > 0) {
             snprintf(t, sizeof t, "%s eval", runs[k].name);
             fprintf(g, ", $eval%d using 1:2 with linespoints lw 2.5 pt 7 ps 0.9 lc rgb '#%s' title ", k, c);
-            quoted(g, t);
+            eopt_gnuplot_quoted(g, t);
         }
     }
     fprintf(g, "\n");
@@ -81,39 +67,32 @@ static int run(int argc, char **argv)
     eopt_args a;
     eopt_args_init(&a, &eopt_cmd_plot, argc, argv);
     for (int id; rc == 0 && (id = eopt_args_next(&a)) != EOPT_ARGS_END;) {
-        char err[1200];
         if (id == EOPT_ARGS_EXIT)
             rc = a.status ? a.status : -1;
         else if (id >= 0 && strcmp(options[id].name, "-o") == 0)
             out = a.val[0];
         else if (id >= 0) /* --title */
             title = a.val[0];
-        else if (eopt_run_metrics_read(a.val[0], &runs[n], err, sizeof err) != 0) {
-            fprintf(stderr, "eopt plot: %s\n", err);
+        else if (eopt_run_metrics_read(a.val[0], &runs[n]) != EOPT_OK) {
+            fprintf(stderr, "eopt plot: %s\n", eopt_last_error());
             rc = 1;
         } else
             n++;
     }
     if (rc == 0 && (n == 0 || !out))
         rc = eopt_usage_error(&eopt_cmd_plot, n ? "no -o FILE.png" : "no run folder");
-    if (rc == 0 && system("command -v gnuplot >/dev/null 2>&1") != 0) {
+    if (rc == 0 && !eopt_gnuplot_present()) {
         fprintf(stderr, "eopt plot: gnuplot is not installed; on Debian or Ubuntu: sudo apt-get install gnuplot-nox\n");
         rc = 1;
     }
-    if (rc == 0) {
-        FILE *g = popen("gnuplot", "w");
-        if (!g) {
-            perror("eopt plot: gnuplot");
-            rc = 1;
-        } else {
-            write_script(g, runs, n, out, title);
-            int st = pclose(g);
-            if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-                fprintf(stderr, "eopt plot: gnuplot failed (its messages are above)\n");
-                rc = 1;
-            } else
-                printf("wrote %s (%d run%s)\n", out, n, n > 1 ? "s" : "");
-        }
+    FILE *g = rc == 0 ? eopt_gnuplot_open("eopt plot") : NULL;
+    if (rc == 0 && !g)
+        rc = 1;
+    if (g) {
+        write_script(g, runs, n, out, title);
+        rc = eopt_gnuplot_close(g, "eopt plot");
+        if (rc == 0)
+            printf("wrote %s (%d run%s)\n", out, n, n > 1 ? "s" : "");
     }
     for (int k = 0; k < n; k++)
         eopt_run_metrics_free(&runs[k]);

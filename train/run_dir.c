@@ -265,6 +265,12 @@ eopt_status eopt_run_dir_outcome(const char *dir, const char *state, int64_t ste
     fprintf(f, "{\"state\": \"%s\", \"step\": %lld, \"reason\": ", state, (long long)step);
     json_str(f, reason ? reason : "");
     fputs("}\n", f);
+    EOPT_TRY(eopt_file_commit(f, tmp, path));
+    return EOPT_OK;
+}
+
+eopt_status eopt_file_commit(FILE *f, const char *tmp, const char *path)
+{
     int failed = fflush(f) != 0 || ferror(f);
     failed |= fclose(f) != 0;
     if (failed || rename(tmp, path) != 0) {
@@ -410,13 +416,7 @@ eopt_status eopt_metrics_truncate(const char *path, int64_t step)
     }
     free(line);
     fclose(in);
-    int failed = fflush(out) != 0 || ferror(out);
-    failed |= fclose(out) != 0;
-    if (failed || rename(tmp, path) != 0) { /* the old file stays as it was */
-        eopt_status st = eopt_fail(EOPT_ERR_IO, "cannot rewrite %s: %s", path, strerror(errno));
-        unlink(tmp);
-        return st;
-    }
+    EOPT_TRY(eopt_file_commit(out, tmp, path));
     if (dropped)
         eopt_log(EOPT_LOG_INFO, "%s: %lld records after step %lld dropped (the run continues from there)", path,
                  (long long)dropped, (long long)step);

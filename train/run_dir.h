@@ -17,6 +17,8 @@
 #ifndef EOPT_RUN_DIR_H
 #define EOPT_RUN_DIR_H
 
+#include <stdio.h>
+
 #include <stddef.h>
 
 #include "config.h"
@@ -53,5 +55,9 @@ eopt_status eopt_metrics_truncate(const char *path, int64_t step);
 
 /* mkdir -p */
 eopt_status eopt_make_dirs(const char *path);
+
+/* Ends an atomic write: flushes and closes f (written to tmp) and renames tmp over path; on any
+ * failure tmp is removed, path is left as it was and the error names path. */
+eopt_status eopt_file_commit(FILE *f, const char *tmp, const char *path);
 
 #endif

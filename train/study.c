@@ -632,13 +632,7 @@ static eopt_status write_text(const char *path, const char *text)
     if (!f)
         return eopt_fail(EOPT_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
     fputs(text, f);
-    int failed = fflush(f) != 0 || ferror(f);
-    failed |= fclose(f) != 0;
-    if (failed || rename(tmp, path) != 0) {
-        eopt_status st = eopt_fail(EOPT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-        unlink(tmp);
-        return st;
-    }
+    EOPT_TRY(eopt_file_commit(f, tmp, path));
     return EOPT_OK;
 }
 
@@ -739,13 +733,7 @@ eopt_status eopt_study_write_json(const eopt_study *s, const char *path)
         fprintf(f, "}}%s\n", r + 1 < s->nruns ? "," : "");
     }
     fprintf(f, "]}\n");
-    int failed = fflush(f) != 0 || ferror(f);
-    failed |= fclose(f) != 0;
-    if (failed || rename(tmp, path) != 0) {
-        eopt_status st = eopt_fail(EOPT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-        unlink(tmp);
-        return st;
-    }
+    EOPT_TRY(eopt_file_commit(f, tmp, path));
     return EOPT_OK;
 }
 

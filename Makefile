@@ -1,13 +1,14 @@
 # eopt: `make` (CPU, into build/), `make CUDA=1` (adds the CUDA backend, into build-cuda/),
-# `make test`, `make test-asan` (into <build>-asan/), `make install PREFIX=...`, `make bench`,
+# `make MPI=1` (data-parallel over mpirun / srun, into build-mpi/; with CUDA=1 also NCCL, into
+# build-cuda-mpi/), `make test-mpi`, `make test`, `make test-asan` (into <build>-asan/), `make install PREFIX=...`, `make bench`,
 # `make deps` (Debian packages and data the build, tests and default run need).
 CC       ?= cc
 NVCC     ?= /usr/local/cuda/bin/nvcc
 # One folder per configuration, so that a CPU and a CUDA build never share objects or libraries.
 ifeq ($(CUDA),1)
-  BUILD  ?= build-cuda
+  BUILD  ?= build-cuda$(if $(filter 1,$(MPI)),-mpi)
 else
-  BUILD  ?= build
+  BUILD  ?= build$(if $(filter 1,$(MPI)),-mpi)
 endif
 FIXTURES ?= $(abspath ../shared/fixtures)
 # The version lives in framework/version.h (the programs and the library report it from there).
@@ -17,8 +18,10 @@ PREFIX   ?= /usr/local
 LIBDIR   ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 BINDIR   ?= $(PREFIX)/bin
-HDF5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null)
-HDF5_LIBS   := $(shell pkg-config --libs hdf5 2>/dev/null)
+# The serial HDF5 by name: with libhdf5-openmpi-dev installed too, plain `hdf5` may name that one.
+HDF5_PC     := $(if $(shell pkg-config --exists hdf5-serial 2>/dev/null && echo y),hdf5-serial,hdf5)
+HDF5_CFLAGS := $(shell pkg-config --cflags $(HDF5_PC) 2>/dev/null)
+HDF5_LIBS   := $(shell pkg-config --libs $(HDF5_PC) 2>/dev/null)
 # OpenBLAS's OpenMP build: BLAS and eopt's own loops share one OpenMP thread pool. With the
 # pthread build the two pools spin against each other and 2 threads run slower than 1.
 # DT_RPATH (not RUNPATH) so that liblapacke's own liblapack/libblas come from it too.
@@ -44,13 +47,26 @@ ifeq ($(CUDA),1)
   LDLIBS  += -L$(CUDA_HOME)/lib64 -lcublas -lcusolver -lcudart -lstdc++
   CFLAGS  += -DEOPT_CUDA=1
 endif
+# MPI (Debian's openmpi-bin and libopenmpi-dev): framework/comm_mpi.c instead of comm_single.c;
+# with CUDA, device tensors go through NCCL (the CUDA toolkit's libnccl).
+ifeq ($(MPI),1)
+  LIB_SRC := $(filter-out framework/comm_single.c,$(LIB_SRC))
+  CFLAGS  += -DEOPT_MPI=1 $(shell mpicc --showme:compile 2>/dev/null)
+  LDLIBS  += $(shell mpicc --showme:link 2>/dev/null)
+  ifeq ($(CUDA),1)
+    CFLAGS += -DEOPT_NCCL=1 -I$(CUDA_HOME)/include
+    LDLIBS += -lnccl
+  endif
+else
+  LIB_SRC := $(filter-out framework/comm_mpi.c,$(LIB_SRC))
+endif
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_SRC:%.cu=$(BUILD)/%.cu.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o) $(if $(CU_SRC),$(patsubst %.cu,$(BUILD)/%.cu.o,$(wildcard tests/*.cu)))
 # Run by `make test` before the Criterion suites (whose summary line closes the output).
 TEST_SCRIPTS ?= tests/build_dirs.sh tests/install.sh
 
-.PHONY: all test test-asan test-slurm install deps clean bench docs fuzz fuzz-ci fuzz-lib memcheck soak gpu-check gpu-pack
+.PHONY: all test test-asan test-slurm test-mpi bench-ckpt-mpi install deps clean bench docs fuzz fuzz-ci fuzz-lib memcheck soak gpu-check gpu-pack
 all: $(BUILD)/eopt $(BUILD)/libeopt.a $(BUILD)/libeopt.so
 
 $(BUILD)/%.o: %.c
@@ -95,6 +111,20 @@ test: $(BUILD)/eopt-tests $(BUILD)/eopt $(if $(TEST_SCRIPTS),$(BUILD)/libeopt.a 
 # and slurmd started in a temporary folder, stopped at the end; root only, ~20 s).
 test-slurm: $(BUILD)/eopt
 	EOPT_BIN=$(abspath $(BUILD)/eopt) sh tests/slurm/test.sh
+
+# Data-parallel runs under mpirun (tests/mpi/: 1, 2 and 3 ranks against one process, resume
+# across rank counts, a killed rank, a damaged checkpoint), on the MPI build in build-mpi/.
+test-mpi:
+	$(MAKE) MPI=1 build-mpi/eopt
+	EOPT_BIN=$(abspath build-mpi/eopt) EOPT_PLAIN_BIN=$(abspath build/eopt) sh tests/mpi/test.sh
+
+# Gather-to-rank-0 against parallel HDF5 for a data-parallel checkpoint (bench/ckpt_mpi.c; needs
+# libhdf5-openmpi-dev, not part of make deps): mpirun -np 2 build-mpi/ckpt-mpi-bench DIR 1024
+bench-ckpt-mpi:
+	@pkg-config --exists hdf5-openmpi || { echo "make bench-ckpt-mpi: needs libhdf5-openmpi-dev"; exit 1; }
+	@mkdir -p build-mpi
+	mpicc -O2 -Wall -Wextra $$(pkg-config --cflags hdf5-openmpi) -o build-mpi/ckpt-mpi-bench bench/ckpt_mpi.c \
+	  $$(pkg-config --libs hdf5-openmpi)
 
 # The build and install scripts check the plain build only: a sanitized library cannot be
 # linked into a program built without the sanitizers.
@@ -162,6 +192,6 @@ docs: $(BUILD)/eopt
 	mv $(BUILD)/config.md docs/config.md
 
 clean:
-	rm -rf build build-asan build-cuda build-cuda-asan build-fuzz gpu-check
+	rm -rf build build-asan build-cuda build-cuda-asan build-fuzz build-mpi build-cuda-mpi gpu-check
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

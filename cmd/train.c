@@ -132,6 +132,8 @@ static int run(int argc, char **argv)
         return 0;
     if (res.interrupted) /* checkpointed: exit as the signal would have, without a core */
         return 128 + caught;
+    if (res.rank != 0) /* rank 0 reports a data-parallel run */
+        return 0;
     if (res.diverged) { /* an outcome, not an error: a study records it and goes on */
         printf("diverged at step %lld: %s\n", (long long)res.step + 1, res.diverge_reason);
         return fflush(stdout) == 0 ? 0 : 1;

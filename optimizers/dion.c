@@ -289,6 +289,8 @@ static eopt_status dion_check(const eopt_optimizer *opt, const void *hp, int i)
 {
     const dion_hp *h = &((const dion_group *)hp)->h;
     EOPT_TRY(check_shape(opt, h, i));
+    if (!opt->params[i].grad && opt->state[i].n == 0) /* another rank's parameter (train/parallel.h) */
+        return EOPT_OK;
     const char *need = h->algo == ALG_NORMUON || h->algo == ALG_NORDION2 ? "variance_neuron"
                        : h->algo == ALG_ADAMW                            ? "variance"
                                                                          : "momentum";
@@ -552,6 +554,7 @@ static eopt_status dion_update(eopt_optimizer *opt, eopt_workspace *ws, const vo
         .workspace_bytes = dion_workspace_bytes,                                                                       \
         .schedulable = (const char *const[]){__VA_ARGS__, "beta1", "beta2", "weight_decay", "epsilon",                 \
                                              "softening", NULL},                                                       \
+        .cost = EOPT_COST_ORTHOGONALIZE,                                                                               \
     }
 
 DION_CLASS(eopt_class_dion_muon, "dion.Muon", "Muon", muon_arg_keys, muon_group_keys, "lr", "mu");

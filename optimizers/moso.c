@@ -184,4 +184,5 @@ const eopt_optimizer_class eopt_class_moso = {
     .solver_size = moso_solver_size,
     .diagnostics = moso_diagnostics,
     .schedulable = (const char *const[]){"lr", "momentum", "shampoo_beta", "eps", "weight_decay", NULL},
+    .cost = EOPT_COST_EIGENBASIS,
 };

@@ -335,6 +335,7 @@ const eopt_optimizer_class eopt_class_muon = {
     .update = muon_update,
     .workspace_bytes = muon_workspace_bytes,
     .schedulable = (const char *const[]){"lr", "momentum", "weight_decay", NULL},
+    .cost = EOPT_COST_ORTHOGONALIZE,
 };
 
 const eopt_optimizer_class eopt_class_adaptive_muon = {
@@ -353,4 +354,5 @@ const eopt_optimizer_class eopt_class_adaptive_muon = {
     .update = muon_update,
     .workspace_bytes = muon_workspace_bytes,
     .schedulable = (const char *const[]){"lr", "momentum", "weight_decay", "beta2", "eps", NULL},
+    .cost = EOPT_COST_ORTHOGONALIZE,
 };

@@ -173,4 +173,5 @@ const eopt_optimizer_class eopt_class_muown = {
     .update = muown_update,
     .workspace_bytes = muown_workspace_bytes,
     .schedulable = (const char *const[]){"lr", "momentum", "weight_decay", NULL},
+    .cost = EOPT_COST_ORTHOGONALIZE,
 };

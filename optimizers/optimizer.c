@@ -497,3 +497,14 @@ eopt_status eopt_optimizer_set_hparam(eopt_optimizer *opt, int g, const char *ke
         EOPT_TRY(eopt_dict_set(&opt->groups[k].hp, key, eopt_float(value))); /* keys exist: never fails */
     return EOPT_OK;
 }
+
+double eopt_optimizer_update_cost(const eopt_optimizer *opt, int i)
+{
+    const eopt_tensor *w = opt->params[i].w;
+    double m = (double)eopt_tensor_rows(w), n = (double)eopt_tensor_cols(w), k = m < n ? m : n;
+    if (w->ndim < 2 || opt->cls->cost == EOPT_COST_ELEMENTWISE)
+        return 10 * m * n;
+    if (opt->cls->cost == EOPT_COST_ORTHOGONALIZE) /* 5 iterations of 3 products of ~2 m n k flops */
+        return 30 * m * n * k;
+    return 4 * m * n * (m + n) + m * m * m + n * n * n; /* four rotations, both factors' eigenbases */
+}

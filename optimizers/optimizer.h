@@ -42,6 +42,14 @@ typedef struct {
     int64_t fallbacks;
 } eopt_diag_values;
 
+/* How one update's work grows with its parameter's shape (m x n, k = min(m, n)), for balancing
+ * matrices over the ranks of a data-parallel run (eopt_optimizer_update_cost). */
+typedef enum {
+    EOPT_COST_ELEMENTWISE = 0, /* AdamW: ~ m n */
+    EOPT_COST_ORTHOGONALIZE,   /* Newton-Schulz: ~ m n k per iteration */
+    EOPT_COST_EIGENBASIS,      /* SOAP, MOSO: rotations ~ m n (m + n), eigenbases ~ m^3 + n^3 */
+} eopt_cost_model;
+
 typedef struct {
     const char *id;     /* unique name in eopt (configs, API): "Muon", "dion.Muon", "SOAP", ... */
     const char *name;   /* the checkpoint's `class` attribute: "Muon", "SOAP", ... (not unique:
@@ -95,6 +103,7 @@ typedef struct {
     /* Float hyperparameters a schedule may move between steps (group keys, or constructor
      * arguments such as dion's softening), NULL-terminated; the class reads them at every step. */
     const char *const *schedulable;
+    eopt_cost_model cost; /* how an update's flops grow with the shape (0: element-wise) */
 } eopt_optimizer_class;
 
 struct eopt_optimizer {
@@ -169,6 +178,10 @@ void eopt_diag_note(eopt_optimizer *opt, int i, const char *key, double value);
  * ||O O^T - I||_F / sqrt(min(m, n)) (eopt_ns_residual; workspace from ws, the update's own, within
  * eopt_ns_workspace_bytes). Does nothing when recording is off. */
 eopt_status eopt_diag_ns_residual(eopt_optimizer *opt, eopt_workspace *ws, int i, int m, int n, const float *O);
+
+/* The estimated flops of one update of parameter i from its shape and the class's cost model
+ * (a 1-D parameter always costs as element-wise): what the data-parallel trainer balances. */
+double eopt_optimizer_update_cost(const eopt_optimizer *opt, int i);
 
 /* State helpers for the classes. */
 eopt_status eopt_state_add(eopt_optimizer *opt, int i, const char *key, eopt_dtype dt, int ndim, const int64_t *shape,

@@ -373,4 +373,5 @@ const eopt_optimizer_class eopt_class_soap = {
     .diagnostics = soap_diagnostics,
     .optional_state_keys = (const char *const[]){"eigvals_L", "eigvals_R", NULL},
     .schedulable = (const char *const[]){"lr", "shampoo_beta", "eps", "weight_decay", NULL},
+    .cost = EOPT_COST_EIGENBASIS,
 };

@@ -15,6 +15,7 @@
 #include "../framework/log.h"
 #include "data.h"
 #include "diagnostics.h"
+#include "parallel.h"
 #include "run_dir.h"
 
 #define CKPT_PREFIX EOPT_RUN_CKPT_PREFIX
@@ -41,6 +42,10 @@ typedef struct {
     eopt_tensor *before;                       /* weights before the step; after it, the step's update */
     eopt_diagnostics diag;                     /* diagnostics.h */
     eopt_spike_detector spikes;
+    eopt_comm *comm;                           /* the run's processes (comm.h); rank 0 leads */
+    eopt_dp dp;                                /* data parallelism over them (parallel.h) */
+    int lead;                                  /* rank 0: the one that writes files and logs */
+    int row0, rows;                            /* this rank's rows of every batch */
     int64_t step;
     int skipped_in_row;                        /* non-finite steps skipped since the last good one */
     double best_eval;
@@ -60,6 +65,19 @@ static double now(void)
 }
 
 static int is_gpt(const trainer *t) { return t->cfg->model.kind == EOPT_MODEL_GPT; }
+
+/* Every rank's verdict on a step of the run (comm.h): a failure on one rank stops all of them
+ * with the same message, before any goes on into a collective the failed one has left. */
+static eopt_status agree(trainer *t, eopt_status st)
+{
+    return t->dp.size > 1 ? eopt_comm_agree(t->comm, st) : st;
+}
+
+/* Sums over ranks of a few host numbers (losses, counts). */
+static eopt_status sum_over_ranks(trainer *t, double *x, int n)
+{
+    return t->dp.size > 1 ? eopt_comm_allreduce(t->comm, x, n, EOPT_COMM_SUM) : EOPT_OK;
+}
 
 /* ---- setup ---- */
 
@@ -122,9 +140,18 @@ static eopt_status build_optimizer(trainer *t, int o, const int *opt_of, const i
 static eopt_status build(trainer *t)
 {
     const eopt_config *c = t->cfg;
+    EOPT_TRY(eopt_comm_world(&t->comm)); /* before the backend: NCCL's ranks pick their GPU */
+    t->dp.size = eopt_comm_size(t->comm), t->dp.rank = eopt_comm_rank(t->comm);
+    t->lead = t->dp.rank == 0;
+    if (c->run.batch_size < t->dp.size)
+        return eopt_fail(EOPT_ERR_CONFIG, "%s: run.batch_size = %d is smaller than the %d ranks of this run (each "
+                         "rank takes its own rows of every batch)", c->path, c->run.batch_size, t->dp.size);
+    t->rows = eopt_dp_rows(&t->dp, c->run.batch_size, &t->row0);
     EOPT_TRY(eopt_backend_open(c->run.device, c->run.threads, &t->be));
     EOPT_TRY(load_data(t));
-    EOPT_TRY(eopt_model_create(&c->model, t->be, c->run.batch_size, is_gpt(t) ? c->run.seq_len : 1, &t->model));
+    /* activations for this rank's rows only: ceil(B / ranks) covers every slice of a batch of B */
+    int max_rows = (c->run.batch_size + t->dp.size - 1) / t->dp.size;
+    EOPT_TRY(eopt_model_create(&c->model, t->be, max_rows, is_gpt(t) ? c->run.seq_len : 1, &t->model));
     EOPT_TRY(eopt_model_init(t->model, c->run.seed));
     eopt_model *m = t->model;
     int *owner = malloc(2 * sizeof(int) * (size_t)m->nparams);
@@ -135,6 +162,9 @@ static eopt_status build(trainer *t)
         st = build_optimizer(t, o, owner, owner + m->nparams);
     free(owner);
     EOPT_TRY(st);
+    EOPT_TRY(eopt_dp_create(t->comm, m, t->nopt, t->opt, t->model_index, &t->dp));
+    for (int o = 0; o < t->nopt; o++)
+        eopt_dp_localize(&t->dp, t->opt[o], t->model_index[o]);
 
     t->norms_dev = t->be->alloc(t->be, 3 * sizeof(float) * (size_t)m->nparams);
     t->norms = malloc(3 * sizeof(float) * (size_t)m->nparams);
@@ -166,6 +196,8 @@ static void teardown(trainer *t)
         t->be->free(t->be, t->norms_dev);
     for (int o = 0; o < t->nopt; o++)
         eopt_optimizer_free(t->opt[o]);
+    if (t->dp.owner)
+        eopt_dp_free(&t->dp);
     for (int o = 0; o < EOPT_CFG_MAX_OPTS; o++)
         free(t->oparams[o]), free(t->model_index[o]);
     eopt_model_free(t->model);
@@ -190,7 +222,7 @@ static eopt_status schedule_dict(const trainer *t, int o, eopt_dict *d)
     return eopt_dict_set(d, "position", eopt_int(t->step));
 }
 
-static eopt_status save(trainer *t, eopt_train_result *res)
+static eopt_status write_checkpoint(trainer *t, eopt_train_result *res)
 {
     const eopt_config *c = t->cfg;
     eopt_model *m = t->model;
@@ -228,9 +260,26 @@ static eopt_status save(trainer *t, eopt_train_result *res)
                          .ntrainer_data = nwin > 0 ? 2 : 1,
                          .trainer_data = data,
                          .config = t->config_text};
+    if (!t->lead)
+        return EOPT_OK;
     EOPT_TRY(eopt_make_dirs(c->checkpoint.dir));
     return eopt_checkpoint_save_rotating(c->checkpoint.dir, CKPT_PREFIX, &w, c->checkpoint.keep,
                                          res->last_checkpoint, sizeof res->last_checkpoint);
+}
+
+/* A checkpoint of every rank's state in one file, as one process would write it: rank 0
+ * gathers the state of the parameters the others own, writes, and lets it go; every rank
+ * learns whether the save worked. */
+static eopt_status save(trainer *t, eopt_train_result *res)
+{
+    eopt_status st = agree(t, eopt_dp_gather_state(&t->dp, t->nopt, t->opt, t->model_index));
+    if (st == EOPT_OK)
+        st = write_checkpoint(t, res);
+    eopt_dp_release_state(&t->dp, t->nopt, t->opt, t->model_index);
+    st = agree(t, st);
+    if (st == EOPT_OK && t->dp.size > 1)
+        st = eopt_comm_bcast(t->comm, res->last_checkpoint, sizeof res->last_checkpoint, 0);
+    return st;
 }
 
 /* The file must hold every optimizer of the config. */
@@ -309,6 +358,8 @@ static eopt_status apply_checkpoint(trainer *t, const eopt_ckpt *ck)
     for (int o = 0; o < t->nopt; o++)
         names[o] = t->cfg->opts[o].name;
     EOPT_TRY(eopt_checkpoint_apply(ck, t->model->params, t->model->nparams, t->nopt, names, t->opt));
+    for (int o = 0; o < t->nopt; o++) /* each rank keeps the state of what it owns */
+        eopt_dp_localize(&t->dp, t->opt[o], t->model_index[o]);
     for (int o = 0; o < t->nopt; o++) {
         const char *const *keys = t->opt[o]->cls->schedulable;
         for (int k = 0; keys && keys[k]; k++) {
@@ -373,43 +424,70 @@ static eopt_status read_trainer(const eopt_ckpt *ck, trainer_position *p)
     return EOPT_OK;
 }
 
+/* --resume auto on rank 0: the newest readable checkpoint of the run's folder into *ck, or
+ * none (*ck NULL: a fresh run starts), or the refusal to start over unreadable checkpoints. */
+static eopt_status open_latest(trainer *t, const eopt_ckpt_options *deferred, eopt_ckpt **ck)
+{
+    const char *dir = t->cfg->checkpoint.dir;
+    eopt_status st = eopt_checkpoint_open_latest(dir, CKPT_PREFIX, deferred, ck);
+    if (st == EOPT_ERR_IO) { /* the folder holds no checkpoint: a fresh run */
+        eopt_clear_error();
+        eopt_log(EOPT_LOG_WARN, "--resume auto: no checkpoint in %s; a fresh run starts there", dir);
+        return EOPT_OK;
+    }
+    if (st == EOPT_OK || st == EOPT_ERR_INTERRUPTED)
+        return st;
+    /* checkpoints, none readable: never start over on top of them unasked */
+    char why[1024];
+    snprintf(why, sizeof why, "%s", eopt_last_error());
+    if (!t->o->force)
+        return eopt_fail(st, "--resume auto: %s; no fresh run starts over this run's files: add --force to move "
+                         "them aside and start over", why);
+    eopt_log(EOPT_LOG_WARN, "--resume auto --force: %s; starting over", why);
+    return eopt_run_dir_claim(t->cfg, t->config_text, 0, 1);
+}
+
+/* The checkpoint to start from, open on every rank: rank 0 picks it (--resume auto), the others
+ * open the file it picked; every rank has checked the whole file before any goes on. */
+static eopt_status open_start(trainer *t, const char *path, eopt_ckpt **ck)
+{
+    /* The tensors are read once, straight into the optimizer state being built (checkpoint.h). */
+    const eopt_ckpt_options deferred = {.defer_tensors = 1};
+    eopt_status st = EOPT_OK;
+    char chosen[EOPT_CFG_PATH_MAX + 64] = "";
+    *ck = NULL;
+    if (strcmp(path, "auto") != 0 || !t->o->resume)
+        return agree(t, eopt_checkpoint_open(path, &deferred, ck));
+    if (t->lead) {
+        st = open_latest(t, &deferred, ck);
+        if (*ck)
+            snprintf(chosen, sizeof chosen, "%s", eopt_ckpt_path(*ck));
+    }
+    EOPT_TRY(agree(t, st));
+    if (t->dp.size == 1)
+        return EOPT_OK;
+    EOPT_TRY(eopt_comm_bcast(t->comm, chosen, sizeof chosen, 0));
+    return agree(t, t->lead || !chosen[0] ? EOPT_OK : eopt_checkpoint_open(chosen, &deferred, ck));
+}
+
 /* --init (weights, optionally optimizer state) or --resume (everything). Everything is
- * validated before the running model, optimizers or trainer position change. */
+ * validated before the running model, optimizers or trainer position change, on every rank. */
 static eopt_status start_from(trainer *t)
 {
     const eopt_train_options *o = t->o;
     const char *path = o->resume ? o->resume : o->init;
     eopt_ckpt *ck = NULL;
-    /* The tensors are read once, straight into the optimizer state being built (checkpoint.h). */
-    const eopt_ckpt_options deferred = {.defer_tensors = 1};
     if (!path)
         return EOPT_OK;
-    if (o->resume && strcmp(o->resume, "auto") == 0) {
-        const char *dir = t->cfg->checkpoint.dir;
-        eopt_status st = eopt_checkpoint_open_latest(dir, CKPT_PREFIX, &deferred, &ck);
-        if (st == EOPT_ERR_IO) { /* the folder holds no checkpoint: a fresh run */
-            eopt_clear_error();
-            eopt_log(EOPT_LOG_WARN, "--resume auto: no checkpoint in %s; a fresh run starts there", dir);
-            return EOPT_OK;
-        }
-        if (st == EOPT_ERR_INTERRUPTED)
-            return st;
-        if (st != EOPT_OK) { /* checkpoints, none readable: never start over on top of them unasked */
-            char why[1024];
-            snprintf(why, sizeof why, "%s", eopt_last_error());
-            if (!o->force)
-                return eopt_fail(st, "--resume auto: %s; no fresh run starts over this run's files: add --force "
-                                 "to move them aside and start over", why);
-            eopt_log(EOPT_LOG_WARN, "--resume auto --force: %s; starting over", why);
-            return eopt_run_dir_claim(t->cfg, t->config_text, 0, 1);
-        }
-    } else
-        EOPT_TRY(eopt_checkpoint_open(path, &deferred, &ck));
+    EOPT_TRY(open_start(t, path, &ck));
+    if (!ck) /* --resume auto found nothing to resume */
+        return EOPT_OK;
     trainer_position pos = {0};
     eopt_status st = o->resume ? read_trainer(ck, &pos) : EOPT_OK;
     if (st == EOPT_OK)
         st = o->resume || o->init_optimizer ? load_model_and_optimizers(t, ck, pos.step)
                                             : eopt_ckpt_load_model(ck, t->model->params, t->model->nparams);
+    st = agree(t, st); /* a rank that could not load fails them all: no half-loaded job goes on */
     if (st == EOPT_OK && o->resume) {
         t->step = pos.step;
         t->best_eval = pos.best_eval;
@@ -497,38 +575,63 @@ static eopt_status set_schedules(trainer *t)
     return EOPT_OK;
 }
 
-/* Mean loss over the held-out batches (text) or test images; MLP accuracy into *acc. */
+/* This rank's part of the loss of one evaluation batch (its rows' mean loss weighted by
+ * rows / B: the sum over ranks is the batch's mean) and of its correct predictions (MLP). */
+static eopt_status eval_batch(trainer *t, double *loss, int *correct)
+{
+    int row0, rows = eopt_dp_rows(&t->dp, t->bb.batch.B, &row0);
+    float l;
+    *loss = 0, *correct = 0;
+    if (rows == 0) /* a last MLP batch smaller than the number of ranks */
+        return EOPT_OK;
+    eopt_batch mine = eopt_dp_slice(&t->bb.batch, row0, rows, t->bb.dim);
+    EOPT_TRY(eopt_model_forward(t->model, &mine, 0, 1.0f, &l, NULL));
+    if (!is_gpt(t))
+        EOPT_TRY(eopt_model_correct(t->model, &mine, correct));
+    *loss = t->dp.size == 1 ? l : (double)l * rows / t->bb.batch.B;
+    return EOPT_OK;
+}
+
+/* Mean loss over the held-out batches (text) or test images; MLP accuracy into *acc. Every
+ * rank evaluates its rows of every batch; the sums go over ranks once at the end. */
 static eopt_status evaluate(trainer *t, int full, double *loss, double *acc)
 {
     const eopt_config *c = t->cfg;
     int B = c->run.batch_size;
-    double sum = 0;
+    double sum[2] = {0, 0}; /* loss, correct */
+    eopt_status st = EOPT_OK;
     *acc = NAN;
     if (is_gpt(t)) {
         eopt_sampler s = {c->run.seed ^ 0x5eed0fe7a1ULL, 0}; /* the same held-out batches every time */
-        for (int k = 0; k < c->run.eval_batches; k++) {
-            float l;
-            EOPT_TRY(next_batch(t, EOPT_SPLIT_VAL, &s));
-            EOPT_TRY(eopt_model_forward(t->model, &t->bb.batch, 0, 1.0f, &l, NULL));
-            sum += l;
+        for (int k = 0; k < c->run.eval_batches && st == EOPT_OK; k++) {
+            double l = 0;
+            int unused;
+            st = next_batch(t, EOPT_SPLIT_VAL, &s);
+            if (st == EOPT_OK)
+                st = eval_batch(t, &l, &unused);
+            sum[0] += l;
         }
-        *loss = sum / c->run.eval_batches;
+        EOPT_TRY(agree(t, st));
+        EOPT_TRY(sum_over_ranks(t, sum, 1));
+        *loss = sum[0] / c->run.eval_batches;
         return EOPT_OK;
     }
-    int n = t->test_images.n, correct = 0;
+    int n = t->test_images.n;
     if (!full && c->run.eval_batches > 0 && c->run.eval_batches * B < n)
         n = c->run.eval_batches * B;
-    for (int start = 0; start < n; start += B) {
-        int b = n - start < B ? n - start : B, ok;
-        float l;
-        EOPT_TRY(eopt_images_slice(&t->test_images, start, b, &t->bb));
-        EOPT_TRY(eopt_model_forward(t->model, &t->bb.batch, 0, 1.0f, &l, NULL));
-        EOPT_TRY(eopt_model_correct(t->model, &t->bb.batch, &ok));
-        sum += (double)l * b;
-        correct += ok;
+    for (int start = 0; start < n && st == EOPT_OK; start += B) {
+        int b = n - start < B ? n - start : B, ok = 0;
+        double l = 0;
+        st = eopt_images_slice(&t->test_images, start, b, &t->bb);
+        if (st == EOPT_OK)
+            st = eval_batch(t, &l, &ok);
+        sum[0] += l * b;
+        sum[1] += ok;
     }
-    *loss = sum / n;
-    *acc = (double)correct / n;
+    EOPT_TRY(agree(t, st));
+    EOPT_TRY(sum_over_ranks(t, sum, 2));
+    *loss = sum[0] / n;
+    *acc = sum[1] / n;
     return EOPT_OK;
 }
 
@@ -856,19 +959,51 @@ static eopt_status record_run(trainer *t)
 
 /* ---- the loop ---- */
 
-/* Forward and backward over grad_accum micro-batches; the mean loss into *loss. */
+/* Forward and backward over grad_accum micro-batches; the mean loss into *loss. With several
+ * ranks, each takes its rows of every batch, its loss and gradients weighted by rows / B: summed
+ * over ranks they are the whole batch's (the loss here is this rank's share of the sum). */
 static eopt_status accumulate(trainer *t, double *loss)
 {
-    int A = t->cfg->run.grad_accum;
+    const eopt_config *c = t->cfg;
+    int A = c->run.grad_accum;
+    double share = (double)t->rows / c->run.batch_size;
+    float scale = t->dp.size == 1 ? 1.0f / (float)A : (float)(share / A);
     *loss = 0;
     eopt_model_zero_grad(t->model);
     for (int a = 0; a < A; a++) {
         float l;
         EOPT_TRY(next_batch(t, EOPT_SPLIT_TRAIN, &t->sampler));
-        EOPT_TRY(eopt_model_forward(t->model, &t->bb.batch, 1, 1.0f / (float)A, &l, NULL));
-        *loss += l / A;
+        eopt_batch mine = eopt_dp_slice(&t->bb.batch, t->row0, t->rows, t->bb.dim);
+        EOPT_TRY(eopt_model_forward(t->model, &mine, 1, scale, &l, NULL));
+        *loss += t->dp.size == 1 ? l / A : l * share / A;
     }
     return EOPT_OK;
+}
+
+/* The step's gradients, loss and gradient norms over every rank: the gradients summed into
+ * their owners (reduce-scatter), each parameter's sum of squares from its owner, the losses
+ * summed; all in one small all-reduce, so that every rank takes the same decisions. */
+static eopt_status combine_gradients(trainer *t, double *loss)
+{
+    eopt_model *m = t->model;
+    if (t->dp.size == 1) {
+        grad_sumsq(t);
+        return EOPT_OK;
+    }
+    EOPT_TRY(eopt_dp_reduce_gradients(&t->dp, t->be));
+    grad_sumsq(t);
+    double *x = malloc(sizeof(double) * (size_t)(m->nparams + 1));
+    if (!x)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < m->nparams; i++)
+        x[i] = t->dp.owner[i] == t->dp.rank ? t->norms[i] : 0.0;
+    x[m->nparams] = *loss;
+    eopt_status st = sum_over_ranks(t, x, m->nparams + 1);
+    for (int i = 0; i < m->nparams; i++)
+        t->norms[i] = (float)x[i];
+    *loss = x[m->nparams];
+    free(x);
+    return st;
 }
 
 /* Clipping by the global norm (nanoGPT, llm.c): g <- g min(1, clip / ||g||), every gradient of
@@ -898,6 +1033,21 @@ static int diverged(const eopt_config *c, step_info *si, int in_row, eopt_train_
     return si->diverged = res->diverged = 1;
 }
 
+/* The largest attention logit of each layer over every rank's rows (each saw its own). */
+static eopt_status max_attention_logits(trainer *t)
+{
+    int n = t->diag.nlayers;
+    if (t->dp.size == 1 || n == 0)
+        return EOPT_OK;
+    double x[n];
+    for (int l = 0; l < n; l++)
+        x[l] = t->diag.attn[l];
+    EOPT_TRY(eopt_comm_allreduce(t->comm, x, n, EOPT_COMM_MAX));
+    for (int l = 0; l < n; l++)
+        t->diag.attn[l] = (float)x[l];
+    return EOPT_OK;
+}
+
 static eopt_status train_step(trainer *t, step_info *si, eopt_train_result *res)
 {
     const eopt_config *c = t->cfg;
@@ -906,8 +1056,8 @@ static eopt_status train_step(trainer *t, step_info *si, eopt_train_result *res)
     memset(si, 0, sizeof *si);
     si->step = t->step + 1;
     si->eval_loss = si->accuracy = NAN;
-    EOPT_TRY(accumulate(t, &si->loss));
-    grad_sumsq(t);
+    EOPT_TRY(agree(t, accumulate(t, &si->loss)));
+    EOPT_TRY(combine_gradients(t, &si->loss));
     double g2 = 0;
     for (int i = 0; i < m->nparams; i++)
         g2 += t->norms[i];
@@ -944,18 +1094,24 @@ static eopt_status train_step(trainer *t, step_info *si, eopt_train_result *res)
         EOPT_TRY(set_schedules(t));
         for (int i = 0; i < m->nparams; i++)
             EOPT_TRY(eopt_tensor_copy(&t->before[i], m->params[i].w));
-        for (int o = 0; o < t->nopt; o++) {
+        eopt_status st = EOPT_OK;
+        for (int o = 0; o < t->nopt && st == EOPT_OK; o++) {
             if (si->diagnosed)
                 eopt_optimizer_diag_begin(t->opt[o]);
-            eopt_status st = eopt_optimizer_step(t->opt[o]);
+            st = eopt_optimizer_step(t->opt[o]);
             if (st == EOPT_OK && si->diagnosed)
                 st = eopt_optimizer_diag_end(t->opt[o]);
             if (st != EOPT_OK)
-                return eopt_fail_context(st, "step %lld, optimizer '%s'", (long long)t->step + 1, c->opts[o].name);
+                st = eopt_fail_context(st, "step %lld, optimizer '%s'", (long long)t->step + 1, c->opts[o].name);
         }
+        EOPT_TRY(agree(t, st));
+        EOPT_TRY(eopt_dp_gather_weights(&t->dp, t->be)); /* every rank ends the step with the same weights */
         param_stats(t);
-        if (si->diagnosed)
-            EOPT_TRY(eopt_diagnostics_collect(&t->diag, m, t->before, t->nopt, t->opt, t->model_index));
+        if (si->diagnosed) {
+            EOPT_TRY(eopt_dp_share_diagnostics(&t->dp, t->nopt, t->opt, t->model_index));
+            EOPT_TRY(agree(t, eopt_diagnostics_collect(&t->diag, m, t->before, t->nopt, t->opt, t->model_index)));
+            EOPT_TRY(max_attention_logits(t));
+        }
     }
     t->step++;
     t->steps_run++;
@@ -966,15 +1122,45 @@ static eopt_status train_step(trainer *t, step_info *si, eopt_train_result *res)
     return EOPT_OK;
 }
 
+/* A signal on any rank stops every rank after the same step. */
+static int interrupted(trainer *t)
+{
+    double x = interrupt_requested;
+    if (t->dp.size > 1 && eopt_comm_allreduce(t->comm, &x, 1, EOPT_COMM_MAX) != EOPT_OK)
+        return 1; /* the transport failed: stop here, checkpointing what can be */
+    return x != 0;
+}
+
+/* The optimizer state each rank holds, through eopt_log on rank 0 (it falls as 1 / ranks). */
+static eopt_status log_state_bytes(trainer *t)
+{
+    int n = t->dp.size;
+    double bytes[n];
+    memset(bytes, 0, sizeof bytes);
+    bytes[t->dp.rank] = (double)eopt_dp_state_bytes(t->nopt, t->opt);
+    EOPT_TRY(sum_over_ranks(t, bytes, n));
+    if (n == 1 || t->o->quiet)
+        return EOPT_OK;
+    char line[1024];
+    int len = 0;
+    double total = 0;
+    for (int r = 0; r < n && len < (int)sizeof line; r++) {
+        len += snprintf(line + len, sizeof line - (size_t)len, "%s%.2f MiB", r ? ", " : "", bytes[r] / 1048576.0);
+        total += bytes[r];
+    }
+    eopt_log(EOPT_LOG_INFO, "optimizer state per rank: %s (%.2f MiB in all)", line, total / 1048576.0);
+    return EOPT_OK;
+}
+
 static eopt_status run(trainer *t, eopt_train_result *res)
 {
     const eopt_config *c = t->cfg;
     int64_t stop_at = t->o->stop_at > 0 && t->o->stop_at < c->run.steps ? t->o->stop_at : c->run.steps;
-    while (t->step < stop_at && !interrupt_requested) {
+    while (t->step < stop_at && !interrupted(t)) {
         step_info si;
         EOPT_TRY(train_step(t, &si, res));
         if (res->diverged) {
-            EOPT_TRY(write_metrics(t, &si));
+            EOPT_TRY(agree(t, write_metrics(t, &si)));
             break;
         }
         int final = t->step == c->run.steps;
@@ -985,7 +1171,7 @@ static eopt_status run(trainer *t, eopt_train_result *res)
             if (si.eval_loss < t->best_eval)
                 t->best_eval = si.eval_loss;
         }
-        EOPT_TRY(write_metrics(t, &si));
+        EOPT_TRY(agree(t, write_metrics(t, &si)));
         progress(t, &si);
         if (!final && c->checkpoint.interval > 0 && t->step % c->checkpoint.interval == 0)
             EOPT_TRY(save(t, res));
@@ -993,8 +1179,10 @@ static eopt_status run(trainer *t, eopt_train_result *res)
     res->step = t->step;
     res->interrupted = t->step < c->run.steps && !res->diverged;
     res->throughput = t->t_train > 0 ? (double)t->items_done / t->t_train : 0;
+    res->state_bytes = eopt_dp_state_bytes(t->nopt, t->opt);
+    EOPT_TRY(log_state_bytes(t));
     EOPT_TRY(save(t, res));
-    EOPT_TRY(close_metrics(t));
+    EOPT_TRY(agree(t, close_metrics(t)));
     char skipped[160] = "";
     if (res->nonfinite_steps > 0)
         snprintf(skipped, sizeof skipped, " (%lld non-finite step%s skipped)", (long long)res->nonfinite_steps,
@@ -1032,38 +1220,51 @@ eopt_status eopt_train(const eopt_config *cfg, const eopt_train_options *opt, eo
 {
     static const eopt_train_options none = {0};
     trainer t = {.cfg = cfg, .o = opt ? opt : &none};
+    eopt_train_options follower; /* ranks other than 0 log nothing and write no file */
     memset(res, 0, sizeof *res);
     res->eval_loss = res->accuracy = NAN;
     interrupt_requested = 0;
     eopt_status st = build(&t);
+    res->rank = t.dp.rank, res->ranks = t.dp.size;
     if (st == EOPT_OK && !(t.config_text = eopt_config_text(cfg)))
         st = eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    if (t.comm)
+        st = agree(&t, st);
+    if (st == EOPT_OK && !t.lead) {
+        follower = *t.o;
+        follower.quiet = 1;
+        t.o = &follower;
+    }
     if (st == EOPT_OK && t.o->dry_run) {
-        summary(&t);
+        if (t.lead)
+            summary(&t);
         teardown(&t);
         return EOPT_OK;
     }
     if (st == EOPT_OK)
-        st = eopt_run_dir_claim(cfg, t.config_text, t.o->resume != NULL, t.o->force);
+        st = agree(&t, t.lead ? eopt_run_dir_claim(cfg, t.config_text, t.o->resume != NULL, t.o->force) : EOPT_OK);
     if (st == EOPT_OK)
         st = start_from(&t);
     res->start_step = t.step;
     if (st == EOPT_OK && t.o->resume && t.step >= cfg->run.steps) { /* nothing to do: only outcome.json */
         res->step = t.step;
         res->already_finished = 1;
-        st = record_outcome(&t, st, res);
+        if (t.lead)
+            st = record_outcome(&t, st, res);
         teardown(&t);
         return st;
     }
     if (st == EOPT_OK && !t.o->quiet)
         summary(&t);
-    if (st == EOPT_OK)
+    if (st == EOPT_OK && t.lead)
         st = record_run(&t);
-    int recorded = st == EOPT_OK;
-    if (st == EOPT_OK)
+    int recorded = st == EOPT_OK && t.lead;
+    if (st == EOPT_OK && t.lead)
         st = eopt_run_dir_outcome(cfg->checkpoint.dir, NULL, 0, NULL);
-    if (st == EOPT_OK)
+    if (st == EOPT_OK && t.lead)
         st = open_metrics(&t);
+    if (t.comm) /* every rank passes here, whatever failed on rank 0 just before */
+        st = agree(&t, st);
     if (st == EOPT_OK) {
         eopt_progress p = cfg->log.progress;
         t.bar = p == EOPT_PROGRESS_BAR || (p == EOPT_PROGRESS_AUTO && isatty(STDERR_FILENO));

@@ -34,7 +34,13 @@
  * gradient that run.on_nonfinite would fail on, ends the run as diverged (res->diverged, EOPT_OK):
  * that step is not taken, its metrics line carries "event": "diverged", the run checkpoints the
  * step before. Every end of a run that recorded its folder writes outcome.json there (run_dir.h):
- * finished, diverged (at the step whose loss diverged), interrupted or failed (the error). */
+ * finished, diverged (at the step whose loss diverged), interrupted or failed (the error).
+ *
+ * Under mpirun or srun (`make MPI=1`) the run is data-parallel over the processes, with the
+ * optimizer state sharded by parameter (parallel.h): every rank trains on its own rows of each
+ * batch, and rank 0 alone logs and writes the run folder, metrics and checkpoints (in the one
+ * layout, whatever the number of ranks). Every failure on one rank fails all of them with the same
+ * message; a resume reads and checks the whole file on every rank before any rank applies it. */
 #ifndef EOPT_TRAIN_H
 #define EOPT_TRAIN_H
 
@@ -67,6 +73,8 @@ typedef struct {
     char last_checkpoint[EOPT_CFG_PATH_MAX + 64];
     int diverged;             /* run.diverge_loss: the run stopped at step + 1 (not taken), checkpointed at step */
     char diverge_reason[256]; /* "loss X above run.diverge_loss = Y" or "non-finite loss ..." */
+    int rank, ranks;          /* this process among the run's (train/parallel.h); 0 of 1 alone */
+    int64_t state_bytes;      /* the optimizer state this process held at the end */
 } eopt_train_result;
 
 eopt_status eopt_train(const eopt_config *cfg, const eopt_train_options *opt, eopt_train_result *res);

@@ -1,0 +1,243 @@
+/* Data parallelism with the optimizer state sharded by parameter (parallel.h). */
+#include "parallel.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int index;
+    double cost;
+} costed;
+
+/* Largest first; equal costs in parameter order, so every rank sorts the same way. */
+static int by_cost(const void *a, const void *b)
+{
+    const costed *x = a, *y = b;
+    if (x->cost != y->cost)
+        return x->cost > y->cost ? -1 : 1;
+    return x->index - y->index;
+}
+
+eopt_status eopt_dp_balance(int size, const double *cost, int n, int *owner, double *load)
+{
+    costed *c = malloc(sizeof *c * (size_t)(n ? n : 1));
+    if (!c)
+        return eopt_fail(EOPT_ERR_NOMEM, "data-parallel plan: out of memory");
+    for (int i = 0; i < n; i++)
+        c[i] = (costed){i, cost[i]};
+    qsort(c, (size_t)n, sizeof *c, by_cost);
+    for (int r = 0; r < size; r++)
+        load[r] = 0;
+    for (int k = 0; k < n; k++) {
+        int best = 0;
+        for (int r = 1; r < size; r++)
+            if (load[r] < load[best])
+                best = r;
+        owner[c[k].index] = best;
+        load[best] += c[k].cost;
+    }
+    free(c);
+    return EOPT_OK;
+}
+
+eopt_status eopt_dp_create(eopt_comm *comm, eopt_model *m, int nopt, eopt_optimizer *const *opt,
+                           int *const *model_index, eopt_dp *dp)
+{
+    memset(dp, 0, sizeof *dp);
+    dp->comm = comm;
+    dp->rank = eopt_comm_rank(comm);
+    dp->size = eopt_comm_size(comm);
+    dp->nparams = m->nparams;
+    dp->owner = calloc((size_t)m->nparams, sizeof *dp->owner);
+    dp->grad = calloc((size_t)m->nparams, sizeof *dp->grad);
+    dp->weight = calloc((size_t)m->nparams, sizeof *dp->weight);
+    dp->load = calloc((size_t)dp->size, sizeof *dp->load);
+    double *cost = calloc((size_t)m->nparams, sizeof *cost);
+    if (!dp->owner || !dp->grad || !dp->weight || !dp->load || !cost) {
+        free(cost);
+        eopt_dp_free(dp);
+        return eopt_fail(EOPT_ERR_NOMEM, "data-parallel plan: out of memory");
+    }
+    for (int i = 0; i < m->nparams; i++) {
+        dp->grad[i] = m->params[i].grad;
+        dp->weight[i] = m->params[i].w;
+        cost[i] = 10.0 * (double)m->params[i].w->numel; /* a parameter no optimizer takes */
+    }
+    for (int o = 0; o < nopt; o++)
+        for (int k = 0; k < opt[o]->nparams; k++)
+            cost[model_index[o][k]] = eopt_optimizer_update_cost(opt[o], k);
+    eopt_status st = eopt_dp_balance(dp->size, cost, m->nparams, dp->owner, dp->load);
+    free(cost);
+    if (st != EOPT_OK)
+        eopt_dp_free(dp);
+    return st;
+}
+
+void eopt_dp_free(eopt_dp *dp)
+{
+    free(dp->owner), free(dp->grad), free(dp->weight), free(dp->load);
+    memset(dp, 0, sizeof *dp);
+}
+
+int eopt_dp_rows(const eopt_dp *dp, int B, int *row0)
+{
+    *row0 = (int)((int64_t)B * dp->rank / dp->size);
+    return (int)((int64_t)B * (dp->rank + 1) / dp->size) - *row0;
+}
+
+eopt_batch eopt_dp_slice(const eopt_batch *b, int row0, int rows, int dim)
+{
+    eopt_batch s = *b;
+    s.B = rows;
+    if (b->x)
+        s.x = b->x + (size_t)row0 * (size_t)dim;
+    if (b->labels)
+        s.labels = b->labels + row0;
+    if (b->tokens)
+        s.tokens = b->tokens + (size_t)row0 * (size_t)b->T;
+    if (b->targets)
+        s.targets = b->targets + (size_t)row0 * (size_t)b->T;
+    return s;
+}
+
+void eopt_dp_localize(const eopt_dp *dp, eopt_optimizer *opt, const int *model_index)
+{
+    if (dp->size == 1)
+        return;
+    for (int k = 0; k < opt->nparams; k++)
+        if (dp->owner[model_index[k]] != dp->rank) {
+            opt->params[k].grad = NULL;
+            eopt_state_clear(&opt->state[k]);
+        }
+}
+
+eopt_status eopt_dp_reduce_gradients(eopt_dp *dp, eopt_backend *be)
+{
+    if (dp->size == 1)
+        return EOPT_OK;
+    return eopt_comm_reduce_to_owners(dp->comm, be, dp->nparams, dp->grad, dp->owner);
+}
+
+eopt_status eopt_dp_gather_weights(eopt_dp *dp, eopt_backend *be)
+{
+    if (dp->size == 1)
+        return EOPT_OK;
+    return eopt_comm_bcast_from_owners(dp->comm, be, dp->nparams, dp->weight, dp->owner);
+}
+
+eopt_status eopt_dp_share_diagnostics(eopt_dp *dp, int nopt, eopt_optimizer *const *opt, int *const *model_index)
+{
+    if (dp->size == 1)
+        return EOPT_OK;
+    for (int o = 0; o < nopt; o++)
+        for (int k = 0; k < opt[o]->nparams; k++)
+            EOPT_TRY(eopt_comm_bcast(dp->comm, &opt[o]->diag[k], sizeof opt[o]->diag[k],
+                                     dp->owner[model_index[o][k]]));
+    return EOPT_OK;
+}
+
+/* What the owner sends of one state tensor before its bytes. */
+typedef struct {
+    char key[24];
+    int32_t dtype, ndim, on_host;
+    int64_t shape[EOPT_MAX_DIMS];
+} state_header;
+
+/* The owner's side: the number of entries, their headers, then each tensor's bytes (staged
+ * through the host for device tensors). */
+static eopt_status send_state(eopt_dp *dp, const eopt_state *s)
+{
+    int32_t n = s->n;
+    EOPT_TRY(eopt_comm_send(dp->comm, &n, sizeof n, 0));
+    for (int e = 0; e < s->n; e++) {
+        const eopt_tensor *t = &s->t[e];
+        state_header h = {.dtype = t->dtype, .ndim = t->ndim, .on_host = t->be == NULL};
+        memcpy(h.key, s->key[e], sizeof h.key);
+        memcpy(h.shape, t->shape, sizeof h.shape);
+        EOPT_TRY(eopt_comm_send(dp->comm, &h, sizeof h, 0));
+        size_t bytes = eopt_tensor_bytes(t);
+        if (!t->be) {
+            EOPT_TRY(eopt_comm_send(dp->comm, t->data, bytes, 0));
+            continue;
+        }
+        void *host = malloc(bytes ? bytes : 1);
+        if (!host)
+            return eopt_fail(EOPT_ERR_NOMEM, "out of memory staging %zu bytes of optimizer state", bytes);
+        eopt_status st = eopt_tensor_to_host(t, host, bytes);
+        if (st == EOPT_OK)
+            st = eopt_comm_send(dp->comm, host, bytes, 0);
+        free(host);
+        EOPT_TRY(st);
+    }
+    return EOPT_OK;
+}
+
+/* Rank 0's side: the entries recreated as the owner has them, then filled. */
+static eopt_status recv_state(eopt_dp *dp, eopt_optimizer *opt, int k, int from)
+{
+    int32_t n;
+    EOPT_TRY(eopt_comm_recv(dp->comm, &n, sizeof n, from));
+    if (n < 0 || n > EOPT_STATE_MAX)
+        return eopt_fail(EOPT_ERR_FORMAT, "rank %d sent %d state entries for '%s'", from, n, opt->params[k].name);
+    eopt_state_clear(&opt->state[k]);
+    for (int e = 0; e < n; e++) {
+        state_header h;
+        EOPT_TRY(eopt_comm_recv(dp->comm, &h, sizeof h, from));
+        h.key[sizeof h.key - 1] = 0;
+        EOPT_TRY(eopt_state_add(opt, k, h.key, (eopt_dtype)h.dtype, h.ndim, h.shape, h.on_host));
+        eopt_tensor *t = &opt->state[k].t[e];
+        size_t bytes = eopt_tensor_bytes(t);
+        if (!t->be) {
+            EOPT_TRY(eopt_comm_recv(dp->comm, t->data, bytes, from));
+            continue;
+        }
+        void *host = malloc(bytes ? bytes : 1);
+        if (!host)
+            return eopt_fail(EOPT_ERR_NOMEM, "out of memory staging %zu bytes of optimizer state", bytes);
+        eopt_status st = eopt_comm_recv(dp->comm, host, bytes, from);
+        if (st == EOPT_OK)
+            st = eopt_tensor_from_host(t, host, bytes);
+        free(host);
+        EOPT_TRY(st);
+    }
+    return EOPT_OK;
+}
+
+/* Rank 0 takes the parameters in order and each owner sends its own in the same order, so the
+ * point-to-point messages between any two ranks match up one by one. */
+eopt_status eopt_dp_gather_state(eopt_dp *dp, int nopt, eopt_optimizer *const *opt, int *const *model_index)
+{
+    if (dp->size == 1)
+        return EOPT_OK;
+    for (int o = 0; o < nopt; o++)
+        for (int k = 0; k < opt[o]->nparams; k++) {
+            int owner = dp->owner[model_index[o][k]];
+            if (owner == 0)
+                continue;
+            if (dp->rank == owner)
+                EOPT_TRY(send_state(dp, &opt[o]->state[k]));
+            else if (dp->rank == 0)
+                EOPT_TRY(recv_state(dp, opt[o], k, owner));
+        }
+    return EOPT_OK;
+}
+
+void eopt_dp_release_state(const eopt_dp *dp, int nopt, eopt_optimizer *const *opt, int *const *model_index)
+{
+    if (dp->size == 1 || dp->rank != 0)
+        return;
+    for (int o = 0; o < nopt; o++)
+        for (int k = 0; k < opt[o]->nparams; k++)
+            if (dp->owner[model_index[o][k]] != 0)
+                eopt_state_clear(&opt[o]->state[k]);
+}
+
+int64_t eopt_dp_state_bytes(int nopt, eopt_optimizer *const *opt)
+{
+    int64_t bytes = 0;
+    for (int o = 0; o < nopt; o++)
+        for (int k = 0; k < opt[o]->nparams; k++)
+            for (int e = 0; e < opt[o]->state[k].n; e++)
+                bytes += (int64_t)eopt_tensor_bytes(&opt[o]->state[k].t[e]);
+    return bytes;
+}

@@ -19,7 +19,11 @@ LIBDIR   ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 BINDIR   ?= $(PREFIX)/bin
 # The serial HDF5 by name: with libhdf5-openmpi-dev installed too, plain `hdf5` may name that one.
+# MPI=1 takes the parallel one (a data-parallel save writes each rank's state through MPI-IO).
 HDF5_PC     := $(if $(shell pkg-config --exists hdf5-serial 2>/dev/null && echo y),hdf5-serial,hdf5)
+ifeq ($(MPI),1)
+  HDF5_PC   := hdf5-openmpi
+endif
 HDF5_CFLAGS := $(shell pkg-config --cflags $(HDF5_PC) 2>/dev/null)
 HDF5_LIBS   := $(shell pkg-config --libs $(HDF5_PC) 2>/dev/null)
 # OpenBLAS's OpenMP build: BLAS and eopt's own loops share one OpenMP thread pool. With the
@@ -50,6 +54,7 @@ endif
 # MPI (Debian's openmpi-bin and libopenmpi-dev): framework/comm_mpi.c instead of comm_single.c;
 # with CUDA, device tensors go through NCCL (the CUDA toolkit's libnccl).
 ifeq ($(MPI),1)
+  $(if $(HDF5_LIBS),,$(error make MPI=1 needs parallel HDF5 (Debian's libhdf5-openmpi-dev, in make deps)))
   LIB_SRC := $(filter-out framework/comm_single.c,$(LIB_SRC))
   CFLAGS  += -DEOPT_MPI=1 $(shell mpicc --showme:compile 2>/dev/null)
   LDLIBS  += $(shell mpicc --showme:link 2>/dev/null)

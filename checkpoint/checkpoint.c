@@ -64,14 +64,14 @@ static eopt_status check_name(const char *kind, const char *name)
     return EOPT_OK;
 }
 
-static eopt_status write_state(hid_t og, const eopt_optimizer *opt)
+static eopt_status write_state(hid_t og, const eopt_optimizer *opt, const eopt_state *state)
 {
     hid_t sg = H5Gcreate2(og, "state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (sg < 0)
         return eopt_fail(EOPT_ERR_IO, "cannot create group 'state'");
     eopt_status st = EOPT_OK;
     for (int i = 0; i < opt->nparams && st == EOPT_OK; i++) {
-        const eopt_state *s = &opt->state[i];
+        const eopt_state *s = &state[i];
         if (s->n == 0)
             continue;
         char name[16];
@@ -122,7 +122,7 @@ static eopt_status write_groups(hid_t og, const eopt_optimizer *opt)
     return st;
 }
 
-static eopt_status write_optimizer(hid_t og, const eopt_optimizer *opt)
+static eopt_status write_optimizer(hid_t og, const eopt_optimizer *opt, const eopt_state *state)
 {
     EOPT_TRY(eopt_h5_attr_write_str(og, "class", opt->cls->name));
     if (opt->cls->source)
@@ -137,8 +137,11 @@ static eopt_status write_optimizer(hid_t og, const eopt_optimizer *opt)
     free(names);
     EOPT_TRY(st);
     EOPT_TRY(write_groups(og, opt));
-    return write_state(og, opt);
+    return write_state(og, opt, state);
 }
+
+/* The state a save writes of optimizer o: the one given, or the optimizer's own. */
+static const eopt_state *state_of(const eopt_ckpt_optimizer *o) { return o->state ? o->state : o->opt->state; }
 
 static hid_t group_new(hid_t loc, const char *name)
 {
@@ -200,7 +203,7 @@ static eopt_status write_optimizers(hid_t fid, const eopt_ckpt_write *w, int sch
             st = eopt_fail(EOPT_ERR_IO, "cannot create group for optimizer '%s'", o->name);
             break;
         }
-        st = schedules ? eopt_h5_attrs_write(g, o->schedule) : write_optimizer(g, o->opt);
+        st = schedules ? eopt_h5_attrs_write(g, o->schedule) : write_optimizer(g, o->opt, state_of(o));
         if (st != EOPT_OK)
             eopt_fail_context(st, "/%s/%s", schedules ? "schedules" : "optimizers", o->name);
         H5Gclose(g);
@@ -282,10 +285,11 @@ static uint64_t save_bound(const eopt_ckpt_write *w)
         bytes += eopt_tensor_bytes(w->trainer_data[k].t);
     for (int k = 0; k < w->nopt; k++) {
         const eopt_optimizer *o = w->opts[k].opt;
+        const eopt_state *state = state_of(&w->opts[k]);
         objects += 4 + (uint64_t)o->ngroups + (uint64_t)o->nparams;
         for (int i = 0; i < o->nparams; i++)
-            for (int q = 0; q < o->state[i].n; q++, objects++)
-                bytes += eopt_tensor_bytes(&o->state[i].t[q]);
+            for (int q = 0; q < state[i].n; q++, objects++)
+                bytes += eopt_tensor_bytes(&state[i].t[q]);
     }
     return bytes + (w->config ? strlen(w->config) : 0) + (objects << 14);
 }
@@ -305,12 +309,10 @@ static eopt_status check_size_limit(const char *path, const eopt_ckpt_write *w)
                      path, (unsigned long long)need, (unsigned long long)r.rlim_cur);
 }
 
-eopt_status eopt_checkpoint_save(const char *path, const eopt_ckpt_write *w)
+/* Writes w into `tmp`, flushed and synced; on failure the file is removed and the message names
+ * `path` (and the system's reason for a full or failing disk). */
+static eopt_status write_tmp(const char *path, const char *tmp, const eopt_ckpt_write *w)
 {
-    eopt_h5_quiet();
-    char tmp[1100];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return eopt_fail(EOPT_ERR_ARG, "checkpoint path too long: '%s'", path);
     eopt_status st = devices_ok(w);
     if (st != EOPT_OK)
         return eopt_fail_context(st, "writing checkpoint '%s'", path);
@@ -332,14 +334,104 @@ eopt_status eopt_checkpoint_save(const char *path, const eopt_ckpt_write *w)
         discard_writes(fid);
     if (H5Fclose(fid) < 0 && st == EOPT_OK)
         st = eopt_fail(EOPT_ERR_IO, "cannot close '%s'", tmp);
-    if (st == EOPT_OK && rename(tmp, path) != 0)
-        st = eopt_fail(EOPT_ERR_IO, "cannot rename '%s' to '%s'", tmp, path);
     if (st != EOPT_OK) {
         unlink(tmp);
         return eopt_fail_context(st, "writing checkpoint '%s'%s%s%s", path, *reason ? " (" : "", reason,
                                  *reason ? ")" : "");
     }
+    return EOPT_OK;
+}
+
+/* The finished `tmp` becomes `path`, durably (the rename and its directory synced). */
+static eopt_status commit(const char *path, const char *tmp)
+{
+    if (rename(tmp, path) != 0) {
+        eopt_status st = eopt_fail(EOPT_ERR_IO, "cannot rename '%s' to '%s'", tmp, path);
+        unlink(tmp);
+        return eopt_fail_context(st, "writing checkpoint '%s'", path);
+    }
     fsync_dir(path);
+    return EOPT_OK;
+}
+
+#ifdef EOPT_MPI
+/* The second phase of a data-parallel save: this rank's optimizer state into the datasets rank 0
+ * reserved for it, through MPI-IO (raw bytes at their place; no metadata changes). */
+static eopt_status fill_own_state(hid_t fid, const eopt_ckpt_write *w)
+{
+    EOPT_TRY(devices_ok(w));
+    for (int k = 0; k < w->nopt; k++) {
+        const eopt_state *state = state_of(&w->opts[k]);
+        for (int i = 0; i < w->opts[k].opt->nparams; i++)
+            for (int e = 0; e < state[i].n; e++) {
+                char p[EOPT_NAME_MAX + 96];
+                if (!state[i].t[e].data)
+                    continue;
+                snprintf(p, sizeof p, "/optimizers/%s/state/%d/%s", w->opts[k].name, i, state[i].key[e]);
+                EOPT_TRY(eopt_h5_dataset_fill(fid, p, &state[i].t[e]));
+            }
+    }
+    return EOPT_OK;
+}
+
+static eopt_status sync_path(const char *path)
+{
+    int fd = open(path, O_RDWR);
+    eopt_status st = fd < 0 || fsync(fd) != 0 ? eopt_fail(EOPT_ERR_IO, "cannot sync '%s': %s", path, strerror(errno))
+                                              : EOPT_OK;
+    if (fd >= 0)
+        close(fd);
+    return st;
+}
+
+/* checkpoint.h: rank 0 lays the file out and writes all it holds; then all ranks write their
+ * state in place through MPI-IO; rank 0 syncs and renames. Each phase ends with the ranks'
+ * verdict (eopt_comm_agree), so a failure anywhere stops all of them at the same point. */
+static eopt_status save_parallel(const char *path, const char *tmp, const eopt_ckpt_write *w)
+{
+    eopt_comm *c = w->comm;
+    int lead = eopt_comm_rank(c) == 0;
+    eopt_status st = eopt_comm_agree(c, lead ? write_tmp(path, tmp, w) : EOPT_OK);
+    if (st != EOPT_OK)
+        return st;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL);
+    hid_t fid = H5Fopen(tmp, H5F_ACC_RDWR, fapl);
+    H5Pclose(fapl);
+    if (fid < 0)
+        st = eopt_fail(EOPT_ERR_IO, "cannot open '%s' through MPI-IO", tmp);
+    if (st == EOPT_OK && !lead)
+        st = fill_own_state(fid, w);
+    if (fid >= 0 && H5Fclose(fid) < 0 && st == EOPT_OK)
+        st = eopt_fail(EOPT_ERR_IO, "cannot close '%s'", tmp);
+    if (st != EOPT_OK)
+        st = eopt_fail_context(st, "writing checkpoint '%s'", path);
+    st = eopt_comm_agree(c, st);
+    if (st == EOPT_OK && lead && (st = sync_path(tmp)) == EOPT_OK)
+        st = commit(path, tmp);
+    else if (lead)
+        unlink(tmp);
+    return eopt_comm_agree(c, st);
+}
+#endif
+
+eopt_status eopt_checkpoint_save(const char *path, const eopt_ckpt_write *w)
+{
+    eopt_h5_quiet();
+    char tmp[1100];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return eopt_fail(EOPT_ERR_ARG, "checkpoint path too long: '%s'", path);
+    if (w->comm && eopt_comm_size(w->comm) > 1) {
+#ifdef EOPT_MPI
+        EOPT_TRY(save_parallel(path, tmp, w));
+        eopt_guard_trust(path);
+        return EOPT_OK;
+#else
+        return eopt_fail(EOPT_ERR_UNSUPPORTED, "a data-parallel save needs the MPI build (make MPI=1)");
+#endif
+    }
+    EOPT_TRY(write_tmp(path, tmp, w));
+    EOPT_TRY(commit(path, tmp));
     eopt_guard_trust(path);
     return EOPT_OK;
 }

@@ -10,6 +10,7 @@
 #ifndef EOPT_CHECKPOINT_H
 #define EOPT_CHECKPOINT_H
 
+#include "../framework/comm.h"
 #include "../framework/tensor.h"
 #include "../framework/value.h"
 #include "../optimizers/optimizer.h"
@@ -28,6 +29,9 @@ typedef struct {
     const char *name;          /* "/optimizers/<name>": "muon", "adamw", "0" */
     const eopt_optimizer *opt;
     const eopt_dict *schedule; /* optional: attrs of /schedules/<name> */
+    const eopt_state *state;   /* optional: [opt->nparams] the state to write instead of opt->state;
+                                * in a data-parallel save, entries whose data is NULL are written by
+                                * the rank that holds them */
 } eopt_ckpt_optimizer;
 
 typedef struct {
@@ -48,10 +52,18 @@ typedef struct {
     int ntrainer_data;
     const eopt_ckpt_dataset *trainer_data; /* optional: datasets under /trainer */
     const char *config; /* optional: root attribute `config`, the resolved config of the run that wrote it */
+    eopt_comm *comm;    /* optional: a data-parallel save by every rank of comm (below); NULL: this process */
 } eopt_ckpt_write;
 
 #define EOPT_CKPT_CONFIG_MAX (1 << 20) /* the longest `config` a reader takes */
 
+/* A data-parallel save (w->comm with more than one rank, `make MPI=1`) is called by every rank
+ * with the same description, except that each holds the data of its own optimizer state only
+ * (the others' entries have their key, dtype and shape, data NULL). Rank 0 writes the file as one
+ * process would, reserving the space of the state it does not hold; then every rank opens it
+ * through MPI-IO (parallel HDF5) and writes the bytes of its own state in place, in parallel;
+ * rank 0 syncs and renames. No rank ever holds another's state, and every rank returns the same
+ * status (the failing rank's message). */
 eopt_status eopt_checkpoint_save(const char *path, const eopt_ckpt_write *w);
 
 typedef struct eopt_ckpt eopt_ckpt; /* a validated checkpoint held in host memory */

@@ -255,22 +255,54 @@ static eopt_status dtype_types(eopt_dtype dt, hid_t *ft, hid_t *mt)
     }
 }
 
+/* t's data as host memory: t->data itself, or a staging copy (free it when it is not t->data). */
+static eopt_status host_data(const eopt_tensor *t, const char *name, void **host)
+{
+    size_t bytes = eopt_tensor_bytes(t);
+    *host = t->data;
+    if (eopt_h5_host_memory(t))
+        return EOPT_OK;
+    *host = malloc(bytes ? bytes : 1);
+    if (!*host)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory writing '%s'", name);
+    eopt_status st = eopt_tensor_to_host(t, *host, bytes);
+    if (st != EOPT_OK) {
+        free(*host);
+        *host = NULL;
+    }
+    return st;
+}
+
+/* A dataset created without data: its space allocated now (contiguous, in the file's final
+ * size) and never filled, so that another process writes its bytes later without changing any
+ * of the file's metadata (eopt_h5_dataset_fill). */
+static eopt_status dataset_reserve(hid_t loc, const char *name, hid_t ft, hid_t sp)
+{
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
+    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    hid_t d = H5Dcreate2(loc, name, ft, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Pclose(dcpl);
+    if (d >= 0)
+        H5Dclose(d);
+    return d < 0 ? eopt_fail(EOPT_ERR_IO, "cannot create dataset '%s'", name) : EOPT_OK;
+}
+
 eopt_status eopt_h5_dataset_write(hid_t loc, const char *name, const eopt_tensor *t)
 {
     hid_t ft, mt;
     EOPT_TRY(dtype_types(t->dtype, &ft, &mt));
-    size_t bytes = eopt_tensor_bytes(t);
-    void *host = t->data;
-    if (!eopt_h5_host_memory(t)) {
-        host = malloc(bytes ? bytes : 1);
-        if (!host)
-            return eopt_fail(EOPT_ERR_NOMEM, "out of memory writing '%s'", name);
-        eopt_status st = eopt_tensor_to_host(t, host, bytes);
-        if (st != EOPT_OK) {
-            free(host);
-            return st;
-        }
+    if (!t->data) {
+        hsize_t dims[EOPT_MAX_DIMS];
+        for (int k = 0; k < t->ndim; k++)
+            dims[k] = (hsize_t)t->shape[k];
+        hid_t sp = t->ndim ? H5Screate_simple(t->ndim, dims, NULL) : H5Screate(H5S_SCALAR);
+        eopt_status st = dataset_reserve(loc, name, ft, sp);
+        H5Sclose(sp);
+        return st;
     }
+    void *host;
+    EOPT_TRY(host_data(t, name, &host));
     hsize_t dims[EOPT_MAX_DIMS];
     for (int k = 0; k < t->ndim; k++)
         dims[k] = (hsize_t)t->shape[k];
@@ -283,6 +315,25 @@ eopt_status eopt_h5_dataset_write(hid_t loc, const char *name, const eopt_tensor
     if (host != t->data)
         free(host);
     return e < 0 ? eopt_fail(EOPT_ERR_IO, "cannot write dataset '%s'", name) : EOPT_OK;
+}
+
+eopt_status eopt_h5_dataset_fill(hid_t loc, const char *path, const eopt_tensor *t)
+{
+    hid_t ft, mt;
+    EOPT_TRY(dtype_types(t->dtype, &ft, &mt));
+    void *host;
+    EOPT_TRY(host_data(t, path, &host));
+    hid_t d = H5Dopen2(loc, path, H5P_DEFAULT);
+    hid_t sp = d < 0 ? -1 : H5Dget_space(d);
+    int ok = sp >= 0 && H5Sget_simple_extent_npoints(sp) == (hssize_t)(t->ndim ? t->numel : 1);
+    herr_t e = ok ? H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, host) : -1;
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (d >= 0)
+        H5Dclose(d);
+    if (host != t->data)
+        free(host);
+    return e < 0 ? eopt_fail(EOPT_ERR_IO, "cannot write dataset '%s'", path) : EOPT_OK;
 }
 
 /* The dtype a numeric dataset reads into by default: floats -> float32, 64-bit integers -> int64,

@@ -91,8 +91,9 @@ eopt_status eopt_restored_save(const eopt_restored *r, const eopt_ckpt *ck, int6
         for (int k = 0; k < na; k++)
             aliases[k] = eopt_ckpt_alias_at(ck, k);
         for (int k = 0; k < r->nopt; k++)
-            opts[k] =
-                (eopt_ckpt_optimizer){r->opt_names[k], r->opts[k], ck ? eopt_ckpt_schedule(ck, r->opt_names[k]) : NULL};
+            opts[k] = (eopt_ckpt_optimizer){.name = r->opt_names[k],
+                                            .opt = r->opts[k],
+                                            .schedule = ck ? eopt_ckpt_schedule(ck, r->opt_names[k]) : NULL};
         for (int k = 0; k < nd; k++) {
             data[k].name = eopt_ckpt_trainer_data_name(ck, k);
             data[k].t = eopt_ckpt_trainer_data(ck, data[k].name);

@@ -106,6 +106,8 @@ eopt_status eopt_checkpoint_save_rotating(const char *dir, const char *prefix, c
     EOPT_TRY(eopt_checkpoint_save(path, w));
     if (path_out)
         snprintf(path_out, size, "%s", path);
+    if (w->comm && eopt_comm_rank(w->comm) != 0) /* a data-parallel save: rank 0 keeps the folder */
+        return EOPT_OK;
     return eopt_checkpoint_prune(dir, prefix, keep);
 }
 

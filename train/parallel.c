@@ -136,100 +136,76 @@ eopt_status eopt_dp_share_diagnostics(eopt_dp *dp, int nopt, eopt_optimizer *con
     return EOPT_OK;
 }
 
-/* What the owner sends of one state tensor before its bytes. */
+/* What an owner tells rank 0 of one state entry (a save lays out every rank's datasets). */
 typedef struct {
     char key[24];
     int32_t dtype, ndim, on_host;
     int64_t shape[EOPT_MAX_DIMS];
 } state_header;
 
-/* The owner's side: the number of entries, their headers, then each tensor's bytes (staged
- * through the host for device tensors). */
-static eopt_status send_state(eopt_dp *dp, const eopt_state *s)
+static eopt_status send_headers(eopt_dp *dp, const eopt_state *s)
 {
+    state_header h[EOPT_STATE_MAX];
     int32_t n = s->n;
-    EOPT_TRY(eopt_comm_send(dp->comm, &n, sizeof n, 0));
+    memset(h, 0, sizeof h);
     for (int e = 0; e < s->n; e++) {
-        const eopt_tensor *t = &s->t[e];
-        state_header h = {.dtype = t->dtype, .ndim = t->ndim, .on_host = t->be == NULL};
-        memcpy(h.key, s->key[e], sizeof h.key);
-        memcpy(h.shape, t->shape, sizeof h.shape);
-        EOPT_TRY(eopt_comm_send(dp->comm, &h, sizeof h, 0));
-        size_t bytes = eopt_tensor_bytes(t);
-        if (!t->be) {
-            EOPT_TRY(eopt_comm_send(dp->comm, t->data, bytes, 0));
-            continue;
-        }
-        void *host = malloc(bytes ? bytes : 1);
-        if (!host)
-            return eopt_fail(EOPT_ERR_NOMEM, "out of memory staging %zu bytes of optimizer state", bytes);
-        eopt_status st = eopt_tensor_to_host(t, host, bytes);
-        if (st == EOPT_OK)
-            st = eopt_comm_send(dp->comm, host, bytes, 0);
-        free(host);
-        EOPT_TRY(st);
+        memcpy(h[e].key, s->key[e], sizeof h[e].key);
+        h[e].dtype = s->t[e].dtype, h[e].ndim = s->t[e].ndim, h[e].on_host = s->t[e].be == NULL;
+        memcpy(h[e].shape, s->t[e].shape, sizeof h[e].shape);
     }
-    return EOPT_OK;
+    EOPT_TRY(eopt_comm_send(dp->comm, &n, sizeof n, 0));
+    return eopt_comm_send(dp->comm, h, sizeof h[0] * (size_t)n, 0);
 }
 
-/* Rank 0's side: the entries recreated as the owner has them, then filled. */
-static eopt_status recv_state(eopt_dp *dp, eopt_optimizer *opt, int k, int from)
+/* Rank 0's view of another rank's entries: keys, dtypes and shapes; no data. */
+static eopt_status recv_headers(eopt_dp *dp, const eopt_optimizer *opt, int k, int from, eopt_state *view)
 {
+    state_header h[EOPT_STATE_MAX];
     int32_t n;
     EOPT_TRY(eopt_comm_recv(dp->comm, &n, sizeof n, from));
     if (n < 0 || n > EOPT_STATE_MAX)
         return eopt_fail(EOPT_ERR_FORMAT, "rank %d sent %d state entries for '%s'", from, n, opt->params[k].name);
-    eopt_state_clear(&opt->state[k]);
+    EOPT_TRY(eopt_comm_recv(dp->comm, h, sizeof h[0] * (size_t)n, from));
+    view->n = n;
     for (int e = 0; e < n; e++) {
-        state_header h;
-        EOPT_TRY(eopt_comm_recv(dp->comm, &h, sizeof h, from));
-        h.key[sizeof h.key - 1] = 0;
-        EOPT_TRY(eopt_state_add(opt, k, h.key, (eopt_dtype)h.dtype, h.ndim, h.shape, h.on_host));
-        eopt_tensor *t = &opt->state[k].t[e];
-        size_t bytes = eopt_tensor_bytes(t);
-        if (!t->be) {
-            EOPT_TRY(eopt_comm_recv(dp->comm, t->data, bytes, from));
-            continue;
-        }
-        void *host = malloc(bytes ? bytes : 1);
-        if (!host)
-            return eopt_fail(EOPT_ERR_NOMEM, "out of memory staging %zu bytes of optimizer state", bytes);
-        eopt_status st = eopt_comm_recv(dp->comm, host, bytes, from);
-        if (st == EOPT_OK)
-            st = eopt_tensor_from_host(t, host, bytes);
-        free(host);
-        EOPT_TRY(st);
+        eopt_tensor *t = &view->t[e];
+        if (h[e].ndim < 0 || h[e].ndim > EOPT_MAX_DIMS || h[e].dtype < EOPT_F32 || h[e].dtype > EOPT_I64)
+            return eopt_fail(EOPT_ERR_FORMAT, "rank %d sent a bad state entry for '%s'", from, opt->params[k].name);
+        memcpy(view->key[e], h[e].key, sizeof view->key[e]);
+        view->key[e][sizeof view->key[e] - 1] = 0;
+        *t = (eopt_tensor){.dtype = (eopt_dtype)h[e].dtype, .ndim = h[e].ndim, .numel = 1,
+                           .be = h[e].on_host ? NULL : opt->be};
+        for (int d = 0; d < t->ndim; d++)
+            t->shape[d] = h[e].shape[d], t->numel *= h[e].shape[d];
     }
     return EOPT_OK;
 }
 
 /* Rank 0 takes the parameters in order and each owner sends its own in the same order, so the
  * point-to-point messages between any two ranks match up one by one. */
-eopt_status eopt_dp_gather_state(eopt_dp *dp, int nopt, eopt_optimizer *const *opt, int *const *model_index)
+eopt_status eopt_dp_state_views(eopt_dp *dp, int nopt, eopt_optimizer *const *opt, int *const *model_index,
+                                eopt_state **views)
 {
-    if (dp->size == 1)
-        return EOPT_OK;
+    for (int o = 0; o < nopt; o++)
+        if (!(views[o] = calloc((size_t)opt[o]->nparams, sizeof *views[o])))
+            return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
     for (int o = 0; o < nopt; o++)
         for (int k = 0; k < opt[o]->nparams; k++) {
             int owner = dp->owner[model_index[o][k]];
-            if (owner == 0)
-                continue;
-            if (dp->rank == owner)
-                EOPT_TRY(send_state(dp, &opt[o]->state[k]));
-            else if (dp->rank == 0)
-                EOPT_TRY(recv_state(dp, opt[o], k, owner));
+            if (owner == dp->rank)
+                views[o][k] = opt[o]->state[k]; /* the tensors themselves, not copies */
+            if (owner != 0 && dp->rank == owner)
+                EOPT_TRY(send_headers(dp, &opt[o]->state[k]));
+            else if (owner != 0 && dp->rank == 0)
+                EOPT_TRY(recv_headers(dp, opt[o], k, owner, &views[o][k]));
         }
     return EOPT_OK;
 }
 
-void eopt_dp_release_state(const eopt_dp *dp, int nopt, eopt_optimizer *const *opt, int *const *model_index)
+void eopt_dp_free_views(int nopt, eopt_state **views)
 {
-    if (dp->size == 1 || dp->rank != 0)
-        return;
     for (int o = 0; o < nopt; o++)
-        for (int k = 0; k < opt[o]->nparams; k++)
-            if (dp->owner[model_index[o][k]] != 0)
-                eopt_state_clear(&opt[o]->state[k]);
+        free(views[o]), views[o] = NULL;
 }
 
 int64_t eopt_dp_state_bytes(int nopt, eopt_optimizer *const *opt)

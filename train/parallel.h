@@ -13,10 +13,10 @@
  *     Newton-Schulz grows as m n min(m, n), an eigenbasis as n^3), largest first onto the least
  *     loaded rank; every rank computes the same plan from the same shapes.
  *
- * Checkpoints keep the one layout of checkpoint.md whatever the number of ranks: rank 0 gathers
- * the state of every parameter before a save (and lets it go after); a load reads the whole file
- * on every rank and each keeps what it owns (eopt_dp_localize). With one rank everything here is
- * the identity and costs nothing. */
+ * Checkpoints keep the one layout of checkpoint.md whatever the number of ranks: rank 0 lays the
+ * file out and every rank writes its own state into it through parallel HDF5 (checkpoint.h); a
+ * load reads the whole file on every rank and each keeps what it owns (eopt_dp_localize). With
+ * one rank everything here is the identity and costs nothing. */
 #ifndef EOPT_PARALLEL_H
 #define EOPT_PARALLEL_H
 
@@ -61,10 +61,14 @@ eopt_status eopt_dp_gather_weights(eopt_dp *dp, eopt_backend *be);
 /* On a diagnostic step: every parameter's optimizer diagnostics (eopt_diag_values) from its owner. */
 eopt_status eopt_dp_share_diagnostics(eopt_dp *dp, int nopt, eopt_optimizer *const *opt, int *const *model_index);
 
-/* Before a save: rank 0 receives the state of every parameter it does not own (shapes, dtypes
- * and placement as the owner keeps them); after it, eopt_dp_release_state frees those again. */
-eopt_status eopt_dp_gather_state(eopt_dp *dp, int nopt, eopt_optimizer *const *opt, int *const *model_index);
-void eopt_dp_release_state(const eopt_dp *dp, int nopt, eopt_optimizer *const *opt, int *const *model_index);
+/* Before a save (checkpoint.h's data-parallel save): each rank's view of every optimizer's state,
+ * views[o][k] for optimizer o's parameter k: what the rank owns (its own tensors, not copies); on
+ * rank 0 also every other rank's entries with key, dtype and shape but no data (each owner sends
+ * them), so that rank 0 can lay out the whole file. No state moves between ranks: each writes its
+ * own into the file. Free the arrays with eopt_dp_free_views (the tensors stay). */
+eopt_status eopt_dp_state_views(eopt_dp *dp, int nopt, eopt_optimizer *const *opt, int *const *model_index,
+                                eopt_state **views);
+void eopt_dp_free_views(int nopt, eopt_state **views);
 
 /* Bytes of optimizer state this process holds. */
 int64_t eopt_dp_state_bytes(int nopt, eopt_optimizer *const *opt);

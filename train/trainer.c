@@ -222,7 +222,8 @@ static eopt_status schedule_dict(const trainer *t, int o, eopt_dict *d)
     return eopt_dict_set(d, "position", eopt_int(t->step));
 }
 
-static eopt_status write_checkpoint(trainer *t, eopt_train_result *res)
+/* views: NULL (one process), or each rank's view of the state (eopt_dp_state_views). */
+static eopt_status write_checkpoint(trainer *t, eopt_train_result *res, eopt_state *const *views)
 {
     const eopt_config *c = t->cfg;
     eopt_model *m = t->model;
@@ -231,7 +232,7 @@ static eopt_status write_checkpoint(trainer *t, eopt_train_result *res)
     eopt_ckpt_alias aliases[2];
     for (int o = 0; o < t->nopt; o++) {
         EOPT_TRY(schedule_dict(t, o, &sched[o]));
-        opts[o] = (eopt_ckpt_optimizer){c->opts[o].name, t->opt[o], &sched[o]};
+        opts[o] = (eopt_ckpt_optimizer){c->opts[o].name, t->opt[o], &sched[o], views ? views[o] : NULL};
     }
     for (int k = 0; k < m->ntied; k++)
         aliases[k] = (eopt_ckpt_alias){m->tied[k].name, m->params[m->tied[k].target].name};
@@ -259,26 +260,25 @@ static eopt_status write_checkpoint(trainer *t, eopt_train_result *res)
                          .trainer = &tr,
                          .ntrainer_data = nwin > 0 ? 2 : 1,
                          .trainer_data = data,
-                         .config = t->config_text};
-    if (!t->lead)
-        return EOPT_OK;
-    EOPT_TRY(eopt_make_dirs(c->checkpoint.dir));
+                         .config = t->config_text,
+                         .comm = views ? t->comm : NULL};
+    EOPT_TRY(agree(t, t->lead ? eopt_make_dirs(c->checkpoint.dir) : EOPT_OK));
     return eopt_checkpoint_save_rotating(c->checkpoint.dir, CKPT_PREFIX, &w, c->checkpoint.keep,
                                          res->last_checkpoint, sizeof res->last_checkpoint);
 }
 
-/* A checkpoint of every rank's state in one file, as one process would write it: rank 0
- * gathers the state of the parameters the others own, writes, and lets it go; every rank
- * learns whether the save worked. */
+/* A checkpoint of every rank's state in one file, as one process would write it: rank 0 lays it
+ * out, each rank writes the state it owns (checkpoint.h's data-parallel save); every rank learns
+ * whether the save worked. */
 static eopt_status save(trainer *t, eopt_train_result *res)
 {
-    eopt_status st = agree(t, eopt_dp_gather_state(&t->dp, t->nopt, t->opt, t->model_index));
+    eopt_state *views[EOPT_CFG_MAX_OPTS] = {0};
+    if (t->dp.size == 1)
+        return write_checkpoint(t, res, NULL);
+    eopt_status st = agree(t, eopt_dp_state_views(&t->dp, t->nopt, t->opt, t->model_index, views));
     if (st == EOPT_OK)
-        st = write_checkpoint(t, res);
-    eopt_dp_release_state(&t->dp, t->nopt, t->opt, t->model_index);
-    st = agree(t, st);
-    if (st == EOPT_OK && t->dp.size > 1)
-        st = eopt_comm_bcast(t->comm, res->last_checkpoint, sizeof res->last_checkpoint, 0);
+        st = write_checkpoint(t, res, views);
+    eopt_dp_free_views(t->nopt, views);
     return st;
 }
 

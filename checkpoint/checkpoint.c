@@ -1140,8 +1140,11 @@ eopt_status eopt_ckpt_read_tensor(const eopt_ckpt *ck, const char *name, eopt_te
 
 /* Fills state j of `opt` (file index i) from the file: every key the class has must be there with
  * its shape and dtype; extra keys are errors unless the class lists them as optional. */
+/* The file's state of parameter i into parameter j of opt, checked against the class's (keys,
+ * shapes, dtypes, finite values). keep == 0 (another rank's parameter): checked the same way, one
+ * tensor at a time through a scratch copy, and then not kept. */
 static eopt_status load_state(const eopt_ckpt *ck, const eopt_ckpt_opt_info *o, const char *where, int64_t i,
-                              eopt_optimizer *opt, int j)
+                              eopt_optimizer *opt, int j, int keep)
 {
     char sa[64], sb[64];
     if (o->nstate[i] == 0)
@@ -1172,12 +1175,24 @@ static eopt_status load_state(const eopt_ckpt *ck, const eopt_ckpt_opt_info *o, 
             return eopt_fail(EOPT_ERR_FORMAT, "%s/state/%lld/%s: dtype %s in the file, %s expected", where,
                              (long long)i, e->key, eopt_dtype_name(e->t.dtype), eopt_dtype_name(t->dtype));
     }
-    for (int q = 0; q < s->n; q++) {
+    eopt_status st = EOPT_OK;
+    for (int q = 0; q < s->n && st == EOPT_OK; q++) {
         char h5path[EOPT_NAME_MAX + 64];
         snprintf(h5path, sizeof h5path, "optimizers/%s/state/%lld/%s", o->name, (long long)i, s->key[q]);
-        EOPT_TRY(fill(ck, h5path, &find_entry(o, i, s->key[q])->t, &opt->state[j].t[q]));
+        const eopt_tensor *src = &find_entry(o, i, s->key[q])->t;
+        if (keep) {
+            st = fill(ck, h5path, src, &opt->state[j].t[q]);
+            continue;
+        }
+        eopt_tensor scratch;
+        st = eopt_tensor_alloc(&scratch, NULL, s->t[q].dtype, s->t[q].ndim, s->t[q].shape);
+        if (st == EOPT_OK)
+            st = fill(ck, h5path, src, &scratch);
+        eopt_tensor_free(&scratch);
     }
-    return EOPT_OK;
+    if (!keep)
+        eopt_state_clear(&opt->state[j]);
+    return st;
 }
 
 /* The caller's parameter for a file name (directly or through an alias of the file). */
@@ -1246,7 +1261,7 @@ static eopt_status groups_with_nones(const eopt_optimizer_class *cls, const eopt
 }
 
 static eopt_status create_from(const eopt_ckpt *ck, const eopt_ckpt_opt_info *o, eopt_backend *be,
-                               const eopt_param *params, int nparams, eopt_optimizer **out)
+                               const eopt_param *params, int nparams, const unsigned char *keep, eopt_optimizer **out)
 {
     char where[2048];
     snprintf(where, sizeof where, "%.1500s:/optimizers/%.300s", ck->path, o->name);
@@ -1270,7 +1285,7 @@ static eopt_status create_from(const eopt_ckpt *ck, const eopt_ckpt_opt_info *o,
             eopt_fail_context(st, "%s", where);
     }
     for (int j = 0; st == EOPT_OK && j < o->nparams; j++)
-        st = load_state(ck, o, where, file_index[j], opt, j);
+        st = load_state(ck, o, where, file_index[j], opt, j, !keep || keep[j]);
     free(hp);
     free(bound);
     free(sizes);
@@ -1290,7 +1305,7 @@ eopt_status eopt_ckpt_create_optimizer(const eopt_ckpt *ck, const char *name, eo
     const eopt_ckpt_opt_info *o = eopt_ckpt_optimizer_info(ck, name);
     if (!o)
         return eopt_fail(EOPT_ERR_FORMAT, "%s: no optimizer '/optimizers/%s'", ck->path, name);
-    return create_from(ck, o, be, params, nparams, out);
+    return create_from(ck, o, be, params, nparams, NULL, out);
 }
 
 /* Python's equality for numbers (1 == 1.0 == True), exact for the rest. */
@@ -1346,11 +1361,14 @@ static void swap_optimizers(eopt_optimizer *a, eopt_optimizer *b)
 
 /* Builds the file's optimizer `name` for the running `opt` and checks they agree. */
 static eopt_status build_matching(const eopt_ckpt *ck, const char *name, const eopt_optimizer *opt,
-                                  eopt_optimizer **file)
+                                  const unsigned char *keep, eopt_optimizer **file)
 {
     char where[2048];
     snprintf(where, sizeof where, "%.1500s:/optimizers/%.300s", ck->path, name);
-    EOPT_TRY(eopt_ckpt_create_optimizer(ck, name, opt->be, opt->params, opt->nparams, file));
+    const eopt_ckpt_opt_info *o = eopt_ckpt_optimizer_info(ck, name);
+    if (!o)
+        return eopt_fail(EOPT_ERR_FORMAT, "%s: no optimizer '/optimizers/%s'", ck->path, name);
+    EOPT_TRY(create_from(ck, o, opt->be, opt->params, opt->nparams, keep, file));
     eopt_status st = same_structure(*file, opt, where);
     if (st != EOPT_OK) {
         eopt_optimizer_free(*file);
@@ -1362,7 +1380,7 @@ static eopt_status build_matching(const eopt_ckpt *ck, const char *name, const e
 eopt_status eopt_ckpt_load_optimizer(const eopt_ckpt *ck, const char *name, eopt_optimizer *opt)
 {
     eopt_optimizer *file = NULL;
-    EOPT_TRY(build_matching(ck, name, opt, &file));
+    EOPT_TRY(build_matching(ck, name, opt, NULL, &file));
     swap_optimizers(opt, file);
     eopt_optimizer_free(file);
     return EOPT_OK;
@@ -1371,13 +1389,20 @@ eopt_status eopt_ckpt_load_optimizer(const eopt_ckpt *ck, const char *name, eopt
 eopt_status eopt_checkpoint_apply(const eopt_ckpt *ck, eopt_param *params, int nparams, int nopt,
                                   const char *const *names, eopt_optimizer *const *opts)
 {
+    return eopt_checkpoint_apply_shard(ck, params, nparams, nopt, names, opts, NULL);
+}
+
+eopt_status eopt_checkpoint_apply_shard(const eopt_ckpt *ck, eopt_param *params, int nparams, int nopt,
+                                        const char *const *names, eopt_optimizer *const *opts,
+                                        const unsigned char *const *keep)
+{
     EOPT_TRY(check_model(ck, params, nparams));
     eopt_optimizer **fresh = calloc((size_t)(nopt ? nopt : 1), sizeof *fresh);
     if (!fresh)
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
     eopt_status st = EOPT_OK;
     for (int k = 0; k < nopt && st == EOPT_OK; k++)
-        st = build_matching(ck, names[k], opts[k], &fresh[k]);
+        st = build_matching(ck, names[k], opts[k], keep ? keep[k] : NULL, &fresh[k]);
     if (st == EOPT_OK)
         st = eopt_ckpt_load_model(ck, params, nparams); /* validated above: only copies */
     for (int k = 0; k < nopt && st == EOPT_OK; k++)

@@ -118,6 +118,13 @@ eopt_status eopt_ckpt_load_optimizer(const eopt_ckpt *ck, const char *name, eopt
  * arguments, groups, parameter names) before the model or any optimizer changes. */
 eopt_status eopt_checkpoint_apply(const eopt_ckpt *ck, eopt_param *params, int nparams, int nopt,
                                   const char *const *names, eopt_optimizer *const *opts);
+/* The same on one rank of a data-parallel run: keep[k][i] == 0 marks parameter i of opts[k] as
+ * another rank's. Its state in the file is checked exactly as the rest (keys, shapes, dtypes,
+ * finite values; read one tensor at a time into a scratch copy) and then not kept, so that the
+ * rank never holds more than its own share. keep NULL: eopt_checkpoint_apply. */
+eopt_status eopt_checkpoint_apply_shard(const eopt_ckpt *ck, eopt_param *params, int nparams, int nopt,
+                                        const char *const *names, eopt_optimizer *const *opts,
+                                        const unsigned char *const *keep);
 
 const eopt_dict *eopt_ckpt_schedule(const eopt_ckpt *ck, const char *name); /* NULL if absent */
 const eopt_dict *eopt_ckpt_trainer(const eopt_ckpt *ck);                   /* NULL if absent */

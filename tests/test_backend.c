@@ -458,6 +458,7 @@ static eopt_ew ew_launch(eopt_ew_op op, int64_t n, const ew_bufs *u)
     case EOPT_EW_softmax_causal: return EOPT_EW_ROWS(softmax_causal, n, cols, .probs = y, .scores = a, .cols = cols);
     case EOPT_EW_softmax_causal_backward:
         return EOPT_EW_ROWS(softmax_causal_backward, n, cols, .dscores = y, .dprobs = a, .probs = b, .cols = cols);
+    case EOPT_EW_causal_row_max: return EOPT_EW_ROWS(causal_row_max, n, cols, .scores = y, .cols = cols);
     case EOPT_EW_argmax_hit: return EOPT_EW(argmax_hit, n, .hit = y, .logits = a, .labels = u->ia, .cols = cols);
     case EOPT_EW_COUNT: break;
     }

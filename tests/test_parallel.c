@@ -5,7 +5,10 @@
  * are tests/mpi/test.sh (make test-mpi). */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "eopt.h"
 #include "framework/comm.h"
@@ -149,5 +152,68 @@ Test(parallel, one_process_world)
     tu_download(&t, back);
     cr_assert(back[0] == 1 && back[1] == 2 && back[2] == 3);
     eopt_tensor_free(&t);
+    eopt_backend_close(be);
+}
+
+/* A resume on one rank of several (eopt_checkpoint_apply_shard): the parameters the rank owns get
+ * their state from the file, the others none; and the others' state is checked all the same: a
+ * NaN in a state tensor this rank will not keep still refuses the whole file, changing nothing. */
+Test(parallel, resume_keeps_only_the_owned_state)
+{
+    eopt_backend *be = tu_backend(1);
+    static const int shape[3][2] = {{12, 8}, {8, 8}, {8, 0}};
+    eopt_dict hp = {0};
+    eopt_dict_set(&hp, "lr", eopt_float(0.01));
+    rig r;
+    cr_assert_eq(rig_open(&r, be, "AdamW", NULL, &hp, 3, shape, 7), EOPT_OK, "%s", eopt_last_error());
+    rig_grads(&r, 11, 0, 1.0f);
+    rig_step(&r);
+    char dir[] = "/tmp/eopt-test-shard.XXXXXX", good[64], bad[64];
+    cr_assert(mkdtemp(dir));
+    snprintf(good, sizeof good, "%s/good.h5", dir);
+    snprintf(bad, sizeof bad, "%s/bad.h5", dir);
+    eopt_ckpt_optimizer o = {.name = "adamw", .opt = r.opt};
+    eopt_ckpt_write w = {.step = 1, .producer = "test", .nparams = 3, .params = r.p, .nopt = 1, .opts = &o};
+    cr_assert_eq(eopt_checkpoint_save(good, &w), EOPT_OK, "%s", eopt_last_error());
+    float *avg2 = rig_state(&r, 2, "exp_avg"), nan = NAN;
+    eopt_tensor *t = eopt_state_get(r.opt, 2, "exp_avg");
+    cr_assert_eq(eopt_tensor_from_host(t, (float[8]){nan, 0, 0, 0, 0, 0, 0, 0}, 8 * sizeof(float)), EOPT_OK);
+    cr_assert_eq(eopt_checkpoint_save(bad, &w), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(eopt_tensor_from_host(t, avg2, 8 * sizeof(float)), EOPT_OK);
+
+    /* a fresh optimizer over the same parameters resumes with parameters 0 and 2 its own */
+    rig fresh;
+    cr_assert_eq(rig_open(&fresh, be, "AdamW", NULL, &hp, 3, shape, 7), EOPT_OK, "%s", eopt_last_error());
+    const char *names[1] = {"adamw"};
+    const unsigned char mine[3] = {1, 0, 1}, *keep[1] = {mine};
+    eopt_ckpt *ck;
+    const eopt_ckpt_options deferred = {.defer_tensors = 1};
+    cr_assert_eq(eopt_checkpoint_open(bad, &deferred, &ck), EOPT_OK, "%s", eopt_last_error());
+    const unsigned char others[3] = {1, 1, 0}, *keep_others[1] = {others}; /* the NaN is another rank's */
+    cr_assert_eq(eopt_checkpoint_apply_shard(ck, fresh.p, 3, 1, names, &fresh.opt, keep_others), EOPT_ERR_NUMERIC,
+                 "%s", eopt_last_error());
+    cr_assert_eq(fresh.opt->state[0].n + fresh.opt->state[1].n + fresh.opt->state[2].n, 0, "a refused load kept state");
+    eopt_checkpoint_close(ck);
+    cr_assert_eq(eopt_checkpoint_open(good, &deferred, &ck), EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(eopt_checkpoint_apply_shard(ck, fresh.p, 3, 1, names, &fresh.opt, keep), EOPT_OK, "%s",
+                 eopt_last_error());
+    eopt_checkpoint_close(ck);
+    cr_assert_eq(fresh.opt->state[1].n, 0, "parameter 1 is another rank's: no state kept");
+    for (int i = 0; i < 3; i += 2) {
+        cr_assert_eq(fresh.opt->state[i].n, r.opt->state[i].n);
+        for (int e = 0; e < r.opt->state[i].n; e++) {
+            const eopt_tensor *a = &fresh.opt->state[i].t[e], *b = &r.opt->state[i].t[e];
+            size_t n = eopt_tensor_bytes(b);
+            unsigned char *x = malloc(n), *y = malloc(n);
+            cr_assert_eq(eopt_tensor_to_host(a, x, n), EOPT_OK);
+            cr_assert_eq(eopt_tensor_to_host(b, y, n), EOPT_OK);
+            cr_assert(memcmp(x, y, n) == 0, "parameter %d, %s differs from the file", i, fresh.opt->state[i].key[e]);
+            free(x), free(y);
+        }
+    }
+    free(avg2);
+    remove(good), remove(bad), rmdir(dir);
+    rig_close(&fresh);
+    rig_close(&r);
     eopt_backend_close(be);
 }

@@ -111,6 +111,24 @@ void eopt_dp_localize(const eopt_dp *dp, eopt_optimizer *opt, const int *model_i
         }
 }
 
+eopt_status eopt_dp_keep(const eopt_dp *dp, int nopt, eopt_optimizer *const *opt, int *const *model_index,
+                         unsigned char **keep)
+{
+    for (int o = 0; o < nopt; o++) {
+        if (!(keep[o] = malloc((size_t)opt[o]->nparams)))
+            return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+        for (int k = 0; k < opt[o]->nparams; k++)
+            keep[o][k] = dp->owner[model_index[o][k]] == dp->rank;
+    }
+    return EOPT_OK;
+}
+
+void eopt_dp_free_keep(int nopt, unsigned char **keep)
+{
+    for (int o = 0; o < nopt; o++)
+        free(keep[o]), keep[o] = NULL;
+}
+
 eopt_status eopt_dp_reduce_gradients(eopt_dp *dp, eopt_backend *be)
 {
     if (dp->size == 1)

@@ -15,7 +15,7 @@
  *
  * Checkpoints keep the one layout of checkpoint.md whatever the number of ranks: rank 0 lays the
  * file out and every rank writes its own state into it through parallel HDF5 (checkpoint.h); a
- * load reads the whole file on every rank and each keeps what it owns (eopt_dp_localize). With
+ * load checks the whole file on every rank and each keeps what it owns (eopt_dp_keep). With
  * one rank everything here is the identity and costs nothing. */
 #ifndef EOPT_PARALLEL_H
 #define EOPT_PARALLEL_H
@@ -54,6 +54,12 @@ eopt_batch eopt_dp_slice(const eopt_batch *b, int row0, int rows, int dim);
  * rank owns only: the others lose their gradient (the step skips them) and their state. Called
  * after the optimizer is built and after every load into it. */
 void eopt_dp_localize(const eopt_dp *dp, eopt_optimizer *opt, const int *model_index);
+
+/* For a resume (eopt_checkpoint_apply_shard): keep[o][k] = 1 where this rank owns optimizer o's
+ * parameter k. Free with eopt_dp_free_keep. */
+eopt_status eopt_dp_keep(const eopt_dp *dp, int nopt, eopt_optimizer *const *opt, int *const *model_index,
+                         unsigned char **keep);
+void eopt_dp_free_keep(int nopt, unsigned char **keep);
 
 /* The step's exchanges: the gradients summed into their owners; the owners' weights to all. */
 eopt_status eopt_dp_reduce_gradients(eopt_dp *dp, eopt_backend *be);

@@ -357,8 +357,15 @@ static eopt_status apply_checkpoint(trainer *t, const eopt_ckpt *ck)
     const char *names[EOPT_CFG_MAX_OPTS];
     for (int o = 0; o < t->nopt; o++)
         names[o] = t->cfg->opts[o].name;
-    EOPT_TRY(eopt_checkpoint_apply(ck, t->model->params, t->model->nparams, t->nopt, names, t->opt));
-    for (int o = 0; o < t->nopt; o++) /* each rank keeps the state of what it owns */
+    /* each rank checks every optimizer's whole state and keeps what it owns */
+    unsigned char *keep[EOPT_CFG_MAX_OPTS] = {0};
+    eopt_status st = t->dp.size > 1 ? eopt_dp_keep(&t->dp, t->nopt, t->opt, t->model_index, keep) : EOPT_OK;
+    if (st == EOPT_OK)
+        st = eopt_checkpoint_apply_shard(ck, t->model->params, t->model->nparams, t->nopt, names, t->opt,
+                                         t->dp.size > 1 ? (const unsigned char *const *)keep : NULL);
+    eopt_dp_free_keep(t->nopt, keep);
+    EOPT_TRY(st);
+    for (int o = 0; o < t->nopt; o++) /* dion's eager state of the others' parameters, their gradients */
         eopt_dp_localize(&t->dp, t->opt[o], t->model_index[o]);
     for (int o = 0; o < t->nopt; o++) {
         const char *const *keys = t->opt[o]->cls->schedulable;

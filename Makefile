@@ -113,9 +113,10 @@ test: $(BUILD)/eopt-tests $(BUILD)/eopt $(if $(TEST_SCRIPTS),$(BUILD)/libeopt.a 
 	EOPT_FIXTURES=$(FIXTURES) EOPT_BIN=$(abspath $(BUILD)/eopt) OMP_NUM_THREADS=2 $(BUILD)/eopt-tests $(TEST_ARGS)
 
 # `eopt study --slurm` against a real one-node Slurm on localhost (tests/slurm/: munged, slurmctld
-# and slurmd started in a temporary folder, stopped at the end; root only, ~20 s).
+# and slurmd started in a temporary folder, stopped at the end; root only, ~20 s); with the MPI
+# build present (make MPI=1), also a 2-rank run through srun --mpi=pmix.
 test-slurm: $(BUILD)/eopt
-	EOPT_BIN=$(abspath $(BUILD)/eopt) sh tests/slurm/test.sh
+	EOPT_BIN=$(abspath $(BUILD)/eopt) EOPT_MPI_BIN=$(abspath build-mpi/eopt) sh tests/slurm/test.sh
 
 # Data-parallel runs under mpirun (tests/mpi/: 1, 2 and 3 ranks against one process, resume
 # across rank counts, a killed rank, a damaged checkpoint), on the MPI build in build-mpi/.

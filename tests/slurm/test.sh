@@ -5,6 +5,7 @@
 # metrics. Submitted again, run 0 must resume from its checkpoint and finish with every step logged
 # once, and the other tasks leave their runs' files alone; submitted a third time, nothing may run (every file of
 # every run unchanged). The daemons are stopped on any exit.
+# Then, with EOPT_MPI_BIN (the MPI build), a 2-rank data-parallel run through srun --mpi=pmix.
 # EOPT_BIN: the eopt program (default build/eopt); EOPT_SLURM_KEEP=1 keeps the files. Needs root
 # (the cluster's daemons run as root), the Debian packages munge, slurmctld, slurmd, slurm-client
 # (make deps) and Fashion-MNIST.
@@ -136,5 +137,24 @@ tasks=$(wait_array "$id3")
 check_tasks "$id3" "$tasks" 4 COMPLETED
 unchanged "$id3" "$before" "$(snapshot)"
 echo "test-slurm: submitted a third time (job $id3): every task ended at once, no run file changed"
+
+# 4. The MPI build under srun (README's Slurm line): 2 ranks through PMIx are one data-parallel
+# run, bit for bit the same run under `mpirun -np 2` (two stray one-process runs would differ).
+if [ -x "${EOPT_MPI_BIN:-}" ]; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+    DP="$ROOT/configs/gpt_muon_adamw.cfg --set run.steps=10 --set run.threads=1 --set run.sample_tokens=0
+        --set optimizers.[0].schedule.kind=constant --set optimizers.[1].schedule.kind=constant"
+    # shellcheck disable=SC2086
+    timeout 120 srun -n 2 --mpi=pmix "$EOPT_MPI_BIN" train $DP --run-dir "$T/srun" >"$T/srun.log" 2>&1 ||
+        { tail -n 20 "$T/srun.log" >&2; fail "srun -n 2 --mpi=pmix failed"; }
+    grep -q "optimizer state per rank: [0-9.]* MiB, [0-9.]* MiB" "$T/srun.log" || fail "srun: not one 2-rank run"
+    # shellcheck disable=SC2086
+    timeout 120 mpirun --oversubscribe -np 2 "$EOPT_MPI_BIN" train $DP --run-dir "$T/mpirun" >"$T/mpirun.log" 2>&1 ||
+        fail "mpirun -np 2 failed"
+    cmp "$T/srun/step_000000000010.h5" "$T/mpirun/step_000000000010.h5" >/dev/null 2>&1 ||
+        /usr/bin/python3 "$ROOT/tests/mpi/compare.py" "$T/srun/step_000000000010.h5" "$T/mpirun/step_000000000010.h5" \
+            --tol 0 || fail "srun's 2-rank run differs from mpirun's"
+    echo "test-slurm: srun -n 2 --mpi=pmix ran the MPI build as one 2-rank run (the same bits as mpirun -np 2)"
+fi
 echo "test-slurm: ok (the arrays ended $((t1 - t0)), $((t2 - t0)) and $(($(date +%s) - t0)) s after the start)"
 ok=1

@@ -1389,26 +1389,32 @@ eopt_status eopt_ckpt_load_optimizer(const eopt_ckpt *ck, const char *name, eopt
 eopt_status eopt_checkpoint_apply(const eopt_ckpt *ck, eopt_param *params, int nparams, int nopt,
                                   const char *const *names, eopt_optimizer *const *opts)
 {
-    return eopt_checkpoint_apply_shard(ck, params, nparams, nopt, names, opts, NULL);
+    return eopt_checkpoint_apply_shard(ck, params, nparams, nopt, names, opts, NULL, NULL, NULL);
 }
 
 eopt_status eopt_checkpoint_apply_shard(const eopt_ckpt *ck, eopt_param *params, int nparams, int nopt,
                                         const char *const *names, eopt_optimizer *const *opts,
-                                        const unsigned char *const *keep)
+                                        const unsigned char *const *keep, eopt_ckpt_verdict verdict, void *user)
 {
-    EOPT_TRY(check_model(ck, params, nparams));
     eopt_optimizer **fresh = calloc((size_t)(nopt ? nopt : 1), sizeof *fresh);
-    if (!fresh)
-        return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
-    eopt_status st = EOPT_OK;
+    eopt_tensor *staged = calloc((size_t)(nparams ? nparams : 1), sizeof *staged);
+    const eopt_tensor **src = calloc((size_t)(nparams ? nparams : 1), sizeof *src);
+    eopt_status st = fresh && staged && src ? check_model(ck, params, nparams)
+                                            : eopt_fail(EOPT_ERR_NOMEM, "out of memory");
     for (int k = 0; k < nopt && st == EOPT_OK; k++)
         st = build_matching(ck, names[k], opts[k], keep ? keep[k] : NULL, &fresh[k]);
     if (st == EOPT_OK)
-        st = eopt_ckpt_load_model(ck, params, nparams); /* validated above: only copies */
+        st = stage_model(ck, params, nparams, staged, src);
+    if (verdict) /* everything read and checked; nothing changed yet */
+        st = verdict(user, st);
+    for (int i = 0; i < nparams && st == EOPT_OK; i++)
+        st = eopt_tensor_copy(params[i].w, src[i]); /* host to backend copies of checked tensors */
     for (int k = 0; k < nopt && st == EOPT_OK; k++)
         swap_optimizers(opts[k], fresh[k]);
-    for (int k = 0; k < nopt; k++)
+    for (int k = 0; fresh && k < nopt; k++)
         eopt_optimizer_free(fresh[k]);
-    free(fresh);
+    for (int i = 0; staged && i < nparams; i++)
+        eopt_tensor_free(&staged[i]);
+    free(fresh), free(staged), free(src);
     return st;
 }

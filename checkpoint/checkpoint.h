@@ -121,10 +121,14 @@ eopt_status eopt_checkpoint_apply(const eopt_ckpt *ck, eopt_param *params, int n
 /* The same on one rank of a data-parallel run: keep[k][i] == 0 marks parameter i of opts[k] as
  * another rank's. Its state in the file is checked exactly as the rest (keys, shapes, dtypes,
  * finite values; read one tensor at a time into a scratch copy) and then not kept, so that the
- * rank never holds more than its own share. keep NULL: eopt_checkpoint_apply. */
+ * rank never holds more than its own share. When everything is read and checked, and before
+ * anything changes, verdict(user, status) is called once, on every path (the ranks' agreement,
+ * eopt_comm_agree): what it returns decides whether the load goes on. keep, verdict NULL:
+ * eopt_checkpoint_apply. */
+typedef eopt_status (*eopt_ckpt_verdict)(void *user, eopt_status st);
 eopt_status eopt_checkpoint_apply_shard(const eopt_ckpt *ck, eopt_param *params, int nparams, int nopt,
                                         const char *const *names, eopt_optimizer *const *opts,
-                                        const unsigned char *const *keep);
+                                        const unsigned char *const *keep, eopt_ckpt_verdict verdict, void *user);
 
 const eopt_dict *eopt_ckpt_schedule(const eopt_ckpt *ck, const char *name); /* NULL if absent */
 const eopt_dict *eopt_ckpt_trainer(const eopt_ckpt *ck);                   /* NULL if absent */

@@ -46,7 +46,8 @@ eopt_status eopt_comm_recv(eopt_comm *c, void *buf, size_t bytes, int from);
  * whole tensors; the other ranks' t[k] are unspecified afterwards); bcast_from_owners copies
  * owner[k]'s t[k] to every rank (an all-gather by whole tensors). Host tensors go through one
  * MPI_Reduce_scatter / MPI_Allgatherv over a packed buffer; CUDA tensors through grouped NCCL
- * reduce / broadcast calls, in place. The packing buffers are kept in c (grown once). */
+ * reduce / broadcast calls, in place (with one rank too, so that one GPU runs the NCCL path).
+ * The packing buffers are kept in c (grown once). */
 eopt_status eopt_comm_reduce_to_owners(eopt_comm *c, eopt_backend *be, int n, eopt_tensor *const *t,
                                        const int *owner);
 eopt_status eopt_comm_bcast_from_owners(eopt_comm *c, eopt_backend *be, int n, eopt_tensor *const *t,

@@ -291,14 +291,16 @@ static eopt_status nccl_exchange(eopt_comm *c, int n, eopt_tensor *const *t, con
 
 eopt_status eopt_comm_reduce_to_owners(eopt_comm *c, eopt_backend *be, int n, eopt_tensor *const *t, const int *owner)
 {
-    if (!c->mpi || c->size == 1)
+    if (!c->mpi)
         return EOPT_OK;
 #ifdef EOPT_NCCL
-    if (be->device == EOPT_DEV_CUDA)
+    if (be->device == EOPT_DEV_CUDA) /* one rank too: the path a single lent GPU checks */
         return nccl_exchange(c, n, t, owner, 0);
 #else
     (void)be;
 #endif
+    if (c->size == 1)
+        return EOPT_OK;
     int counts[c->size], displs[c->size];
     size_t total;
     EOPT_TRY(layout(c, n, t, owner, counts, displs, &total));
@@ -311,7 +313,7 @@ eopt_status eopt_comm_reduce_to_owners(eopt_comm *c, eopt_backend *be, int n, eo
 eopt_status eopt_comm_bcast_from_owners(eopt_comm *c, eopt_backend *be, int n, eopt_tensor *const *t,
                                         const int *owner)
 {
-    if (!c->mpi || c->size == 1)
+    if (!c->mpi)
         return EOPT_OK;
 #ifdef EOPT_NCCL
     if (be->device == EOPT_DEV_CUDA)
@@ -319,6 +321,8 @@ eopt_status eopt_comm_bcast_from_owners(eopt_comm *c, eopt_backend *be, int n, e
 #else
     (void)be;
 #endif
+    if (c->size == 1)
+        return EOPT_OK;
     int counts[c->size], displs[c->size];
     size_t total;
     EOPT_TRY(layout(c, n, t, owner, counts, displs, &total));

@@ -155,9 +155,19 @@ Test(parallel, one_process_world)
     eopt_backend_close(be);
 }
 
+/* A verdict that refuses the first time it is asked (as another rank's failure would). */
+static eopt_status refuse_once(void *user, eopt_status st)
+{
+    int *n = user;
+    if ((*n)++ == 0 && st == EOPT_OK)
+        return eopt_fail(EOPT_ERR_IO, "rank 1 of 2: damaged checkpoint");
+    return st;
+}
+
 /* A resume on one rank of several (eopt_checkpoint_apply_shard): the parameters the rank owns get
  * their state from the file, the others none; and the others' state is checked all the same: a
- * NaN in a state tensor this rank will not keep still refuses the whole file, changing nothing. */
+ * NaN in a state tensor this rank will not keep still refuses the whole file, changing nothing;
+ * and the ranks' verdict, asked once everything is checked, can still stop it unchanged. */
 Test(parallel, resume_keeps_only_the_owned_state)
 {
     eopt_backend *be = tu_backend(1);
@@ -190,14 +200,27 @@ Test(parallel, resume_keeps_only_the_owned_state)
     const eopt_ckpt_options deferred = {.defer_tensors = 1};
     cr_assert_eq(eopt_checkpoint_open(bad, &deferred, &ck), EOPT_OK, "%s", eopt_last_error());
     const unsigned char others[3] = {1, 1, 0}, *keep_others[1] = {others}; /* the NaN is another rank's */
-    cr_assert_eq(eopt_checkpoint_apply_shard(ck, fresh.p, 3, 1, names, &fresh.opt, keep_others), EOPT_ERR_NUMERIC,
+    cr_assert_eq(eopt_checkpoint_apply_shard(ck, fresh.p, 3, 1, names, &fresh.opt, keep_others, NULL, NULL), EOPT_ERR_NUMERIC,
                  "%s", eopt_last_error());
     cr_assert_eq(fresh.opt->state[0].n + fresh.opt->state[1].n + fresh.opt->state[2].n, 0, "a refused load kept state");
     eopt_checkpoint_close(ck);
+    /* another rank's refusal (the verdict) after this rank read and checked everything: nothing
+     * changes here either; the next verdict lets it through */
+    int refusals = 0;
+    float *w0 = tu_host(&fresh.w[0]);
     cr_assert_eq(eopt_checkpoint_open(good, &deferred, &ck), EOPT_OK, "%s", eopt_last_error());
-    cr_assert_eq(eopt_checkpoint_apply_shard(ck, fresh.p, 3, 1, names, &fresh.opt, keep), EOPT_OK, "%s",
-                 eopt_last_error());
+    cr_assert_eq(eopt_checkpoint_apply_shard(ck, fresh.p, 3, 1, names, &fresh.opt, keep, refuse_once, &refusals),
+                 EOPT_ERR_IO);
+    cr_assert_eq(refusals, 1);
+    cr_assert_str_eq(eopt_last_error(), "rank 1 of 2: damaged checkpoint");
+    cr_assert_eq(fresh.opt->state[0].n + fresh.opt->state[2].n, 0, "state applied against the verdict");
+    float *w0b = tu_host(&fresh.w[0]);
+    cr_assert(memcmp(w0, w0b, sizeof(float) * 96) == 0, "weights changed against the verdict");
+    cr_assert_eq(eopt_checkpoint_apply_shard(ck, fresh.p, 3, 1, names, &fresh.opt, keep, refuse_once, &refusals),
+                 EOPT_OK, "%s", eopt_last_error());
+    cr_assert_eq(refusals, 2);
     eopt_checkpoint_close(ck);
+    free(w0), free(w0b);
     cr_assert_eq(fresh.opt->state[1].n, 0, "parameter 1 is another rank's: no state kept");
     for (int i = 0; i < 3; i += 2) {
         cr_assert_eq(fresh.opt->state[i].n, r.opt->state[i].n);

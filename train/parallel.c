@@ -129,17 +129,14 @@ void eopt_dp_free_keep(int nopt, unsigned char **keep)
         free(keep[o]), keep[o] = NULL;
 }
 
+/* Also with one rank: the transport decides (comm.h: NCCL runs then too, the others return). */
 eopt_status eopt_dp_reduce_gradients(eopt_dp *dp, eopt_backend *be)
 {
-    if (dp->size == 1)
-        return EOPT_OK;
     return eopt_comm_reduce_to_owners(dp->comm, be, dp->nparams, dp->grad, dp->owner);
 }
 
 eopt_status eopt_dp_gather_weights(eopt_dp *dp, eopt_backend *be)
 {
-    if (dp->size == 1)
-        return EOPT_OK;
     return eopt_comm_bcast_from_owners(dp->comm, be, dp->nparams, dp->weight, dp->owner);
 }
 

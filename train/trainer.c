@@ -350,6 +350,9 @@ static eopt_status config_changes(const trainer *t, const eopt_ckpt *ck, int o, 
     return EOPT_OK;
 }
 
+/* The ranks' verdict on a checkpoint every rank has read and checked, before any applies it. */
+static eopt_status verdict_of_all(void *user, eopt_status st) { return agree(user, st); }
+
 /* Model and optimizers together, all or nothing; then the config's values of the schedulable
  * arguments no ramp moves (ramped ones and every group's lr are set before each step). */
 static eopt_status apply_checkpoint(trainer *t, const eopt_ckpt *ck)
@@ -362,7 +365,10 @@ static eopt_status apply_checkpoint(trainer *t, const eopt_ckpt *ck)
     eopt_status st = t->dp.size > 1 ? eopt_dp_keep(&t->dp, t->nopt, t->opt, t->model_index, keep) : EOPT_OK;
     if (st == EOPT_OK)
         st = eopt_checkpoint_apply_shard(ck, t->model->params, t->model->nparams, t->nopt, names, t->opt,
-                                         t->dp.size > 1 ? (const unsigned char *const *)keep : NULL);
+                                         t->dp.size > 1 ? (const unsigned char *const *)keep : NULL,
+                                         verdict_of_all, t);
+    else /* the others are at the verdict: give them this rank's */
+        st = agree(t, st);
     eopt_dp_free_keep(t->nopt, keep);
     EOPT_TRY(st);
     for (int o = 0; o < t->nopt; o++) /* dion's eager state of the others' parameters, their gradients */
@@ -381,18 +387,20 @@ static eopt_status apply_checkpoint(trainer *t, const eopt_ckpt *ck)
 }
 
 /* apply_checkpoint, with what the config changes logged as a warning (never applied silently):
- * the run continues with the config's schedules from `step` on. */
-static eopt_status load_model_and_optimizers(trainer *t, const eopt_ckpt *ck, int64_t step)
+ * the run continues with the config's schedules from `step` on. `st`: how reading the file went
+ * so far. Every rank passes the ranks' verdict exactly once on every path (inside
+ * apply_checkpoint, or here in its stead), so that their collectives stay in step. */
+static eopt_status load_model_and_optimizers(trainer *t, const eopt_ckpt *ck, int64_t step, eopt_status st)
 {
     char(*changes)[2048] = calloc((size_t)t->nopt, sizeof *changes);
-    if (!changes)
-        return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
-    eopt_status st = check_optimizers(t, ck);
+    if (st == EOPT_OK && !changes)
+        st = eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    if (st == EOPT_OK)
+        st = check_optimizers(t, ck);
     for (int o = 0; o < t->nopt && st == EOPT_OK; o++)
         st = config_changes(t, ck, o, changes[o], sizeof changes[o]);
-    if (st == EOPT_OK)
-        st = apply_checkpoint(t, ck);
-    for (int o = 0; o < t->nopt && st == EOPT_OK; o++)
+    st = st == EOPT_OK ? apply_checkpoint(t, ck) : agree(t, st);
+    for (int o = 0; changes && o < t->nopt && st == EOPT_OK; o++)
         if (changes[o][0])
             eopt_log(EOPT_LOG_WARN, "%s: optimizer '%s': the config differs from the file and applies from step %lld "
                      "on: %s", eopt_ckpt_path(ck), t->cfg->opts[o].name, (long long)step, changes[o]);
@@ -491,9 +499,10 @@ static eopt_status start_from(trainer *t)
         return EOPT_OK;
     trainer_position pos = {0};
     eopt_status st = o->resume ? read_trainer(ck, &pos) : EOPT_OK;
-    if (st == EOPT_OK)
-        st = o->resume || o->init_optimizer ? load_model_and_optimizers(t, ck, pos.step)
-                                            : eopt_ckpt_load_model(ck, t->model->params, t->model->nparams);
+    if (o->resume || o->init_optimizer)
+        st = load_model_and_optimizers(t, ck, pos.step, st);
+    else if (st == EOPT_OK)
+        st = eopt_ckpt_load_model(ck, t->model->params, t->model->nparams);
     st = agree(t, st); /* a rank that could not load fails them all: no half-loaded job goes on */
     if (st == EOPT_OK && o->resume) {
         t->step = pos.step;
@@ -993,12 +1002,10 @@ static eopt_status accumulate(trainer *t, double *loss)
 static eopt_status combine_gradients(trainer *t, double *loss)
 {
     eopt_model *m = t->model;
-    if (t->dp.size == 1) {
-        grad_sumsq(t);
-        return EOPT_OK;
-    }
     EOPT_TRY(eopt_dp_reduce_gradients(&t->dp, t->be));
     grad_sumsq(t);
+    if (t->dp.size == 1)
+        return EOPT_OK;
     double *x = malloc(sizeof(double) * (size_t)(m->nparams + 1));
     if (!x)
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory");

@@ -6,7 +6,8 @@
 #      rounding: at most 4x what changing the BLAS thread count of the one process moves it, and
 #      never more than 1e-4 relative to its norm where that is smaller (compare.py; SOAP's and
 #      MOSO's eigenbases are only checked present with their shapes: see below); the sampler
-#      position identical; N = 1 under mpirun identical bit for bit to the plain program.
+#      position identical; N = 1 under mpirun identical bit for bit to the plain program; the
+#      diagnostics of a 2-rank run carry every matrix's optimizer values (sent from its owner).
 #   2. A checkpoint saved on 3 ranks resumes on 2, one saved by one process resumes on 3, and both
 #      match the uninterrupted run (same tolerance); a 2-rank resume of a 2-rank checkpoint is
 #      identical bit for bit to the uninterrupted 2-rank run.
@@ -14,8 +15,9 @@
 #      checkpoint resumes, and the finished run equals the uninterrupted one bit for bit.
 #   4. A damaged checkpoint (truncated) and one missing a state tensor: every rank stops with the
 #      same one-line error naming the file, within a time bound (no rank hangs in a collective);
-#      and a file good for rank 0 but damaged for the others (ranks in different directories):
-#      every rank stops with the failing rank's error, and none trains.
+#      and a file good for rank 0 but bad for the others (ranks in different directories;
+#      truncated, a state key missing, an optimizer missing): every rank stops with the failing
+#      rank's error, and none trains.
 #   5. The NCCL build (CUDA=1 MPI=1) where it exists: the same 1- and 2-rank comparison with
 #      EOPT_DEVICE=cuda when a GPU is visible, else one line saying it is skipped.
 # EOPT_BIN: the MPI build's eopt; EOPT_PLAIN_BIN: the plain build's (the one-process reference);
@@ -87,6 +89,10 @@ for cfg in gpt_muon_adamw gpt_soap gpt_moso gpt_dion2 gpt_adamw mlp_muon_adamw; 
             --reference "$(ckpt "$T/$cfg-1t2" $STEPS)" $skip || fail "$cfg: $np ranks differ from one process"
     done
 done
+# diagnostics: every SOAP matrix's own numbers (basis drift, from its owner) in rank 0's line
+run 2 "$T/diag2" gpt_soap 3 --set log.diagnostics_interval=3
+nd=$(grep '"diagnostics"' "$T/diag2/metrics.jsonl" | grep -o '"q_drift"' | wc -l)
+[ "$nd" = 8 ] || fail "diagnostics of 2 ranks: $nd of the 8 SOAP matrices report their basis drift"
 # one rank under mpirun is the plain program, bit for bit
 run 1 "$T/np1" gpt_muon_adamw $STEPS
 $COMPARE "$(ckpt "$T/np1" $STEPS)" "$(ckpt "$T/gpt_muon_adamw-1" $STEPS)" --tol 0 ||
@@ -113,7 +119,7 @@ $COMPARE "$(ckpt "$T/r2to2" 10)" "$(ckpt "$T/r2" 10)" --tol 0 ||
     fail "saved and resumed on 2 ranks: not bit for bit the uninterrupted run"
 
 # ---- 3. a rank killed mid-run ----
-KSTEPS=300
+KSTEPS=150
 # shellcheck disable=SC2046
 timeout $LIMIT mpirun -np 2 "$EOPT" train "$ROOT/configs/$cfg.cfg" $(sets $cfg $KSTEPS) --set checkpoint.interval=10 \
     --run-dir "$T/kill" >"$T/kill.log" 2>&1 &
@@ -159,20 +165,29 @@ cp "$good" "$T/missing.h5"
     "$T/missing.h5"
 expect_refusal missing "$T/missing.h5"
 
-# One rank reads a good file, the two others a damaged one: ranks started in different working
-# directories (mpirun's MPMD form) resume from the same relative path, as node-local copies
-# that went out of step would. Every rank refuses with rank 1's error; none starts training.
-mkdir -p "$T/A" "$T/B"
-cp "$good" "$T/A/ck.h5"
-cp "$T/truncated.h5" "$T/B/ck.h5"
-C="$ROOT/configs/$cfg.cfg $(sets $cfg 10) --run-dir $T/split --resume ck.h5"
-rc=0
-# shellcheck disable=SC2086
-timeout 120 mpirun -np 1 -wdir "$T/A" "$EOPT" train $C : -np 2 -wdir "$T/B" "$EOPT" train $C >"$T/split.log" 2>&1 || rc=$?
-[ $rc != 0 ] && [ $rc != 124 ] || fail "split: exit status $rc (0: accepted, 124: hung)"
-n=$(grep -c '^eopt train: rank 1 of 3: damaged checkpoint .ck.h5.' "$T/split.log" || true)
-[ "$n" = 3 ] || { cat "$T/split.log" >&2; fail "split: want rank 1's error on each of the 3 ranks"; }
-! grep -q "^step \|resuming from" "$T/split.log" || fail "split: a rank went on after the refusal"
+# One rank reads a good file, the two others a bad one: ranks started in different working
+# directories (mpirun's MPMD form) resume from the same relative path, as node-local copies that
+# went out of step would. The bad copy fails at opening (truncated), while loading the state
+# (a key missing: rank 0 has read and checked everything and waits for the verdict), or before
+# loading (no optimizer 'adamw'). Every rank stops with rank 1's error; none trains.
+/usr/bin/python3 -c 'import h5py, sys; f = h5py.File(sys.argv[1], "r+"); del f["/optimizers/adamw"]' \
+    "$(cp "$good" "$T/noadamw.h5" && echo "$T/noadamw.h5")"
+for bad in truncated:damaged.checkpoint missing:missing.state.key noadamw:no.optimizer..adamw.; do
+    name=${bad%%:*} want=${bad#*:}
+    rm -rf "$T/A" "$T/B"
+    mkdir -p "$T/A" "$T/B"
+    cp "$good" "$T/A/ck.h5"
+    cp "$T/$name.h5" "$T/B/ck.h5"
+    C="$ROOT/configs/$cfg.cfg $(sets $cfg 10) --run-dir $T/split-$name --resume ck.h5"
+    rc=0
+    # shellcheck disable=SC2086
+    timeout 120 mpirun -np 1 -wdir "$T/A" "$EOPT" train $C : -np 2 -wdir "$T/B" "$EOPT" train $C \
+        >"$T/split-$name.log" 2>&1 || rc=$?
+    [ $rc != 0 ] && [ $rc != 124 ] || fail "split $name: exit status $rc (0: accepted, 124: hung)"
+    n=$(grep -c "^eopt train: rank 1 of 3: .*$want" "$T/split-$name.log" || true)
+    [ "$n" = 3 ] || { cat "$T/split-$name.log" >&2; fail "split $name: want rank 1's error on each of the 3 ranks"; }
+    ! grep -q "^step \|resuming from" "$T/split-$name.log" || fail "split $name: a rank went on after the refusal"
+done
 
 # ---- 5. NCCL ----
 NCCL=$ROOT/build-cuda-mpi/eopt
@@ -183,7 +198,13 @@ elif ! nvidia-smi -L >/dev/null 2>&1; then
 else
     EOPT=$NCCL
     ngpu=$(nvidia-smi -L | wc -l)
-    run 1 "$T/nccl1" gpt_muon_adamw $STEPS --set run.device=cuda
+    run 1 "$T/nccl1" gpt_muon_adamw $STEPS --set run.device=cuda # one rank goes through NCCL too
+    if [ -x "$ROOT/build-cuda/eopt" ]; then
+        PLAIN=$ROOT/build-cuda/eopt
+        run 0 "$T/cuda1" gpt_muon_adamw $STEPS --set run.device=cuda
+        $COMPARE "$(ckpt "$T/nccl1" $STEPS)" "$(ckpt "$T/cuda1" $STEPS)" --tol 0 ||
+            fail "NCCL: one rank differs from the plain CUDA program"
+    fi
     if [ "$ngpu" -ge 2 ]; then
         run 2 "$T/nccl2" gpt_muon_adamw $STEPS --set run.device=cuda
         $COMPARE "$(ckpt "$T/nccl2" $STEPS)" "$(ckpt "$T/nccl1" $STEPS)" --tol 1e-4 --exact /trainer/sampler ||

@@ -39,6 +39,7 @@ typedef struct {
     eopt_param *oparams[EOPT_CFG_MAX_OPTS];    /* each optimizer's parameters, in state-index order */
     int *model_index[EOPT_CFG_MAX_OPTS];       /* model param index of each optimizer param */
     float *norms_dev, *norms;                  /* [3 nparams]: grad, param, update sums of squares */
+    double *sums;                              /* [nparams + 1]: what the ranks sum after backward */
     eopt_tensor *before;                       /* weights before the step; after it, the step's update */
     eopt_diagnostics diag;                     /* diagnostics.h */
     eopt_spike_detector spikes;
@@ -169,7 +170,8 @@ static eopt_status build(trainer *t)
     t->norms_dev = t->be->alloc(t->be, 3 * sizeof(float) * (size_t)m->nparams);
     t->norms = malloc(3 * sizeof(float) * (size_t)m->nparams);
     t->before = calloc((size_t)m->nparams, sizeof(eopt_tensor));
-    if (!t->norms_dev || !t->norms || !t->before)
+    t->sums = malloc(sizeof(double) * (size_t)(m->nparams + 1));
+    if (!t->norms_dev || !t->norms || !t->before || !t->sums)
         return eopt_fail(EOPT_ERR_NOMEM, "trainer: out of memory");
     for (int i = 0; i < m->nparams; i++)
         EOPT_TRY(eopt_tensor_alloc_like(&t->before[i], m->params[i].w));
@@ -192,6 +194,7 @@ static void teardown(trainer *t)
         eopt_diagnostics_free(&t->diag);
     eopt_spike_free(&t->spikes);
     free(t->norms);
+    free(t->sums);
     if (t->norms_dev)
         t->be->free(t->be, t->norms_dev);
     for (int o = 0; o < t->nopt; o++)
@@ -1006,18 +1009,15 @@ static eopt_status combine_gradients(trainer *t, double *loss)
     grad_sumsq(t);
     if (t->dp.size == 1)
         return EOPT_OK;
-    double *x = malloc(sizeof(double) * (size_t)(m->nparams + 1));
-    if (!x)
-        return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    double *x = t->sums;
     for (int i = 0; i < m->nparams; i++)
         x[i] = t->dp.owner[i] == t->dp.rank ? t->norms[i] : 0.0;
     x[m->nparams] = *loss;
-    eopt_status st = sum_over_ranks(t, x, m->nparams + 1);
+    EOPT_TRY(sum_over_ranks(t, x, m->nparams + 1));
     for (int i = 0; i < m->nparams; i++)
         t->norms[i] = (float)x[i];
     *loss = x[m->nparams];
-    free(x);
-    return st;
+    return EOPT_OK;
 }
 
 /* Clipping by the global norm (nanoGPT, llm.c): g <- g min(1, clip / ||g||), every gradient of

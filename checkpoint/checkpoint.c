@@ -64,7 +64,9 @@ static eopt_status check_name(const char *kind, const char *name)
     return EOPT_OK;
 }
 
-static eopt_status write_state(hid_t og, const eopt_optimizer *opt, const eopt_state *state)
+/* reserve: a data-parallel save, where an entry without data is another rank's (its space is
+ * reserved for that rank to fill); otherwise every entry must have its data. */
+static eopt_status write_state(hid_t og, const eopt_optimizer *opt, const eopt_state *state, int reserve)
 {
     hid_t sg = H5Gcreate2(og, "state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (sg < 0)
@@ -82,7 +84,8 @@ static eopt_status write_state(hid_t og, const eopt_optimizer *opt, const eopt_s
             break;
         }
         for (int k = 0; k < s->n && st == EOPT_OK; k++)
-            st = eopt_h5_dataset_write(g, s->key[k], &s->t[k]);
+            st = s->t[k].data || !reserve ? eopt_h5_dataset_write(g, s->key[k], &s->t[k])
+                                          : eopt_h5_dataset_reserve(g, s->key[k], &s->t[k]);
         H5Gclose(g);
     }
     H5Gclose(sg);
@@ -122,7 +125,7 @@ static eopt_status write_groups(hid_t og, const eopt_optimizer *opt)
     return st;
 }
 
-static eopt_status write_optimizer(hid_t og, const eopt_optimizer *opt, const eopt_state *state)
+static eopt_status write_optimizer(hid_t og, const eopt_optimizer *opt, const eopt_state *state, int reserve)
 {
     EOPT_TRY(eopt_h5_attr_write_str(og, "class", opt->cls->name));
     if (opt->cls->source)
@@ -137,7 +140,7 @@ static eopt_status write_optimizer(hid_t og, const eopt_optimizer *opt, const eo
     free(names);
     EOPT_TRY(st);
     EOPT_TRY(write_groups(og, opt));
-    return write_state(og, opt, state);
+    return write_state(og, opt, state, reserve);
 }
 
 /* The state a save writes of optimizer o: the one given, or the optimizer's own. */
@@ -203,7 +206,7 @@ static eopt_status write_optimizers(hid_t fid, const eopt_ckpt_write *w, int sch
             st = eopt_fail(EOPT_ERR_IO, "cannot create group for optimizer '%s'", o->name);
             break;
         }
-        st = schedules ? eopt_h5_attrs_write(g, o->schedule) : write_optimizer(g, o->opt, state_of(o));
+        st = schedules ? eopt_h5_attrs_write(g, o->schedule) : write_optimizer(g, o->opt, state_of(o), w->comm != NULL);
         if (st != EOPT_OK)
             eopt_fail_context(st, "/%s/%s", schedules ? "schedules" : "optimizers", o->name);
         H5Gclose(g);
@@ -394,6 +397,15 @@ static eopt_status save_parallel(const char *path, const char *tmp, const eopt_c
     eopt_status st = eopt_comm_agree(c, lead ? write_tmp(path, tmp, w) : EOPT_OK);
     if (st != EOPT_OK)
         return st;
+    /* Opening through MPI-IO is collective: every rank must see rank 0's file first. */
+    if (access(tmp, R_OK | W_OK) != 0)
+        st = eopt_fail(EOPT_ERR_IO, "writing checkpoint '%s': this rank cannot open '%s' (%s); checkpoint.dir must be "
+                       "a folder every rank sees (a shared file system)", path, tmp, strerror(errno));
+    if ((st = eopt_comm_agree(c, st)) != EOPT_OK) {
+        if (lead)
+            unlink(tmp);
+        return st;
+    }
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL);
     hid_t fid = H5Fopen(tmp, H5F_ACC_RDWR, fapl);

@@ -276,13 +276,20 @@ static eopt_status host_data(const eopt_tensor *t, const char *name, void **host
 /* A dataset created without data: its space allocated now (contiguous, in the file's final
  * size) and never filled, so that another process writes its bytes later without changing any
  * of the file's metadata (eopt_h5_dataset_fill). */
-static eopt_status dataset_reserve(hid_t loc, const char *name, hid_t ft, hid_t sp)
+eopt_status eopt_h5_dataset_reserve(hid_t loc, const char *name, const eopt_tensor *t)
 {
+    hid_t ft, mt;
+    EOPT_TRY(dtype_types(t->dtype, &ft, &mt));
+    hsize_t dims[EOPT_MAX_DIMS];
+    for (int k = 0; k < t->ndim; k++)
+        dims[k] = (hsize_t)t->shape[k];
+    hid_t sp = t->ndim ? H5Screate_simple(t->ndim, dims, NULL) : H5Screate(H5S_SCALAR);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
     hid_t d = H5Dcreate2(loc, name, ft, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     H5Pclose(dcpl);
+    H5Sclose(sp);
     if (d >= 0)
         H5Dclose(d);
     return d < 0 ? eopt_fail(EOPT_ERR_IO, "cannot create dataset '%s'", name) : EOPT_OK;
@@ -292,15 +299,8 @@ eopt_status eopt_h5_dataset_write(hid_t loc, const char *name, const eopt_tensor
 {
     hid_t ft, mt;
     EOPT_TRY(dtype_types(t->dtype, &ft, &mt));
-    if (!t->data) {
-        hsize_t dims[EOPT_MAX_DIMS];
-        for (int k = 0; k < t->ndim; k++)
-            dims[k] = (hsize_t)t->shape[k];
-        hid_t sp = t->ndim ? H5Screate_simple(t->ndim, dims, NULL) : H5Screate(H5S_SCALAR);
-        eopt_status st = dataset_reserve(loc, name, ft, sp);
-        H5Sclose(sp);
-        return st;
-    }
+    if (!t->data)
+        return eopt_fail(EOPT_ERR_ARG, "dataset '%s': a tensor without data", name);
     void *host;
     EOPT_TRY(host_data(t, name, &host));
     hsize_t dims[EOPT_MAX_DIMS];

@@ -35,10 +35,12 @@ eopt_status eopt_h5_attrs_write(hid_t obj, const eopt_dict *d);
 /* Whether a tensor's data is host memory (no backend, or the CPU backend's): HDF5 reads and
  * writes it in place, without a staging copy. */
 int eopt_h5_host_memory(const eopt_tensor *t);
-/* A tensor (any placement; float32, int32 or int64) as a dataset of its shape; 0-d -> scalar.
- * t->data NULL (another process holds the data): the dataset's space is allocated in the file
- * and left unwritten, for eopt_h5_dataset_fill. */
+/* A tensor (any placement; float32, int32 or int64) as a dataset of its shape; 0-d -> scalar. */
 eopt_status eopt_h5_dataset_write(hid_t loc, const char *name, const eopt_tensor *t);
+/* The dataset of t's dtype and shape (t->data unused: another process holds it), its space
+ * allocated in the file now and never filled, so that the other process writes its bytes later
+ * without changing any metadata (eopt_h5_dataset_fill). */
+eopt_status eopt_h5_dataset_reserve(hid_t loc, const char *name, const eopt_tensor *t);
 /* Writes t's data into the existing dataset at `path` (relative to loc) of its size: the bytes
  * only, no metadata changes (a data-parallel save's second phase, through MPI-IO). */
 eopt_status eopt_h5_dataset_fill(hid_t loc, const char *path, const eopt_tensor *t);

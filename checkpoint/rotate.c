@@ -106,9 +106,10 @@ eopt_status eopt_checkpoint_save_rotating(const char *dir, const char *prefix, c
     EOPT_TRY(eopt_checkpoint_save(path, w));
     if (path_out)
         snprintf(path_out, size, "%s", path);
-    if (w->comm && eopt_comm_rank(w->comm) != 0) /* a data-parallel save: rank 0 keeps the folder */
-        return EOPT_OK;
-    return eopt_checkpoint_prune(dir, prefix, keep);
+    if (!w->comm) /* one process */
+        return eopt_checkpoint_prune(dir, prefix, keep);
+    /* a data-parallel save: rank 0 keeps the folder, and every rank learns how that went */
+    return eopt_comm_agree(w->comm, eopt_comm_rank(w->comm) == 0 ? eopt_checkpoint_prune(dir, prefix, keep) : EOPT_OK);
 }
 
 eopt_status eopt_checkpoint_open_latest(const char *dir, const char *prefix, const eopt_ckpt_options *opt,

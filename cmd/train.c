@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "commands.h"
+#include "../framework/comm.h"
+#include "../framework/log.h"
 #include "../train/trainer.h"
 
 static volatile sig_atomic_t caught;
@@ -16,6 +18,13 @@ static void on_signal(int sig)
     eopt_train_interrupt();
     eopt_interrupt(); /* a checkpoint check under way stops too */
 }
+
+/* Ranks other than 0 of a data-parallel run say nothing but their errors: rank 0 logs for all. */
+static void drop_log(eopt_log_level level, const char *msg, void *user) { (void)level, (void)msg, (void)user; }
+
+/* The exit status of a run stopped by a signal: that of the signal this process caught, or, on a
+ * rank the signal did not reach (another rank's stopped them all), SIGTERM's. */
+static int signal_status(void) { return 128 + (caught ? caught : SIGTERM); }
 
 /* --run-dir: the run's folder, and its metrics file where the config left it at the default. */
 static int set_run_dir(eopt_config *cfg, const char *dir)
@@ -122,16 +131,19 @@ static int run(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
+    eopt_comm *world;
+    if (eopt_comm_world(&world) == EOPT_OK && eopt_comm_rank(world) != 0)
+        eopt_log_set_handler(drop_log, NULL);
     eopt_train_result res;
     st = eopt_train(&cfg, &o, &res);
     if (st != EOPT_OK) {
         fprintf(stderr, "eopt train: %s\n", eopt_last_error());
-        return st == EOPT_ERR_INTERRUPTED ? 128 + caught : 1;
+        return st == EOPT_ERR_INTERRUPTED ? signal_status() : 1;
     }
     if (o.dry_run)
         return 0;
     if (res.interrupted) /* checkpointed: exit as the signal would have, without a core */
-        return 128 + caught;
+        return signal_status();
     if (res.rank != 0) /* rank 0 reports a data-parallel run */
         return 0;
     if (res.diverged) { /* an outcome, not an error: a study records it and goes on */

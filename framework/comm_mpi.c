@@ -240,6 +240,21 @@ static eopt_status pack(const eopt_comm *c, int n, eopt_tensor *const *t, const 
     return EOPT_OK;
 }
 
+/* The send buffer of an exchange: the layout, the buffers (grown at the first exchange), the
+ * tensors packed (only: those of one rank, -1 all). A rank that fails here tells the others
+ * before they enter the collective (eopt_comm_agree), rather than leaving them in it. */
+static eopt_status prepare(eopt_comm *c, int n, eopt_tensor *const *t, const int *owner, int *counts, int *displs,
+                           int only)
+{
+    size_t total = 0;
+    eopt_status st = layout(c, n, t, owner, counts, displs, &total);
+    if (st == EOPT_OK)
+        st = reserve(c, total);
+    if (st == EOPT_OK)
+        st = pack(c, n, t, owner, displs, c->send, only, 0);
+    return eopt_comm_agree(c, st);
+}
+
 #ifdef EOPT_NCCL
 static eopt_status nccl_fail(ncclResult_t r, const char *call)
 {
@@ -302,10 +317,7 @@ eopt_status eopt_comm_reduce_to_owners(eopt_comm *c, eopt_backend *be, int n, eo
     if (c->size == 1)
         return EOPT_OK;
     int counts[c->size], displs[c->size];
-    size_t total;
-    EOPT_TRY(layout(c, n, t, owner, counts, displs, &total));
-    EOPT_TRY(reserve(c, total));
-    EOPT_TRY(pack(c, n, t, owner, displs, c->send, -1, 0));
+    EOPT_TRY(prepare(c, n, t, owner, counts, displs, -1));
     MPI_TRY(MPI_Reduce_scatter(c->send, c->recv + displs[c->rank], counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
     return pack(c, n, t, owner, displs, c->recv, c->rank, 1);
 }
@@ -324,10 +336,7 @@ eopt_status eopt_comm_bcast_from_owners(eopt_comm *c, eopt_backend *be, int n, e
     if (c->size == 1)
         return EOPT_OK;
     int counts[c->size], displs[c->size];
-    size_t total;
-    EOPT_TRY(layout(c, n, t, owner, counts, displs, &total));
-    EOPT_TRY(reserve(c, total));
-    EOPT_TRY(pack(c, n, t, owner, displs, c->send, c->rank, 0));
+    EOPT_TRY(prepare(c, n, t, owner, counts, displs, c->rank));
     MPI_TRY(MPI_Allgatherv(c->send + displs[c->rank], counts[c->rank], MPI_FLOAT, c->recv, counts, displs, MPI_FLOAT,
                            MPI_COMM_WORLD));
     for (int r = 0; r < c->size; r++)

@@ -73,10 +73,11 @@ eopt_status eopt_dp_create(eopt_comm *comm, eopt_model *m, int nopt, eopt_optimi
     return st;
 }
 
+/* The plan's arrays; the world (comm, rank, size) stays, so that a failed plan is still agreed on. */
 void eopt_dp_free(eopt_dp *dp)
 {
     free(dp->owner), free(dp->grad), free(dp->weight), free(dp->load);
-    memset(dp, 0, sizeof *dp);
+    dp->owner = NULL, dp->grad = dp->weight = NULL, dp->load = NULL;
 }
 
 int eopt_dp_rows(const eopt_dp *dp, int B, int *row0)
@@ -201,9 +202,11 @@ static eopt_status recv_headers(eopt_dp *dp, const eopt_optimizer *opt, int k, i
 eopt_status eopt_dp_state_views(eopt_dp *dp, int nopt, eopt_optimizer *const *opt, int *const *model_index,
                                 eopt_state **views)
 {
-    for (int o = 0; o < nopt; o++)
+    eopt_status st = EOPT_OK;
+    for (int o = 0; o < nopt && st == EOPT_OK; o++)
         if (!(views[o] = calloc((size_t)opt[o]->nparams, sizeof *views[o])))
-            return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+            st = eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    EOPT_TRY(eopt_comm_agree(dp->comm, st)); /* before the messages, which all ranks must take part in */
     for (int o = 0; o < nopt; o++)
         for (int k = 0; k < opt[o]->nparams; k++) {
             int owner = dp->owner[model_index[o][k]];

@@ -465,6 +465,18 @@ static eopt_status open_latest(trainer *t, const eopt_ckpt_options *deferred, eo
     return eopt_run_dir_claim(t->cfg, t->config_text, 0, 1);
 }
 
+/* The ranks' verdict on opening the checkpoint; a rank that opened it closes it again when
+ * another could not. */
+static eopt_status agreed_open(trainer *t, eopt_status st, eopt_ckpt **ck)
+{
+    st = agree(t, st);
+    if (st != EOPT_OK && *ck) {
+        eopt_checkpoint_close(*ck);
+        *ck = NULL;
+    }
+    return st;
+}
+
 /* The checkpoint to start from, open on every rank: rank 0 picks it (--resume auto), the others
  * open the file it picked; every rank has checked the whole file before any goes on. */
 static eopt_status open_start(trainer *t, const char *path, eopt_ckpt **ck)
@@ -475,17 +487,18 @@ static eopt_status open_start(trainer *t, const char *path, eopt_ckpt **ck)
     char chosen[EOPT_CFG_PATH_MAX + 64] = "";
     *ck = NULL;
     if (strcmp(path, "auto") != 0 || !t->o->resume)
-        return agree(t, eopt_checkpoint_open(path, &deferred, ck));
+        return agreed_open(t, eopt_checkpoint_open(path, &deferred, ck), ck);
     if (t->lead) {
         st = open_latest(t, &deferred, ck);
         if (*ck)
             snprintf(chosen, sizeof chosen, "%s", eopt_ckpt_path(*ck));
     }
-    EOPT_TRY(agree(t, st));
+    EOPT_TRY(agreed_open(t, st, ck));
     if (t->dp.size == 1)
         return EOPT_OK;
-    EOPT_TRY(eopt_comm_bcast(t->comm, chosen, sizeof chosen, 0));
-    return agree(t, t->lead || !chosen[0] ? EOPT_OK : eopt_checkpoint_open(chosen, &deferred, ck));
+    st = eopt_comm_bcast(t->comm, chosen, sizeof chosen, 0);
+    return agreed_open(t, st == EOPT_OK && !t->lead && chosen[0] ? eopt_checkpoint_open(chosen, &deferred, ck) : st,
+                       ck);
 }
 
 /* --init (weights, optionally optimizer state) or --resume (everything). Everything is
@@ -1106,9 +1119,9 @@ static eopt_status train_step(trainer *t, step_info *si, eopt_train_result *res)
         if (c->run.grad_clip > 0 && si->grad_norm > c->run.grad_clip)
             clip_gradients(t, si->clip_scale = c->run.grad_clip / si->grad_norm);
         EOPT_TRY(set_schedules(t));
-        for (int i = 0; i < m->nparams; i++)
-            EOPT_TRY(eopt_tensor_copy(&t->before[i], m->params[i].w));
         eopt_status st = EOPT_OK;
+        for (int i = 0; i < m->nparams && st == EOPT_OK; i++)
+            st = eopt_tensor_copy(&t->before[i], m->params[i].w);
         for (int o = 0; o < t->nopt && st == EOPT_OK; o++) {
             if (si->diagnosed)
                 eopt_optimizer_diag_begin(t->opt[o]);

@@ -101,10 +101,16 @@ $COMPARE "$(ckpt "$T/ga3" $STEPS)" "$(ckpt "$T/ga1" $STEPS)" --tol 1e-4 --exact 
 run 2 "$T/diag2" gpt_soap 3 --set log.diagnostics_interval=3
 nd=$(grep '"diagnostics"' "$T/diag2/metrics.jsonl" | grep -o '"q_drift"' | wc -l)
 [ "$nd" = 8 ] || fail "diagnostics of 2 ranks: $nd of the 8 SOAP matrices report their basis drift"
-# one rank under mpirun is the plain program, bit for bit
+# one rank under mpirun, and the MPI build started by hand, are the plain program, bit for bit
 run 1 "$T/np1" gpt_muon_adamw $STEPS
 $COMPARE "$(ckpt "$T/np1" $STEPS)" "$(ckpt "$T/gpt_muon_adamw-1" $STEPS)" --tol 0 ||
     fail "one rank under mpirun differs from the plain program"
+PLAIN_SAVED=$PLAIN
+PLAIN=$EOPT
+run 0 "$T/alone" gpt_muon_adamw $STEPS
+PLAIN=$PLAIN_SAVED
+$COMPARE "$(ckpt "$T/alone" $STEPS)" "$(ckpt "$T/gpt_muon_adamw-1" $STEPS)" --tol 0 ||
+    fail "the MPI build without a launcher differs from the plain program"
 
 # ---- 2. resume across rank counts ----
 cfg=gpt_muon_adamw
@@ -212,6 +218,8 @@ else
         run 0 "$T/cuda1" gpt_muon_adamw $STEPS --set run.device=cuda
         $COMPARE "$(ckpt "$T/nccl1" $STEPS)" "$(ckpt "$T/cuda1" $STEPS)" --tol 0 ||
             fail "NCCL: one rank differs from the plain CUDA program"
+    else
+        echo "test-mpi: NCCL: one rank ran; not compared with the plain CUDA program (no build-cuda/eopt: make CUDA=1)"
     fi
     if [ "$ngpu" -ge 2 ]; then
         run 2 "$T/nccl2" gpt_muon_adamw $STEPS --set run.device=cuda

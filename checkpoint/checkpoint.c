@@ -244,17 +244,23 @@ static eopt_status devices_ok(const eopt_ckpt_write *w)
     return EOPT_OK;
 }
 
+/* fsync of the file or folder at path, opened with flags; 0 or -1 (errno set). */
+static int fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags);
+    if (fd < 0)
+        return -1;
+    int r = fsync(fd);
+    close(fd);
+    return r;
+}
+
 /* Makes the rename itself durable. */
 static void fsync_dir(const char *path)
 {
     char *copy = strdup(path);
-    if (!copy)
-        return;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
+    if (copy)
+        fsync_path(dirname(copy), O_RDONLY | O_DIRECTORY);
     free(copy);
 }
 
@@ -377,16 +383,6 @@ static eopt_status fill_own_state(hid_t fid, const eopt_ckpt_write *w)
     return EOPT_OK;
 }
 
-static eopt_status sync_path(const char *path)
-{
-    int fd = open(path, O_RDWR);
-    eopt_status st = fd < 0 || fsync(fd) != 0 ? eopt_fail(EOPT_ERR_IO, "cannot sync '%s': %s", path, strerror(errno))
-                                              : EOPT_OK;
-    if (fd >= 0)
-        close(fd);
-    return st;
-}
-
 /* checkpoint.h: rank 0 lays the file out and writes all it holds; then all ranks write their
  * state in place through MPI-IO; rank 0 syncs and renames. Each phase ends with the ranks'
  * verdict (eopt_comm_agree), so a failure anywhere stops all of them at the same point. */
@@ -419,7 +415,9 @@ static eopt_status save_parallel(const char *path, const char *tmp, const eopt_c
     if (st != EOPT_OK)
         st = eopt_fail_context(st, "writing checkpoint '%s'", path);
     st = eopt_comm_agree(c, st);
-    if (st == EOPT_OK && lead && (st = sync_path(tmp)) == EOPT_OK)
+    if (st == EOPT_OK && lead && fsync_path(tmp, O_RDWR) != 0)
+        st = eopt_fail(EOPT_ERR_IO, "writing checkpoint '%s': cannot sync '%s': %s", path, tmp, strerror(errno));
+    if (st == EOPT_OK && lead)
         st = commit(path, tmp);
     else if (lead)
         unlink(tmp);

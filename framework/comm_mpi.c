@@ -304,43 +304,40 @@ static eopt_status nccl_exchange(eopt_comm *c, int n, eopt_tensor *const *t, con
 }
 #endif
 
-eopt_status eopt_comm_reduce_to_owners(eopt_comm *c, eopt_backend *be, int n, eopt_tensor *const *t, const int *owner)
+/* A reduce-scatter (op 0) or an all-gather (op 1) by whole tensors (comm.h). */
+static eopt_status exchange(eopt_comm *c, eopt_backend *be, int n, eopt_tensor *const *t, const int *owner, int op)
 {
     if (!c->mpi)
         return EOPT_OK;
 #ifdef EOPT_NCCL
     if (be->device == EOPT_DEV_CUDA) /* one rank too: the path a single lent GPU checks */
-        return nccl_exchange(c, n, t, owner, 0);
+        return nccl_exchange(c, n, t, owner, op);
 #else
     (void)be;
 #endif
     if (c->size == 1)
         return EOPT_OK;
     int counts[c->size], displs[c->size];
-    EOPT_TRY(prepare(c, n, t, owner, counts, displs, -1));
-    MPI_TRY(MPI_Reduce_scatter(c->send, c->recv + displs[c->rank], counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
-    return pack(c, n, t, owner, displs, c->recv, c->rank, 1);
-}
-
-eopt_status eopt_comm_bcast_from_owners(eopt_comm *c, eopt_backend *be, int n, eopt_tensor *const *t,
-                                        const int *owner)
-{
-    if (!c->mpi)
-        return EOPT_OK;
-#ifdef EOPT_NCCL
-    if (be->device == EOPT_DEV_CUDA)
-        return nccl_exchange(c, n, t, owner, 1);
-#else
-    (void)be;
-#endif
-    if (c->size == 1)
-        return EOPT_OK;
-    int counts[c->size], displs[c->size];
-    EOPT_TRY(prepare(c, n, t, owner, counts, displs, c->rank));
+    EOPT_TRY(prepare(c, n, t, owner, counts, displs, op == 0 ? -1 : c->rank));
+    if (op == 0) {
+        MPI_TRY(MPI_Reduce_scatter(c->send, c->recv + displs[c->rank], counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+        return pack(c, n, t, owner, displs, c->recv, c->rank, 1);
+    }
     MPI_TRY(MPI_Allgatherv(c->send + displs[c->rank], counts[c->rank], MPI_FLOAT, c->recv, counts, displs, MPI_FLOAT,
                            MPI_COMM_WORLD));
     for (int r = 0; r < c->size; r++)
         if (r != c->rank)
             EOPT_TRY(pack(c, n, t, owner, displs, c->recv, r, 1));
     return EOPT_OK;
+}
+
+eopt_status eopt_comm_reduce_to_owners(eopt_comm *c, eopt_backend *be, int n, eopt_tensor *const *t, const int *owner)
+{
+    return exchange(c, be, n, t, owner, 0);
+}
+
+eopt_status eopt_comm_bcast_from_owners(eopt_comm *c, eopt_backend *be, int n, eopt_tensor *const *t,
+                                        const int *owner)
+{
+    return exchange(c, be, n, t, owner, 1);
 }

@@ -289,7 +289,9 @@ static eopt_status dion_check(const eopt_optimizer *opt, const void *hp, int i)
 {
     const dion_hp *h = &((const dion_group *)hp)->h;
     EOPT_TRY(check_shape(opt, h, i));
-    if (!opt->params[i].grad && opt->state[i].n == 0) /* another rank's parameter (train/parallel.h) */
+    /* a parameter this step does not update and that has no state has none to check (another
+     * rank's, in a data-parallel run: train/parallel.h) */
+    if (!opt->params[i].grad && opt->state[i].n == 0)
         return EOPT_OK;
     const char *need = h->algo == ALG_NORMUON || h->algo == ALG_NORDION2 ? "variance_neuron"
                        : h->algo == ALG_ADAMW                            ? "variance"

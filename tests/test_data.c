@@ -20,19 +20,6 @@ enum { VOCAB = 300 }; /* more than a byte */
 /* Token i of the test stream: every value below VOCAB, many above 255. */
 static uint32_t stream(int64_t i) { return (uint32_t)((i * 37 + i / 7) % VOCAB); }
 
-static void tmpdir(char *buf, size_t size)
-{
-    snprintf(buf, size, "/tmp/eopt-data-XXXXXX");
-    cr_assert(mkdtemp(buf));
-}
-
-static void rmdir_all(const char *dir)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_expect_eq(system(cmd), 0);
-}
-
 static void put_le(FILE *f, uint32_t v, int width)
 {
     for (int k = 0; k < width; k++)
@@ -86,7 +73,7 @@ static void expect_slot(const int32_t *tok, const int32_t *tgt, int64_t start, i
 Test(data_tokens, llmc_shards_in_order)
 {
     char dir[256], path[400], pattern[300];
-    tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "data", NULL);
     write_gpt2_shard(dir, "train_000001.bin", 0, 40, path, sizeof path);
     write_gpt2_shard(dir, "train_000002.bin", 1000, 17, path, sizeof path);
     write_gpt2_shard(dir, "train_000003.bin", 2000, 33, path, sizeof path);
@@ -117,14 +104,14 @@ Test(data_tokens, llmc_shards_in_order)
     cr_assert_eq(eopt_tokens_batch(&d, 0, 2, tok, tgt), EOPT_OK);
     expect_slot(tok, tgt, 0, 16, "list[1]");
     eopt_tokens_close(&d);
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 /* nanoGPT's raw uint16 file reads as the same stream; llama-3's uint32 shards too. */
 Test(data_tokens, nanogpt_and_llama3_files)
 {
     char dir[256], path[400];
-    tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "data", NULL);
     snprintf(path, sizeof path, "%s/train.bin", dir);
     write_nanogpt(path, 500, 100);
     const char *p1[] = {path};
@@ -152,14 +139,14 @@ Test(data_tokens, nanogpt_and_llama3_files)
     for (int i = 0; i < 8; i++)
         cr_expect(tok[i] == 100008 + i && tgt[i] == 100009 + i, "llama-3 token %d: %d", i, tok[i]);
     eopt_tokens_close(&d);
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 /* Shuffled: every slot once an epoch, another order the next, a pure function of (seed, b). */
 Test(data_tokens, shuffled_epochs_resume)
 {
     char dir[256], path[400];
-    tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "data", NULL);
     write_gpt2_shard(dir, "a.bin", 0, 8 * 20 + 1, path, sizeof path);
     const char *p1[] = {path};
     eopt_tokens d;
@@ -214,7 +201,7 @@ Test(data_tokens, shuffled_epochs_resume)
     eopt_batch_buffer_free(&bb);
     eopt_backend_close(be);
     eopt_tokens_close(&d);
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 static void expect_open_fails(eopt_token_format format, const char *path, int B, int T, eopt_status want,
@@ -231,7 +218,7 @@ static void expect_open_fails(eopt_token_format format, const char *path, int B,
 Test(data_tokens, every_defect_is_an_error_naming_the_file)
 {
     char dir[256], path[400];
-    tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "data", NULL);
     snprintf(path, sizeof path, "%s/bad.bin", dir);
     write_llmc(path, 20240521, 1, 100, 2, 0, 100);
     expect_open_fails(EOPT_TOKENS_LLMC, path, 1, 8, EOPT_ERR_FORMAT, "magic 20240521");
@@ -271,7 +258,7 @@ Test(data_tokens, every_defect_is_an_error_naming_the_file)
     snprintf(want, sizeof want, "'%s': token 6 (byte 12) is 222, outside the vocabulary of 200", path);
     cr_expect(strstr(eopt_last_error(), want), "%s", eopt_last_error());
     eopt_tokens_close(&d);
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 /* ---- training on token shards ---- */
@@ -313,7 +300,7 @@ static void expect_same_checkpoint_model(const char *a, const char *b)
 Test(data_train, small_gpt_on_shards_resumes_bit_exact, .timeout = 120)
 {
     char dir[256], path[400], train[700], val[400], ra[400], rb[400], text[4096];
-    tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "data", NULL);
     write_gpt2_shard(dir, "fw_train_000001.bin", 0, 300, path, sizeof path);
     write_gpt2_shard(dir, "fw_train_000002.bin", 7000, 200, path, sizeof path);
     write_gpt2_shard(dir, "fw_val_000000.bin", 90000, 100, val, sizeof val);
@@ -357,7 +344,7 @@ Test(data_train, small_gpt_on_shards_resumes_bit_exact, .timeout = 120)
     cr_expect_eq(eopt_train(&cfg_a, &quiet, &r), EOPT_ERR_FORMAT);
     cr_expect(strstr(eopt_last_error(), path) && strstr(eopt_last_error(), "outside the vocabulary of 256"), "%s",
               eopt_last_error());
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 Test(data_config, token_keys)
@@ -407,7 +394,7 @@ Test(data_config, token_keys)
 Test(data_config, gpt2_small_parses_builds_and_runs, .timeout = 120)
 {
     char dir[256], path[400], train[500], val[500];
-    tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "data", NULL);
     write_gpt2_shard(dir, "train_000001.bin", 0, 200, path, sizeof path);
     snprintf(train, sizeof train, "data.train=\"%s\"", path);
     snprintf(val, sizeof val, "data.val=\"%s\"", path);
@@ -449,7 +436,7 @@ Test(data_config, gpt2_small_parses_builds_and_runs, .timeout = 120)
     eopt_tokens_close(&d);
     eopt_model_free(model);
     eopt_backend_close(be);
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 /* ---- Fashion-MNIST: crafted IDX files ---- */
@@ -498,7 +485,7 @@ static void expect_fashion_fails(const char *dir, const char *needle)
 Test(data_fashion, crafted_idx_files_are_rejected)
 {
     char dir[256];
-    tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "data", NULL);
     write_fashion(dir, 4, 27, 28, 4 * 27 * 28);
     expect_fashion_fails(dir, "images of 27 x 28 pixels; Fashion-MNIST's are 28 x 28");
     write_fashion(dir, 256, 1u << 31, 1u << 31, 0);
@@ -512,14 +499,14 @@ Test(data_fashion, crafted_idx_files_are_rejected)
     cr_assert_eq(eopt_fashion_mnist_load(dir, 0, 0, &d), EOPT_OK, "%s", eopt_last_error());
     cr_expect(d.n == 3 && d.dim == 784 && d.labels[2] == 2);
     eopt_images_free(&d);
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 /* The trainer refuses such images at setup instead of training on them. */
 Test(data_fashion, trainer_refuses_other_image_sizes)
 {
     char dir[256], text[2048], ck[300];
-    tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "data", NULL);
     write_fashion(dir, 64, 28, 27, 64 * 28 * 27);
     snprintf(ck, sizeof ck, "%s/run", dir);
     snprintf(text, sizeof text,
@@ -536,5 +523,5 @@ Test(data_fashion, trainer_refuses_other_image_sizes)
     cr_expect_eq(eopt_train(&cfg_a, &quiet, &r), EOPT_ERR_FORMAT, "%s", eopt_last_error());
     cr_expect(strstr(eopt_last_error(), "images of 28 x 27 pixels"), "%s", eopt_last_error());
     cr_expect(access(ck, F_OK) != 0, "no run was started");
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }

@@ -278,37 +278,14 @@ static const char *run_cfg =
     "checkpoint = { dir = \"%s\"; keep = 2; };\n"
     "log = { interval = 2; progress = \"none\"; diagnostics_interval = %d; spike_window = %d; spike_z = %g; };\n";
 
-static void write_words(FILE *f)
-{
-    const char *words[] = {"the", "whale", "sea", "ship", "call", "me", "ishmael", "white", "captain", "ahab"};
-    uint32_t x = 12345;
-    for (int k = 0; k < 3000; k++) {
-        x = x * 1103515245u + 12345u;
-        fprintf(f, "%s%s", words[(x >> 16) % 10], k % 12 == 11 ? ".\n" : " ");
-    }
-}
-
 static eopt_config cfg_buf; /* large */
-
-static void tmpdir(char *buf, size_t size)
-{
-    snprintf(buf, size, "/tmp/eopt-diag-XXXXXX");
-    cr_assert(mkdtemp(buf));
-}
-
-static void rmdir_all(const char *dir)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_expect_eq(system(cmd), 0);
-}
 
 /* A run of `cls` on the matrices, AdamW (lr adam_lr) on the rest. */
 static void train(const char *cls, const char *args, double adam_lr, const char *dir, int interval, int window,
                   double z, const eopt_train_options *o, eopt_train_result *r)
 {
     char text[4096];
-    snprintf(text, sizeof text, run_cfg, tu_text_corpus("eopt-diag-text-v1.txt", write_words), cls, args, adam_lr, dir,
+    snprintf(text, sizeof text, run_cfg, tu_text_corpus("eopt-diag-text-v1.txt", tu_write_words), cls, args, adam_lr, dir,
              interval, window, z);
     cr_assert_eq(eopt_config_parse(text, "t.cfg", 0, NULL, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
     cr_assert_eq(eopt_train(&cfg_buf, o, r), EOPT_OK, "%s: %s", cls, eopt_last_error());
@@ -339,7 +316,7 @@ Test(diag_run, gpt_diagnostics_lines_are_complete_and_finite, .timeout = 120)
     static char all[1 << 16];
     for (int c = 0; c < 2; c++) {
         char dir[64];
-        tmpdir(dir, sizeof dir);
+        tu_tmpdir(dir, sizeof dir, "diag", NULL);
         eopt_train_result r;
         eopt_train_options quiet = {.quiet = 1};
         train(classes[c], args[c], 0.003, dir, 2, 50, 0.0, &quiet, &r);
@@ -362,7 +339,7 @@ Test(diag_run, gpt_diagnostics_lines_are_complete_and_finite, .timeout = 120)
         cr_expect(l && strchr(l, ',') < strchr(l, ']') && isfinite(strtod(l + 19, NULL)));
         /* every step: per-group statistics */
         cr_expect_eq(lines_with(dir, "\"update_rms\": [", all, sizeof all), 6);
-        rmdir_all(dir);
+        tu_rmdir_all(dir);
     }
 }
 
@@ -388,16 +365,16 @@ Test(diag_run, diagnostics_do_not_change_training, .timeout = 240)
     const char *args[] = {"momentum = 0.9; weight_decay = 0.0;", "", "", "", "momentum = 0.9; weight_decay = 0.0;"};
     for (int c = 0; c < 5; c++) {
         char on[64], off[64];
-        tmpdir(on, sizeof on);
-        tmpdir(off, sizeof off);
+        tu_tmpdir(on, sizeof on, "diag", NULL);
+        tu_tmpdir(off, sizeof off, "diag", NULL);
         eopt_train_result ra, rb;
         eopt_train_options quiet = {.quiet = 1};
         train(classes[c], args[c], 0.2, on, 1, 2, 0.5, &quiet, &ra); /* every step, and spikes */
         train(classes[c], args[c], 0.2, off, 0, 50, 0.0, &quiet, &rb);
         cr_expect_eq(ra.eval_loss, rb.eval_loss, "%s", classes[c]);
         expect_same_model(ra.last_checkpoint, rb.last_checkpoint, classes[c]);
-        rmdir_all(on);
-        rmdir_all(off);
+        tu_rmdir_all(on);
+        tu_rmdir_all(off);
     }
 }
 
@@ -409,8 +386,8 @@ Test(diag_run, spikes_logged_with_diagnostics_and_kept_across_resume, .timeout =
 {
     char da[64], db[64];
     static char a[1 << 16], b[1 << 16];
-    tmpdir(da, sizeof da);
-    tmpdir(db, sizeof db);
+    tu_tmpdir(da, sizeof da, "diag", NULL);
+    tu_tmpdir(db, sizeof db, "diag", NULL);
     eopt_train_result ra, rb1, rb2;
     eopt_train_options quiet = {.quiet = 1}, first = {.quiet = 1, .stop_at = 3}, resume = {.quiet = 1, .resume = "auto"};
     const char *args = "momentum = 0.9; weight_decay = 0.0;";
@@ -428,6 +405,6 @@ Test(diag_run, spikes_logged_with_diagnostics_and_kept_across_resume, .timeout =
     /* each spike step has a diagnostics line */
     static char diag[1 << 16];
     cr_expect_eq(lines_with(da, "\"diagnostics\"", diag, sizeof diag), na);
-    rmdir_all(da);
-    rmdir_all(db);
+    tu_rmdir_all(da);
+    tu_rmdir_all(db);
 }

@@ -81,19 +81,6 @@ static void make_cfg(char *buf, size_t size, const char *cls, const char *args, 
     snprintf(buf, size, base_cfg, corpus(), cls, args, extra, dir);
 }
 
-static void tmpdir(char *buf, size_t size, const char *tag)
-{
-    snprintf(buf, size, "/tmp/eopt-runs-%s-XXXXXX", tag);
-    cr_assert(mkdtemp(buf));
-}
-
-static void rmdir_all(const char *dir)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_expect_eq(system(cmd), 0);
-}
-
 static int file_exists(const char *dir, const char *name)
 {
     char path[700];
@@ -119,7 +106,7 @@ static char *slurp(const char *path)
 Test(run_dir, fresh_run_into_another_runs_folder_is_refused, .timeout = 60)
 {
     char text[4096], dir[300];
-    tmpdir(dir, sizeof dir, "d1");
+    tu_tmpdir(dir, sizeof dir, "runs", "d1");
     make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", dir);
     eopt_train_result r;
     cr_assert_eq(eopt_config_parse(text, "t.cfg", 0, NULL, &cfg_a), EOPT_OK, "%s", eopt_last_error());
@@ -139,7 +126,7 @@ Test(run_dir, fresh_run_into_another_runs_folder_is_refused, .timeout = 60)
     char cmd[700];
     snprintf(cmd, sizeof cmd, "ls %s/previous-*/step_000000000006.h5 %s/previous-*/metrics.jsonl >/dev/null", dir, dir);
     cr_expect_eq(system(cmd), 0, "the old run's files moved aside, not deleted");
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 /* Defect 1 (second half): the default folder runs/<config name> ignored --set, so a sweep by
@@ -173,7 +160,7 @@ Test(run_dir, default_folder_depends_on_the_overrides)
 Test(run_dir, the_folder_and_checkpoints_record_the_run, .timeout = 60)
 {
     char text[4096], dir[300], path[700];
-    tmpdir(dir, sizeof dir, "d2");
+    tu_tmpdir(dir, sizeof dir, "runs", "d2");
     make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", dir);
     const char *sets[] = {"run.batch_size=3"};
     cr_assert_eq(eopt_config_parse(text, "t.cfg", 1, sets, &cfg_a), EOPT_OK, "%s", eopt_last_error());
@@ -203,7 +190,7 @@ Test(run_dir, the_folder_and_checkpoints_record_the_run, .timeout = 60)
     free(saved);
     free(resolved);
     free(info);
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 /* The steps of the metrics file, in order. */
@@ -230,7 +217,7 @@ static int metrics_steps(const char *dir, int64_t *steps, int max, int *evals)
 Test(run_dir, metrics_are_cut_back_to_the_checkpoint_on_resume, .timeout = 60)
 {
     char text[4096], dir[300], path[700];
-    tmpdir(dir, sizeof dir, "d3");
+    tu_tmpdir(dir, sizeof dir, "runs", "d3");
     make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", dir);
     const char *sets[] = {"checkpoint.keep=0"};
     cr_assert_eq(eopt_config_parse(text, "t.cfg", 1, sets, &cfg_a), EOPT_OK, "%s", eopt_last_error());
@@ -259,7 +246,7 @@ Test(run_dir, metrics_are_cut_back_to_the_checkpoint_on_resume, .timeout = 60)
         headers++;
     cr_expect_eq(headers, 2, "a header starts the file and follows the resume");
     free(all);
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 /* Defect 4 (first clause): a value given beside a ramp of the same hyperparameter was ignored. */
@@ -298,14 +285,14 @@ Test(run_config, data_paths_are_found_beside_the_config)
     char cwd[1024], cfg[1100], dir[300];
     cr_assert(getcwd(cwd, sizeof cwd));
     snprintf(cfg, sizeof cfg, "%s/configs/gpt_muon_adamw.cfg", cwd);
-    tmpdir(dir, sizeof dir, "d6");
+    tu_tmpdir(dir, sizeof dir, "runs", "d6");
     cr_assert_eq(chdir(dir), 0);
     eopt_status st = eopt_config_load(cfg, 0, NULL, &cfg_a);
     cr_assert_eq(chdir(cwd), 0);
     cr_assert_eq(st, EOPT_OK, "%s", eopt_last_error());
     cr_expect_eq(cfg_a.data.path[0], '/', "%s", cfg_a.data.path);
     cr_expect_eq(access(cfg_a.data.path, R_OK), 0, "%s", cfg_a.data.path);
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 /* The config attribute travels through the Python package untouched (read, write, read back in C),
@@ -313,7 +300,7 @@ Test(run_config, data_paths_are_found_beside_the_config)
 Test(run_dir, checkpoint_config_round_trips_through_python, .timeout = 120)
 {
     char text[4096], dir[300], out[700], cmd[2048];
-    tmpdir(dir, sizeof dir, "py");
+    tu_tmpdir(dir, sizeof dir, "runs", "py");
     make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", dir);
     cr_assert_eq(eopt_config_parse(text, "t.cfg", 0, NULL, &cfg_a), EOPT_OK, "%s", eopt_last_error());
     eopt_train_result r;
@@ -333,7 +320,7 @@ Test(run_dir, checkpoint_config_round_trips_through_python, .timeout = 120)
     cr_expect_gt(strlen(eopt_ckpt_config(b)), 100);
     eopt_checkpoint_close(a);
     eopt_checkpoint_close(b);
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 /* Runs `cmd` (in the shell), its output into out; the exit status. */
@@ -356,7 +343,7 @@ Test(run_sweep, three_set_runs_metrics_and_plot, .timeout = 120)
         cr_skip_test("EOPT_BIN is not set");
     char binabs[1024], dir[300], text[4096], path[700], cmd[4096], out[8192];
     cr_assert(realpath(bin, binabs));
-    tmpdir(dir, sizeof dir, "sweep");
+    tu_tmpdir(dir, sizeof dir, "runs", "sweep");
     make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", "x");
     char *d = strstr(text, "dir = \"x\"; ");
     memmove(d, d + 11, strlen(d + 11) + 1); /* the default folder */
@@ -414,7 +401,7 @@ Test(run_sweep, three_set_runs_metrics_and_plot, .timeout = 120)
     snprintf(cmd, sizeof cmd, "%s metrics %s/nowhere 2>&1", binabs, dir);
     cr_expect_eq(run_cmd(cmd, out, sizeof out), 1);
     cr_expect(strstr(out, "nowhere: no run folder or metrics file there"), "%s", out);
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 /* run.grad_clip: gradients scaled to the clip norm, the factor in the metrics; the resolved
@@ -422,7 +409,7 @@ Test(run_sweep, three_set_runs_metrics_and_plot, .timeout = 120)
 Test(run_dir, grad_clip_by_global_norm, .timeout = 60)
 {
     char text[4096], dir[300], path[700], line[4096];
-    tmpdir(dir, sizeof dir, "clip");
+    tu_tmpdir(dir, sizeof dir, "runs", "clip");
     make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", dir);
     const char *sets[] = {"run.grad_clip=0.01"};
     cr_assert_eq(eopt_config_parse(text, "t.cfg", 1, sets, &cfg_a), EOPT_OK, "%s", eopt_last_error());
@@ -447,14 +434,14 @@ Test(run_dir, grad_clip_by_global_norm, .timeout = 60)
     cr_expect(strstr(t, "grad_clip = 0.01;"), "%s", t);
     free(t);
     /* the clipped run differs from the unclipped one */
-    rmdir_all(dir);
-    tmpdir(dir, sizeof dir, "clip");
+    tu_rmdir_all(dir);
+    tu_tmpdir(dir, sizeof dir, "runs", "clip");
     make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", dir);
     eopt_train_result plain;
     cr_assert_eq(eopt_config_parse(text, "t.cfg", 0, NULL, &cfg_b), EOPT_OK, "%s", eopt_last_error());
     cr_assert_eq(eopt_train(&cfg_b, &(eopt_train_options){.quiet = 1}, &plain), EOPT_OK, "%s", eopt_last_error());
     cr_expect_neq(plain.train_loss, r.train_loss);
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 static char logged[16384];
@@ -471,7 +458,7 @@ static void collect(eopt_log_level level, const char *msg, void *user)
 Test(run_dir, dry_run_prints_the_summary_and_writes_nothing)
 {
     char text[4096], dir[300];
-    tmpdir(dir, sizeof dir, "dry");
+    tu_tmpdir(dir, sizeof dir, "runs", "dry");
     make_cfg(text, sizeof text, "Dion2", "lr = 0.02;",
              "ramps = { softening = { kind = \"linear\"; from = 0.2; to = 0.0; }; };", dir);
     cr_assert_eq(eopt_config_parse(text, "t.cfg", 0, NULL, &cfg_a), EOPT_OK, "%s", eopt_last_error());
@@ -489,7 +476,7 @@ Test(run_dir, dry_run_prints_the_summary_and_writes_nothing)
     cr_expect(strstr(logged, "optimizer 'adamw' (AdamW):\n  group 0: 12 tensors, 4592 parameters: 1 x [256, 16], "
                              "1 x [16, 16], 8 x [16], 1 x [48], 1 x [64]; lr 0.003 (constant)"), "%s", logged);
     cr_expect(!file_exists(dir, "config.cfg") && !file_exists(dir, "metrics.jsonl"), "a dry run writes nothing");
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 /* Metrics v1: a header; every step's lr per group and ramped values; evaluations on lines of
@@ -497,7 +484,7 @@ Test(run_dir, dry_run_prints_the_summary_and_writes_nothing)
 Test(run_dir, metrics_schema_v1, .timeout = 60)
 {
     char text[4096], dir[300], path[700], line[4096];
-    tmpdir(dir, sizeof dir, "m");
+    tu_tmpdir(dir, sizeof dir, "runs", "m");
     make_cfg(text, sizeof text, "Dion2", "lr = 0.02;",
              "ramps = { softening = { kind = \"linear\"; from = 0.2; to = 0.0; }; };", dir);
     char text2[4096]; /* adamw in two groups, the second at its own lr */
@@ -535,5 +522,5 @@ Test(run_dir, metrics_schema_v1, .timeout = 60)
     fclose(f);
     cr_expect_eq(steps, 6);
     cr_expect_eq(evals, 2);
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }

@@ -28,19 +28,6 @@ static void write_words(FILE *f)
 /* The corpus tests/studies/tiny_base.cfg reads. */
 static void corpus(void) { tu_text_corpus("eopt-study-text-v1.txt", write_words); }
 
-static void tmpdir(char *buf, size_t size, const char *tag)
-{
-    snprintf(buf, size, "/tmp/eopt-study-%s-XXXXXX", tag);
-    cr_assert(mkdtemp(buf));
-}
-
-static void rmdir_all(const char *dir)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_expect_eq(system(cmd), 0);
-}
-
 static int run_cmd(const char *cmd, char *out, size_t size)
 {
     FILE *p = popen(cmd, "r");
@@ -202,8 +189,8 @@ Test(study, killed_and_restarted_study_equals_an_uninterrupted_one, .timeout = 1
         cr_skip_test("EOPT_BIN is not set");
     corpus();
     char ref[300], dir[300], cmd[2048], out[16384], path[1024];
-    tmpdir(ref, sizeof ref, "ref");
-    tmpdir(dir, sizeof dir, "kill");
+    tu_tmpdir(ref, sizeof ref, "study", "ref");
+    tu_tmpdir(dir, sizeof dir, "study", "kill");
     snprintf(cmd, sizeof cmd, "%s study " TINY " --dir %s 2>&1", bin(), ref);
     cr_assert_eq(run_cmd(cmd, out, sizeof out), 0, "%s", out);
     cr_expect(strstr(out, "[8/8]"), "%s", out);
@@ -254,8 +241,8 @@ Test(study, killed_and_restarted_study_equals_an_uninterrupted_one, .timeout = 1
     snprintf(cmd, sizeof cmd, "%s study " TINY " --dir %s 2>&1", bin(), dir);
     cr_assert_eq(run_cmd(cmd, out, sizeof out), 0, "%s", out);
     cr_expect(strstr(out, "8 runs, 8 ended before (finished or diverged), 0 to run"), "%s", out);
-    rmdir_all(ref);
-    rmdir_all(dir);
+    tu_rmdir_all(ref);
+    tu_rmdir_all(dir);
 }
 
 static const char *inline_study =
@@ -283,7 +270,7 @@ Test(study, diverged_run_is_recorded_and_a_changed_study_file_refused, .timeout 
         cr_skip_test("EOPT_BIN is not set");
     corpus();
     char dir[300], cmd[2048], out[16384], path[700];
-    tmpdir(dir, sizeof dir, "div");
+    tu_tmpdir(dir, sizeof dir, "study", "div");
     snprintf(path, sizeof path, "%s/lrs.cfg", dir);
     write_study(path, "0.003, 50.0");
     snprintf(cmd, sizeof cmd, "cd %s && %s study lrs.cfg 2>&1", dir, bin());
@@ -320,7 +307,7 @@ Test(study, diverged_run_is_recorded_and_a_changed_study_file_refused, .timeout 
     cr_expect_eq(run_cmd(cmd, out, sizeof out), 0, "%s", out);
     cr_expect(strstr(out, "3 runs, 2 ended before (finished or diverged), 1 to run") && strstr(out, "lr0.01: finished"),
               "%s", out);
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 /* run.diverge_loss: a non-finite loss under "stop" is a divergence (EOPT_OK, outcome "diverged");
@@ -333,7 +320,7 @@ Test(study, nonfinite_loss_is_a_divergence_only_with_a_bound, .timeout = 60)
     for (int bound = 0; bound < 2; bound++) {
         const char *sets[] = {"optimizers.adamw.args.lr=1e30", "log.progress=\"none\"",
                               bound ? "run.diverge_loss=8.0" : "run.diverge_loss=0.0"};
-        tmpdir(dir, sizeof dir, "nonfinite");
+        tu_tmpdir(dir, sizeof dir, "study", "nonfinite");
         cr_assert_eq(eopt_config_load("tests/studies/tiny_base.cfg", 3, sets, &cfg), EOPT_OK, "%s", eopt_last_error());
         snprintf(cfg.checkpoint.dir, sizeof cfg.checkpoint.dir, "%s", dir);
         snprintf(cfg.log.metrics, sizeof cfg.log.metrics, "%s/metrics.jsonl", dir);
@@ -351,6 +338,6 @@ Test(study, nonfinite_loss_is_a_divergence_only_with_a_bound, .timeout = 60)
             cr_expect(strstr(o, "{\"state\": \"failed\", ") && strstr(o, "non-finite"), "%s", o);
         }
         free(o);
-        rmdir_all(dir);
+        tu_rmdir_all(dir);
     }
 }

@@ -201,18 +201,7 @@ static const char *base_cfg =
     "checkpoint = { dir = \"%s\"; keep = 2; };\n"
     "log = { interval = 2; progress = \"none\"; };\n";
 
-/* A small text corpus (a few KB, always the same bytes), shared by the test processes. */
-static void write_words(FILE *f)
-{
-    const char *words[] = {"the", "whale", "sea", "ship", "call", "me", "ishmael", "white", "captain", "ahab"};
-    uint32_t x = 12345;
-    for (int k = 0; k < 3000; k++) {
-        x = x * 1103515245u + 12345u;
-        fprintf(f, "%s%s", words[(x >> 16) % 10], k % 12 == 11 ? ".\n" : " ");
-    }
-}
-
-static const char *corpus(void) { return tu_text_corpus("eopt-trainer-text-v1.txt", write_words); }
+static const char *corpus(void) { return tu_text_corpus("eopt-trainer-text-v1.txt", tu_write_words); }
 
 static void make_cfg(char *buf, size_t size, const char *cls, const char *args, const char *extra, const char *dir)
 {
@@ -463,19 +452,6 @@ Test(config_files, every_shipped_config_parses)
 
 /* ---- the training loop ---- */
 
-static void tmpdir(char *buf, size_t size, const char *tag)
-{
-    snprintf(buf, size, "/tmp/eopt-trainer-%s-XXXXXX", tag);
-    cr_assert(mkdtemp(buf));
-}
-
-static void rmdir_all(const char *dir)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_expect_eq(system(cmd), 0);
-}
-
 /* The arguments a class needs on a 2-D matrix (hyperparameters without defaults filled in). */
 static void class_args(const eopt_optimizer_class *cls, char *buf, size_t size)
 {
@@ -524,8 +500,8 @@ Test(trainer_resume, bit_exact_for_every_class, .timeout = 240)
             snprintf(extra, sizeof extra,
                      "ramps = { softening = { kind = \"linear\"; from = 0.0; to = 0.4; end = 5; }; };");
         class_args(all[k], args, sizeof args);
-        tmpdir(da, sizeof da, "a");
-        tmpdir(db, sizeof db, "b");
+        tu_tmpdir(da, sizeof da, "trainer", "a");
+        tu_tmpdir(db, sizeof db, "trainer", "b");
         eopt_train_result ra, rb1, rb2;
         make_cfg(text, sizeof text, all[k]->id, args, extra, da);
         cr_assert_eq(parse(text, 0, NULL, &cfg_buf), EOPT_OK, "%s: %s", all[k]->id, eopt_last_error());
@@ -546,8 +522,8 @@ Test(trainer_resume, bit_exact_for_every_class, .timeout = 240)
         cr_expect_eq(ra.eval_loss, rb2.eval_loss, "%s: eval loss %.9g vs %.9g", all[k]->id, ra.eval_loss,
                      rb2.eval_loss);
         expect_same_model(ra.last_checkpoint, rb2.last_checkpoint, all[k]->id);
-        rmdir_all(da);
-        rmdir_all(db);
+        tu_rmdir_all(da);
+        tu_rmdir_all(db);
     }
     cr_expect_geq(n, 10, "only %d optimizer classes registered", n);
 }
@@ -563,7 +539,7 @@ Test(trainer_resume, every_issue_class_is_registered)
 Test(trainer_checkpoint, schedules_trainer_state_and_metrics)
 {
     char text[4096], dir[300], path[400];
-    tmpdir(dir, sizeof dir, "c");
+    tu_tmpdir(dir, sizeof dir, "trainer", "c");
     make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", dir);
     const char *sets[] = {"checkpoint.interval=2"};
     cr_assert_eq(parse(text, 1, sets, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
@@ -616,7 +592,7 @@ Test(trainer_checkpoint, schedules_trainer_state_and_metrics)
     cr_expect_eq(n, 6);
     cr_expect_eq(evals, 2);
     cr_expect_eq(stats, 6);
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 /* Warnings the library logs, collected for the tests. */
@@ -634,7 +610,7 @@ static void collect_warnings(eopt_log_level level, const char *msg, void *user)
 Test(trainer_resume, changed_schedules_apply_with_a_notice, .timeout = 120)
 {
     char text[4096], dir[300];
-    tmpdir(dir, sizeof dir, "s");
+    tu_tmpdir(dir, sizeof dir, "trainer", "s");
     make_cfg(text, sizeof text, "dion.Muon", "lr = 0.02;",
              "ramps = { softening = { kind = \"linear\"; from = 0.0; to = 0.4; end = 5; }; };", dir);
     cr_assert_eq(parse(text, 0, NULL, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
@@ -676,7 +652,7 @@ Test(trainer_resume, changed_schedules_apply_with_a_notice, .timeout = 120)
     cr_expect_float_eq(eopt_dict_get(&info->args, "softening")->f, eopt_ramp_value(&soft, 5), 1e-15);
     cr_expect_eq(eopt_dict_get(eopt_ckpt_schedule(ck, "matrix"), "total")->i, 12);
     eopt_checkpoint_close(ck);
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 /* A schedulable argument no ramp moves is not compared by the checkpoint: the config's value
@@ -684,7 +660,7 @@ Test(trainer_resume, changed_schedules_apply_with_a_notice, .timeout = 120)
 Test(trainer_resume, changed_fixed_softening_applies_with_a_notice, .timeout = 120)
 {
     char text[4096], dir[300];
-    tmpdir(dir, sizeof dir, "f");
+    tu_tmpdir(dir, sizeof dir, "trainer", "f");
     make_cfg(text, sizeof text, "Dion2", "lr = 0.02; softening = 0.1;", "", dir);
     cr_assert_eq(parse(text, 0, NULL, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
     eopt_train_result r;
@@ -700,13 +676,13 @@ Test(trainer_resume, changed_fixed_softening_applies_with_a_notice, .timeout = 1
     cr_assert_eq(eopt_checkpoint_open(r.last_checkpoint, NULL, &ck), EOPT_OK, "%s", eopt_last_error());
     cr_expect_eq(eopt_dict_get(&eopt_ckpt_optimizer_info(ck, "matrix")->args, "softening")->f, 0.3);
     eopt_checkpoint_close(ck);
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 Test(trainer_nonfinite, stop_or_skip)
 {
     char text[4096], dir[300];
-    tmpdir(dir, sizeof dir, "n");
+    tu_tmpdir(dir, sizeof dir, "trainer", "n");
     make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", dir);
     const char *stop[] = {"optimizers.adamw.args.lr=1e38", "optimizers.adamw.schedule.kind=constant"};
     cr_assert_eq(parse(text, 2, stop, &cfg_buf), EOPT_OK, "%s", eopt_last_error());
@@ -722,14 +698,14 @@ Test(trainer_nonfinite, stop_or_skip)
     cr_expect_eq(eopt_train(&cfg_buf, &(eopt_train_options){.quiet = 1, .force = 1}, &r), EOPT_ERR_NUMERIC);
     cr_expect_eq(r.step, 6);
     cr_expect_gt(r.nonfinite_steps, 0);
-    rmdir_all(dir);
+    tu_rmdir_all(dir);
 }
 
 Test(trainer_init, starts_from_exported_weights)
 {
     char text[4096], da[300], db[300];
-    tmpdir(da, sizeof da, "i");
-    tmpdir(db, sizeof db, "j");
+    tu_tmpdir(da, sizeof da, "trainer", "i");
+    tu_tmpdir(db, sizeof db, "trainer", "j");
     make_cfg(text, sizeof text, "Muon", "lr = 0.02;", "", da);
     cr_assert_eq(parse(text, 0, NULL, &cfg_buf), EOPT_OK);
     eopt_train_options quiet = {.quiet = 1};
@@ -742,8 +718,8 @@ Test(trainer_init, starts_from_exported_weights)
     cr_expect_eq(rb.step, 6);
     cr_expect_lt(rb.eval_loss, ra.eval_loss, "continuing from trained weights: %g vs %g", rb.eval_loss,
                  ra.eval_loss);
-    rmdir_all(da);
-    rmdir_all(db);
+    tu_rmdir_all(da);
+    tu_rmdir_all(db);
 }
 
 Test(trainer_cmd, bad_config_exits_with_file_and_line)

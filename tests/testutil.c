@@ -166,3 +166,29 @@ const char *tu_text_corpus(const char *name, void (*write)(FILE *f))
     cr_assert_eq(rename(tmp, path), 0);
     return path;
 }
+
+void tu_write_words(FILE *f)
+{
+    const char *words[] = {"the", "whale", "sea", "ship", "call", "me", "ishmael", "white", "captain", "ahab"};
+    uint32_t x = 12345;
+    for (int k = 0; k < 3000; k++) {
+        x = x * 1103515245u + 12345u;
+        fprintf(f, "%s%s", words[(x >> 16) % 10], k % 12 == 11 ? ".\n" : " ");
+    }
+}
+
+void tu_tmpdir(char *buf, size_t size, const char *suite, const char *tag)
+{
+    if (tag)
+        snprintf(buf, size, "/tmp/eopt-%s-%s-XXXXXX", suite, tag);
+    else
+        snprintf(buf, size, "/tmp/eopt-%s-XXXXXX", suite);
+    cr_assert(mkdtemp(buf), "mkdtemp %s", buf);
+}
+
+void tu_rmdir_all(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+}

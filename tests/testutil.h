@@ -19,6 +19,13 @@ const char *tu_fixture_dir(void);
 /* A text corpus in /tmp/NAME shared by the test processes: written once by `write` under a private
  * name, then renamed into place, so a reader never sees a half-written file. Returns the path. */
 const char *tu_text_corpus(const char *name, void (*write)(FILE *f));
+/* A corpus writer for tu_text_corpus: 3000 words of Moby-Dick's vocabulary in a fixed
+ * pseudo-random order, a line break every 12 words. */
+void tu_write_words(FILE *f);
+/* A fresh folder /tmp/eopt-SUITE-XXXXXX (or /tmp/eopt-SUITE-TAG-XXXXXX) into buf. */
+void tu_tmpdir(char *buf, size_t size, const char *suite, const char *tag);
+/* Removes a folder and everything in it (expected to succeed). */
+void tu_rmdir_all(const char *dir);
 /* Path of a file in the fixture directory, the rest formatted like printf ("models/%s", name). */
 void tu_fixture(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -620,7 +620,7 @@ static eopt_status eval_batch(trainer *t, double *loss, int *correct)
     EOPT_TRY(eopt_model_forward(t->model, &mine, 0, 1.0f, &l, NULL));
     if (!is_gpt(t))
         EOPT_TRY(eopt_model_correct(t->model, &mine, correct));
-    *loss = t->dp.size == 1 ? l : (double)l * rows / t->bb.batch.B;
+    *loss = (double)l * rows / t->bb.batch.B; /* exactly l when one rank has every row */
     return EOPT_OK;
 }
 
@@ -999,7 +999,7 @@ static eopt_status accumulate(trainer *t, double *loss)
     const eopt_config *c = t->cfg;
     int A = c->run.grad_accum;
     double share = (double)t->rows / c->run.batch_size;
-    float scale = t->dp.size == 1 ? 1.0f / (float)A : (float)(share / A);
+    float scale = (float)share / (float)A; /* one rank: 1 / A as ever */
     *loss = 0;
     eopt_model_zero_grad(t->model);
     for (int a = 0; a < A; a++) {
@@ -1007,7 +1007,7 @@ static eopt_status accumulate(trainer *t, double *loss)
         EOPT_TRY(next_batch(t, EOPT_SPLIT_TRAIN, &t->sampler));
         eopt_batch mine = eopt_dp_slice(&t->bb.batch, t->row0, t->rows, t->bb.dim);
         EOPT_TRY(eopt_model_forward(t->model, &mine, 1, scale, &l, NULL));
-        *loss += t->dp.size == 1 ? l / A : l * share / A;
+        *loss += (float)(l * share) / A;
     }
     return EOPT_OK;
 }

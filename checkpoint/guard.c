@@ -67,6 +67,24 @@ static eopt_status read_all(hid_t obj, int is_attr, hid_t ft, hid_t sp, hssize_t
     return st;
 }
 
+/* The number of elements of a simple dataspace, or 0 with an error when the product of its
+ * dimensions overflows (libhdf5's own count wraps: 2^61 x 16 elements reads as 0). */
+static int count_ok(hid_t sp, int nd, hsize_t *count)
+{
+    hsize_t dims[H5S_MAX_RANK];
+    if (H5Sget_simple_extent_type(sp) == H5S_NULL) {
+        *count = 0;
+        return 1;
+    }
+    if (H5Sget_simple_extent_dims(sp, dims, NULL) != nd)
+        return 0;
+    *count = 1;
+    for (int k = 0; k < nd; k++)
+        if (!mul_ok(*count, (size_t)dims[k], count))
+            return 0;
+    return 1;
+}
+
 /* Type, shape and declared size of an attribute or dataset: at most 32 dimensions, and its
  * bytes within `limit`. */
 static eopt_status check_extent(hid_t ft, hid_t sp, hsize_t limit, const char *name, hssize_t *n)
@@ -74,9 +92,11 @@ static eopt_status check_extent(hid_t ft, hid_t sp, hsize_t limit, const char *n
     int nd = H5Sget_simple_extent_ndims(sp);
     *n = H5Sget_simple_extent_npoints(sp);
     size_t size = H5Tget_size(ft);
-    hsize_t bytes;
+    hsize_t bytes, count;
     if (ft < 0 || sp < 0 || nd < 0 || nd > H5S_MAX_RANK || *n < 0 || size == 0)
         return eopt_fail(EOPT_ERR_FORMAT, "'%s' has an unreadable type or shape", name);
+    if (!count_ok(sp, nd, &count) || count != (hsize_t)*n)
+        return eopt_fail(EOPT_ERR_FORMAT, "'%s': the product of its dimensions does not fit in 64 bits", name);
     if (!mul_ok((hsize_t)*n, size, &bytes) || bytes > limit)
         return eopt_fail(EOPT_ERR_FORMAT, "'%s' declares %lld values of %zu bytes, more than the file's %llu bytes",
                          name, (long long)*n, size, (unsigned long long)limit);

@@ -1,5 +1,6 @@
 #include "h5.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -360,9 +361,13 @@ static eopt_status dataset_describe(hid_t d, const char *name, const char *where
         hsize_t dims[EOPT_MAX_DIMS];
         int64_t shape[EOPT_MAX_DIMS];
         H5Sget_simple_extent_dims(sp, dims, NULL);
-        for (int k = 0; k < nd; k++)
-            shape[k] = (int64_t)dims[k];
-        *out = eopt_tensor_view(NULL, NULL, want < 0 ? natural_dtype(ft) : (eopt_dtype)want, nd, shape);
+        for (int k = 0; k < nd; k++) /* beyond INT64_MAX: negative, which the check refuses */
+            shape[k] = dims[k] > (hsize_t)INT64_MAX ? -1 : (int64_t)dims[k];
+        eopt_dtype dt = want < 0 ? natural_dtype(ft) : (eopt_dtype)want;
+        if (eopt_shape_check(nd, shape, dt) != EOPT_OK)
+            st = eopt_fail_context(EOPT_ERR_FORMAT, "%s/%s: ", where, name);
+        else
+            *out = eopt_tensor_view(NULL, NULL, dt, nd, shape);
     }
     H5Sclose(sp);
     H5Tclose(ft);
@@ -489,10 +494,13 @@ eopt_status eopt_h5_strings_read(hid_t loc, const char *name, const char *where,
         return eopt_fail(EOPT_ERR_FORMAT, "%s: dataset '%s' is missing", where, name);
     hid_t ft = H5Dget_type(d), sp = H5Dget_space(d);
     eopt_status st = EOPT_OK;
+    hssize_t npoints = H5Sget_simple_extent_npoints(sp);
     if (H5Tget_class(ft) != H5T_STRING || H5Sget_simple_extent_ndims(sp) != 1) {
         st = eopt_fail(EOPT_ERR_FORMAT, "%s/%s: expected a 1-D dataset of strings", where, name);
+    } else if (npoints < 0 || npoints > INT_MAX / width) { /* the buffer below is count x width */
+        st = eopt_fail(EOPT_ERR_FORMAT, "%s/%s: %lld strings is too many", where, name, (long long)npoints);
     } else {
-        int count = (int)H5Sget_simple_extent_npoints(sp);
+        int count = (int)npoints;
         char *buf = calloc((size_t)(count ? count : 1), (size_t)width);
         if (!buf)
             st = eopt_fail(EOPT_ERR_NOMEM, "out of memory");

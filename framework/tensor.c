@@ -1,5 +1,6 @@
 #include "tensor.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,13 +34,35 @@ eopt_tensor eopt_tensor_view(void *data, eopt_backend *be, eopt_dtype dt, int nd
     return t;
 }
 
-eopt_status eopt_tensor_alloc(eopt_tensor *t, eopt_backend *be, eopt_dtype dt, int ndim, const int64_t *shape)
+/* The product is checked one factor at a time, so a shape read from a file can never wrap (2^61 x 16
+ * float32 would wrap to 0 bytes); a zero dimension makes any other size valid. */
+eopt_status eopt_shape_check(int ndim, const int64_t *shape, eopt_dtype dt)
 {
+    char buf[160];
     if (ndim < 0 || ndim > EOPT_MAX_DIMS)
         return eopt_fail(EOPT_ERR_SHAPE, "a tensor has at most %d dimensions, got %d", EOPT_MAX_DIMS, ndim);
-    for (int k = 0; k < ndim; k++)
+    int empty = 0;
+    for (int k = 0; k < ndim; k++) {
         if (shape[k] < 0)
-            return eopt_fail(EOPT_ERR_SHAPE, "negative dimension %lld", (long long)shape[k]);
+            return eopt_fail(EOPT_ERR_SHAPE, "negative dimension in shape %s", eopt_shape_str(ndim, shape, buf, sizeof buf));
+        empty |= shape[k] == 0;
+    }
+    if (empty)
+        return EOPT_OK;
+    int64_t limit = (int64_t)((SIZE_MAX < (uint64_t)INT64_MAX ? SIZE_MAX : (uint64_t)INT64_MAX) / eopt_dtype_size(dt));
+    int64_t n = 1;
+    for (int k = 0; k < ndim; k++) {
+        if (shape[k] > limit / n)
+            return eopt_fail(EOPT_ERR_SHAPE, "shape %s of %s is too large: its bytes do not fit in 64 bits",
+                             eopt_shape_str(ndim, shape, buf, sizeof buf), eopt_dtype_name(dt));
+        n *= shape[k];
+    }
+    return EOPT_OK;
+}
+
+eopt_status eopt_tensor_alloc(eopt_tensor *t, eopt_backend *be, eopt_dtype dt, int ndim, const int64_t *shape)
+{
+    EOPT_TRY(eopt_shape_check(ndim, shape, dt));
     *t = eopt_tensor_view(NULL, be, dt, ndim, shape);
     size_t bytes = eopt_tensor_bytes(t);
     size_t ask = bytes ? bytes : 1;

@@ -25,7 +25,10 @@ typedef struct {
 size_t eopt_dtype_size(eopt_dtype dt);
 const char *eopt_dtype_name(eopt_dtype dt);
 
-/* Allocates a zero-filled tensor on `be` (NULL: host). */
+/* EOPT_OK when ndim is in [0, EOPT_MAX_DIMS], no dimension is negative and the tensor's bytes fit in
+ * int64 and size_t; else EOPT_ERR_SHAPE naming the shape. Any shape from outside passes here first. */
+eopt_status eopt_shape_check(int ndim, const int64_t *shape, eopt_dtype dt);
+/* Allocates a zero-filled tensor on `be` (NULL: host); the shape is checked as above. */
 eopt_status eopt_tensor_alloc(eopt_tensor *t, eopt_backend *be, eopt_dtype dt, int ndim, const int64_t *shape);
 eopt_status eopt_tensor_alloc_like(eopt_tensor *t, const eopt_tensor *like);
 void eopt_tensor_free(eopt_tensor *t);

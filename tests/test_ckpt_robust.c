@@ -390,6 +390,40 @@ Test(ckpt_robust, state_wrong_shape)
     REFUSED(path, path, "/optimizers/0/state/1/L", "23");
 }
 
+/* A dataset whose dimensions multiply past 64 bits (chunked, so the file stays small): refused by
+ * name, never sized by a wrapped product. */
+static void put_huge_dataset(hid_t f, const char *name, int ndim, const hsize_t *shape)
+{
+    if (H5Lexists(f, name, H5P_DEFAULT) > 0)
+        H5Ldelete(f, name, H5P_DEFAULT);
+    hsize_t chunk[2] = {1, 1};
+    hid_t s = H5Screate_simple(ndim, shape, NULL), pl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(pl, ndim, chunk);
+    hid_t d = H5Dcreate2(f, name, H5T_IEEE_F32LE, s, H5P_DEFAULT, pl, H5P_DEFAULT);
+    cr_assert(d >= 0, "cannot create %s", name);
+    H5Dclose(d);
+    H5Pclose(pl);
+    H5Sclose(s);
+}
+
+Test(ckpt_robust, dimensions_overflowing_64_bits)
+{
+    const char *names[] = {"/optimizers/0/state/1/L", "/model/blocks.0.mlp.gate.weight"};
+    for (int k = 0; k < 2; k++) {
+        char path[512];
+        hid_t f = edit_copy(path, sizeof path, CASE, k ? "huge-param.h5" : "huge-state.h5");
+        put_huge_dataset(f, names[k], 2, (hsize_t[]){(hsize_t)1 << 61, 16});
+        H5Fclose(f);
+        /* the in-process reader, without the guard's check in a child first */
+        eopt_ckpt *ck = NULL;
+        eopt_ckpt_options trusted = {.trusted = 1};
+        cr_expect_eq(eopt_checkpoint_open(path, &trusted, &ck), EOPT_ERR_FORMAT);
+        cr_expect(strstr(eopt_last_error(), names[k]) && strstr(eopt_last_error(), "64 bits"), "%s",
+                  eopt_last_error());
+        REFUSED(path, path, names[k] + 1, "64 bits"); /* the guard names it without the leading '/' */
+    }
+}
+
 Test(ckpt_robust, unknown_class)
 {
     char path[512];

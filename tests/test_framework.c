@@ -96,6 +96,24 @@ Test(framework, tensors_and_devices)
 #endif
 }
 
+/* A shape whose element or byte count does not fit in 64 bits is refused, not wrapped: 2^61 x 16
+ * float32 is 2^65 elements' worth of bytes, and wraps to 0 elements. */
+Test(framework, tensor_sizes_that_overflow_are_refused)
+{
+    eopt_tensor t;
+    int64_t wraps[2] = {(int64_t)1 << 61, 16};
+    cr_expect_eq(eopt_tensor_alloc(&t, NULL, EOPT_F32, 2, wraps), EOPT_ERR_SHAPE);
+    cr_expect(strstr(eopt_last_error(), "[2305843009213693952, 16]"), "%s", eopt_last_error());
+    int64_t bytes_wrap[1] = {(int64_t)1 << 62}; /* fits as elements, not as float32 bytes */
+    cr_expect_eq(eopt_tensor_alloc(&t, NULL, EOPT_F32, 1, bytes_wrap), EOPT_ERR_SHAPE);
+    int64_t negative[2] = {4, -1};
+    cr_expect_eq(eopt_tensor_alloc(&t, NULL, EOPT_F32, 2, negative), EOPT_ERR_SHAPE);
+    int64_t empty[2] = {0, (int64_t)1 << 62};
+    cr_assert_eq(eopt_tensor_alloc(&t, NULL, EOPT_F32, 2, empty), EOPT_OK, "zero elements is a valid size");
+    cr_expect_eq(t.numel, 0);
+    eopt_tensor_free(&t);
+}
+
 /* ---- parameters and groups (framework/params.h) ---- */
 
 static eopt_tensor shaped[4] = {{.ndim = 2}, {.ndim = 1}, {.ndim = 2}, {.ndim = 1}};

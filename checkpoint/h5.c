@@ -566,6 +566,26 @@ void eopt_h5_names_free(int n, char **names)
     free(names);
 }
 
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Every member name once: libhdf5 lists a damaged group's duplicate links as they are, and a
+ * reader indexing by name would read one member twice and another never. */
+static eopt_status check_unique(char **v, hsize_t n, const char *where)
+{
+    char **sorted = malloc((n ? n : 1) * sizeof *sorted);
+    if (!sorted)
+        return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
+    memcpy(sorted, v, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, by_name);
+    eopt_status st = EOPT_OK;
+    for (hsize_t k = 1; k < n && st == EOPT_OK; k++)
+        if (strcmp(sorted[k - 1], sorted[k]) == 0)
+            st = eopt_fail(EOPT_ERR_FORMAT, "%s: member '%s' appears more than once (a damaged group)", where,
+                           sorted[k]);
+    free(sorted);
+    return st;
+}
+
 eopt_status eopt_h5_children(hid_t group, const char *where, int numeric, int *n, char ***names)
 {
     *n = 0;
@@ -592,6 +612,11 @@ eopt_status eopt_h5_children(hid_t group, const char *where, int numeric, int *n
     }
     if (numeric)
         qsort(v, info.nlinks, sizeof *v, by_index);
+    eopt_status st = check_unique(v, info.nlinks, where);
+    if (st != EOPT_OK) {
+        eopt_h5_names_free((int)info.nlinks, v);
+        return st;
+    }
     *n = (int)info.nlinks;
     *names = v;
     return EOPT_OK;

@@ -424,6 +424,22 @@ Test(ckpt_robust, dimensions_overflowing_64_bits)
     }
 }
 
+/* A damaged group listing one member name twice (found by fuzzing: /optimizers/0/state holds
+ * "1" twice and no "0"; libhdf5 opens it, and the reader read state 1 twice, leaking the first
+ * and leaving parameter 0 without state). Refused by name, with or without the guard. */
+Test(ckpt_robust, duplicate_member_names)
+{
+    const char *path = "tests/corpus/reader/duplicate-state-b3f35f389440.h5";
+    for (int trusted = 0; trusted < 2; trusted++) {
+        eopt_ckpt *ck = NULL;
+        eopt_ckpt_options o = {.trusted = trusted};
+        cr_expect_eq(eopt_checkpoint_open(path, &o, &ck), EOPT_ERR_FORMAT, "trusted %d: opened", trusted);
+        cr_expect(strstr(eopt_last_error(), "/optimizers/0/state") && strstr(eopt_last_error(), "'1'") &&
+                      strstr(eopt_last_error(), "more than once"), "%s", eopt_last_error());
+        eopt_checkpoint_close(ck);
+    }
+}
+
 Test(ckpt_robust, unknown_class)
 {
     char path[512];

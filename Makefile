@@ -140,7 +140,8 @@ test-asan:
 # libFuzzer (Debian's clang-14 and libclang-rt-14-dev) in build-fuzz/: the library instrumented, one program per
 # tests/fuzz/ target (fuzz_checkpoint_raw is fuzz_checkpoint without the guard). `make fuzz` runs
 # every target FUZZ_SECONDS (default 300) each, `make fuzz-ci` the ones that must never fail
-# (config parser, guarded checkpoint open) 60 s each; finds land in build-fuzz/artifacts/.
+# (config parser; guarded checkpoint open, then the restore of its model and optimizers) 60 s
+# each; finds land in build-fuzz/artifacts/.
 FUZZ_CC    ?= clang-14
 # -Wno-pass-failed: at -O1 clang does not vectorise, and says so of every `omp simd` loop.
 FUZZ_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -Wno-pass-failed

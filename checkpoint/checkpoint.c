@@ -1149,10 +1149,9 @@ eopt_status eopt_ckpt_read_tensor(const eopt_ckpt *ck, const char *name, eopt_te
 }
 
 /* Fills state j of `opt` (file index i) from the file: every key the class has must be there with
- * its shape and dtype; extra keys are errors unless the class lists them as optional. */
-/* The file's state of parameter i into parameter j of opt, checked against the class's (keys,
- * shapes, dtypes, finite values). keep == 0 (another rank's parameter): checked the same way, one
- * tensor at a time through a scratch copy, and then not kept. */
+ * its shape and dtype (extra keys are errors unless the class lists them as optional), every value
+ * finite. keep == 0 (another rank's parameter): checked the same way, one tensor at a time through
+ * a scratch copy, and then not kept. */
 static eopt_status load_state(const eopt_ckpt *ck, const eopt_ckpt_opt_info *o, const char *where, int64_t i,
                               eopt_optimizer *opt, int j, int keep)
 {
@@ -1270,6 +1269,13 @@ static eopt_status groups_with_nones(const eopt_optimizer_class *cls, const eopt
     return EOPT_OK;
 }
 
+/* The file's optimizer `name`, or an error naming the file. */
+static eopt_status optimizer_info(const eopt_ckpt *ck, const char *name, const eopt_ckpt_opt_info **o)
+{
+    *o = eopt_ckpt_optimizer_info(ck, name);
+    return *o ? EOPT_OK : eopt_fail(EOPT_ERR_FORMAT, "%s: no optimizer '/optimizers/%s'", ck->path, name);
+}
+
 static eopt_status create_from(const eopt_ckpt *ck, const eopt_ckpt_opt_info *o, eopt_backend *be,
                                const eopt_param *params, int nparams, const unsigned char *keep, eopt_optimizer **out)
 {
@@ -1312,9 +1318,8 @@ eopt_status eopt_ckpt_create_optimizer(const eopt_ckpt *ck, const char *name, eo
                                        const eopt_param *params, int nparams, eopt_optimizer **out)
 {
     *out = NULL;
-    const eopt_ckpt_opt_info *o = eopt_ckpt_optimizer_info(ck, name);
-    if (!o)
-        return eopt_fail(EOPT_ERR_FORMAT, "%s: no optimizer '/optimizers/%s'", ck->path, name);
+    const eopt_ckpt_opt_info *o;
+    EOPT_TRY(optimizer_info(ck, name, &o));
     return create_from(ck, o, be, params, nparams, NULL, out);
 }
 
@@ -1375,9 +1380,8 @@ static eopt_status build_matching(const eopt_ckpt *ck, const char *name, const e
 {
     char where[2048];
     snprintf(where, sizeof where, "%.1500s:/optimizers/%.300s", ck->path, name);
-    const eopt_ckpt_opt_info *o = eopt_ckpt_optimizer_info(ck, name);
-    if (!o)
-        return eopt_fail(EOPT_ERR_FORMAT, "%s: no optimizer '/optimizers/%s'", ck->path, name);
+    const eopt_ckpt_opt_info *o;
+    EOPT_TRY(optimizer_info(ck, name, &o));
     EOPT_TRY(create_from(ck, o, opt->be, opt->params, opt->nparams, keep, file));
     eopt_status st = same_structure(*file, opt, where);
     if (st != EOPT_OK) {

@@ -274,6 +274,15 @@ static eopt_status host_data(const eopt_tensor *t, const char *name, void **host
     return st;
 }
 
+/* The dataspace of t's shape (0-D: a scalar). */
+static hid_t tensor_space(const eopt_tensor *t)
+{
+    hsize_t dims[EOPT_MAX_DIMS];
+    for (int k = 0; k < t->ndim; k++)
+        dims[k] = (hsize_t)t->shape[k];
+    return t->ndim ? H5Screate_simple(t->ndim, dims, NULL) : H5Screate(H5S_SCALAR);
+}
+
 /* A dataset created without data: its space allocated now (contiguous, in the file's final
  * size) and never filled, so that another process writes its bytes later without changing any
  * of the file's metadata (eopt_h5_dataset_fill). */
@@ -281,10 +290,7 @@ eopt_status eopt_h5_dataset_reserve(hid_t loc, const char *name, const eopt_tens
 {
     hid_t ft, mt;
     EOPT_TRY(dtype_types(t->dtype, &ft, &mt));
-    hsize_t dims[EOPT_MAX_DIMS];
-    for (int k = 0; k < t->ndim; k++)
-        dims[k] = (hsize_t)t->shape[k];
-    hid_t sp = t->ndim ? H5Screate_simple(t->ndim, dims, NULL) : H5Screate(H5S_SCALAR);
+    hid_t sp = tensor_space(t);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
@@ -304,10 +310,7 @@ eopt_status eopt_h5_dataset_write(hid_t loc, const char *name, const eopt_tensor
         return eopt_fail(EOPT_ERR_ARG, "dataset '%s': a tensor without data", name);
     void *host;
     EOPT_TRY(host_data(t, name, &host));
-    hsize_t dims[EOPT_MAX_DIMS];
-    for (int k = 0; k < t->ndim; k++)
-        dims[k] = (hsize_t)t->shape[k];
-    hid_t sp = t->ndim ? H5Screate_simple(t->ndim, dims, NULL) : H5Screate(H5S_SCALAR);
+    hid_t sp = tensor_space(t);
     hid_t d = H5Dcreate2(loc, name, ft, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     herr_t e = d < 0 ? -1 : H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, host);
     if (d >= 0)

@@ -178,8 +178,8 @@ Test(parallel, resume_keeps_only_the_owned_state)
     cr_assert_eq(rig_open(&r, be, "AdamW", NULL, &hp, 3, shape, 7), EOPT_OK, "%s", eopt_last_error());
     rig_grads(&r, 11, 0, 1.0f);
     rig_step(&r);
-    char dir[] = "/tmp/eopt-test-shard.XXXXXX", good[64], bad[64];
-    cr_assert(mkdtemp(dir));
+    char dir[64], good[96], bad[96];
+    tu_tmpdir(dir, sizeof dir, "parallel", "shard");
     snprintf(good, sizeof good, "%s/good.h5", dir);
     snprintf(bad, sizeof bad, "%s/bad.h5", dir);
     eopt_ckpt_optimizer o = {.name = "adamw", .opt = r.opt};
@@ -233,7 +233,7 @@ Test(parallel, resume_keeps_only_the_owned_state)
         }
     }
     free(avg2);
-    remove(good), remove(bad), rmdir(dir);
+    tu_rmdir_all(dir);
     rig_close(&fresh);
     rig_close(&r);
     eopt_backend_close(be);

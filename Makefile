@@ -34,6 +34,14 @@ OPENBLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
 OPT      ?= -O2 -g
 CFLAGS   := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -I. -I$(OPENBLAS_INC) $(HDF5_CFLAGS)
 LDLIBS   := $(HDF5_LIBS) -lconfig -llapacke -L$(OPENBLAS_DIR) -Wl,--disable-new-dtags,-rpath,$(OPENBLAS_DIR) -lopenblas -lz -lm -fopenmp
+# oneDNN's sgemm for the CPU's float32 products (framework/backend_cpu.c, sgemm: why); ONEDNN=0
+# builds with OpenBLAS's alone, as does EOPT_CPU_GEMM=openblas at run time.
+ONEDNN   ?= 1
+ifeq ($(ONEDNN),1)
+  $(if $(wildcard /usr/include/dnnl.h),,$(error make ONEDNN=1 needs oneDNN (Debian's libdnnl-dev, in make deps); make ONEDNN=0 builds without it))
+  CFLAGS += -DEOPT_ONEDNN
+  LDLIBS := $(LDLIBS:-lopenblas=-ldnnl -lopenblas)
+endif
 
 # The library's source folders (cmd/ minus main.c is in the library so that tests can drive
 # the commands). A new folder is added here and nowhere else.

@@ -3,7 +3,7 @@
 set -e
 PKGS="build-essential pkg-config libopenblas-openmp-dev liblapacke-dev libhdf5-dev hdf5-tools libcriterion-dev libconfig-dev
 python3 python3-numpy python3-h5py python3-torch dataset-fashion-mnist npm zlib1g-dev gnuplot-nox
-clang-14 libclang-rt-14-dev valgrind munge slurmctld slurmd slurm-client openmpi-bin libopenmpi-dev
+libdnnl-dev clang-14 libclang-rt-14-dev valgrind munge slurmctld slurmd slurm-client openmpi-bin libopenmpi-dev
 libhdf5-openmpi-dev"
 # clang-14 and libclang-rt-14-dev (its libFuzzer and sanitizer runtimes): `make fuzz`, `make fuzz-ci`;
 # valgrind: `make memcheck`; munge, slurmctld, slurmd, slurm-client: `make test-slurm` (a one-node

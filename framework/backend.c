@@ -1,4 +1,5 @@
 /* Backend selection and the small wrappers every algorithm uses. */
+#include <cblas.h>
 #include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,8 +31,8 @@ void eopt_backend_close(eopt_backend *be)
 void eopt_backend_describe(const eopt_backend *be, char *buf, size_t size)
 {
     if (be->device == EOPT_DEV_CPU)
-        snprintf(buf, size, "cpu: OpenBLAS + LAPACKE, %d threads",
-                 be->threads > 0 ? be->threads : omp_get_max_threads());
+        snprintf(buf, size, "cpu: %sOpenBLAS (%s kernels) + LAPACKE, %d threads", be->onednn ? "oneDNN + " : "",
+                 openblas_get_corename(), be->threads > 0 ? be->threads : omp_get_max_threads());
     else
         snprintf(buf, size, "%s", be->name);
 }

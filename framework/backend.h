@@ -62,6 +62,7 @@ struct eopt_backend {
     eopt_device device;
     void *ctx;
     int threads; /* CPU: the OpenMP threads of each operation; 0 = the caller's OpenMP setting */
+    int onednn;  /* CPU: float32 products by oneDNN (make ONEDNN=1; EOPT_CPU_GEMM=openblas: 0) */
     eopt_status status; /* the first recorded failure (sticky), EOPT_OK if none */
     char status_msg[512];
 

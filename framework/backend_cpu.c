@@ -1,6 +1,9 @@
-/* The CPU backend: OpenBLAS for products, LAPACKE for eigen and QR, OpenMP for loops. The
- * reference every other backend is tested against. */
+/* The CPU backend: oneDNN or OpenBLAS for products, LAPACKE for eigen and QR, OpenMP for loops.
+ * The reference every other backend is tested against. */
 #include <cblas.h>
+#ifdef EOPT_ONEDNN
+#include <dnnl.h>
+#endif
 #include <lapacke.h>
 #include <math.h>
 #include <omp.h>
@@ -83,17 +86,42 @@ static void cpu_destroy(eopt_backend *be)
     free(be);
 }
 
+/* One row-major float32 product C = alpha op(A) op(B) + beta C, by oneDNN's sgemm where eopt is
+ * built with it (make ONEDNN=1, the default where Debian's libdnnl-dev is installed) and
+ * EOPT_CPU_GEMM does not say "openblas", else by OpenBLAS. Why two: OpenBLAS takes its kernels
+ * from the CPU or from OPENBLAS_CORETYPE, and a machine that pins it to AVX2 (this project's
+ * VMs: OPENBLAS_CORETYPE=Haswell on an AVX-512 Zen 5) runs every product at half the rate oneDNN's
+ * kernels, chosen from the CPU alone, reach there: 2 threads, 1024^3 184 against 334 GFLOP/s,
+ * 2048x768x256 182 against 381 (bench/results/onednn.md). Both follow the calling thread's
+ * OpenMP count and run single-threaded inside a parallel region. */
+static void sgemm(eopt_backend *be, int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
+                  const float *B, int ldb, float beta, float *C, int ldc)
+{
+#ifdef EOPT_ONEDNN
+    if (be->onednn) {
+        dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+        if (st != dnnl_success)
+            eopt_backend_fail(be, EOPT_ERR_NUMERIC, "dnnl_sgemm failed (status %d) on %dx%dx%d", (int)st, m, n, k);
+        return;
+    }
+#else
+    (void)be;
+#endif
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, A,
+                lda, B, ldb, beta, C, ldc);
+}
+
 static void cpu_gemm(eopt_backend *be, eopt_prec prec, int ta, int tb, int m, int n, int k, float alpha,
                      const void *A, int lda, int64_t sa, const void *B, int ldb, int64_t sb, float beta, void *C,
                      int ldc, int64_t sc, int batch)
 {
     (void)prec; /* the CPU always computes in float32 */
-    if (!blas_args_ok(be, "cblas_sgemm", m, n, k, lda, ta ? m : k, ldb, tb ? k : n, ldc, n))
+    if (!blas_args_ok(be, "sgemm", m, n, k, lda, ta ? m : k, ldb, tb ? k : n, ldc, n))
         return;
     int caller = threads_enter(be);
     for (int b = 0; b < batch; b++)
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha,
-                    (const float *)A + b * sa, lda, (const float *)B + b * sb, ldb, beta, (float *)C + b * sc, ldc);
+        sgemm(be, ta, tb, m, n, k, alpha, (const float *)A + b * sa, lda, (const float *)B + b * sb, ldb, beta,
+              (float *)C + b * sc, ldc);
     threads_leave(be, caller);
 }
 
@@ -116,28 +144,53 @@ static void cpu_gemm_strided_batched(eopt_backend *be, int ta, int tb, int m, in
                                      const int64_t sb[2], float beta, float *C, int ldc, const int64_t sc[2],
                                      int outer, int inner)
 {
-    if (!blas_args_ok(be, "cblas_sgemm", m, n, k, lda, ta ? m : k, ldb, tb ? k : n, ldc, n) || outer < 0 || inner < 0)
+    if (!blas_args_ok(be, "sgemm", m, n, k, lda, ta ? m : k, ldb, tb ? k : n, ldc, n) || outer < 0 || inner < 0)
         return;
     const int64_t count = (int64_t)outer * inner, work = count * m * n * (k > 0 ? k : 1);
     int caller = threads_enter(be);
 #pragma omp parallel for schedule(static) if (count > 1 && work >= PAR_MIN)
     for (int64_t g = 0; g < count; g++) {
         const int64_t o = g / inner, i = g % inner;
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha,
-                    A + o * sa[0] + i * sa[1], lda, B + o * sb[0] + i * sb[1], ldb, beta, C + o * sc[0] + i * sc[1],
-                    ldc);
+        sgemm(be, ta, tb, m, n, k, alpha, A + o * sa[0] + i * sa[1], lda, B + o * sb[0] + i * sb[1], ldb, beta,
+              C + o * sc[0] + i * sc[1], ldc);
     }
     threads_leave(be, caller);
+}
+
+/* The lower triangle of C = alpha A A^T + beta C (trans: A^T A), n x n, A n x k (trans: k x n),
+ * by oneDNN's sgemm in SYRK_TILES x SYRK_TILES tiles: the 10 tiles on and below the diagonal
+ * (5/8 of a full product's flops), one single-threaded product per tile, the tiles spread over
+ * the threads. OpenBLAS's ssyrk and a full oneDNN product take about the same time here; the
+ * tiles take 0.5-0.6 of it from n = 256 to 2048 (2 threads; bench/results/onednn.md). A diagonal
+ * tile's upper part is computed too and overwritten by the mirror. Below 128 rows, one product. */
+#define SYRK_TILES 4
+static void syrk_tiled(eopt_backend *be, int trans, int n, int k, float alpha, const float *A, int lda, float beta,
+                       float *C, int ldc)
+{
+    const int p = n >= 128 ? SYRK_TILES : 1, tiles = p * (p + 1) / 2;
+#pragma omp parallel for schedule(dynamic, 1) if (tiles > 1)
+    for (int t = 0; t < tiles; t++) {
+        int i = 0, j = t; /* tile t of the lower triangle, row by row: (i, j), j <= i */
+        while (j > i)
+            j -= ++i;
+        const int i0 = (int)((int64_t)n * i / p), i1 = (int)((int64_t)n * (i + 1) / p);
+        const int j0 = (int)((int64_t)n * j / p), j1 = (int)((int64_t)n * (j + 1) / p);
+        const float *Ai = trans ? A + i0 : A + (size_t)i0 * lda, *Aj = trans ? A + j0 : A + (size_t)j0 * lda;
+        sgemm(be, trans, !trans, i1 - i0, j1 - j0, k, alpha, Ai, lda, Aj, lda, beta, C + (size_t)i0 * ldc + j0, ldc);
+    }
 }
 
 static void cpu_syrk(eopt_backend *be, eopt_prec prec, int trans, int n, int k, float alpha, const float *A, int lda,
                      float beta, float *C, int ldc)
 {
     (void)prec;
-    if (!blas_args_ok(be, "cblas_ssyrk", n, n, k, lda, trans ? n : k, 1, 1, ldc, n))
+    if (!blas_args_ok(be, "ssyrk", n, n, k, lda, trans ? n : k, 1, 1, ldc, n))
         return;
     int caller = threads_enter(be);
-    cblas_ssyrk(CblasRowMajor, CblasLower, trans ? CblasTrans : CblasNoTrans, n, k, alpha, A, lda, beta, C, ldc);
+    if (be->onednn)
+        syrk_tiled(be, trans, n, k, alpha, A, lda, beta, C, ldc);
+    else
+        cblas_ssyrk(CblasRowMajor, CblasLower, trans ? CblasTrans : CblasNoTrans, n, k, alpha, A, lda, beta, C, ldc);
     threads_leave(be, caller);
     mirror_lower(n, C, ldc);
 }
@@ -493,11 +546,26 @@ eopt_status eopt_backend_cpu_create(int threads, eopt_backend **out)
         free(c);
         return eopt_fail(EOPT_ERR_NOMEM, "out of memory");
     }
+    const char *lib = getenv("EOPT_CPU_GEMM");
+    if (lib && *lib && strcmp(lib, "openblas") != 0 && strcmp(lib, "onednn") != 0) {
+        free(be), free(c);
+        return eopt_fail(EOPT_ERR_ARG, "EOPT_CPU_GEMM='%s': expected 'onednn' or 'openblas'", lib);
+    }
+#ifdef EOPT_ONEDNN
+    const int onednn = !lib || strcmp(lib, "openblas") != 0;
+#else
+    const int onednn = 0;
+    if (lib && strcmp(lib, "onednn") == 0) {
+        free(be), free(c);
+        return eopt_fail(EOPT_ERR_UNSUPPORTED, "EOPT_CPU_GEMM='onednn': this eopt was built without oneDNN (make ONEDNN=1)");
+    }
+#endif
     *be = (eopt_backend){
         .name = "cpu",
         .device = EOPT_DEV_CPU,
         .ctx = c,
         .threads = threads > 0 ? threads : 0,
+        .onednn = onednn,
         .alloc = cpu_alloc,
         .free = cpu_free,
         .upload = cpu_memcpy,

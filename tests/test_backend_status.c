@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,11 +69,11 @@ Test(backend_status, cpu_gemm_bad_arguments_recorded)
     eopt_backend *be = tu_backend(1);
     float A[6] = {1, 2, 3, 4, 5, 6}, C[4] = {7, 7, 7, 7};
     be->gemm(be, EOPT_PREC_FP32, 0, 0, 2, 2, 3, 1.0f, A, 2 /* < k */, 0, A, 2, 0, 0.0f, C, 2, 0, 1);
-    expect_failure(eopt_backend_check(be, "product"), EOPT_ERR_ARG, "product", "cblas_sgemm");
+    expect_failure(eopt_backend_check(be, "product"), EOPT_ERR_ARG, "product", "sgemm");
     cr_expect(C[0] == 7 && C[3] == 7, "a refused product wrote its output");
     eopt_backend_clear(be);
     be->syrk(be, EOPT_PREC_FP32, 0, 2, 3, 1.0f, A, 3, 0.0f, C, 1 /* < n */);
-    expect_failure(eopt_backend_check(be, "gram"), EOPT_ERR_ARG, "gram", "cblas_ssyrk");
+    expect_failure(eopt_backend_check(be, "gram"), EOPT_ERR_ARG, "gram", "ssyrk");
     eopt_backend_close(be);
 }
 
@@ -296,4 +297,57 @@ Test(backend_status, checkpoint_warning_goes_to_log_handler)
     rmdir(dir);
     rig_close(&r);
     eopt_backend_close(be);
+}
+
+/* The CPU's float32 products come from oneDNN (a ONEDNN=1 build, the default) or OpenBLAS
+ * (EOPT_CPU_GEMM=openblas); the banner says which, both compute the same products, and any
+ * other value is refused by name. */
+static eopt_backend *cpu_with_gemm(const char *lib)
+{
+    setenv("EOPT_CPU_GEMM", lib, 1);
+    eopt_backend *be = NULL;
+    cr_assert_eq(eopt_backend_cpu_create(2, &be), EOPT_OK, "EOPT_CPU_GEMM=%s: %s", lib, eopt_last_error());
+    unsetenv("EOPT_CPU_GEMM");
+    return be;
+}
+
+Test(backend_status, cpu_gemm_library_chosen_by_name)
+{
+    enum { N = 301, K = 170 };
+    float *A = malloc(sizeof(float) * N * K), *C[2];
+    for (int i = 0; i < N * K; i++)
+        A[i] = (float)sin(0.37 * i);
+    const char *libs[2] = {"openblas", "onednn"};
+    for (int l = 0; l < 2; l++) {
+#ifndef EOPT_ONEDNN
+        if (l == 1) { /* refused by a build without it, by name */
+            setenv("EOPT_CPU_GEMM", "onednn", 1);
+            eopt_backend *none = NULL;
+            expect_failure(eopt_backend_cpu_create(1, &none), EOPT_ERR_UNSUPPORTED, "EOPT_CPU_GEMM", "ONEDNN=1");
+            unsetenv("EOPT_CPU_GEMM");
+            free(A), free(C[0]);
+            return;
+        }
+#endif
+        eopt_backend *be = cpu_with_gemm(libs[l]);
+        char banner[256];
+        eopt_backend_describe(be, banner, sizeof banner);
+        cr_expect_eq(strstr(banner, "oneDNN") != NULL, l == 1, "EOPT_CPU_GEMM=%s: banner '%s'", libs[l], banner);
+        C[l] = calloc((size_t)N * N, sizeof(float));
+        be->syrk(be, EOPT_PREC_FP32, 0, N, K, 1.0f, A, K, 0.0f, C[l], N);
+        be->gemm(be, EOPT_PREC_FP32, 0, 1, N, N, K, 0.5f, A, K, 0, A, K, 0, 0.5f, C[l], N, 0, 1);
+        cr_expect_eq(eopt_backend_check(be, "products"), EOPT_OK, "%s", eopt_last_error());
+        eopt_backend_close(be);
+    }
+    double worst = 0;
+    for (int i = 0; i < N * N; i++)
+        worst = fmax(worst, fabs(C[0][i] - C[1][i]) / (1 + fabs(C[0][i])));
+    cr_expect_lt(worst, 1e-5, "OpenBLAS and oneDNN products differ by %g", worst);
+    free(A), free(C[0]), free(C[1]);
+
+    setenv("EOPT_CPU_GEMM", "mkl", 1);
+    eopt_backend *bad = NULL;
+    expect_failure(eopt_backend_cpu_create(1, &bad), EOPT_ERR_ARG, "EOPT_CPU_GEMM='mkl'", "openblas");
+    cr_expect_null(bad);
+    unsetenv("EOPT_CPU_GEMM");
 }

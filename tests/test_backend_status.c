@@ -351,3 +351,36 @@ Test(backend_status, cpu_gemm_library_chosen_by_name)
     cr_expect_null(bad);
     unsetenv("EOPT_CPU_GEMM");
 }
+
+/* A whole-matrix reduction sums blocks of rows in parallel and combines them in block order:
+ * the same bits on 1 and 2 threads, past the 4096 rows one round of blocks holds, and a NaN
+ * kept by max wherever it falls. */
+Test(backend_status, cpu_reduce_all_same_bits_on_any_thread_count)
+{
+    enum { R = 5003, C = 37 };
+    float *a = malloc(sizeof(float) * R * C), got[2][4];
+    double sum = 0, sumsq = 0;
+    for (int i = 0; i < R * C; i++) {
+        a[i] = (float)sin(0.011 * i) * (1 + i % 7);
+        sum += a[i], sumsq += (double)a[i] * a[i];
+    }
+    for (int t = 0; t < 2; t++) {
+        eopt_backend *be = NULL;
+        cr_assert_eq(eopt_backend_cpu_create(t + 1, &be), EOPT_OK);
+        be->reduce(be, EOPT_RED_SUM, EOPT_AXIS_ALL, R, C, a, NULL, C, 1.0f, &got[t][0]);
+        be->reduce(be, EOPT_RED_NORM, EOPT_AXIS_ALL, R, C, a, NULL, C, 1.0f, &got[t][1]);
+        be->reduce(be, EOPT_RED_DOT, EOPT_AXIS_ALL, R, C, a, a, C, 1.0f, &got[t][2]);
+        const float kept = a[4500 * C + 3];
+        a[4500 * C + 3] = NAN;
+        be->reduce(be, EOPT_RED_MAX, EOPT_AXIS_ALL, R, C, a, NULL, C, 1.0f, &got[t][3]);
+        a[4500 * C + 3] = kept;
+        eopt_backend_close(be);
+    }
+    cr_expect(memcmp(got[0], got[1], sizeof got[0]) == 0, "1 thread: %.9g %.9g %.9g; 2 threads: %.9g %.9g %.9g",
+              got[0][0], got[0][1], got[0][2], got[1][0], got[1][1], got[1][2]);
+    cr_expect_float_eq(got[0][0], (float)sum, 1e-6 * fabs(sum) + 1e-6);
+    cr_expect_float_eq(got[0][1], (float)sqrt(sumsq), 1e-6 * sqrt(sumsq));
+    cr_expect_float_eq(got[0][2], (float)sumsq, 1e-6 * sumsq);
+    cr_expect(isnan(got[0][3]), "max lost the NaN: %g", got[0][3]);
+    free(a);
+}

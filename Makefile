@@ -32,7 +32,7 @@ HDF5_LIBS   := $(shell pkg-config --libs $(HDF5_PC) 2>/dev/null)
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 OPENBLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
 OPT      ?= -O2 -g
-CFLAGS   := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -I. -I$(OPENBLAS_INC) $(HDF5_CFLAGS)
+CFLAGS   := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -fno-math-errno -I. -I$(OPENBLAS_INC) $(HDF5_CFLAGS)
 LDLIBS   := $(HDF5_LIBS) -lconfig -llapacke -L$(OPENBLAS_DIR) -Wl,--disable-new-dtags,-rpath,$(OPENBLAS_DIR) -lopenblas -lz -lm -fopenmp
 # oneDNN's sgemm for the CPU's float32 products (framework/backend_cpu.c, sgemm: why); ONEDNN=0
 # builds with OpenBLAS's alone, as does EOPT_CPU_GEMM=openblas at run time.

@@ -11,6 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* glibc has vector variants of expf (libmvec) but declares them only under -ffast-math: declared
+ * here, before the kernels (backend.h), so that the element-wise loops (omp simd, built with
+ * -fno-math-errno) vectorise the GELU's and softmax's exponentials. */
+#pragma omp declare simd notinbranch
+extern float expf(float);
+
 #include "backend.h"
 #include "backend_math.h"
 #include "rng.h"
@@ -404,10 +410,13 @@ static void cpu_ew(eopt_backend *be, const eopt_ew *e)
     (void)be;
     switch (e->op) {
 #define CPU_EW_CASE(name)                                                                                             \
-    case EOPT_EW_##name:                                                                                              \
-        _Pragma("omp parallel for schedule(static) if (work >= PAR_MIN)") for (int64_t i = 0; i < n; i++)             \
-            eopt_ew_##name(&e->name, i);                                                                              \
-        break;
+    case EOPT_EW_##name: {                                                                                            \
+        const eopt_ew_##name##_args k = e->name;                                                                      \
+        _Pragma("omp parallel for simd firstprivate(k) schedule(static) if (work >= PAR_MIN)")                        \
+        for (int64_t i = 0; i < n; i++)                                                                               \
+            eopt_ew_##name(&k, i);                                                                                    \
+        break;                                                                                                        \
+    }
         EOPT_EW_ALL(CPU_EW_CASE)
 #undef CPU_EW_CASE
     case EOPT_EW_COUNT: break;

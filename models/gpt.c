@@ -29,7 +29,7 @@ typedef struct {
     float *ce_rows, *loss;               /* cross-entropy scratch [N], the loss */
     float *dx, *dln, *dy;                /* backward: residual gradient, LayerNorm input gradient, head output */
     float *dqkv, *dfc, *datt;            /* [N, 3C], [N, 4C], [B, H, T, T] */
-    float *ones;                         /* N ones for bias gradients */
+    float *ones;                         /* N ones for biases and their gradients */
     int32_t *gen_tokens;                 /* the context of eopt_model_generate [max_T] */
     int last_B, last_T;                  /* the batch shape of the last forward (its qkv are kept) */
 } gpt_acts;
@@ -181,20 +181,22 @@ static void gpt_logits(eopt_model *m, const int32_t *tokens, int B, int T)
         gpt_layer_acts *y = &a->layer[l];
         eopt_layernorm_forward(be, N, C, a->x, eopt_pw(m, BLK(l, LN1_W)), eopt_pw(m, BLK(l, LN1_B)), y->ln1_xhat,
                                y->ln1_rstd, y->ln1_out);
-        eopt_linear_forward(be, N, C, 3 * C, y->ln1_out, eopt_pw(m, BLK(l, ATTN_W)), eopt_pw(m, BLK(l, ATTN_B)), 0.0f,
-                            y->qkv);
+        eopt_linear_forward(be, N, C, 3 * C, y->ln1_out, eopt_pw(m, BLK(l, ATTN_W)), eopt_pw(m, BLK(l, ATTN_B)), a->ones,
+                            0.0f, y->qkv);
         eopt_attention_forward(be, B, T, C, H, y->qkv, y->att, y->atty);
-        eopt_linear_forward(be, N, C, C, y->atty, eopt_pw(m, BLK(l, PROJ_W)), eopt_pw(m, BLK(l, PROJ_B)), 1.0f, a->x);
+        eopt_linear_forward(be, N, C, C, y->atty, eopt_pw(m, BLK(l, PROJ_W)), eopt_pw(m, BLK(l, PROJ_B)), a->ones, 1.0f,
+                            a->x);
         eopt_layernorm_forward(be, N, C, a->x, eopt_pw(m, BLK(l, LN2_W)), eopt_pw(m, BLK(l, LN2_B)), y->ln2_xhat,
                                y->ln2_rstd, y->ln2_out);
-        eopt_linear_forward(be, N, C, 4 * C, y->ln2_out, eopt_pw(m, BLK(l, FC_W)), NULL, 0.0f, y->fc_grad);
-        eopt_gelu_forward(be, N, 4 * C, y->fc_grad, eopt_pw(m, BLK(l, FC_B)), y->fc_grad, y->fc_act);
-        eopt_linear_forward(be, N, 4 * C, C, y->fc_act, eopt_pw(m, BLK(l, MPROJ_W)), eopt_pw(m, BLK(l, MPROJ_B)), 1.0f,
-                            a->x);
+        eopt_linear_forward(be, N, C, 4 * C, y->ln2_out, eopt_pw(m, BLK(l, FC_W)), eopt_pw(m, BLK(l, FC_B)), a->ones,
+                            0.0f, y->fc_grad);
+        eopt_gelu_forward(be, (int64_t)N * 4 * C, y->fc_grad, y->fc_grad, y->fc_act);
+        eopt_linear_forward(be, N, 4 * C, C, y->fc_act, eopt_pw(m, BLK(l, MPROJ_W)), eopt_pw(m, BLK(l, MPROJ_B)),
+                            a->ones, 1.0f, a->x);
     }
     eopt_layernorm_forward(be, N, C, a->x, eopt_pw(m, LNF_W(L)), eopt_pw(m, LNF_B(L)), a->lnf_xhat, a->lnf_rstd,
                            a->lnf_out);
-    eopt_linear_forward(be, N, C, V, a->lnf_out, eopt_pw(m, WTE), NULL, 0.0f, a->logits); /* lm_head = wte */
+    eopt_linear_forward(be, N, C, V, a->lnf_out, eopt_pw(m, WTE), NULL, NULL, 0.0f, a->logits); /* lm_head = wte */
 }
 
 /* Backward from the logits gradient in a->logits; every parameter gradient accumulates. */

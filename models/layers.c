@@ -5,12 +5,17 @@
 
 #define LN_EPS 1e-5f
 
+/* The bias first, as the rank-1 product y = beta y + 1 b, then the product accumulates into it:
+ * no element-wise pass has to find each element's column by a division, so the GELU after the
+ * fully connected layer is a plain element-wise pass, which the CPU vectorises (expf included). */
 void eopt_linear_forward(eopt_backend *be, int N, int in, int out, const float *x, const float *W, const float *b,
-                         float beta, float *y)
+                         const float *ones, float beta, float *y)
 {
+    if (b) {
+        be->gemm(be, EOPT_PREC_FP32, 0, 0, N, out, 1, 1.0f, ones, 1, 0, b, out, 0, beta, y, out, 0, 1);
+        beta = 1.0f;
+    }
     be->gemm(be, EOPT_PREC_FP32, 0, 1, N, out, in, 1.0f, x, in, 0, W, in, 0, beta, y, out, 0, 1);
-    if (b)
-        eopt_ew_run(be, EOPT_EW(add_bias, (int64_t)N * out, .y = y, .a = y, .bias = b, .cols = out));
 }
 
 void eopt_linear_backward(eopt_backend *be, int N, int in, int out, const float *dy, const float *x, const float *W,
@@ -23,9 +28,9 @@ void eopt_linear_backward(eopt_backend *be, int N, int in, int out, const float 
         be->gemm(be, EOPT_PREC_FP32, 0, 0, N, in, out, 1.0f, dy, out, 0, W, in, 0, 0.0f, dx, in, 0, 1);
 }
 
-void eopt_gelu_forward(eopt_backend *be, int N, int cols, const float *x, const float *b, float *grad, float *act)
+void eopt_gelu_forward(eopt_backend *be, int64_t n, const float *x, float *grad, float *act)
 {
-    eopt_ew_run(be, EOPT_EW(bias_gelu, (int64_t)N * cols, .grad = grad, .act = act, .a = x, .bias = b, .cols = cols));
+    eopt_ew_run(be, EOPT_EW(gelu, n, .grad = grad, .act = act, .a = x));
 }
 
 void eopt_gelu_backward(eopt_backend *be, int64_t n, const float *dact, const float *grad, float *dx)

@@ -11,17 +11,18 @@
 
 /* ---- linear: y = x W^T + b, W [out, in] (nn.Linear's layout) ---- */
 
-/* y[N, out] = beta y + x[N, in] W^T (+ b, if non-NULL); beta = 1 adds into a residual stream */
+/* y[N, out] = beta y + x[N, in] W^T (+ b, if non-NULL; ones: N ones); beta = 1 adds into a
+ * residual stream */
 void eopt_linear_forward(eopt_backend *be, int N, int in, int out, const float *x, const float *W, const float *b,
-                         float beta, float *y);
+                         const float *ones, float beta, float *y);
 /* dW += dy^T x; db += 1^T dy (ones: N ones; db may be NULL); dx = dy W (dx may be NULL) */
 void eopt_linear_backward(eopt_backend *be, int N, int in, int out, const float *dy, const float *x, const float *W,
                           float *dW, float *db, const float *ones, float *dx);
 
-/* ---- GELU (GPT-2's tanh form), fused with the preceding layer's bias ---- */
+/* ---- GELU (GPT-2's tanh form) ---- */
 
-/* act = GELU(x + b), grad = GELU'(x + b) (kept for the backward; may alias x); x, b: [N, cols], [cols] */
-void eopt_gelu_forward(eopt_backend *be, int N, int cols, const float *x, const float *b, float *grad, float *act);
+/* act = GELU(x), grad = GELU'(x) (kept for the backward; may alias x); n elements */
+void eopt_gelu_forward(eopt_backend *be, int64_t n, const float *x, float *grad, float *act);
 /* dx = dact grad, grad from eopt_gelu_forward (dx may alias dact) */
 void eopt_gelu_backward(eopt_backend *be, int64_t n, const float *dact, const float *grad, float *dx);
 

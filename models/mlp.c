@@ -10,7 +10,7 @@ typedef struct {
     float *block;                      /* the one device allocation everything below lives in */
     float *pre[EOPT_MLP_MAX_LAYERS];   /* [B, d_{i+1}]: GELU' at the pre-activation; the last is the logits */
     float *act[EOPT_MLP_MAX_LAYERS];   /* GELU(pre) for every layer but the last */
-    float *rows, *loss, *ones;         /* cross-entropy scratch [3B], the loss; B ones for bias gradients */
+    float *rows, *loss, *ones;         /* cross-entropy scratch [3B], the loss; B ones for biases and their gradients */
     float *d0, *d1;                    /* backward ping-pong buffers [B, max d] */
 } mlp_acts;
 
@@ -110,11 +110,9 @@ static float *mlp_logits(eopt_model *m, const eopt_batch *b)
     const float *h = b->x;
     for (int i = 0; i < L; i++) {
         const int in = m->cfg.dims[i], out = m->cfg.dims[i + 1];
-        if (i == L - 1) {
-            eopt_linear_forward(be, b->B, in, out, h, eopt_pw(m, W(i)), eopt_pw(m, BIAS(i)), 0.0f, a->pre[i]);
-        } else {
-            eopt_linear_forward(be, b->B, in, out, h, eopt_pw(m, W(i)), NULL, 0.0f, a->pre[i]);
-            eopt_gelu_forward(be, b->B, out, a->pre[i], eopt_pw(m, BIAS(i)), a->pre[i], a->act[i]);
+        eopt_linear_forward(be, b->B, in, out, h, eopt_pw(m, W(i)), eopt_pw(m, BIAS(i)), a->ones, 0.0f, a->pre[i]);
+        if (i < L - 1) {
+            eopt_gelu_forward(be, (int64_t)b->B * out, a->pre[i], a->pre[i], a->act[i]);
             h = a->act[i];
         }
     }

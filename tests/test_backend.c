@@ -441,8 +441,7 @@ static eopt_ew ew_launch(eopt_ew_op op, int64_t n, const ew_bufs *u)
         return EOPT_EW(adamw, n, .param = y, .exp_avg = y2, .exp_avg_sq = y3, .grad = a, .decay = s[0],
                        .one_minus_beta1 = s[1], .beta2 = s[2], .one_minus_beta2 = s[3], .sqrt_bc2 = s[4], .eps = s[5],
                        .neg_step_size = s[6], .maximize = s[7] < 0.0f);
-    case EOPT_EW_add_bias: return EOPT_EW(add_bias, n, .y = y, .a = a, .bias = b, .cols = cols);
-    case EOPT_EW_bias_gelu: return EOPT_EW(bias_gelu, n, .grad = y, .act = y2, .a = a, .bias = b, .cols = cols);
+    case EOPT_EW_gelu: return EOPT_EW(gelu, n, .grad = y, .act = y2, .a = a);
     case EOPT_EW_ln_forward:
         return EOPT_EW_ROWS(ln_forward, n, cols, .xhat = y, .rstd = y2, .out = y3, .x = a, .weight = b, .bias = c,
                             .eps = s[0], .cols = cols);

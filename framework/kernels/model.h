@@ -8,7 +8,7 @@
 #define EOPT_KERNELS_MODEL_H
 
 #define EOPT_EW_MODEL(X)                                                                                          \
-    X(add_bias) X(bias_gelu) X(ln_forward) X(ln_backward) X(ln_param_grad) X(embed) X(cross_entropy)                \
+    X(gelu) X(ln_forward) X(ln_backward) X(ln_param_grad) X(embed) X(cross_entropy)                \
     X(softmax_causal) X(softmax_causal_backward) X(causal_row_max) X(argmax_hit)
 
 /* Row r = i / cols and column i % cols of element i, in 32-bit arithmetic whenever both fit:
@@ -32,27 +32,16 @@ EOPT_HD float eopt_gelu_grad(float x, float s)
     return s + 2.0f * x * s * (1.0f - s) * EOPT_GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
 }
 
-/* y = a + bias[col]: a bias broadcast over rows (in place allowed) */
-typedef struct {
-    float *y;
-    const float *a, *bias;
-    int64_t cols;
-} eopt_ew_add_bias_args;
-EOPT_HD void eopt_ew_add_bias(const eopt_ew_add_bias_args *k, int64_t i)
-{
-    k->y[i] = k->a[i] + k->bias[eopt_col_of(i, k->cols)];
-}
-
-/* x = a + bias[col], act = gelu(x) and grad = gelu'(x), kept for the backward (which is then
- * one product, dx = dact grad): the sigmoid is computed once for both. grad may alias a. */
+/* act = gelu(a) and grad = gelu'(a), kept for the backward (which is then one product,
+ * dx = dact grad): the sigmoid is computed once for both. grad may alias a. (The bias was
+ * added by the product before it: eopt_linear_forward.) */
 typedef struct {
     float *grad, *act;
-    const float *a, *bias;
-    int64_t cols;
-} eopt_ew_bias_gelu_args;
-EOPT_HD void eopt_ew_bias_gelu(const eopt_ew_bias_gelu_args *k, int64_t i)
+    const float *a;
+} eopt_ew_gelu_args;
+EOPT_HD void eopt_ew_gelu(const eopt_ew_gelu_args *k, int64_t i)
 {
-    float x = k->a[i] + k->bias[eopt_col_of(i, k->cols)];
+    float x = k->a[i];
     float e = 1.0f + expf(-2.0f * EOPT_GELU_K * (x + 0.044715f * x * x * x));
     k->act[i] = x / e;
     k->grad[i] = eopt_gelu_grad(x, 1.0f / e);

@@ -173,20 +173,24 @@ static void cpu_gemm_strided_batched(eopt_backend *be, int ta, int tb, int m, in
 }
 
 /* The lower triangle of C = alpha A A^T + beta C (trans: A^T A), n x n, A n x k (trans: k x n),
- * by oneDNN's sgemm in SYRK_TILES x SYRK_TILES tiles: the 10 tiles on and below the diagonal
- * (5/8 of a full product's flops), one single-threaded product per tile, the tiles spread over
- * the threads. OpenBLAS's ssyrk and a full oneDNN product take about the same time here; the
- * tiles take 0.5-0.6 of it from n = 256 to 2048 (2 threads; bench/results/onednn.md). A diagonal
- * tile's upper part is computed too and overwritten by the mirror. Below 128 rows, one product. */
+ * by oneDNN's sgemm in p x p tiles: the p (p + 1) / 2 tiles on and below the diagonal (5/8 of a
+ * full product's flops at p = 4), one single-threaded product per tile, the tiles spread over the
+ * threads. OpenBLAS's ssyrk and a full oneDNN product take about the same time here; the tiles
+ * take 0.5-0.6 of it from n = 256 to 2048 on 2 threads (bench/results/targets.md). On one thread
+ * (or inside a parallel region: a model's matrices one per thread), tiles under 128 rows run
+ * slower than the flops they save (n = 256, k = 1024: 4 x 4 tiles 1.33 ms, 2 x 2 0.62, one product
+ * 0.85), hence p = min(4, n / 128) there; on several, 4 x 4 from 128 rows, which balances the
+ * threads. A diagonal tile's upper part is computed too and overwritten by the mirror. */
 #define SYRK_TILES 4
 static void syrk_tiled(eopt_backend *be, int trans, int n, int k, float alpha, const float *A, int lda, float beta,
                        float *C, int ldc)
 {
-    if (n < 128) {
+    const int solo = omp_get_level() > 0 || omp_get_max_threads() == 1, min_tile = solo ? 128 : 32;
+    const int p = n < 128 ? 1 : n / min_tile < SYRK_TILES ? n / min_tile : SYRK_TILES, tiles = p * (p + 1) / 2;
+    if (p < 2) {
         sgemm(be, trans, !trans, n, n, k, alpha, A, lda, A, lda, beta, C, ldc);
         return;
     }
-    const int p = SYRK_TILES, tiles = p * (p + 1) / 2;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int t = 0; t < tiles; t++) {
         int i = 0, j = t; /* tile t of the lower triangle, row by row: (i, j), j <= i */

@@ -98,7 +98,7 @@ static void cpu_destroy(eopt_backend *be)
  * from the CPU or from OPENBLAS_CORETYPE, and a machine that pins it to AVX2 (this project's
  * VMs: OPENBLAS_CORETYPE=Haswell on an AVX-512 Zen 5) runs every product at half the rate oneDNN's
  * kernels, chosen from the CPU alone, reach there: 2 threads, 1024^3 184 against 334 GFLOP/s,
- * 2048x768x256 182 against 381 (bench/results/onednn.md). Both follow the calling thread's
+ * 2048x768x256 182 against 381 (bench/results/targets.md). Both follow the calling thread's
  * OpenMP count and run single-threaded inside a parallel region. */
 static void sgemm(eopt_backend *be, int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc)
@@ -180,13 +180,17 @@ static void cpu_gemm_strided_batched(eopt_backend *be, int ta, int tb, int m, in
  * (or inside a parallel region: a model's matrices one per thread), tiles under 128 rows run
  * slower than the flops they save (n = 256, k = 1024: 4 x 4 tiles 1.33 ms, 2 x 2 0.62, one product
  * 0.85), hence p = min(4, n / 128) there; on several, 4 x 4 from 128 rows, which balances the
- * threads. A diagonal tile's upper part is computed too and overwritten by the mirror. */
+ * threads. A diagonal tile's upper part is computed too and overwritten by the mirror. Below
+ * SYRK_MIN_ROWS there is nothing to tile and OpenBLAS's ssyrk is as fast: it stays, with the
+ * rounding it always had (a one-row Gram product as a gemm sums in another order, which Newton-
+ * Schulz's steep cans coefficients amplify 10^4-fold on a vector). */
 #define SYRK_TILES 4
+#define SYRK_MIN_ROWS 128
 static void syrk_tiled(eopt_backend *be, int trans, int n, int k, float alpha, const float *A, int lda, float beta,
                        float *C, int ldc)
 {
     const int solo = omp_get_level() > 0 || omp_get_max_threads() == 1, min_tile = solo ? 128 : 32;
-    const int p = n < 128 ? 1 : n / min_tile < SYRK_TILES ? n / min_tile : SYRK_TILES, tiles = p * (p + 1) / 2;
+    const int p = n / min_tile < SYRK_TILES ? n / min_tile : SYRK_TILES, tiles = p * (p + 1) / 2;
     if (p < 2) {
         sgemm(be, trans, !trans, n, n, k, alpha, A, lda, A, lda, beta, C, ldc);
         return;
@@ -210,7 +214,7 @@ static void cpu_syrk(eopt_backend *be, eopt_prec prec, int trans, int n, int k, 
     if (!blas_args_ok(be, "ssyrk", n, n, k, lda, trans ? n : k, 1, 1, ldc, n))
         return;
     int caller = threads_enter(be);
-    if (be->onednn)
+    if (be->onednn && n >= SYRK_MIN_ROWS)
         syrk_tiled(be, trans, n, k, alpha, A, lda, beta, C, ldc);
     else
         cblas_ssyrk(CblasRowMajor, CblasLower, trans ? CblasTrans : CblasNoTrans, n, k, alpha, A, lda, beta, C, ldc);

@@ -89,39 +89,6 @@ static void ns_reference(const eopt_ns_config *cfg, int m, int n, const float *x
     free(X), free(Y), free(A), free(B);
 }
 
-/* On a vector x (one singular value s = ||x|| / den ~ 1), Newton-Schulz is the scalar map
- * s <- p_k(s) = a s + b s^3 + c s^5 per step, and the output is s_K x / ||x||. A float32 run
- * rounds each step's s by at most (len + 4) u times the size of p_k's terms (the dot product of
- * length len, then the polynomial), and step k's rounding reaches the end multiplied by the
- * later steps' |p_j'(s_j)|: with cans's steep first triples the product passes 10^4, so float32
- * runs that sum in different orders (OpenBLAS, oneDNN) land ~1e-3 apart, each correct. The bound
- * is that sum, doubled for the rounding of the derivatives themselves. */
-static double vector_rounding_bound(const eopt_ns_config *cfg, int len, const float *x)
-{
-    const double u = 0x1p-24;
-    double nrm = 0, s, size[64], slope[64];
-    for (int k = 0; k < len; k++)
-        nrm += (double)x[k] * x[k];
-    nrm = sqrt(nrm);
-    const double den = cfg->eps_add ? nrm * cfg->norm_scale + cfg->eps : fmax(nrm * cfg->norm_scale, cfg->eps);
-    s = nrm / den;
-    cr_assert(cfg->steps <= 64);
-    for (int k = 0; k < cfg->steps; k++) {
-        eopt_ns_triple t = eopt_ns_triple_at(cfg, k);
-        size[k] = fabs(t.a * s) + fabs(t.b * s * s * s) + fabs(t.c * s * s * s * s * s);
-        slope[k] = fabs(t.a + 3 * t.b * s * s + 5 * t.c * s * s * s * s);
-        s = t.a * s + t.b * s * s * s + t.c * s * s * s * s * s;
-    }
-    double bound = 0;
-    for (int k = 0; k < cfg->steps; k++) {
-        double carried = (len + 4) * u * size[k];
-        for (int j = k + 1; j < cfg->steps; j++)
-            carried *= slope[j];
-        bound += carried;
-    }
-    return 2 * bound;
-}
-
 static double max_abs_diff(const float *a, const double *b, int64_t n)
 {
     double w = 0;
@@ -147,9 +114,9 @@ Test(ns, matches_direct_loop_on_every_set_and_shape)
             run_ns(&cfg, m, n, x, o);
             ns_reference(&cfg, m, n, x, ref);
             double err = max_abs_diff(o, ref, (int64_t)m * n);
-            /* A vector has one singular value, which steep triples (cans) carry through a
-             * chain of large derivatives: its tolerance is that chain's bound. */
-            double tol = m == 1 || n == 1 ? vector_rounding_bound(&cfg, m * n, x) : 2e-5;
+            /* A vector has the single singular value 1 after normalisation, where the steep
+             * first triples of cans / polar_express amplify float32 rounding ~50x. */
+            double tol = (m == 1 || n == 1) ? 1e-3 : 2e-5;
             cr_expect_lt(err, tol, "%s on %dx%d: max error %g", types[t], m, n, err);
             free(x), free(o), free(ref);
         }

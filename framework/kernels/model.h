@@ -8,7 +8,7 @@
 #define EOPT_KERNELS_MODEL_H
 
 #define EOPT_EW_MODEL(X)                                                                                          \
-    X(gelu) X(ln_forward) X(ln_backward) X(ln_param_grad) X(embed) X(cross_entropy)                \
+    X(gelu) X(ln_forward) X(ln_backward) X(ln_param_grad) X(embed) X(cross_entropy)                               \
     X(softmax_causal) X(softmax_causal_backward) X(causal_row_max) X(argmax_hit)
 
 /* Row r = i / cols and column i % cols of element i, in 32-bit arithmetic whenever both fit:

@@ -141,16 +141,17 @@ static void cpu_gemm(eopt_backend *be, eopt_prec prec, int ta, int tb, int m, in
     threads_leave(be, caller);
 }
 
-/* C[i][j] = C[j][i] for j > i: the lower triangle mirrored, so that callers get a full matrix.
- * In 64 x 64 tiles: the column-wise reads of a row-by-row mirror miss the cache on every
- * element once n passes a few hundred. */
-static void mirror_lower(int n, float *C, int ldc)
+/* C[c][r] = C[r][c] for the elements (r, c) of rows r0..r1-1, columns c0..c1-1 below the
+ * diagonal: the lower triangle mirrored, so that callers get a full matrix. In 32 x 32 blocks:
+ * the column-wise writes of a row-by-row mirror miss the cache on every element once n passes a
+ * few hundred. */
+static void mirror_lower(int r0, int r1, int c0, int c1, float *C, int ldc)
 {
-    for (int i0 = 0; i0 < n; i0 += 64)
-        for (int j0 = i0; j0 < n; j0 += 64)
-            for (int i = i0; i < n && i < i0 + 64; i++)
-                for (int j = j0 > i + 1 ? j0 : i + 1; j < n && j < j0 + 64; j++)
-                    C[(size_t)i * ldc + j] = C[(size_t)j * ldc + i];
+    for (int cb = c0; cb < c1; cb += 64)
+        for (int rb = r0 > cb ? r0 : cb; rb < r1; rb += 64) /* rows r > c only */
+            for (int c = cb; c < cb + 64 && c < c1; c++)
+                for (int r = rb > c + 1 ? rb : c + 1; r < rb + 64 && r < r1; r++)
+                    C[(size_t)c * ldc + r] = C[(size_t)r * ldc + c];
 }
 
 /* Small products (attention: T x T x C/H) gain nothing from a threaded BLAS: the grid is split
@@ -181,7 +182,8 @@ static void cpu_gemm_strided_batched(eopt_backend *be, int ta, int tb, int m, in
  * (or inside a parallel region: a model's matrices one per thread), tiles under 128 rows run
  * slower than the flops they save (n = 256, k = 1024: 4 x 4 tiles 1.33 ms, 2 x 2 0.62, one product
  * 0.85), hence p = min(4, n / 128) there; on several, 4 x 4 from 128 rows, which balances the
- * threads. A diagonal tile's upper part is computed too and overwritten by the mirror. Below
+ * threads. A diagonal tile's upper part is computed too; each tile's thread mirrors it above the
+ * diagonal (C exactly symmetric) while the tile is in its cache. Below
  * SYRK_MIN_ROWS there is nothing to tile and OpenBLAS's ssyrk is as fast: it stays, with the
  * rounding it always had (a one-row Gram product as a gemm sums in another order, which Newton-
  * Schulz's steep cans coefficients amplify 10^4-fold on a vector). */
@@ -194,6 +196,7 @@ static void syrk_tiled(eopt_backend *be, int trans, int n, int k, float alpha, c
     const int p = n / min_tile < SYRK_TILES ? n / min_tile : SYRK_TILES, tiles = p * (p + 1) / 2;
     if (p < 2) {
         sgemm(be, trans, !trans, n, n, k, alpha, A, lda, A, lda, beta, C, ldc);
+        mirror_lower(0, n, 0, n, C, ldc);
         return;
     }
 #pragma omp parallel for schedule(dynamic, 1)
@@ -205,6 +208,7 @@ static void syrk_tiled(eopt_backend *be, int trans, int n, int k, float alpha, c
         const int j0 = (int)((int64_t)n * j / p), j1 = (int)((int64_t)n * (j + 1) / p);
         const float *Ai = trans ? A + i0 : A + (size_t)i0 * lda, *Aj = trans ? A + j0 : A + (size_t)j0 * lda;
         sgemm(be, trans, !trans, i1 - i0, j1 - j0, k, alpha, Ai, lda, Aj, lda, beta, C + (size_t)i0 * ldc + j0, ldc);
+        mirror_lower(i0, i1, j0, j1, C, ldc); /* above the diagonal, while in cache */
     }
 }
 
@@ -215,12 +219,13 @@ static void cpu_syrk(eopt_backend *be, eopt_prec prec, int trans, int n, int k, 
     if (!blas_args_ok(be, "ssyrk", n, n, k, lda, trans ? n : k, 1, 1, ldc, n))
         return;
     int caller = threads_enter(be);
-    if (be->onednn && n >= SYRK_MIN_ROWS)
+    if (be->onednn && n >= SYRK_MIN_ROWS) {
         syrk_tiled(be, trans, n, k, alpha, A, lda, beta, C, ldc);
-    else
+    } else {
         cblas_ssyrk(CblasRowMajor, CblasLower, trans ? CblasTrans : CblasNoTrans, n, k, alpha, A, lda, beta, C, ldc);
+        mirror_lower(0, n, 0, n, C, ldc);
+    }
     threads_leave(be, caller);
-    mirror_lower(n, C, ldc);
 }
 
 /* ---- decompositions ----

@@ -142,9 +142,10 @@ static void cpu_gemm(eopt_backend *be, eopt_prec prec, int ta, int tb, int m, in
 }
 
 /* C[c][r] = C[r][c] for the elements (r, c) of rows r0..r1-1, columns c0..c1-1 below the
- * diagonal: the lower triangle mirrored, so that callers get a full matrix. In 32 x 32 blocks:
- * the column-wise writes of a row-by-row mirror miss the cache on every element once n passes a
- * few hundred. */
+ * diagonal: the lower triangle mirrored, so that callers get a full matrix. In 64 x 64 blocks,
+ * writing the upper triangle's rows contiguously: column-wise accesses over the whole matrix
+ * miss the cache on every element once n passes a few hundred, and strided writes measured
+ * slower than strided reads (syrk 1024: 5.4 against 4.3 ms). */
 static void mirror_lower(int r0, int r1, int c0, int c1, float *C, int ldc)
 {
     for (int cb = c0; cb < c1; cb += 64)

@@ -20,6 +20,7 @@ extern float expf(float);
 
 #include "backend.h"
 #include "backend_math.h"
+#include "tensor.h"
 #include "rng.h"
 
 /* The backend's context: the workspaces of syevd and qr (see cpu_syevd), grown as needed and
@@ -67,16 +68,15 @@ static int blas_args_ok(eopt_backend *be, const char *what, int m, int n, int k,
     return 0;
 }
 
-/* calloc: large blocks come zeroed from the kernel (mmap) without touching every page, which
- * matters when a checkpoint load allocates gigabytes of state only to overwrite it. glibc's
- * 16-byte alignment is all OpenBLAS and the loops need. */
+/* eopt_host_alloc: zeroed, large blocks lazily (a checkpoint load allocates gigabytes of state
+ * only to overwrite them) and in transparent huge pages (tensor.h). */
 static void *cpu_alloc(eopt_backend *be, size_t bytes)
 {
     (void)be;
-    return calloc(1, bytes ? bytes : 1);
+    return eopt_host_alloc(bytes ? bytes : 1);
 }
 
-static void cpu_free(eopt_backend *be, void *p) { (void)be, free(p); }
+static void cpu_free(eopt_backend *be, void *p) { (void)be, eopt_host_free(p); }
 static void cpu_memcpy(eopt_backend *be, void *dst, const void *src, size_t n)
 {
     (void)be;

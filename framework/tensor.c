@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 size_t eopt_dtype_size(eopt_dtype dt)
 {
@@ -15,6 +16,54 @@ const char *eopt_dtype_name(eopt_dtype dt)
 {
     static const char *names[] = {"float32", "bfloat16", "int32", "int64"};
     return names[dt];
+}
+
+/* Every block carries a header of HOST_HEAD bytes before the caller's pointer (which stays
+ * 64-byte aligned): the mapping's base and length, or length 0 for a calloc block. A mapped block
+ * starts at a 2 MiB boundary, so that every whole 2 MiB of it can be one huge page. */
+#define HOST_HEAD 64
+#define HOST_HUGE_PAGE ((size_t)2 << 20)
+typedef struct {
+    void *base;
+    size_t len;
+} host_head;
+
+void *eopt_host_alloc(size_t bytes)
+{
+    if (bytes > SIZE_MAX - HOST_HUGE_PAGE - HOST_HEAD)
+        return NULL;
+    char *user;
+    host_head h = {NULL, 0};
+    if (bytes >= EOPT_HOST_HUGE) {
+        const size_t len = bytes + HOST_HUGE_PAGE + HOST_HEAD;
+        void *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (base == MAP_FAILED)
+            return NULL;
+        (void)madvise(base, len, MADV_HUGEPAGE); /* advice only: a kernel without THP ignores it */
+        const uintptr_t first = (uintptr_t)base + HOST_HEAD;
+        user = (char *)((first + HOST_HUGE_PAGE - 1) & ~(uintptr_t)(HOST_HUGE_PAGE - 1));
+        h = (host_head){base, len};
+    } else {
+        char *base = calloc(1, bytes + HOST_HEAD);
+        if (!base)
+            return NULL;
+        user = base + HOST_HEAD;
+        h.base = base;
+    }
+    memcpy(user - HOST_HEAD, &h, sizeof h);
+    return user;
+}
+
+void eopt_host_free(void *p)
+{
+    if (!p)
+        return;
+    host_head h;
+    memcpy(&h, (char *)p - HOST_HEAD, sizeof h);
+    if (h.len)
+        munmap(h.base, h.len);
+    else
+        free(h.base);
 }
 
 static int64_t shape_numel(int ndim, const int64_t *shape)
@@ -66,7 +115,7 @@ eopt_status eopt_tensor_alloc(eopt_tensor *t, eopt_backend *be, eopt_dtype dt, i
     *t = eopt_tensor_view(NULL, be, dt, ndim, shape);
     size_t bytes = eopt_tensor_bytes(t);
     size_t ask = bytes ? bytes : 1;
-    t->data = be ? be->alloc(be, ask) : calloc(1, ask);
+    t->data = be ? be->alloc(be, ask) : eopt_host_alloc(ask);
     if (!t->data)
         return eopt_fail(EOPT_ERR_NOMEM, "cannot allocate %zu bytes on %s", bytes, be ? be->name : "host");
     t->owned = 1;
@@ -84,7 +133,7 @@ void eopt_tensor_free(eopt_tensor *t)
         if (t->be)
             t->be->free(t->be, t->data);
         else
-            free(t->data);
+            eopt_host_free(t->data);
     }
     memset(t, 0, sizeof *t);
 }
@@ -180,7 +229,7 @@ void eopt_ws_init(eopt_workspace *ws, eopt_backend *be)
 
 static void *ws_raw_alloc(eopt_workspace *ws, size_t bytes)
 {
-    return ws->be ? ws->be->alloc(ws->be, bytes) : calloc(1, bytes);
+    return ws->be ? ws->be->alloc(ws->be, bytes) : eopt_host_alloc(bytes);
 }
 
 static void ws_raw_free(eopt_workspace *ws, void *p)
@@ -188,7 +237,7 @@ static void ws_raw_free(eopt_workspace *ws, void *p)
     if (ws->be)
         ws->be->free(ws->be, p);
     else
-        free(p);
+        eopt_host_free(p);
 }
 
 eopt_status eopt_ws_reset(eopt_workspace *ws)

@@ -28,6 +28,26 @@ Test(framework, workspace_grows_to_the_high_water_mark)
     eopt_backend_close(be);
 }
 
+/* Host memory comes zeroed on both paths (calloc below EOPT_HOST_HUGE, a huge-page mapping from
+ * it), every byte writable, and goes back through eopt_host_free. */
+Test(framework, host_memory_zeroed_on_both_paths)
+{
+    const size_t sizes[] = {1, 100, EOPT_HOST_HUGE - 1, EOPT_HOST_HUGE, EOPT_HOST_HUGE + 4097};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        unsigned char *p = eopt_host_alloc(sizes[k]);
+        cr_assert(p, "eopt_host_alloc(%zu)", sizes[k]);
+        size_t nonzero = 0;
+        for (size_t b = 0; b < sizes[k]; b++)
+            nonzero += p[b] != 0;
+        cr_expect_eq(nonzero, 0, "%zu of %zu bytes not zero", nonzero, sizes[k]);
+        cr_expect_eq((uintptr_t)p % 16, 0, "alignment of %zu bytes", sizes[k]);
+        memset(p, 0xab, sizes[k]);
+        eopt_host_free(p);
+    }
+    eopt_host_free(NULL);
+    cr_expect_null(eopt_host_alloc(SIZE_MAX - 16), "an impossible size gives NULL");
+}
+
 Test(framework, dict_keeps_torch_order_and_converts_like_python)
 {
     eopt_dict d = {0}, defaults = {0};

@@ -57,7 +57,11 @@ static float *traj_read(const eopt_trajectory *tr, eopt_traj_record rec, int t, 
 {
     eopt_tensor h;
     cr_assert_eq(eopt_trajectory_read(tr, rec, t, p->name, p->w, &h), EOPT_OK, "%s", eopt_last_error());
-    return h.data; /* a host tensor's data is one malloc'ed block */
+    float *out = malloc(eopt_tensor_bytes(&h));
+    cr_assert(out);
+    memcpy(out, h.data, eopt_tensor_bytes(&h));
+    eopt_tensor_free(&h);
+    return out;
 }
 
 static const char *fx_cases[] = {"soap_default", "soap_tall_wide", "soap_eigh_kl", "soap_freq_warmup_clip",

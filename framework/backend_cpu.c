@@ -93,6 +93,16 @@ static void cpu_destroy(eopt_backend *be)
     free(be);
 }
 
+/* Whether a product of `mnk` multiply-adds runs on the calling thread alone: inside any parallel
+ * region, even an inactive one (an `if` that failed, a team of one), where oneDNN would open a
+ * nested team whose thread libgomp starts and ends on every call (Dion2 at 256x256 on 2 threads:
+ * 4.1 ms median, 35 ms max, against 0.65 ms) and OpenBLAS stays on one thread by itself; and
+ * under SOLO_MNK, where a team's start and stop and the operands' trips between the cores'
+ * caches cost more than a second core gains (Newton-Schulz on Dion2 256x256's 64 x 256 rows, 2
+ * threads: 249 -> 194 us; 64 x 256 x 64 products, 2 threads / one: 9.9 / 10.1 us). */
+#define SOLO_MNK ((int64_t)1 << 21)
+static int on_one_thread(int64_t mnk) { return omp_get_level() > 0 || mnk < SOLO_MNK; }
+
 /* One row-major float32 product C = alpha op(A) op(B) + beta C, by oneDNN's sgemm where eopt is
  * built with it (make ONEDNN=1, the default where Debian's libdnnl-dev is installed) and
  * EOPT_CPU_GEMM does not say "openblas", else by OpenBLAS. Why two: OpenBLAS takes its kernels
@@ -100,31 +110,26 @@ static void cpu_destroy(eopt_backend *be)
  * VMs: OPENBLAS_CORETYPE=Haswell on an AVX-512 Zen 5) runs every product at half the rate oneDNN's
  * kernels, chosen from the CPU alone, reach there: 2 threads, 1024^3 184 against 334 GFLOP/s,
  * 2048x768x256 182 against 381 (bench/results/targets.md). Both follow the calling thread's
- * OpenMP count and run single-threaded inside a parallel region. */
+ * OpenMP count, one thread where on_one_thread says so. */
 static void sgemm(eopt_backend *be, int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc)
 {
+    const int team = omp_get_max_threads(), solo = team > 1 && on_one_thread((int64_t)m * n * k);
+    if (solo)
+        omp_set_num_threads(1);
 #ifdef EOPT_ONEDNN
     if (be->onednn) {
-        /* Inside any parallel region, even an inactive one (an `if` that failed, a team of
-         * one), oneDNN opens a nested team and libgomp starts and ends its threads on every
-         * call (Dion2 at 256x256 on 2 threads: 4.1 ms median, 35 ms max, against 0.65 ms):
-         * there it runs on the calling thread alone, as OpenBLAS does by itself. */
-        const int caller = omp_get_level() > 0 ? omp_get_max_threads() : 1;
-        if (caller > 1)
-            omp_set_num_threads(1);
         dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-        if (caller > 1)
-            omp_set_num_threads(caller);
         if (st != dnnl_success)
             eopt_backend_fail(be, EOPT_ERR_NUMERIC, "dnnl_sgemm failed (status %d) on %dx%dx%d", (int)st, m, n, k);
-        return;
-    }
+    } else
 #else
     (void)be;
 #endif
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, A,
-                lda, B, ldb, beta, C, ldc);
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, A,
+                    lda, B, ldb, beta, C, ldc);
+    if (solo)
+        omp_set_num_threads(team);
 }
 
 static void cpu_gemm(eopt_backend *be, eopt_prec prec, int ta, int tb, int m, int n, int k, float alpha,
@@ -223,7 +228,12 @@ static void cpu_syrk(eopt_backend *be, eopt_prec prec, int trans, int n, int k, 
     if (be->onednn && n >= SYRK_MIN_ROWS) {
         syrk_tiled(be, trans, n, k, alpha, A, lda, beta, C, ldc);
     } else {
+        const int team = omp_get_max_threads(), solo = team > 1 && on_one_thread((int64_t)n * n * k / 2);
+        if (solo)
+            omp_set_num_threads(1);
         cblas_ssyrk(CblasRowMajor, CblasLower, trans ? CblasTrans : CblasNoTrans, n, k, alpha, A, lda, beta, C, ldc);
+        if (solo)
+            omp_set_num_threads(team);
         mirror_lower(0, n, 0, n, C, ldc);
     }
     threads_leave(be, caller);

@@ -740,11 +740,25 @@ static void cpu_index(eopt_backend *be, eopt_index_mode mode, eopt_axis axis, in
      * race and each thread walks contiguous memory: element (j, t) is row idx[j], column t
      * (rows) or row t, column idx[j] (cols). */
     if (axis == EOPT_AXIS_ROWS) {
-#pragma omp parallel for schedule(static) if (work >= PAR_MIN)
-        for (int t0 = 0; t0 < cols; t0 += 64)
-            for (int j = 0; j < k; j++)
-                for (int t = t0; t < cols && t < t0 + 64; t++)
-                    index_move(mode, &full[(size_t)idx[j] * cols + t], &part[(size_t)j * cols + t], alpha);
+        /* one band of columns per thread, whole cache lines; each selected row's band is one
+         * vector loop, the mode chosen outside it */
+        const int nt = work >= PAR_MIN ? omp_get_max_threads() : 1, band = ((cols + nt - 1) / nt + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+        for (int c0 = 0; c0 < cols; c0 += band) {
+            const int c1 = c0 + band < cols ? c0 + band : cols;
+            for (int j = 0; j < k; j++) {
+                float *f = full + (size_t)idx[j] * cols, *p = part + (size_t)j * cols;
+                if (mode == EOPT_INDEX_GATHER)
+                    for (int t = c0; t < c1; t++)
+                        p[t] = f[t];
+                else if (mode == EOPT_INDEX_SCATTER)
+                    for (int t = c0; t < c1; t++)
+                        f[t] = p[t];
+                else
+                    for (int t = c0; t < c1; t++)
+                        f[t] += alpha * p[t];
+            }
+        }
     } else {
 #pragma omp parallel for schedule(static) if (work >= PAR_MIN)
         for (int t = 0; t < rows; t++)

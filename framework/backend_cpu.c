@@ -654,7 +654,8 @@ static inline __attribute__((always_inline)) double red_lanes(eopt_reduce_op op,
     return r;
 }
 
-static double red_line(eopt_reduce_op op, const float *a, const float *b, int64_t n)
+static inline __attribute__((always_inline)) double red_line(eopt_reduce_op op, const float *a, const float *b,
+                                                               int64_t n)
 {
     switch (op) {
     case EOPT_RED_SUM: return red_lanes(EOPT_RED_SUM, a, b, n);
@@ -670,8 +671,13 @@ static double red_line(eopt_reduce_op op, const float *a, const float *b, int64_
 
 #define RED_BLOCK 16       /* rows per partial of a whole-matrix reduction */
 #define RED_MAX_BLOCKS 256 /* partials held at once */
-static void cpu_reduce(eopt_backend *be, eopt_reduce_op op, eopt_axis axis, int rows, int cols, const float *a,
-                       const float *b, int ld, float alpha, float *out)
+/* Built for AVX-512 and AVX2 as well as the baseline, as cpu_ew: the RED_LANES accumulators of
+ * a line are one vector of doubles there. The lanes and their order are the same in every
+ * build, so the bits are too (a float's square or product is exact in double: a fused
+ * multiply-add rounds it the same). */
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) static void
+cpu_reduce(eopt_backend *be, eopt_reduce_op op, eopt_axis axis, int rows, int cols, const float *a, const float *b,
+           int ld, float alpha, float *out)
 {
     const int64_t work = (int64_t)rows * cols;
     int caller = threads_enter(be);

@@ -187,8 +187,9 @@ static void cpu_gemm_strided_batched(eopt_backend *be, int ta, int tb, int m, in
  * take 0.5-0.6 of it from n = 256 to 2048 on 2 threads (bench/results/targets.md). On one thread
  * (or inside a parallel region: a model's matrices one per thread), tiles under 128 rows run
  * slower than the flops they save (n = 256, k = 1024: 4 x 4 tiles 1.33 ms, 2 x 2 0.62, one product
- * 0.85), hence p = min(4, n / 128) there; on several, 4 x 4 from 128 rows, which balances the
- * threads. A diagonal tile's upper part is computed too; each tile's thread mirrors it above the
+ * 0.85), hence p = min(4, n / 128) there, and also for a long inner dimension (k >= 2n), where
+ * oneDNN's small tiles lose their rate (n = 256, k = 1024, 2 threads: 4 x 4 tiles 0.63 ms, 2 x 2
+ * 0.42); otherwise, on several threads, 4 x 4 from 128 rows, which balances the threads. A diagonal tile's upper part is computed too; each tile's thread mirrors it above the
  * diagonal (C exactly symmetric) while the tile is in its cache. Below
  * SYRK_MIN_ROWS there is nothing to tile and OpenBLAS's ssyrk is as fast: it stays, with the
  * rounding it always had (a one-row Gram product as a gemm sums in another order, which Newton-
@@ -198,7 +199,7 @@ static void cpu_gemm_strided_batched(eopt_backend *be, int ta, int tb, int m, in
 static void syrk_tiled(eopt_backend *be, int trans, int n, int k, float alpha, const float *A, int lda, float beta,
                        float *C, int ldc)
 {
-    const int solo = omp_get_level() > 0 || omp_get_max_threads() == 1, min_tile = solo ? 128 : 32;
+    const int solo = omp_get_level() > 0 || omp_get_max_threads() == 1, min_tile = solo || k >= 2 * n ? 128 : 32;
     const int p = n / min_tile < SYRK_TILES ? n / min_tile : SYRK_TILES, tiles = p * (p + 1) / 2;
     if (p < 2) {
         sgemm(be, trans, !trans, n, n, k, alpha, A, lda, A, lda, beta, C, ldc);

@@ -190,8 +190,10 @@ static void check_syrk(eopt_prec prec, int trans, int n, int k, double tol)
 
 Test(backend_syrk, both_trans_all_precisions)
 {
-    /* 130: 3 mirror tiles; from 128 rows the CPU computes oneDNN's products in 4 x 4 tiles, 301 uneven ones */
-    static const int shapes[][2] = {{1, 7}, {7, 1}, {7, 13}, {33, 5}, {5, 33}, {1, 1}, {130, 9}, {128, 40}, {301, 17}};
+    /* 130: 3 mirror tiles; from 128 rows the CPU computes oneDNN's products in 4 x 4 tiles, 301
+     * uneven ones; 259 x 600 (k >= 2n): 2 x 2 uneven tiles */
+    static const int shapes[][2] = {{1, 7},   {7, 1},    {7, 13},   {33, 5},  {5, 33},
+                                    {1, 1},   {130, 9},  {128, 40}, {301, 17}, {259, 600}};
     static const double tol[] = {1e-5, 4e-3, 2e-2};
     for (int prec = 0; prec < 3; prec++)
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)

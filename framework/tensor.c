@@ -22,6 +22,18 @@ const char *eopt_dtype_name(eopt_dtype dt)
  * 64-byte aligned): the mapping's base and length, or length 0 for a calloc block. A mapped block
  * starts at a 2 MiB boundary, so that every whole 2 MiB of it can be one huge page. */
 #define HOST_HEAD 64
+/* Under AddressSanitizer every block comes from calloc, so that ASan's redzones guard the large
+ * ones too (a mapping has none). */
+#if defined(__SANITIZE_ADDRESS__)
+#define HOST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HOST_SANITIZED 1
+#endif
+#endif
+#ifndef HOST_SANITIZED
+#define HOST_SANITIZED 0
+#endif
 #define HOST_HUGE_PAGE ((size_t)2 << 20)
 typedef struct {
     void *base;
@@ -34,7 +46,7 @@ void *eopt_host_alloc(size_t bytes)
         return NULL;
     char *user;
     host_head h = {NULL, 0};
-    if (bytes >= EOPT_HOST_HUGE) {
+    if (bytes >= EOPT_HOST_HUGE && !HOST_SANITIZED) {
         const size_t len = bytes + HOST_HUGE_PAGE + HOST_HEAD;
         void *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (base == MAP_FAILED)

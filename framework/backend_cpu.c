@@ -432,6 +432,7 @@ static void qr_explicit(qr_ctx *q, int r0, int b, int e0)
 static float qr_reflector(float *x, int len)
 {
     double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
     for (int e = 1; e < len; e++)
         ss += (double)x[e] * x[e];
     if (ss == 0.0) /* also len == 1: H = I */
@@ -470,9 +471,11 @@ static void qr_factor(qr_ctx *q, int r0, int b, float *T)
             const float tau = q->tau[r0 + i] = qr_reflector(x, len);
             for (int k = i + 1; k < b && tau != 0.0f; k++) { /* H applied to the panel's later columns */
                 float *y = q->X + (size_t)(r0 + k) * m + r0 + i;
-                float w = y[0];
+                float w = 0.0f;
+#pragma omp simd reduction(+ : w)
                 for (int e = 1; e < len; e++)
                     w += x[e] * y[e];
+                w += y[0];
                 w *= tau;
                 y[0] -= w;
                 for (int e = 1; e < len; e++)
@@ -486,6 +489,7 @@ static void qr_factor(qr_ctx *q, int r0, int b, float *T)
             for (int p = 0; p < i; p++) {
                 const float *vp = q->V + (size_t)((r0 + p) % QR_NB) * m;
                 double d = 0.0;
+#pragma omp simd reduction(+ : d)
                 for (int e = r0 + i; e < m; e++)
                     d += (double)vp[e] * vi[e];
                 z[p] = (float)(-q->tau[r0 + i] * d);

@@ -368,17 +368,6 @@ static eopt_status cpu_syevd(eopt_backend *be, int n, float *A, float *w)
     return EOPT_OK;
 }
 
-/* X (n x m) = A^T, A m x n row-major, in 32 x 32 tiles. */
-static void transpose(int m, int n, const float *A, float *X)
-{
-#pragma omp parallel for schedule(static) if ((int64_t)m * n >= PAR_MIN && omp_get_level() == 0)
-    for (int i0 = 0; i0 < m; i0 += 32)
-        for (int j0 = 0; j0 < n; j0 += 32)
-            for (int j = j0; j < j0 + 32 && j < n; j++)
-                for (int i = i0; i < i0 + 32 && i < m; i++)
-                    X[(size_t)j * m + i] = A[(size_t)i * n + j];
-}
-
 /* ---- QR: blocked Householder on oneDNN's (or OpenBLAS's) products ----
  *
  * LAPACK's sgeqrf/sorgqr (through sgelqf/sorglq on the row-major layout) spent 20x a product's
@@ -388,11 +377,15 @@ static void transpose(int m, int n, const float *A, float *X)
  * H (alpha; x) = (beta; 0), beta = -sign(alpha) ||(alpha; x)||, tau = (beta - alpha) / beta; a
  * reflector of one element or of x = 0 is H = I), arranged so that nearly all its flops are
  * products:
- *   - the columns of A are the rows of X = A^T (contiguous), factored in panels of QR_NB; a panel
- *     is split in halves recursively down to QR_BASE columns (Elmroth-Gustavson), each half's
- *     reflectors applied to the other by products, and its compact-WY factor T assembled as it
- *     goes (H_1 ... H_b = I - V T V^T, V unit lower trapezoidal, T upper triangular);
- *   - the trailing columns get A <- (I - V T^T V^T) A per panel (products, as slarfb);
+ *   - panels of QR_NB columns are copied out of A as rows of X (X's row c is A's column c,
+ *     contiguous) and factored there; a panel is split in halves recursively down to QR_BASE
+ *     columns (Elmroth-Gustavson), each half's reflectors applied to the other by products, and
+ *     its compact-WY factor T assembled as it goes (H_1 ... H_b = I - V T V^T, V unit lower
+ *     trapezoidal, T upper triangular);
+ *   - the trailing columns, still in A, get A <- (I - V T^T V^T) A per panel (as slarfb), by
+ *     products whose operands are not transposed on the right: oneDNN's 'N','T' products with
+ *     few output rows barely use a second thread (the first panel's update of a 1024 QR: 951 us
+ *     in X's layout, 681 in A's);
  *   - Q = H_1 ... H_n I[:, :n] is formed in A's own memory panel by panel from the last
  *     (as sorgqr): Q[j:, j:] <- (I - V T V^T) Q[j:, j:].
  * Workspace (cpu_grow): X (n x m), tau (n), every panel's T (n x QR_NB), one panel's explicit
@@ -409,7 +402,7 @@ static size_t qr_bytes(int m, int n)
 typedef struct {
     eopt_backend *be;
     int m;          /* A's rows: the length of X's rows, their stride */
-    float *X, *tau; /* A^T, factored in place: row c holds R[0..c][c], then v_c below the diagonal */
+    float *X, *tau; /* the panels, A's columns as rows: row c holds R[0..c][c], then v_c below the diagonal */
     float *V;       /* QR_NB rows of stride m: reflectors made explicit (1 on the diagonal, 0 before) */
     float *W, *W2;  /* products, at most n x QR_NB each */
 } qr_ctx;
@@ -524,6 +517,27 @@ static void qr_factor(qr_ctx *q, int r0, int b, float *T)
         memset(T + (size_t)p * QR_NB, 0, sizeof(float) * (size_t)b1);
 }
 
+/* Columns j .. j + b - 1 of A (m x n), rows j .. m-1, into rows j .. j + b - 1 of X. */
+static void qr_panel_out(const qr_ctx *q, int n, const float *A, int j, int b)
+{
+    for (int e0 = j; e0 < q->m; e0 += 16) /* 16 rows of A at a time: whole lines of X written */
+        for (int c = j; c < j + b; c++)
+            for (int e = e0; e < e0 + 16 && e < q->m; e++)
+                q->X[(size_t)c * q->m + e] = A[(size_t)e * n + c];
+}
+
+/* A[j:, j+b:] <- (I - V T^T V^T) A[j:, j+b:] for the panel at j (explicit V: its rows in q->V):
+ *   W = V^T A,  W2 = T^T W,  A -= V W2. */
+static void qr_update_trailing(qr_ctx *q, int n, float *A, int j, int b, const float *T)
+{
+    const int len = q->m - j, nt = n - j - b;
+    const float *V = q->V + j;
+    float *Y = A + (size_t)j * n + j + b;
+    sgemm(q->be, 0, 0, b, nt, len, 1.0f, V, q->m, Y, n, 0.0f, q->W, nt);
+    sgemm(q->be, 1, 0, b, nt, b, 1.0f, T, QR_NB, q->W, nt, 0.0f, q->W2, nt);
+    sgemm(q->be, 1, 0, len, nt, b, -1.0f, V, q->m, q->W2, nt, 1.0f, Y, n);
+}
+
 /* Q (m x n, row-major, into A) from the factored X: panels from the last, each
  *   Q[j:, j:] <- Q[j:, j:] - V (T (V^T Q[j:, j:])),  V^T = the panel's explicit rows. */
 static void qr_form_q(qr_ctx *q, int n, const float *Ts, float *A)
@@ -564,17 +578,16 @@ static eopt_status cpu_qr(eopt_backend *be, int m, int n, float *A)
      * (updates on 2 threads against the whole QR on one: 384 2.2 / 2.0 ms, 448 2.9 / 2.8, 512
      * 4.7 / 5.2). */
     const int team = omp_get_max_threads(), update = (int64_t)m * n * n >= QR_TEAM_MNN ? team : 1;
-    omp_set_num_threads(update);
-    transpose(m, n, A, X);
     for (int j = 0; j < n; j += QR_NB) {
         const int b = n - j < QR_NB ? n - j : QR_NB;
         float *T = Ts + (size_t)j * QR_NB;
         omp_set_num_threads(1);
+        qr_panel_out(&q, n, A, j, b);
         qr_factor(&q, j, b, T);
         omp_set_num_threads(update);
-        if (j + b < n) { /* the trailing columns: A <- Q_panel^T A, i.e. Y <- Y - (Y V^T) T V */
+        if (j + b < n) { /* the trailing columns: A <- Q_panel^T A */
             qr_explicit(&q, j, b, j);
-            qr_apply_rows(&q, j, b, T, j + b, n - j - b);
+            qr_update_trailing(&q, n, A, j, b, T);
         }
     }
     qr_form_q(&q, n, Ts, A);

@@ -93,7 +93,8 @@ static void cpu_destroy(eopt_backend *be)
     free(be);
 }
 
-/* Whether a product of `mnk` multiply-adds runs on the calling thread alone: inside any parallel
+/* A product of `mnk` multiply-adds runs on the calling thread alone (solo_enter returns the team
+ * to go back to): inside any parallel
  * region, even an inactive one (an `if` that failed, a team of one), where oneDNN would open a
  * nested team whose thread libgomp starts and ends on every call (Dion2 at 256x256 on 2 threads:
  * 4.1 ms median, 35 ms max, against 0.65 ms) and OpenBLAS stays on one thread by itself; and
@@ -101,7 +102,21 @@ static void cpu_destroy(eopt_backend *be)
  * caches cost more than a second core gains (Newton-Schulz on Dion2 256x256's 64 x 256 rows, 2
  * threads: 249 -> 194 us; 64 x 256 x 64 products, 2 threads / one: 9.9 / 10.1 us). */
 #define SOLO_MNK ((int64_t)1 << 21)
-static int on_one_thread(int64_t mnk) { return omp_get_level() > 0 || mnk < SOLO_MNK; }
+static int solo_enter(int64_t mnk)
+{
+    const int team = omp_get_max_threads();
+    if (team == 1 || (omp_get_level() == 0 && mnk >= SOLO_MNK))
+        return 0;
+    omp_set_num_threads(1);
+    return team;
+}
+
+/* Back to the team solo_enter left (0: it changed nothing). */
+static void solo_leave(int team)
+{
+    if (team)
+        omp_set_num_threads(team);
+}
 
 /* One row-major float32 product C = alpha op(A) op(B) + beta C, by oneDNN's sgemm where eopt is
  * built with it (make ONEDNN=1, the default where Debian's libdnnl-dev is installed) and
@@ -110,13 +125,11 @@ static int on_one_thread(int64_t mnk) { return omp_get_level() > 0 || mnk < SOLO
  * VMs: OPENBLAS_CORETYPE=Haswell on an AVX-512 Zen 5) runs every product at half the rate oneDNN's
  * kernels, chosen from the CPU alone, reach there: 2 threads, 1024^3 184 against 334 GFLOP/s,
  * 2048x768x256 182 against 381 (bench/results/targets.md). Both follow the calling thread's
- * OpenMP count, one thread where on_one_thread says so. */
+ * OpenMP count, one thread where solo_enter says so. */
 static void sgemm(eopt_backend *be, int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc)
 {
-    const int team = omp_get_max_threads(), solo = team > 1 && on_one_thread((int64_t)m * n * k);
-    if (solo)
-        omp_set_num_threads(1);
+    const int team = solo_enter((int64_t)m * n * k);
 #ifdef EOPT_ONEDNN
     if (be->onednn) {
         dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -128,8 +141,7 @@ static void sgemm(eopt_backend *be, int ta, int tb, int m, int n, int k, float a
 #endif
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, A,
                     lda, B, ldb, beta, C, ldc);
-    if (solo)
-        omp_set_num_threads(team);
+    solo_leave(team);
 }
 
 static void cpu_gemm(eopt_backend *be, eopt_prec prec, int ta, int tb, int m, int n, int k, float alpha,
@@ -189,11 +201,12 @@ static void cpu_gemm_strided_batched(eopt_backend *be, int ta, int tb, int m, in
  * slower than the flops they save (n = 256, k = 1024: 4 x 4 tiles 1.33 ms, 2 x 2 0.62, one product
  * 0.85), hence p = min(4, n / 128) there, and also for a long inner dimension (k >= 2n), where
  * oneDNN's small tiles lose their rate (n = 256, k = 1024, 2 threads: 4 x 4 tiles 0.63 ms, 2 x 2
- * 0.42); otherwise, on several threads, 4 x 4 from 128 rows, which balances the threads. A diagonal tile's upper part is computed too; each tile's thread mirrors it above the
- * diagonal (C exactly symmetric) while the tile is in its cache. Below
- * SYRK_MIN_ROWS there is nothing to tile and OpenBLAS's ssyrk is as fast: it stays, with the
- * rounding it always had (a one-row Gram product as a gemm sums in another order, which Newton-
- * Schulz's steep cans coefficients amplify 10^4-fold on a vector). */
+ * 0.42); otherwise, on several threads, 4 x 4 from 128 rows, which balances the threads. A
+ * diagonal tile's upper part is computed too; each tile's thread mirrors it above the diagonal
+ * (C exactly symmetric) while the tile is in its cache. Below SYRK_MIN_ROWS there is nothing to
+ * tile and OpenBLAS's ssyrk is as fast: it stays, with the rounding it always had (a one-row Gram
+ * product as a gemm sums in another order, which Newton-Schulz's steep cans coefficients amplify
+ * 10^4-fold on a vector). */
 #define SYRK_TILES 4
 #define SYRK_MIN_ROWS 128
 static void syrk_tiled(eopt_backend *be, int trans, int n, int k, float alpha, const float *A, int lda, float beta,
@@ -229,12 +242,9 @@ static void cpu_syrk(eopt_backend *be, eopt_prec prec, int trans, int n, int k, 
     if (be->onednn && n >= SYRK_MIN_ROWS) {
         syrk_tiled(be, trans, n, k, alpha, A, lda, beta, C, ldc);
     } else {
-        const int team = omp_get_max_threads(), solo = team > 1 && on_one_thread((int64_t)n * n * k / 2);
-        if (solo)
-            omp_set_num_threads(1);
+        const int team = solo_enter((int64_t)n * n * k / 2);
         cblas_ssyrk(CblasRowMajor, CblasLower, trans ? CblasTrans : CblasNoTrans, n, k, alpha, A, lda, beta, C, ldc);
-        if (solo)
-            omp_set_num_threads(team);
+        solo_leave(team);
         mirror_lower(0, n, 0, n, C, ldc);
     }
     threads_leave(be, caller);
@@ -526,35 +536,31 @@ static void qr_panel_out(const qr_ctx *q, int n, const float *A, int j, int b)
                 q->X[(size_t)c * q->m + e] = A[(size_t)e * n + c];
 }
 
-/* A[j:, j+b:] <- (I - V T^T V^T) A[j:, j+b:] for the panel at j (explicit V: its rows in q->V):
- *   W = V^T A,  W2 = T^T W,  A -= V W2. */
-static void qr_update_trailing(qr_ctx *q, int n, float *A, int j, int b, const float *T)
+/* M <- (I - V op(T) V^T) M for the panel at j, M = A[j:, c0:] (rows j .. m-1 of the m x n
+ * row-major A, columns c0 .. n-1; explicit V: the panel's rows in q->V; op(T) = T^T applies
+ * Q_panel^T, the factorisation's update of the trailing columns, T applies Q_panel, sorgqr's):
+ *   W = V^T M,  W2 = op(T) W,  M -= V W2. */
+static void qr_reflect(qr_ctx *q, int n, float *A, int j, int b, const float *T, int transT, int c0)
 {
-    const int len = q->m - j, nt = n - j - b;
+    const int len = q->m - j, nc = n - c0;
     const float *V = q->V + j;
-    float *Y = A + (size_t)j * n + j + b;
-    sgemm(q->be, 0, 0, b, nt, len, 1.0f, V, q->m, Y, n, 0.0f, q->W, nt);
-    sgemm(q->be, 1, 0, b, nt, b, 1.0f, T, QR_NB, q->W, nt, 0.0f, q->W2, nt);
-    sgemm(q->be, 1, 0, len, nt, b, -1.0f, V, q->m, q->W2, nt, 1.0f, Y, n);
+    float *M = A + (size_t)j * n + c0;
+    sgemm(q->be, 0, 0, b, nc, len, 1.0f, V, q->m, M, n, 0.0f, q->W, nc);
+    sgemm(q->be, transT, 0, b, nc, b, 1.0f, T, QR_NB, q->W, nc, 0.0f, q->W2, nc);
+    sgemm(q->be, 1, 0, len, nc, b, -1.0f, V, q->m, q->W2, nc, 1.0f, M, n);
 }
 
-/* Q (m x n, row-major, into A) from the factored X: panels from the last, each
- *   Q[j:, j:] <- Q[j:, j:] - V (T (V^T Q[j:, j:])),  V^T = the panel's explicit rows. */
+/* Q (m x n, row-major, into A) from the factored X: Q = I[:, :n], then for the panels from the
+ * last, Q[j:, j:] <- (I - V T V^T) Q[j:, j:]. */
 static void qr_form_q(qr_ctx *q, int n, const float *Ts, float *A)
 {
-    const int m = q->m;
-    memset(A, 0, sizeof(float) * (size_t)m * n);
+    memset(A, 0, sizeof(float) * (size_t)q->m * n);
     for (int c = 0; c < n; c++)
         A[(size_t)c * n + c] = 1.0f;
     for (int j = (n - 1) / QR_NB * QR_NB; j >= 0; j -= QR_NB) {
-        const int b = n - j < QR_NB ? n - j : QR_NB, len = m - j, nc = n - j;
+        const int b = n - j < QR_NB ? n - j : QR_NB;
         qr_explicit(q, j, b, j);
-        const float *V = q->V + j, *T = Ts + (size_t)j * QR_NB;
-        float *Qs = A + (size_t)j * n + j;
-        /* W (b x nc) = V^T Q[j:, j:], W2 = T W, Q[j:, j:] -= V W2; W, W2 are n x QR_NB floats */
-        sgemm(q->be, 0, 0, b, nc, len, 1.0f, V, m, Qs, n, 0.0f, q->W, nc);
-        sgemm(q->be, 0, 0, b, nc, b, 1.0f, T, QR_NB, q->W, nc, 0.0f, q->W2, nc);
-        sgemm(q->be, 1, 0, len, nc, b, -1.0f, V, m, q->W2, nc, 1.0f, Qs, n);
+        qr_reflect(q, n, A, j, b, Ts + (size_t)j * QR_NB, 0, j);
     }
 }
 
@@ -587,7 +593,7 @@ static eopt_status cpu_qr(eopt_backend *be, int m, int n, float *A)
         omp_set_num_threads(update);
         if (j + b < n) { /* the trailing columns: A <- Q_panel^T A */
             qr_explicit(&q, j, b, j);
-            qr_update_trailing(&q, n, A, j, b, T);
+            qr_reflect(&q, n, A, j, b, T, 1, j + b);
         }
     }
     qr_form_q(&q, n, Ts, A);
@@ -745,7 +751,7 @@ cpu_reduce(eopt_backend *be, eopt_reduce_op op, eopt_axis axis, int rows, int co
 }
 
 /* Moves one selected element between `full` and `part`. */
-static inline void index_move(eopt_index_mode mode, float *f, float *p, float alpha)
+static inline __attribute__((always_inline)) void index_move(eopt_index_mode mode, float *f, float *p, float alpha)
 {
     if (mode == EOPT_INDEX_GATHER)
         *p = *f;
@@ -764,23 +770,15 @@ static void cpu_index(eopt_backend *be, eopt_index_mode mode, eopt_axis axis, in
      * race and each thread walks contiguous memory: element (j, t) is row idx[j], column t
      * (rows) or row t, column idx[j] (cols). */
     if (axis == EOPT_AXIS_ROWS) {
-        /* one band of columns per thread, whole cache lines; each selected row's band is one
-         * vector loop, the mode chosen outside it */
+        /* one band of columns per thread, whole cache lines, each selected row's band in turn */
         const int nt = work >= PAR_MIN ? omp_get_max_threads() : 1, band = ((cols + nt - 1) / nt + 15) / 16 * 16;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
         for (int c0 = 0; c0 < cols; c0 += band) {
             const int c1 = c0 + band < cols ? c0 + band : cols;
             for (int j = 0; j < k; j++) {
                 float *f = full + (size_t)idx[j] * cols, *p = part + (size_t)j * cols;
-                if (mode == EOPT_INDEX_GATHER)
-                    for (int t = c0; t < c1; t++)
-                        p[t] = f[t];
-                else if (mode == EOPT_INDEX_SCATTER)
-                    for (int t = c0; t < c1; t++)
-                        f[t] = p[t];
-                else
-                    for (int t = c0; t < c1; t++)
-                        f[t] += alpha * p[t];
+                for (int t = c0; t < c1; t++)
+                    index_move(mode, &f[t], &p[t], alpha);
             }
         }
     } else {
